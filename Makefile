@@ -1,0 +1,36 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both bootstrap .venv first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed-stamp
+
+.PHONY: demo test lint bench fmt clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev,pulumi]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/sovereign demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check orchestrator tests bench infra
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: lint
+	$(BIN)/pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/route.py
+	$(BIN)/python bench/plan.py
+	$(BIN)/python bench/gateway.py
+
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix orchestrator tests bench infra
+	$(BIN)/ruff format orchestrator tests bench infra
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

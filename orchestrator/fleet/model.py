@@ -1,0 +1,181 @@
+"""Frozen core values of a fleet: what the engine, planner and gateway work on.
+
+The YAML is parsed and validated with pydantic at the edge (``fleet.schema``/``fleet.loader``);
+after that every layer sees only these immutable values. Audience lists are stored *expanded*:
+jurisdiction ids are already replaced by their countries, so matching is set arithmetic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from types import MappingProxyType
+
+ALL_MODELS = "*"
+
+
+class Action(StrEnum):
+    SUSPEND = "suspend"
+    WITHDRAW = "withdraw"
+
+
+class Unlisted(StrEnum):
+    DENY = "deny"
+    ANY = "any"
+
+
+class ProviderName(StrEnum):
+    AWS = "aws"
+    GCP = "gcp"
+    LOCAL = "local"
+
+
+@dataclass(frozen=True, slots=True)
+class Authority:
+    id: str
+    public_key: bytes  # raw 32-byte Ed25519 public key
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    id: str
+    jurisdiction: str  # the owner: the profile that declares the site
+    provider: str  # one of ProviderName values
+    region: str
+    country: str
+    operator: str
+    governed_by: frozenset[str]  # extra jurisdictions, as written
+    governing: frozenset[str]  # jurisdiction | governed_by: whose directives bind this site
+    capacity: int | None = None
+    endpoint: str | None = None
+    instance_type: str | None = None  # provider-specific serving size (aws: SageMaker type)
+    instance_count: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Jurisdiction:
+    id: str
+    name: str
+    countries: frozenset[str]
+    authorities: tuple[Authority, ...]
+    directive_threshold: int
+    process_in: frozenset[str]  # residency.process_in
+    export: Mapping[str, frozenset[str]]  # classification -> jurisdictions allowed besides origin
+    models: frozenset[str]
+    sites: tuple[str, ...]  # ids of the sites this profile declares, in file order
+    failover: tuple[str, ...]
+    min_sites_per_model: int
+    source: str  # file the profile came from, relative to the fleet root
+
+    def authority(self, authority_id: str) -> Authority | None:
+        for a in self.authorities:
+            if a.id == authority_id:
+                return a
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    id: str
+    origin: str
+    export_control: str  # classification label; "open" when omitted
+    artifact: str
+
+
+@dataclass(frozen=True, slots=True)
+class Audience:
+    """Who a suspend reaches. ``None`` for a predicate means "not constrained".
+
+    All sets hold ISO country codes (jurisdiction ids already expanded).
+    """
+
+    nationality_in: frozenset[str] | None = None
+    nationality_not_in: frozenset[str] | None = None
+    residency_in: frozenset[str] | None = None
+    residency_not_in: frozenset[str] | None = None
+    except_groups: frozenset[str] = frozenset()
+
+
+EVERYONE = Audience()
+
+
+@dataclass(frozen=True, slots=True)
+class Directive:
+    id: str
+    jurisdiction: str
+    issuer: str
+    reference: str
+    action: Action
+    models: frozenset[str]  # may contain ALL_MODELS
+    audience: Audience  # EVERYONE for withdraw or an omitted audience
+    effective: datetime  # timezone-aware, UTC
+    expires: datetime | None
+    supersedes: str | None
+    source: str  # file, relative to the fleet root
+    sha256: str  # hex digest of the exact file bytes that were verified
+    signers: tuple[str, ...] = ()  # authority ids whose signatures verified
+
+    def names(self, model_id: str) -> bool:
+        return ALL_MODELS in self.models or model_id in self.models
+
+
+@dataclass(frozen=True, slots=True)
+class DnsSettings:
+    """Optional Route 53 geolocation routing (fleet.yaml ``dns``)."""
+
+    hosted_zone_id: str
+    domain: str
+
+
+@dataclass(frozen=True, slots=True)
+class FleetSettings:
+    unlisted_countries: Unlisted = Unlisted.DENY
+    dns: DnsSettings | None = None
+
+
+def _frozen(d: Mapping[str, object]) -> Mapping[str, object]:
+    return MappingProxyType(dict(d))
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """A whole validated fleet. Mappings are read-only views keyed by id."""
+
+    jurisdictions: Mapping[str, Jurisdiction]
+    sites: Mapping[str, Site]
+    models: Mapping[str, Model]
+    directives: Mapping[str, Directive]
+    settings: FleetSettings = field(default_factory=FleetSettings)
+    # country code -> jurisdiction id, derived from the profiles' countries
+    country_home: Mapping[str, str] = field(default_factory=dict)
+    # digest of every input file (path -> sha256), so plans and audits can name what they saw
+    digest: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("jurisdictions", "sites", "models", "directives", "country_home"):
+            value = getattr(self, name)
+            if not isinstance(value, MappingProxyType):
+                object.__setattr__(self, name, MappingProxyType(dict(value)))
+        if not self.country_home:
+            home = {c: j.id for j in self.jurisdictions.values() for c in j.countries}
+            object.__setattr__(self, "country_home", MappingProxyType(home))
+
+    def home_of(self, country: str) -> str | None:
+        return self.country_home.get(country)
+
+    def owner_of(self, site_id: str) -> Jurisdiction:
+        return self.jurisdictions[self.sites[site_id].jurisdiction]
+
+    def with_directives(self, directives: Mapping[str, Directive]) -> Fleet:
+        """The same fleet with another directive set (for impact what-ifs and tests)."""
+        return Fleet(
+            jurisdictions=self.jurisdictions,
+            sites=self.sites,
+            models=self.models,
+            directives=directives,
+            settings=self.settings,
+            country_home=self.country_home,
+            digest=self.digest,
+        )

@@ -1,0 +1,1 @@
+"""Planning: desired state (SPEC 3), the pure diff against actual state, Plan values and JSON."""

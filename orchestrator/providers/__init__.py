@@ -1,0 +1,39 @@
+"""Providers: one module or package per cloud, found through an explicit registry.
+
+Cloud SDKs are imported lazily, inside the provider module, so that ``validate`` and
+``explain`` never pay for importing boto3 or the Google client.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from orchestrator.errors import UnknownProviderError
+from orchestrator.providers.base import Provider, ProviderContext, ProviderFactory
+
+# name -> "module:factory". Explicit, so a type checker and a reader can follow it.
+_REGISTRY: dict[str, str] = {
+    "local": "orchestrator.providers.local:LocalProvider",
+    "aws": "orchestrator.providers.aws:AwsProvider",
+    "gcp": "orchestrator.providers.gcp:GcpProvider",
+}
+
+
+def provider_names() -> tuple[str, ...]:
+    return tuple(sorted(_REGISTRY))
+
+
+def factory_for(name: str) -> ProviderFactory:
+    try:
+        target = _REGISTRY[name]
+    except KeyError:
+        raise UnknownProviderError(
+            f"unknown provider {name!r}", hint=f"valid providers: {', '.join(provider_names())}"
+        ) from None
+    module_name, _, attr = target.partition(":")
+    factory: ProviderFactory = getattr(importlib.import_module(module_name), attr)
+    return factory
+
+
+def create_provider(name: str, context: ProviderContext) -> Provider:
+    return factory_for(name)(context)

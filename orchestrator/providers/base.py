@@ -1,0 +1,114 @@
+"""The provider interface: observe what a site really holds, apply one change to it.
+
+Like an httpx transport, a provider is a small protocol. The planner never talks to a cloud: it
+diffs desired ``Resource`` sets against what ``observe`` returned, and the reconciler hands each
+``ResourceChange`` to ``apply`` of the provider that owns the target. Providers raise only
+``orchestrator.errors.ProviderError`` subclasses; no SDK exception escapes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from orchestrator.fleet.model import Model, Site
+
+
+class ResourceKind(StrEnum):
+    DEPLOYMENT = "deployment"  # the model served at a site
+    ARTIFACT = "artifact"  # the model's weights stored at a site
+    ROUTE = "route"  # a routing record (e.g. a DNS geolocation record)
+
+
+class Op(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Resource:
+    """One managed thing. Identity is (kind, target, model, key); ``spec`` is what it should be.
+
+    ``target`` is a site id, or for fleet-wide resources a pseudo target such as
+    ``dns:<zone-id>``. ``key`` distinguishes several resources of one kind per (target, model),
+    e.g. the country of a DNS record. ``spec`` is a sorted tuple of (name, value) pairs so that
+    resources hash and compare by value.
+    """
+
+    kind: ResourceKind
+    target: str
+    model: str
+    key: str = ""
+    spec: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def address(self) -> str:
+        key = f"[{self.key}]" if self.key else ""
+        return f"{self.kind.value}.{self.target}.{self.model}{key}"
+
+    @property
+    def identity(self) -> tuple[str, str, str, str]:
+        return (self.kind.value, self.target, self.model, self.key)
+
+    def spec_dict(self) -> dict[str, str]:
+        return dict(self.spec)
+
+
+def spec_of(**values: str | int | None) -> tuple[tuple[str, str], ...]:
+    """Build a canonical ``Resource.spec`` from keyword values (``None`` values are dropped)."""
+    return tuple(sorted((k, str(v)) for k, v in values.items() if v is not None))
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceChange:
+    """What a provider is asked to do: ``before`` -> ``after`` (None on create/delete)."""
+
+    op: Op
+    before: Resource | None
+    after: Resource | None
+
+    @property
+    def resource(self) -> Resource:
+        r = self.after if self.after is not None else self.before
+        assert r is not None  # a change always has at least one side
+        return r
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    serves_models: bool  # can hold deployments (not only artifacts)
+    stores_artifacts: bool
+    routes: bool = False  # manages ROUTE resources
+
+
+@dataclass(frozen=True)
+class ProviderContext:
+    """What every provider may need from the run, never credentials (those come from the
+    standard chains: env, profiles, metadata)."""
+
+    state_dir: Path  # .sovereign/ beside the fleet (local sites live below it)
+    models: Mapping[str, Model] = field(default_factory=dict)
+    offline_artifacts: bool = False  # stage a small synthetic artifact instead of fetching
+    options: Mapping[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Provider(Protocol):
+    name: str
+
+    def capabilities(self) -> Capabilities: ...
+
+    def observe(self, site: Site) -> frozenset[Resource]:
+        """What the site really holds now, managed resources only."""
+        ...
+
+    def apply(self, site: Site, change: ResourceChange) -> None:
+        """Carry out one change; idempotent (re-applying a done change is a no-op)."""
+        ...
+
+
+ProviderFactory = Callable[[ProviderContext], Provider]

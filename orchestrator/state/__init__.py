@@ -1,0 +1,1 @@
+"""State: the embedded SQLite store (default), object-storage stores, leases, the audit chain."""
