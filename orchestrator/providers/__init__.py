@@ -9,13 +9,14 @@ from __future__ import annotations
 import importlib
 
 from orchestrator.errors import UnknownProviderError
-from orchestrator.providers.base import Provider, ProviderContext, ProviderFactory
+from orchestrator.providers.base import Provider, ProviderContext, ProviderFactory, RouteProvider
 
 # name -> "module:factory". Explicit, so a type checker and a reader can follow it.
 _REGISTRY: dict[str, str] = {
     "local": "orchestrator.providers.local:LocalProvider",
     "aws": "orchestrator.providers.aws:AwsProvider",
     "gcp": "orchestrator.providers.gcp:GcpProvider",
+    "route53": "orchestrator.providers.aws.route53:Route53Provider",
 }
 
 
@@ -35,5 +36,5 @@ def factory_for(name: str) -> ProviderFactory:
     return factory
 
 
-def create_provider(name: str, context: ProviderContext) -> Provider:
+def create_provider(name: str, context: ProviderContext) -> Provider | RouteProvider:
     return factory_for(name)(context)

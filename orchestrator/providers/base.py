@@ -111,4 +111,20 @@ class Provider(Protocol):
         ...
 
 
-ProviderFactory = Callable[[ProviderContext], Provider]
+@runtime_checkable
+class RouteProvider(Protocol):
+    """A provider of fleet-wide ROUTE resources (e.g. DNS), addressed by a pseudo target such
+    as ``dns:<zone-id>`` instead of a site."""
+
+    name: str
+
+    def observe_routes(self, target: str) -> frozenset[Resource]:
+        """The managed route resources that exist under ``target`` now."""
+        ...
+
+    def apply_route(self, target: str, change: ResourceChange) -> None:
+        """Carry out one route change; idempotent."""
+        ...
+
+
+ProviderFactory = Callable[[ProviderContext], Provider | RouteProvider]
