@@ -1,0 +1,352 @@
+"""A stand-in OpenAI-compatible model server for one site, on loopback.
+
+Local sites have no real inference endpoint, yet the gateway must send their traffic somewhere
+real so that routing, failover and streaming are exercised over actual HTTP. This stub is that
+somewhere: every reply names the site and the model (``served by <site> (<model>)`` and the
+``X-Stub-Site`` header), so a caller can prove where a request went.
+
+With ``site_dir`` the stub serves only the models the local provider deployed there (a manifest
+``<site_dir>/deployments/<model>.json``) and answers 404 for the rest: it serves what was
+really deployed, not what someone hoped was.
+
+``BackgroundServer`` runs any ASGI app under uvicorn in a thread; ``start_stub`` uses it, and
+so does the gateway when it is started in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from orchestrator.errors import UsageError
+
+__all__ = [
+    "BackgroundServer",
+    "StubBehaviour",
+    "StubServer",
+    "build_stub_app",
+    "is_loopback",
+    "start_stub",
+]
+
+_STARTUP_TIMEOUT_S = 10.0
+_EMBEDDING_DIM = 8
+
+
+def is_loopback(host: str) -> bool:
+    """True for names and addresses that never leave this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class StubBehaviour:
+    """Knobs a test or demo turns at run time (read on every request, so changes apply at once).
+
+    ``fail_status`` makes every model request answer that status (e.g. 503) to exercise
+    failover; ``delay_s`` holds each reply back (timeouts); streams send ``stream_chunks``
+    chunks ``chunk_delay_s`` apart so a caller can see they arrive unbuffered.
+    """
+
+    fail_status: int | None = None
+    delay_s: float = 0.0
+    stream_chunks: int = 4
+    chunk_delay_s: float = 0.02
+    hits: Counter[str] = field(default_factory=Counter)  # model id -> requests answered
+
+
+def _text_for(site_id: str, model: str) -> str:
+    return f"served by {site_id} ({model})"
+
+
+def _embedding_for(text: str) -> list[float]:
+    digest = hashlib.sha256(text.encode()).digest()
+    return [round(b / 255.0, 6) for b in digest[:_EMBEDDING_DIM]]
+
+
+def build_stub_app(
+    site_id: str,
+    site_dir: Path | None = None,
+    models: Iterable[str] = (),
+    behaviour: StubBehaviour | None = None,
+) -> Starlette:
+    """The ASGI app of one stub site. ``models`` are served when no ``site_dir`` is given
+    (and any model is served when both are empty)."""
+    state = behaviour if behaviour is not None else StubBehaviour()
+    fixed_models = tuple(models)
+    headers = {"X-Stub-Site": site_id}
+
+    def served_models() -> list[str]:
+        if site_dir is not None:
+            deployments = site_dir / "deployments"
+            if not deployments.is_dir():
+                return []
+            return sorted(p.stem for p in deployments.glob("*.json"))
+        return sorted(fixed_models)
+
+    def serves(model: str) -> bool:
+        if site_dir is not None:
+            # A path-like model id must never reach outside the deployments folder.
+            if not model or "/" in model or "\\" in model or model.startswith("."):
+                return False
+            return (site_dir / "deployments" / f"{model}.json").is_file()
+        return not fixed_models or model in fixed_models
+
+    def error(status: int, message: str, kind: str) -> JSONResponse:
+        return JSONResponse(
+            {"error": {"message": message, "type": kind, "site": site_id}},
+            status_code=status,
+            headers=headers,
+        )
+
+    async def read_model(request: Request) -> tuple[dict[str, Any], str] | JSONResponse:
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except json.JSONDecodeError:
+            return error(400, "request body is not JSON", "invalid_request_error")
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+            return error(400, "the body needs a string 'model'", "invalid_request_error")
+        model: str = body["model"]
+        if state.delay_s:
+            await asyncio.sleep(state.delay_s)
+        if state.fail_status is not None:
+            return error(state.fail_status, "stub told to fail", "stub_failure")
+        if not serves(model):
+            return error(404, f"model {model!r} is not deployed at {site_id}", "model_not_found")
+        state.hits[model] += 1
+        return body, model
+
+    def sse(chunks: Iterable[dict[str, Any]]) -> StreamingResponse:
+        async def events() -> AsyncIterator[bytes]:
+            for i, chunk in enumerate(chunks):
+                if i and state.chunk_delay_s:
+                    await asyncio.sleep(state.chunk_delay_s)
+                yield f"data: {json.dumps(chunk)}\n\n".encode()
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(
+            events(),
+            media_type="text/event-stream",
+            headers={**headers, "Cache-Control": "no-cache"},
+        )
+
+    def pieces(text: str) -> list[str]:
+        n = max(1, state.stream_chunks)
+        words = text.split(" ")
+        size = max(1, -(-len(words) // n))
+        parts = [" ".join(words[i : i + size]) for i in range(0, len(words), size)]
+        parts = [p if i == 0 else " " + p for i, p in enumerate(parts)]
+        return parts + [""] * (n - len(parts))
+
+    async def chat(request: Request) -> Response:
+        parsed = await read_model(request)
+        if isinstance(parsed, JSONResponse):
+            return parsed
+        body, model = parsed
+        text = _text_for(site_id, model)
+        rid = f"chatcmpl-{site_id}-{state.hits[model]}"
+        created = int(time.time())
+        if body.get("stream") is True:
+            return sse(
+                {
+                    "id": rid,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                    "choices": [
+                        {"index": 0, "delta": {"role": "assistant", "content": part},
+                         "finish_reason": None}
+                    ],
+                }
+                for part in pieces(text)
+            )
+        return JSONResponse(
+            {
+                "id": rid,
+                "object": "chat.completion",
+                "created": created,
+                "model": model,
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": text},
+                     "finish_reason": "stop"}
+                ],
+                "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+            },
+            headers=headers,
+        )
+
+    async def completions(request: Request) -> Response:
+        parsed = await read_model(request)
+        if isinstance(parsed, JSONResponse):
+            return parsed
+        body, model = parsed
+        text = _text_for(site_id, model)
+        rid = f"cmpl-{site_id}-{state.hits[model]}"
+        created = int(time.time())
+        if body.get("stream") is True:
+            return sse(
+                {
+                    "id": rid,
+                    "object": "text_completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [{"index": 0, "text": part, "finish_reason": None}],
+                }
+                for part in pieces(text)
+            )
+        return JSONResponse(
+            {
+                "id": rid,
+                "object": "text_completion",
+                "created": created,
+                "model": model,
+                "choices": [{"index": 0, "text": text, "finish_reason": "stop"}],
+            },
+            headers=headers,
+        )
+
+    async def embeddings(request: Request) -> Response:
+        parsed = await read_model(request)
+        if isinstance(parsed, JSONResponse):
+            return parsed
+        body, model = parsed
+        raw = body.get("input", "")
+        inputs = raw if isinstance(raw, list) else [raw]
+        return JSONResponse(
+            {
+                "object": "list",
+                "model": model,
+                "site": site_id,
+                "data": [
+                    {"object": "embedding", "index": i,
+                     "embedding": _embedding_for(f"{site_id}:{model}:{item}")}
+                    for i, item in enumerate(inputs)
+                ],
+            },
+            headers=headers,
+        )
+
+    async def list_models(request: Request) -> Response:
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": [
+                    {"id": m, "object": "model", "owned_by": site_id} for m in served_models()
+                ],
+            },
+            headers=headers,
+        )
+
+    async def healthz(request: Request) -> Response:
+        if state.fail_status is not None:
+            return error(state.fail_status, "stub told to fail", "stub_failure")
+        return JSONResponse({"status": "ok", "site": site_id}, headers=headers)
+
+    return Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat, methods=["POST"]),
+            Route("/v1/completions", completions, methods=["POST"]),
+            Route("/v1/embeddings", embeddings, methods=["POST"]),
+            Route("/v1/models", list_models, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ]
+    )
+
+
+class BackgroundServer:
+    """An ASGI app under uvicorn in a daemon thread, bound to loopback.
+
+    ``start`` returns once the socket accepts connections; ``stop`` shuts the server down
+    and waits for the thread, after which the port refuses connections.
+    """
+
+    def __init__(self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0,
+                 name: str = "asgi") -> None:
+        if not is_loopback(host):
+            raise UsageError(
+                f"refusing to bind {host}: in-process servers listen on loopback only",
+                hint="use 127.0.0.1, ::1 or localhost",
+            )
+        self.host = host
+        self._config = uvicorn.Config(
+            app, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
+            timeout_graceful_shutdown=2,
+        )
+        self._server = uvicorn.Server(self._config)
+        self._thread = threading.Thread(target=self._server.run, name=name, daemon=True)
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> str:
+        self._thread.start()
+        deadline = time.monotonic() + _STARTUP_TIMEOUT_S
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"server on {self.host} did not start")
+            time.sleep(0.005)
+        self.port = int(self._server.servers[0].sockets[0].getsockname()[1])
+        return self.url
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        if self._thread.is_alive():
+            self._server.force_exit = True
+            self._thread.join(timeout=5)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive() and self._server.started
+
+
+class StubServer(BackgroundServer):
+    """One stub site running on loopback; ``behaviour`` is live (change it while it runs)."""
+
+    def __init__(self, site_id: str, host: str = "127.0.0.1", port: int = 0,
+                 site_dir: Path | None = None, models: Iterable[str] = ()) -> None:
+        self.site_id = site_id
+        self.site_dir = site_dir
+        self.behaviour = StubBehaviour()
+        app = build_stub_app(site_id, site_dir, models, self.behaviour)
+        super().__init__(app, host, port, name=f"stub-{site_id}")
+
+    @property
+    def hits(self) -> Counter[str]:
+        """Requests answered successfully, per model."""
+        return self.behaviour.hits
+
+    @property
+    def total_hits(self) -> int:
+        return sum(self.behaviour.hits.values())
+
+
+def start_stub(site_id: str, host: str = "127.0.0.1", port: int = 0,
+               site_dir: Path | None = None, models: Iterable[str] = ()) -> StubServer:
+    """Start a stub upstream for ``site_id`` and return it once it accepts connections."""
+    stub = StubServer(site_id, host, port, site_dir, models)
+    stub.start()
+    return stub
