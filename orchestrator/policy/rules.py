@@ -159,6 +159,20 @@ def deployable(fleet: Fleet, model_id: str, site_id: str, active: Iterable[Direc
     )
 
 
+def withdrawn_reason(d: Directive) -> Reason:
+    """The R4 reason a withdraw directive gives (one per directive)."""
+    return Reason(
+        Rule.WITHDRAWN, d.id, f"withdrawn from sites governed by {d.jurisdiction}: {d.reference}"
+    )
+
+
+def suspended_reason(d: Directive) -> Reason:
+    """The R5 reason a matching suspend directive gives (one per directive)."""
+    return Reason(
+        Rule.DIRECTIVE, d.id, f"suspended by {d.jurisdiction} for this principal: {d.reference}"
+    )
+
+
 def decide(
     fleet: Fleet,
     model_id: str,
@@ -209,15 +223,9 @@ def decide(
                 )
             )
     for d in withdrawals(fleet, model_id, site_id, active):
-        reasons.append(
-            Reason(Rule.WITHDRAWN, d.id, f"withdrawn from sites governed by {d.jurisdiction}: "
-                   f"{d.reference}")
-        )
+        reasons.append(withdrawn_reason(d))
     for d in suspensions(fleet, model_id, site_id, principal, active):
-        reasons.append(
-            Reason(Rule.DIRECTIVE, d.id, f"suspended by {d.jurisdiction} for this principal: "
-                   f"{d.reference}")
-        )
+        reasons.append(suspended_reason(d))
     return Decision(tuple(reasons)) if reasons else ALLOWED
 
 
