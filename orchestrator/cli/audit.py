@@ -1,9 +1,114 @@
-"""CLI: audit commands (filled in by the work on this command group)."""
+"""CLI: ``sovereign audit verify`` and ``sovereign audit log``.
+
+The audit log is only worth something if anyone can check it: ``verify`` recomputes the hash
+chain and the recorded head and names the first entry that is wrong; ``log`` shows entries.
+Both only read: they never create a state store, since an empty new one would hide a deleted
+log.
+"""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
+
+from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt, StateOpt
+from orchestrator.cli.output import emit_json, err_console, out_console
+from orchestrator.errors import UsageError
+from orchestrator.state import open_store
+
+audit_app = typer.Typer(
+    name="audit",
+    help="Check and show the append-only, hash-chained audit log.",
+    no_args_is_help=True,
+)
+
+
+@audit_app.command("verify")
+def verify(
+    fleet: FleetOpt = DEFAULT_FLEET,
+    state: StateOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Check the audit chain: every entry's hash, every link, and the recorded head.
+
+    Exit 0 when intact; exit 1 naming the first entry edited, deleted or reordered, or the
+    entries cut off the end.
+
+    Examples:
+
+        sovereign audit verify
+
+        sovereign audit verify --state sqlite:////var/lib/sovereign/state.db --json
+    """
+    store = open_store(state, fleet, create=False)
+    try:
+        report = store.audit.verify()
+    finally:
+        store.close()
+    if json_out:
+        emit_json(report.to_json())
+    elif report.ok:
+        head = report.head[:12] if report.head else "none"
+        out_console.print(f"audit chain intact: {report.entries} entries, head {head}")
+    else:
+        assert report.problem is not None
+        err_console.print(
+            f"[bold red]audit chain broken[/] ({store.url}): {report.problem.message}",
+            soft_wrap=True,
+        )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@audit_app.command("log")
+def log(
+    fleet: FleetOpt = DEFAULT_FLEET,
+    state: StateOpt = None,
+    json_out: JsonOpt = False,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", help="Show the last N entries (0 = all).")
+    ] = 20,
+    kind: Annotated[
+        str | None, typer.Option("--kind", help="Only entries of this kind, e.g. change.applied.")
+    ] = None,
+) -> None:
+    """Show audit entries, oldest first (the last --limit of them).
+
+    Examples:
+
+        sovereign audit log
+
+        sovereign audit log --limit 0 --kind interlock.overridden --json
+    """
+    if limit < 0:
+        raise UsageError(f"--limit must be 0 or more, got {limit}", hint="0 shows every entry")
+    store = open_store(state, fleet, create=False)
+    try:
+        entries = store.audit.entries()
+    finally:
+        store.close()
+    if kind is not None:
+        entries = [e for e in entries if e.kind == kind]
+    if limit:
+        entries = entries[-limit:]
+    if json_out:
+        emit_json([e.to_json() for e in entries])
+        return
+    if not entries:
+        err_console.print("no audit entries" + (f" of kind {kind}" if kind else ""))
+        return
+    for e in entries:
+        details = " ".join(f"{k}={_short(v)}" for k, v in sorted(e.payload.items()))
+        out_console.print(f"{e.seq:>6}  {e.ts}  {e.kind:<22} {details}", markup=False,
+                          soft_wrap=True, highlight=False)
+
+
+def _short(value: object, width: int = 60) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
+    app.add_typer(audit_app, name="audit")

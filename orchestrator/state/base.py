@@ -8,8 +8,12 @@ it serves exactly the fleet that was last applied, re-verifying its signatures.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+from orchestrator.state.audit import AuditLog
+from orchestrator.state.lease import Lease
 
 
 @dataclass(frozen=True)
@@ -26,3 +30,44 @@ class StateReader(Protocol):
     def serial(self) -> int: ...
 
     def applied_fleet(self) -> AppliedFleet | None: ...
+
+
+class StateStore(StateReader, Protocol):
+    """The full store: reads, the lock, recorded steps and the audit log (every backend).
+
+    Every mutating call takes the ``Lease`` from :meth:`lock` and refuses (``StateError``) when
+    that lease is no longer held, so a run that lost its lock cannot write. Each call is one
+    atomic step: a crash between two calls loses nothing recorded and leaves nothing half done.
+    """
+
+    @property
+    def audit(self) -> AuditLog:
+        """The hash-chained audit log kept with this state."""
+        ...
+
+    def lineage(self) -> str:
+        """A random id fixed when the store was created (tells two stores apart)."""
+        ...
+
+    def lock(self, operation: str) -> AbstractContextManager[Lease]:
+        """Hold the state lock; ``StateLockedError`` (exit 4) names the current holder."""
+        ...
+
+    def record_change(
+        self, lease: Lease, address: str, op: str, outcome: str, resource: dict[str, Any] | None
+    ) -> int:
+        """Record one applied (or failed) change; ``resource=None`` means no longer managed.
+
+        Returns the new serial.
+        """
+        ...
+
+    def record_applied_fleet(self, lease: Lease, files: Mapping[str, bytes]) -> int:
+        """Record the exact fleet files just applied; returns the new serial."""
+        ...
+
+    def recorded_resources(self) -> list[dict[str, Any]]:
+        """What Sovereign believes it manages: one dict per address, sorted by address."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,180 @@
+"""Leases on the state lock: who holds it, until when, and when a holder may be taken over.
+
+One run at a time may change the state (SPEC 4: two applies never run at once). A lease
+expires unless its holder's heartbeat renews it, and a holder on this host whose process is
+gone is stale at once: either way the next run takes the lock over (and the audit log says so)
+instead of leaving a SIGKILLed apply's lock in place forever. The decision rules are here, apart
+from any backend, so that SQLite and object storage agree on them.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import StateError, StateLockedError
+
+DEFAULT_LEASE_SECONDS = 60.0
+
+
+def iso_utc(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@dataclass
+class Lease:
+    """A held lock. ``expires_at`` moves forward while the heartbeat renews it."""
+
+    holder_id: str
+    pid: int
+    host: str
+    user: str
+    operation: str
+    acquired_at: datetime
+    expires_at: datetime
+    # Set by the heartbeat when it finds the lock no longer ours: writes must stop.
+    lost: bool = field(default=False, compare=False)
+
+    def describe(self) -> str:
+        return (
+            f"{self.user}@{self.host} pid {self.pid} (operation {self.operation!r}, "
+            f"since {iso_utc(self.acquired_at)})"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "holder_id": self.holder_id,
+            "pid": self.pid,
+            "host": self.host,
+            "user": self.user,
+            "operation": self.operation,
+            "acquired_at": iso_utc(self.acquired_at),
+            "expires_at": iso_utc(self.expires_at),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Lease:
+        return cls(
+            holder_id=str(data["holder_id"]),
+            pid=int(data["pid"]),
+            host=str(data["host"]),
+            user=str(data["user"]),
+            operation=str(data["operation"]),
+            acquired_at=parse_time(str(data["acquired_at"])),
+            expires_at=parse_time(str(data["expires_at"])),
+        )
+
+
+def current_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid{os.getuid()}"
+
+
+def new_lease(operation: str, seconds: float, now: datetime | None = None) -> Lease:
+    t = now or datetime.now(UTC)
+    return Lease(
+        holder_id=uuid.uuid4().hex,
+        pid=os.getpid(),
+        host=socket.gethostname(),
+        user=current_user(),
+        operation=operation,
+        acquired_at=t,
+        expires_at=t + timedelta(seconds=seconds),
+    )
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` names a live process on this host (a zombie counts as dead)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, it just is not ours
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    # The state letter follows the parenthesised command name, which may contain spaces.
+    state = stat.rsplit(")", 1)[-1].split()[:1]
+    return state != ["Z"]
+
+
+def takeover_reason(holder: Lease, now: datetime | None = None) -> str | None:
+    """Why ``holder``'s lock may be taken over, or None while it is validly held."""
+    t = now or datetime.now(UTC)
+    if holder.expires_at <= t:
+        return f"lease expired at {iso_utc(holder.expires_at)}"
+    if holder.host == socket.gethostname() and not process_alive(holder.pid):
+        return f"holder process {holder.pid} on {holder.host} is gone"
+    return None
+
+
+def locked_error(holder: Lease) -> StateLockedError:
+    return StateLockedError(
+        f"the state is locked by {holder.describe()}",
+        hint=(
+            "wait for that run to finish and retry; if it died, its lock is taken over "
+            f"automatically once its lease expires at {iso_utc(holder.expires_at)} "
+            "(at once if it ran on this host)"
+        ),
+    )
+
+
+def lost_error(lease: Lease, why: str) -> StateError:
+    return StateError(
+        f"this run no longer holds the state lock it took for {lease.operation!r}: {why}",
+        hint="another run took the lock over; nothing more was written. Re-run the command.",
+    )
+
+
+class Heartbeat:
+    """Renews a lease every ``interval`` seconds in a daemon thread until stopped.
+
+    ``renew`` returns False when the lock is no longer ours; the lease is then marked lost so
+    that every later write refuses.
+    """
+
+    def __init__(self, lease: Lease, renew: Callable[[Lease], bool], interval: float) -> None:
+        self._lease = lease
+        self._renew = renew
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"sovereign-lease-{lease.holder_id[:8]}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                still_ours = self._renew(self._lease)
+            except Exception:  # noqa: BLE001 - a failed renewal is retried; expiry is the bound
+                continue
+            if not still_ours:
+                self._lease.lost = True
+                return
+
+

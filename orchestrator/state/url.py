@@ -1,0 +1,94 @@
+"""``--state`` values: which store a URL names, and opening it.
+
+Valid forms (SPEC 4)::
+
+    (none)                  <fleet>/.sovereign/state.db
+    PATH                    that SQLite file (relative to the working directory)
+    sqlite:///PATH          the same, explicit (sqlite:////abs/path for an absolute path)
+    s3://BUCKET[/PREFIX]    objects under PREFIX in an S3 bucket
+    gs://BUCKET[/PREFIX]    objects under PREFIX in a Google Cloud Storage bucket
+
+Anything else is refused with this list rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.errors import UsageError
+from orchestrator.state.base import StateStore
+from orchestrator.state.lease import DEFAULT_LEASE_SECONDS
+
+DEFAULT_STATE = Path(".sovereign") / "state.db"
+VALID_FORMS = (
+    "a file path, sqlite:///PATH (sqlite:////abs/path for an absolute one), "
+    "s3://BUCKET/PREFIX or gs://BUCKET/PREFIX; omit --state for <fleet>/.sovereign/state.db"
+)
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+# Bucket names: S3 and GCS both allow lowercase letters, digits, '.', '-' and '_' (GCS).
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
+
+
+@dataclass(frozen=True, slots=True)
+class StateLocation:
+    scheme: str  # "sqlite" | "s3" | "gs"
+    path: Path | None = None  # sqlite
+    bucket: str = ""  # s3, gs
+    prefix: str = ""  # s3, gs: no leading or trailing '/'
+
+
+def _bad(url: str, why: str) -> UsageError:
+    return UsageError(f"invalid --state {url!r}: {why}", hint=f"use {VALID_FORMS}")
+
+
+def parse_state_url(url: str | None, fleet_dir: Path) -> StateLocation:
+    """Where the state lives, or ``UsageError`` listing the valid forms."""
+    if url is None:
+        return StateLocation("sqlite", path=fleet_dir / DEFAULT_STATE)
+    if not isinstance(url, str) or not url.strip():
+        raise _bad(str(url), "it is empty")
+    if url != url.strip():
+        raise _bad(url, "it has leading or trailing spaces")
+    match = _SCHEME.match(url)
+    if match is None:
+        return StateLocation("sqlite", path=Path(url))
+    scheme = match.group(1).lower()
+    rest = url[match.end():]
+    if scheme == "sqlite":
+        if not rest.startswith("/") or rest == "/":
+            raise _bad(url, "write sqlite:///PATH (three slashes, then the file path)")
+        return StateLocation("sqlite", path=Path(rest[1:]))
+    if scheme in ("s3", "gs"):
+        bucket, _, prefix = rest.partition("/")
+        if not _BUCKET.match(bucket):
+            raise _bad(url, f"{bucket!r} is not a bucket name")
+        prefix = prefix.strip("/")
+        if "//" in prefix or any(part in (".", "..") for part in prefix.split("/")):
+            raise _bad(url, f"{prefix!r} is not a clean object prefix")
+        return StateLocation(scheme, bucket=bucket, prefix=prefix)
+    raise _bad(url, f"unknown scheme {scheme}://")
+
+
+def open_store(
+    url: str | None,
+    fleet_dir: Path,
+    *,
+    create: bool = True,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+) -> StateStore:
+    """Open (and by default create) the store that ``url`` names; see the module docstring.
+
+    ``create=False`` is for read-only commands (``audit verify``): a missing store is then a
+    ``StateError`` instead of a new, empty one that would hide a deleted log.
+    """
+    where = parse_state_url(url, fleet_dir)
+    if where.scheme == "sqlite":
+        from orchestrator.state.sqlite import SqliteStateStore
+
+        assert where.path is not None
+        return SqliteStateStore(where.path, create=create, lease_seconds=lease_seconds)
+    from orchestrator.state.objectstore import open_object_store
+
+    return open_object_store(where, create=create, lease_seconds=lease_seconds)
