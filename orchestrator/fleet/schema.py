@@ -1,0 +1,220 @@
+"""The fleet's file formats as strict pydantic models: the edge where YAML becomes typed data.
+
+Strict mode (no ``"8"`` -> 8 coercion) and ``extra="forbid"`` (a misspelt key is an error, not a
+silently ignored setting) follow SPEC 1: "Unknown keys are errors". Per-field rules that need no
+other file (id formats, country codes, key lengths, URLs, timestamps) live here, so pydantic
+reports them with the exact field path; rules that relate files live in ``fleet.checks``.
+Nothing outside the fleet package sees these classes: ``fleet.loader`` turns them into the
+frozen values of ``fleet.model``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from datetime import UTC, date, datetime
+from typing import Annotated, Literal
+from urllib.parse import urlparse
+
+import pycountry
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+
+JURISDICTION_ID = re.compile(r"^[A-Z0-9][A-Z0-9-]*$")
+SITE_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+NAME_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+ARTIFACT_SCHEMES = ("s3", "gs", "https", "http", "file")
+
+
+def is_country(code: str) -> bool:
+    """True for an ISO 3166-1 alpha-2 code (upper case), per pycountry's data."""
+    if len(code) != 2 or not code.isascii() or not code.isupper():
+        return False
+    try:
+        return pycountry.countries.get(alpha_2=code) is not None
+    except (KeyError, LookupError):
+        return False
+
+
+def _jurisdiction_id(value: str) -> str:
+    if not JURISDICTION_ID.match(value):
+        raise ValueError(f"'{value}' is not a jurisdiction id: use A-Z, 0-9 and '-', e.g. EU")
+    return value
+
+
+def _site_id(value: str) -> str:
+    if not SITE_ID.match(value):
+        raise ValueError(
+            f"'{value}' is not a site id: use a-z, 0-9 and '-', at most 63 characters, "
+            "starting and ending with a letter or digit, e.g. aws-eu-central-1"
+        )
+    return value
+
+
+def _name_id(value: str) -> str:
+    if not NAME_ID.match(value):
+        raise ValueError(
+            f"'{value}' is not a valid id: use letters, digits, '.', '_' and '-', starting with "
+            "a letter or digit, e.g. fable-5"
+        )
+    return value
+
+
+def _country(value: str) -> str:
+    if not is_country(value):
+        raise ValueError(
+            f"'{value}' is not an ISO 3166-1 alpha-2 country code (two upper-case letters, "
+            "e.g. DE, US, GB)"
+        )
+    return value
+
+
+def _public_key(value: str) -> str:
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(
+            "not valid base64; expected the base64 of a raw 32-byte Ed25519 public key "
+            "(sovereign keygen prints one)"
+        ) from None
+    if len(raw) != 32:
+        raise ValueError(
+            f"decodes to {len(raw)} bytes; an Ed25519 public key is exactly 32 bytes "
+            "(sovereign keygen prints one)"
+        )
+    return value
+
+
+def _http_url(value: str) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ValueError(f"'{value}' is not an http(s) URL, e.g. https://eu.inference.example.com")
+    return value
+
+
+def _artifact(value: str) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme not in ARTIFACT_SCHEMES or not (parsed.netloc or parsed.path):
+        raise ValueError(
+            f"'{value}' is not an artifact URI; use one of "
+            f"{', '.join(s + '://' for s in ARTIFACT_SCHEMES)}, e.g. s3://acme-models/fable-5/"
+        )
+    return value
+
+
+def _timestamp(value: object) -> object:
+    """Accept a YAML timestamp or an ISO 8601 string; demand a timezone; normalise to UTC."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(
+                f"'{value}' is not an ISO 8601 timestamp; write e.g. 2026-06-12T00:00:00Z"
+            ) from None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        raise ValueError(
+            f"{value} is a date without a time; write a timezone-aware timestamp, "
+            f"e.g. {value.isoformat()}T00:00:00Z"
+        )
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(
+                f"{value.isoformat()} has no timezone; an instant must be unambiguous, "
+                "write e.g. 2026-06-12T00:00:00Z (UTC) or 2026-06-12T02:00:00+02:00"
+            )
+        return value.astimezone(UTC)
+    return value
+
+
+JurisdictionId = Annotated[str, AfterValidator(_jurisdiction_id)]
+SiteId = Annotated[str, AfterValidator(_site_id)]
+NameId = Annotated[str, AfterValidator(_name_id)]
+Country = Annotated[str, AfterValidator(_country)]
+NonEmpty = Annotated[str, Field(min_length=1)]
+Timestamp = Annotated[datetime, BeforeValidator(_timestamp)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class AuthorityDoc(_Strict):
+    id: NameId
+    public_key: Annotated[str, AfterValidator(_public_key)]
+
+
+class SiteDoc(_Strict):
+    id: SiteId
+    provider: Literal["aws", "gcp", "local"]
+    region: NonEmpty
+    country: Country
+    operator: NonEmpty
+    governed_by: list[JurisdictionId] = Field(default_factory=list)
+    capacity: Annotated[int, Field(ge=0)] | None = None
+    endpoint: Annotated[str, AfterValidator(_http_url)] | None = None
+    instance_type: NonEmpty | None = None
+    instance_count: Annotated[int, Field(ge=1)] = 1
+
+
+class ResidencyDoc(_Strict):
+    process_in: list[JurisdictionId]
+
+
+class GuaranteesDoc(_Strict):
+    min_sites_per_model: Annotated[int, Field(ge=0)] = 1
+
+
+class ProfileDoc(_Strict):
+    jurisdiction: JurisdictionId
+    name: NonEmpty
+    countries: Annotated[list[Country], Field(min_length=1)]
+    authorities: list[AuthorityDoc] = Field(default_factory=list)
+    directive_threshold: int = 1
+    residency: ResidencyDoc
+    export: dict[NonEmpty, list[JurisdictionId]] = Field(default_factory=dict)
+    models: list[NameId] = Field(default_factory=list)
+    sites: list[SiteDoc] = Field(default_factory=list)
+    failover: list[SiteId] = Field(default_factory=list)
+    guarantees: GuaranteesDoc = Field(default_factory=GuaranteesDoc)
+
+
+class ModelDoc(_Strict):
+    id: NameId
+    origin: JurisdictionId
+    export_control: NonEmpty = "open"
+    artifact: Annotated[str, AfterValidator(_artifact)]
+
+
+class CatalogDoc(_Strict):
+    models: list[ModelDoc]
+
+
+class AudienceDoc(_Strict):
+    nationality_in: list[NonEmpty] | None = None
+    nationality_not_in: list[NonEmpty] | None = None
+    residency_in: list[NonEmpty] | None = None
+    residency_not_in: list[NonEmpty] | None = None
+    except_groups: list[NonEmpty] = Field(default_factory=list)
+
+
+class DirectiveDoc(_Strict):
+    id: NameId
+    jurisdiction: JurisdictionId
+    issuer: NameId
+    reference: NonEmpty
+    action: Literal["suspend", "withdraw"]
+    models: Annotated[list[NonEmpty], Field(min_length=1)]
+    audience: AudienceDoc | None = None
+    effective: Timestamp
+    expires: Timestamp | None = None
+    supersedes: NameId | None = None
+
+
+class DnsDoc(_Strict):
+    hosted_zone_id: NonEmpty
+    domain: NonEmpty
+
+
+class FleetSettingsDoc(_Strict):
+    unlisted_countries: Literal["deny", "any"] = "deny"
+    dns: DnsDoc | None = None

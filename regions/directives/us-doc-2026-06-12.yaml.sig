@@ -1,0 +1,1 @@
+us-commerce tx6VTYbpAewd7wtiek5DbD4v/hjpL7qNDR616ZNZulRHwOfefQyt6ybx+4DGt+X45AK24zdBX8xEDvlmMuFiDg==

@@ -1,0 +1,1 @@
+us-commerce Ykd5eJzmeSV2lztYg3TkGci4Q4cjri3A3lRvxdFv9UbvyOCMn/bFyf3Yo+ANaPBJabBjpY4/QdYAlUKRY7CxBw==
