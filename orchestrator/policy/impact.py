@@ -1,0 +1,218 @@
+"""What a directive would change before it is added: the SPEC 5 ``impact`` what-if.
+
+The fleet is compiled with and without the directive (the second compile reuses every key the
+directive cannot reach) and the routes are compared over equivalence classes of principals, so
+the answer covers everyone without enumerating people:
+
+* residency: every country of the fleet, every unlisted country named in a residency
+  predicate in play, and ``*`` (any other unlisted country) when unlisted countries are served;
+* nationality: unknown, each country named in a nationality predicate in play, and ``*`` (any
+  nationality no predicate names);
+* groups: none, and each ``except_groups`` group in play.
+
+"In play" means the directive itself, what it supersedes, and every directive in force at the
+instant compared (they can already have removed the same sites). Each cell whose route changes is
+``refused`` (route becomes empty), ``rerouted`` (still served, other sites) or ``restored`` (was
+refused, served again: only a directive that supersedes another can do that). A cell that
+changes although the directive does not reach it, or whose route changes at a site the directive
+does not govern, is *collateral*; SPEC 2 says there is none, and the count is shown so that
+anyone can see it is zero.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from orchestrator.fleet.model import Action, Directive, Fleet, Unlisted
+from orchestrator.policy.principal import Principal
+from orchestrator.policy.rules import audience_matches, in_force
+from orchestrator.policy.table import RouteTable
+
+# Principal codes standing for "any country no predicate names": never a real ISO code.
+OTHER = "*"
+
+
+class Effect(StrEnum):
+    REFUSED = "refused"
+    REROUTED = "rerouted"
+    RESTORED = "restored"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One (model, residency, audience class) cell whose route the directive changes."""
+
+    model: str
+    residency: str  # a country code, or "*" for any other unlisted country
+    home: str | None
+    nationalities: tuple[str, ...]  # () = unknown; ("*",) = a nationality no predicate names
+    groups: tuple[str, ...]
+    before: tuple[str, ...]
+    after: tuple[str, ...]
+    effect: Effect
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "model": self.model,
+            "residency": self.residency,
+            "home": self.home,
+            "audience": {"nationalities": list(self.nationalities), "groups": list(self.groups)},
+            "before": list(self.before),
+            "after": list(self.after),
+            "effect": self.effect.value,
+        }
+
+    def describe_principal(self) -> str:
+        if not self.nationalities:
+            who = "unknown nationality"
+        elif self.nationalities == (OTHER,):
+            who = "other nationality"
+        else:
+            who = "/".join(self.nationalities) + " national"
+        where = "an unlisted country" if self.residency == OTHER else self.residency
+        groups = f" in {', '.join(self.groups)}" if self.groups else ""
+        return f"{who}{groups} in {where}"
+
+
+@dataclass(frozen=True, slots=True)
+class Impact:
+    directive: Directive
+    at: datetime  # the instant compared: the later of the requested time and the effective
+    signed: bool
+    cells: int  # how many (model, residency, audience) cells were compared
+    changes: tuple[Change, ...]
+    collateral: int  # changed cells outside the directive's reach (SPEC 2: always 0)
+
+    def summary(self) -> dict[str, object]:
+        effects = Counter(c.effect.value for c in self.changes)
+        return {
+            "cells": self.cells,
+            "changed": len(self.changes),
+            "refused": effects.get(Effect.REFUSED.value, 0),
+            "rerouted": effects.get(Effect.REROUTED.value, 0),
+            "restored": effects.get(Effect.RESTORED.value, 0),
+            "models": sorted({c.model for c in self.changes}),
+            "collateral": self.collateral,
+        }
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "directive": self.directive.id,
+            "at": self.at.isoformat().replace("+00:00", "Z"),
+            "signed": self.signed,
+            "changes": [c.to_json() for c in self.changes],
+            "summary": self.summary(),
+        }
+
+
+def impact(
+    fleet: Fleet, directive: Directive, at: datetime, *, signed: bool = True
+) -> Impact:
+    """Compare routes without and with ``directive`` at the later of ``at`` and its effective
+    instant. ``fleet`` must not already contain it (a directive with the same id is replaced,
+    which makes this the what-if of changing that directive)."""
+    when = max(at, directive.effective)
+    before_table = RouteTable.compile(fleet)
+    with_it = fleet.with_directives({**fleet.directives, directive.id: directive})
+    after_table = RouteTable.compile(with_it, previous=before_table)
+    replaced = [
+        d
+        for d in (fleet.directives.get(directive.supersedes or ""), fleet.directives.get(
+            directive.id))
+        if d is not None
+    ]
+    play = {d.id: d for d in (*in_force(fleet, when), *in_force(with_it, when), *replaced,
+                              directive)}
+    residencies = _residency_classes(fleet, play.values())
+    nationality_classes = _nationality_classes(play.values())
+    group_classes: list[tuple[str, ...]] = [()] + [
+        (g,) for g in sorted({g for d in play.values() for g in d.audience.except_groups})
+    ]
+    reach = (directive, *replaced)
+    changes: list[Change] = []
+    collateral = 0
+    cells = 0
+    for model in sorted(fleet.models):
+        for residency, code in residencies:
+            home = fleet.home_of(code)
+            for nats in nationality_classes:
+                for groups in group_classes:
+                    cells += 1
+                    principal = Principal(code, frozenset(_codes(nats)), frozenset(groups))
+                    before = before_table.route(model, principal, when)
+                    after = after_table.route(model, principal, when)
+                    if before == after:
+                        continue
+                    if not _within_reach(fleet, reach, model, principal, before, after):
+                        collateral += 1
+                    effect = (
+                        Effect.REFUSED if not after
+                        else Effect.RESTORED if not before
+                        else Effect.REROUTED
+                    )
+                    changes.append(
+                        Change(model, residency, home, nats, groups, before, after, effect)
+                    )
+    return Impact(directive, when, signed, cells, tuple(changes), collateral)
+
+
+# Internal code for OTHER as a principal field: it must not collide with any predicate entry.
+_OTHER_CODE = "\x00other"
+
+
+def _codes(nats: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(_OTHER_CODE if n == OTHER else n for n in nats)
+
+
+def _residency_classes(fleet: Fleet, play: Iterable[Directive]) -> list[tuple[str, str]]:
+    """(label, principal residency code) pairs."""
+    listed = sorted(fleet.country_home)
+    out = [(c, c) for c in listed]
+    if fleet.settings.unlisted_countries is Unlisted.ANY:
+        named: set[str] = set()
+        for d in play:
+            a = d.audience
+            for s in (a.residency_in, a.residency_not_in):
+                if s:
+                    named |= s
+        out += [(c, c) for c in sorted(named - set(listed))]
+        out.append((OTHER, _OTHER_CODE))
+    return out
+
+
+def _nationality_classes(play: Iterable[Directive]) -> list[tuple[str, ...]]:
+    named: set[str] = set()
+    for d in play:
+        a = d.audience
+        for s in (a.nationality_in, a.nationality_not_in):
+            if s:
+                named |= s
+    return [(), *((c,) for c in sorted(named)), (OTHER,)]
+
+
+def _within_reach(
+    fleet: Fleet,
+    reach: tuple[Directive, ...],
+    model: str,
+    principal: Principal,
+    before: tuple[str, ...],
+    after: tuple[str, ...],
+) -> bool:
+    """SPEC 2: the change touches only sites governed by the directive (or what it replaces),
+    for a model it names and a principal its audience matches."""
+    touched = set(before).symmetric_difference(after)
+    for site_id in touched:
+        governing = fleet.sites[site_id].governing
+        if not any(
+            d.jurisdiction in governing
+            and d.names(model)
+            and (d.action is Action.WITHDRAW or audience_matches(d.audience, principal))
+            for d in reach
+        ):
+            return False
+    # the order of the sites that remain is fixed by SPEC 2, so it cannot change on its own
+    return [s for s in before if s not in touched] == [s for s in after if s not in touched]
