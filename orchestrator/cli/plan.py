@@ -1,9 +1,396 @@
-"""CLI: plan commands (filled in by the work on this command group)."""
+"""CLI: ``plan``, ``apply`` and ``status`` - desired vs actual, carrying it out, what is where.
+
+Presentation only: the work is in ``orchestrator.reconcile`` (sessions, apply, interlocks,
+status). Human output goes to stderr, ``--json`` output alone to stdout.
+"""
 
 from __future__ import annotations
 
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+from rich.table import Table
+
+from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt, StateOpt, YesOpt
+from orchestrator.cli.output import emit_json, err_console
+from orchestrator.errors import UsageError
+from orchestrator.planning.plan import Change, Plan
+from orchestrator.providers.base import Op
+from orchestrator.reconcile.apply import ApplyResult, apply_plan, check_fresh
+from orchestrator.reconcile.interlock import enforce
+from orchestrator.reconcile.session import Session, make_plan, open_session
+from orchestrator.reconcile.status import Status, collect_status
+
+AtOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--at",
+        help="Evaluate the law at this instant (ISO 8601, e.g. 2026-06-13T00:00:00Z; default now).",
+    ),
+]
+SitesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--sites",
+        help="'local': run every site on the local provider (directories under "
+        ".sovereign/sites, synthetic artifacts for s3:// and gs:// sources).",
+    ),
+]
+AllowOutageOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--allow-outage",
+        metavar="REASON",
+        help="Apply although the safety interlock refuses the plan; REASON is audited.",
+    ),
+]
+
+_SYMBOL = {Op.CREATE: ("+", "green"), Op.UPDATE: ("~", "yellow"), Op.DELETE: ("-", "red")}
+
+
+def parse_at(value: str | None) -> datetime | None:
+    """ISO 8601 instant; a value without a zone is taken as UTC."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(
+            f"--at {value!r} is not an ISO 8601 instant", hint="e.g. --at 2026-06-13T00:00:00Z"
+        ) from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def sites_local(value: str | None) -> bool:
+    if value is None:
+        return False
+    if value != "local":
+        raise UsageError(
+            f"--sites {value!r} is not supported",
+            hint="--sites local runs every site on the local provider; omit it to use each "
+            "site's own provider",
+        )
+    return True
+
+
+# -- rendering -----------------------------------------------------------------------------
+
+
+def _spec_text(spec: tuple[tuple[str, str], ...] | None) -> dict[str, str]:
+    return dict(spec or ())
+
+
+def render_change(console: Console, c: Change) -> None:
+    symbol, colour = _SYMBOL[c.op]
+    console.print(
+        f"  [{colour}]{symbol} {c.op.value:<6}[/] {c.address}  [dim]({c.cause})[/]",
+        highlight=False,
+    )
+    before, after = _spec_text(c.before), _spec_text(c.after)
+    for key in sorted(set(before) | set(after)):
+        old, new = before.get(key), after.get(key)
+        if c.op is Op.CREATE:
+            console.print(f"        {key}: {new}", markup=False, highlight=False)
+        elif c.op is Op.DELETE:
+            console.print(f"        {key}: {old}", markup=False, highlight=False)
+        elif old != new:
+            console.print(
+                f"        {key}: {old or '(none)'} -> {new or '(none)'}",
+                markup=False,
+                highlight=False,
+            )
+
+
+def render_plan(console: Console, plan: Plan, fleet_dir: Path) -> None:
+    console.print(
+        f"[bold]Plan[/] for {fleet_dir} at {plan.at.isoformat()} (state serial {plan.serial})",
+        highlight=False,
+    )
+    if plan.empty:
+        console.print("  [green]No changes.[/] The sites and the routing table match the fleet.")
+    for c in plan.changes:
+        render_change(console, c)
+    s = plan.summary()
+    by_op = s["by_op"]
+    console.print(
+        f"\n[bold]Plan:[/] {by_op['create']} to create, {by_op['update']} to update, "
+        f"{by_op['delete']} to delete."
+    )
+    for j, counts in s["by_jurisdiction"].items():
+        console.print(
+            f"  {j}: +{counts['create']} ~{counts['update']} -{counts['delete']}",
+            highlight=False,
+        )
+    for v in plan.interlocks:
+        console.print(f"[bold red]interlock:[/] {v.message}", highlight=False)
+
+
+def render_result(console: Console, result: ApplyResult) -> None:
+    table = Table(title="Apply summary", title_justify="left")
+    for col in ("target", "changes", "applied", "failed", "skipped", "result"):
+        table.add_column(col)
+    for t, r in sorted(result.results.items()):
+        table.add_row(
+            t,
+            str(r.total),
+            str(r.applied),
+            str(r.failed),
+            str(r.skipped),
+            "[green]ok[/]" if r.ok else f"[red]failed[/]: {r.error}",
+        )
+    console.print(table)
+    if result.ok:
+        console.print(f"[green]Apply complete.[/] State serial {result.serial}.")
+    else:
+        console.print(
+            f"[red]Apply finished with {len(result.failed_targets)} failed target(s):[/] "
+            f"{', '.join(result.failed_targets)}. The rest applied and was recorded; re-run "
+            "`sovereign apply` to converge."
+        )
+
+
+class ProgressObserver:
+    """One rich progress task per target (thread-safe: rich locks its own state)."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, TaskID] = {}
+
+    def started(self, target: str, total: int) -> None:
+        self.tasks[target] = self.progress.add_task(target, total=total)
+
+    def advanced(self, target: str, change: Change, ok: bool) -> None:
+        del change
+        self.progress.advance(self.tasks[target])
+        if not ok:
+            self.progress.update(self.tasks[target], description=f"[red]{target} (failed)")
+
+
+def progress_display(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}", justify="left"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def run_apply(
+    session: Session,
+    plan: Plan,
+    lease: Any,
+    *,
+    allow_outage: str | None,
+    console: Console,
+) -> ApplyResult:
+    with progress_display(console) as progress:
+        return apply_plan(
+            session, plan, lease, allow_outage=allow_outage, observer=ProgressObserver(progress)
+        )
+
+
+def render_status(console: Console, status: Status) -> None:
+    console.print(
+        f"[bold]State[/] lineage {status.lineage}, serial {status.serial}", highlight=False
+    )
+    if status.applied_digest is None:
+        console.print("[yellow]No fleet applied yet[/]: the gateway has nothing to serve.")
+    elif status.in_sync:
+        console.print("[green]Applied fleet is the working fleet[/] (in sync).")
+    else:
+        console.print(
+            "[yellow]Applied fleet differs from the working fleet[/]: run `sovereign plan`."
+        )
+    deployed = Table(title="Deployments (observed)", title_justify="left")
+    for col in ("site", "model", "health", "desired"):
+        deployed.add_column(col)
+    for d in status.deployments:
+        deployed.add_row(
+            d.site,
+            d.model,
+            "[green]serving[/]" if d.healthy else f"[red]{d.detail}[/]",
+            "yes" if d.desired else "[yellow]no[/]",
+        )
+    console.print(deployed)
+    for m, s in status.missing:
+        console.print(f"[yellow]missing:[/] {m} at {s} is desired but not serving")
+    routes = Table(
+        title=f"Routing at {status.at.isoformat()} for a resident of unknown nationality "
+        f"({status.routes_from} fleet)",
+        title_justify="left",
+    )
+    for col in ("jurisdiction", "model", "route"):
+        routes.add_column(col)
+    for r in status.routes:
+        routes.add_row(
+            f"{r.jurisdiction} ({r.residency})",
+            r.model,
+            " > ".join(r.route) if r.route else "[red]451 refused[/]",
+        )
+    console.print(routes)
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def plan_command(
+    fleet: FleetOpt = DEFAULT_FLEET,
+    state: StateOpt = None,
+    json_out: JsonOpt = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the plan JSON to FILE for `apply FILE`.")
+    ] = None,
+    detailed_exitcode: Annotated[
+        bool,
+        typer.Option(
+            "--detailed-exitcode",
+            help="Exit 0 when there is nothing to do, 2 when the plan has changes.",
+        ),
+    ] = False,
+    at: AtOpt = None,
+    sites: SitesOpt = None,
+) -> None:
+    """Compare the desired state with what the sites really hold, and list the changes.
+
+    Every change names its cause: config, drift, or directive:<id>. A plan that would leave a
+    model under-served in a jurisdiction (min_sites_per_model) for a cause other than a
+    directive is refused (exit 1); the plan is still written with --out.
+
+    Examples:
+
+      sovereign plan
+
+      sovereign plan --sites local --out plan.json
+
+      sovereign plan --detailed-exitcode --json > plan.json   # CI: exit 2 means drift
+    """
+    session = open_session(fleet, state, at=parse_at(at), sites_local=sites_local(sites))
+    try:
+        plan = make_plan(session)
+    finally:
+        session.close()
+    if out is not None:
+        out.write_text(plan.dumps())
+    if json_out:
+        emit_json(plan.to_json())
+    else:
+        render_plan(err_console, plan, fleet)
+        if out is not None:
+            err_console.print(f"Plan written to {out}: apply it with `sovereign apply {out}`.")
+    enforce(plan.interlocks, allow_outage=None if plan.interlocks else "")
+    if detailed_exitcode and not plan.empty:
+        raise typer.Exit(2)
+
+
+def apply_command(
+    planfile: Annotated[
+        Path | None, typer.Argument(help="A plan written by `sovereign plan --out`.")
+    ] = None,
+    fleet: FleetOpt = DEFAULT_FLEET,
+    state: StateOpt = None,
+    json_out: JsonOpt = False,
+    yes: YesOpt = False,
+    allow_outage: AllowOutageOpt = None,
+    at: AtOpt = None,
+    sites: SitesOpt = None,
+) -> None:
+    """Carry a plan out: every site in parallel, each site's changes in order.
+
+    Without PLANFILE a fresh plan is made, shown, and confirmed on a terminal (--yes for
+    scripts). A saved plan is refused if the state or the fleet moved since it was made.
+    Exit 0 when everything applied, 3 when some sites failed (the rest applied and was
+    recorded; re-running converges), 4 when another run holds the state lock.
+
+    Examples:
+
+      sovereign apply --yes
+
+      sovereign plan --out plan.json && sovereign apply plan.json
+
+      sovereign apply --yes --allow-outage "planned maintenance of gcp-us-central1, CHG-1234"
+    """
+    saved = None
+    if planfile is not None:
+        try:
+            saved = Plan.loads(planfile.read_text())
+        except OSError as exc:
+            raise UsageError(
+                f"cannot read the plan file {planfile}: {exc.strerror}",
+                hint="pass a file written by `sovereign plan --out FILE`",
+            ) from None
+    when = saved.at if saved is not None else parse_at(at)
+    session = open_session(fleet, state, at=when, sites_local=sites_local(sites))
+    try:
+        with session.store.lock("apply") as lease:
+            if saved is not None:
+                check_fresh(session, saved)
+                plan = saved
+            else:
+                plan = make_plan(session)
+            if not json_out:
+                render_plan(err_console, plan, fleet)
+            enforce(plan.interlocks, allow_outage)
+            if plan.empty:
+                if json_out:
+                    emit_json({"plan": plan.to_json(), "result": ApplyResult().to_json()})
+                return
+            if saved is None and not yes:
+                if not sys.stdin.isatty():
+                    raise UsageError(
+                        "refusing to apply without confirmation (no terminal to ask on)",
+                        hint="pass --yes to apply from a script, or save the plan with "
+                        "`sovereign plan --out FILE` and review it first",
+                    )
+                if not typer.confirm("Apply these changes?", default=False, err=True):
+                    raise typer.Abort()
+            result = run_apply(session, plan, lease, allow_outage=allow_outage, console=err_console)
+    finally:
+        session.close()
+    if json_out:
+        emit_json({"plan": plan.to_json(), "result": result.to_json()})
+    else:
+        render_result(err_console, result)
+    if not result.ok:
+        raise typer.Exit(3)
+
+
+def status_command(
+    fleet: FleetOpt = DEFAULT_FLEET,
+    state: StateOpt = None,
+    json_out: JsonOpt = False,
+    at: AtOpt = None,
+    sites: SitesOpt = None,
+) -> None:
+    """What is deployed where (as observed), the state, and routing per jurisdiction.
+
+    Routing shows, for every jurisdiction and model, the route of a resident whose nationality
+    is unknown (the fail-closed default), computed from the applied fleet.
+
+    Examples:
+
+      sovereign status
+
+      sovereign status --sites local --at 2026-06-13T00:00:00Z --json
+    """
+    session = open_session(fleet, state, at=parse_at(at), sites_local=sites_local(sites))
+    try:
+        status = collect_status(session)
+    finally:
+        session.close()
+    if json_out:
+        emit_json(status.to_json())
+    else:
+        render_status(err_console, status)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add ``plan``, ``apply`` and ``status`` to the root app."""
+    app.command("plan")(plan_command)
+    app.command("apply")(apply_command)
+    app.command("status")(status_command)

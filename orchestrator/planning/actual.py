@@ -1,0 +1,114 @@
+"""Actual state: what the providers report the sites hold, plus the published routing table.
+
+This is the I/O half of planning. Every site is observed through its own provider (or, with
+``--sites local``, through the local provider with offline artifacts), concurrently because
+cloud observation is network-bound. The routing table's actual value is the digest of the
+fleet the state recorded as applied. A site that cannot be observed fails the plan: planning
+against an unknown actual state could delete or duplicate things (fail closed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orchestrator.fleet.model import Fleet
+from orchestrator.planning.desired import fleet_files_digest, table_resource
+from orchestrator.providers import create_provider
+from orchestrator.providers.base import (
+    Provider,
+    ProviderContext,
+    Resource,
+    RouteProvider,
+)
+from orchestrator.state.base import StateReader
+
+# pseudo-target prefix -> provider that owns such ROUTE resources
+ROUTE_PROVIDERS: dict[str, str] = {"dns": "route53"}
+
+
+@dataclass
+class Providers:
+    """The provider for each site and for each fleet-wide route target, created once per run."""
+
+    context: ProviderContext
+    sites_local: bool = False
+    _by_name: dict[str, Provider | RouteProvider] = field(default_factory=dict)
+
+    @classmethod
+    def for_fleet(cls, fleet: Fleet, fleet_dir: Path, *, sites_local: bool) -> Providers:
+        context = ProviderContext(
+            state_dir=fleet_dir / ".sovereign",
+            models=dict(fleet.models),
+            offline_artifacts=sites_local,
+            options={"fleet_dir": str(fleet_dir)},
+        )
+        return cls(context, sites_local)
+
+    def _named(self, name: str) -> Provider | RouteProvider:
+        if name not in self._by_name:
+            self._by_name[name] = create_provider(name, self.context)
+        return self._by_name[name]
+
+    def for_site(self, fleet: Fleet, site_id: str) -> Provider:
+        name = "local" if self.sites_local else fleet.sites[site_id].provider
+        provider = self._named(name)
+        assert isinstance(provider, Provider), f"provider {name} cannot hold sites"
+        return provider
+
+    def for_route(self, target: str) -> RouteProvider:
+        prefix = target.partition(":")[0]
+        name = ROUTE_PROVIDERS.get(prefix, prefix)
+        provider = self._named(name)
+        assert isinstance(provider, RouteProvider), f"provider {name} cannot hold routes"
+        return provider
+
+
+def applied_table(store: StateReader) -> frozenset[Resource]:
+    applied = store.applied_fleet()
+    if applied is None:
+        return frozenset()
+    return frozenset({table_resource(fleet_files_digest(applied.files))})
+
+
+def observe_sites(
+    fleet: Fleet, providers: Providers, *, concurrency: int = 8
+) -> frozenset[Resource]:
+    """What every site holds now, observed concurrently."""
+    site_ids = sorted(fleet.sites)
+
+    def one(site_id: str) -> frozenset[Resource]:
+        return providers.for_site(fleet, site_id).observe(fleet.sites[site_id])
+
+    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(site_ids) or 1))) as pool:
+        results = list(pool.map(one, site_ids))
+    found: set[Resource] = set()
+    for r in results:
+        found |= r
+    return frozenset(found)
+
+
+def observe_routes(
+    targets: Mapping[str, None] | set[str], providers: Providers
+) -> frozenset[Resource]:
+    found: set[Resource] = set()
+    for target in sorted(targets):
+        found |= providers.for_route(target).observe_routes(target)
+    return frozenset(found)
+
+
+def observe_actual(
+    fleet: Fleet,
+    providers: Providers,
+    store: StateReader,
+    *,
+    route_targets: set[str] | None = None,
+    concurrency: int = 8,
+) -> frozenset[Resource]:
+    """The whole actual state: sites, the applied routing table and any route targets."""
+    actual = observe_sites(fleet, providers, concurrency=concurrency) | applied_table(store)
+    if route_targets:
+        actual |= observe_routes(route_targets, providers)
+    return actual

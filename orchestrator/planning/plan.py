@@ -1,0 +1,253 @@
+"""Plan values: an immutable, ordered tuple of changes that serialises to JSON and back unchanged.
+
+Like kopf's ``Diff`` and Pulumi's ``OpMap``: each ``Change`` carries its operation, address,
+before/after spec and cause; the ``Plan`` adds where it was made from (state lineage and serial,
+fleet digest, the instant ``at`` the law was evaluated for) so that ``apply`` can refuse a plan
+whose state moved. Counts per operation and per jurisdiction are derived, never stored apart.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from orchestrator.errors import UsageError
+from orchestrator.providers.base import Op, Resource, ResourceChange, ResourceKind
+
+PLAN_FORMAT = 1
+Spec = tuple[tuple[str, str], ...]
+
+
+class CauseKind(StrEnum):
+    CONFIG = "config"
+    DRIFT = "drift"
+    DIRECTIVE = "directive"
+
+
+def directive_cause(directive_id: str) -> str:
+    return f"directive:{directive_id}"
+
+
+def cause_kind(cause: str) -> CauseKind:
+    return CauseKind(cause.partition(":")[0])
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One step of a plan. ``before``/``after`` are specs (None for create/delete)."""
+
+    op: Op
+    kind: ResourceKind
+    target: str
+    model: str
+    key: str
+    before: Spec | None
+    after: Spec | None
+    cause: str
+    jurisdiction: str = ""  # owner of the target site; "" for fleet-wide resources
+
+    @property
+    def address(self) -> str:
+        return self.resource_before_or_after().address
+
+    def resource_before_or_after(self) -> Resource:
+        spec = self.after if self.after is not None else self.before
+        return Resource(self.kind, self.target, self.model, self.key, spec or ())
+
+    def to_resource_change(self) -> ResourceChange:
+        def res(spec: Spec | None) -> Resource | None:
+            return (
+                None
+                if spec is None
+                else Resource(self.kind, self.target, self.model, self.key, spec)
+            )
+
+        return ResourceChange(self.op, res(self.before), res(self.after))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "op": self.op.value,
+            "kind": self.kind.value,
+            "target": self.target,
+            "model": self.model,
+            "key": self.key,
+            "address": self.address,
+            "jurisdiction": self.jurisdiction,
+            "before": None if self.before is None else dict(self.before),
+            "after": None if self.after is None else dict(self.after),
+            "cause": self.cause,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Change:
+        def spec(value: Any) -> Spec | None:
+            if value is None:
+                return None
+            return tuple(sorted((str(k), str(v)) for k, v in dict(value).items()))
+
+        return cls(
+            op=Op(data["op"]),
+            kind=ResourceKind(data["kind"]),
+            target=str(data["target"]),
+            model=str(data["model"]),
+            key=str(data.get("key", "")),
+            before=spec(data.get("before")),
+            after=spec(data.get("after")),
+            cause=str(data["cause"]),
+            jurisdiction=str(data.get("jurisdiction", "")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class InterlockViolation:
+    """Why a plan is refused (SPEC 4), computed by ``reconcile.interlock``."""
+
+    rule: str  # "min_sites_per_model" | "capacity"
+    jurisdiction: str
+    subject: str  # the model (min_sites) or the site (capacity)
+    count: int  # deployments there after the plan
+    required: int  # min_sites_per_model, or the site's capacity
+    changes: tuple[str, ...]  # addresses of the plan's changes that break it
+    message: str
+    overridable: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "jurisdiction": self.jurisdiction,
+            "subject": self.subject,
+            "count": self.count,
+            "required": self.required,
+            "changes": list(self.changes),
+            "message": self.message,
+            "overridable": self.overridable,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> InterlockViolation:
+        return cls(
+            rule=str(data["rule"]),
+            jurisdiction=str(data["jurisdiction"]),
+            subject=str(data["subject"]),
+            count=int(data["count"]),
+            required=int(data["required"]),
+            changes=tuple(str(c) for c in data["changes"]),
+            message=str(data["message"]),
+            overridable=bool(data["overridable"]),
+        )
+
+
+# Within a site: artifacts arrive before the deployments that need them; deployments go before
+# the artifacts they use. Fleet-wide route resources sort after every site.
+_PHASE = {
+    (Op.CREATE, ResourceKind.ARTIFACT): 0,
+    (Op.UPDATE, ResourceKind.ARTIFACT): 0,
+    (Op.CREATE, ResourceKind.DEPLOYMENT): 1,
+    (Op.UPDATE, ResourceKind.DEPLOYMENT): 1,
+    (Op.DELETE, ResourceKind.DEPLOYMENT): 2,
+    (Op.DELETE, ResourceKind.ARTIFACT): 3,
+}
+
+
+def change_order(change: Change) -> tuple[int, str, int, str, str, str]:
+    fleet_wide = 1 if change.kind is ResourceKind.ROUTE else 0
+    phase = _PHASE.get((change.op, change.kind), 4)
+    return (fleet_wide, change.target, phase, change.model, change.key, change.op.value)
+
+
+@dataclass(frozen=True)
+class Plan:
+    lineage: str
+    serial: int
+    fleet_digest: str
+    created_at: datetime
+    at: datetime
+    changes: tuple[Change, ...]
+    interlocks: tuple[InterlockViolation, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "changes", tuple(sorted(self.changes, key=change_order)))
+
+    @property
+    def empty(self) -> bool:
+        return not self.changes
+
+    def by_target(self) -> dict[str, tuple[Change, ...]]:
+        groups: dict[str, list[Change]] = {}
+        for c in self.changes:
+            groups.setdefault(c.target, []).append(c)
+        return {t: tuple(cs) for t, cs in groups.items()}
+
+    def summary(self) -> dict[str, Any]:
+        by_op = Counter(c.op.value for c in self.changes)
+        by_j: dict[str, Counter[str]] = {}
+        for c in self.changes:
+            by_j.setdefault(c.jurisdiction or "*", Counter())[c.op.value] += 1
+        ops = [o.value for o in Op]
+        return {
+            "total": len(self.changes),
+            "by_op": {o: by_op.get(o, 0) for o in ops},
+            "by_jurisdiction": {
+                j: {o: counts.get(o, 0) for o in ops} for j, counts in sorted(by_j.items())
+            },
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": PLAN_FORMAT,
+            "lineage": self.lineage,
+            "serial": self.serial,
+            "fleet_digest": self.fleet_digest,
+            "created_at": self.created_at.isoformat(),
+            "at": self.at.isoformat(),
+            "changes": [c.to_json() for c in self.changes],
+            "summary": self.summary(),
+            "interlocks": [v.to_json() for v in self.interlocks],
+        }
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Plan:
+        if data.get("format") != PLAN_FORMAT:
+            raise UsageError(
+                f"unsupported plan format {data.get('format')!r}",
+                hint=f"this sovereign reads plan format {PLAN_FORMAT}; run `sovereign plan --out`",
+            )
+        try:
+            return cls(
+                lineage=str(data["lineage"]),
+                serial=int(data["serial"]),
+                fleet_digest=str(data["fleet_digest"]),
+                created_at=datetime.fromisoformat(data["created_at"]),
+                at=datetime.fromisoformat(data["at"]),
+                changes=tuple(Change.from_json(c) for c in data["changes"]),
+                interlocks=tuple(InterlockViolation.from_json(v) for v in data["interlocks"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UsageError(
+                f"the plan file is malformed: {exc}",
+                hint="pass a file written by `sovereign plan --out FILE`",
+            ) from exc
+
+    @classmethod
+    def loads(cls, text: str) -> Plan:
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise UsageError(
+                f"the plan file is not JSON: {exc}",
+                hint="pass a file written by `sovereign plan --out FILE`",
+            ) from exc
+        if not isinstance(data, dict):
+            raise UsageError(
+                "the plan file is not a JSON object",
+                hint="pass a file written by `sovereign plan --out FILE`",
+            )
+        return cls.from_json(data)

@@ -1,0 +1,385 @@
+"""Carry a plan out: sites in parallel, each site's changes in order, each site on its own.
+
+Phases, so that the data plane never routes to something that is not there yet and stops
+routing before anything is removed:
+
+1. creates and updates, every site concurrently (bounded ``ThreadPoolExecutor``);
+2. fleet-wide route resources: the routing table (recording the fleet as applied, which the
+   gateway hot-reloads) and DNS records;
+3. deletes, every site concurrently (a site that failed in phase 1 does nothing more).
+
+Every change is: provider apply (transient errors retried with full-jitter backoff) ->
+``store.record_change`` -> audit ``change.applied``/``change.failed``. Recording happens on the
+calling thread only (store backends need not be thread-safe); a worker waits until its step is
+recorded before the next. If the audit log cannot be appended to, the apply stops: fail closed.
+A crash at any point leaves the state consistent, and a re-run converges because providers
+apply idempotently and the next plan is made from what the sites really hold.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from orchestrator.errors import (
+    AuditError,
+    ProviderError,
+    StalePlanError,
+    StateError,
+    TransientProviderError,
+)
+from orchestrator.planning.desired import TABLE_TARGET
+from orchestrator.planning.plan import Change, Plan
+from orchestrator.providers.base import Op, Resource, ResourceKind
+from orchestrator.reconcile.interlock import enforce
+from orchestrator.reconcile.retry import RetryPolicy, call_with_retry
+from orchestrator.reconcile.session import Session
+from orchestrator.state.lease import Lease
+
+ENV_STEP_DELAY = "SOVEREIGN_APPLY_STEP_DELAY"  # test-only: seconds to wait before each change
+ENV_CONCURRENCY = "SOVEREIGN_APPLY_CONCURRENCY"
+
+
+class ApplyObserver(Protocol):
+    """Progress callbacks (called from worker threads)."""
+
+    def started(self, target: str, total: int) -> None: ...
+
+    def advanced(self, target: str, change: Change, ok: bool) -> None: ...
+
+
+class _Silent:
+    def started(self, target: str, total: int) -> None:
+        del target, total
+
+    def advanced(self, target: str, change: Change, ok: bool) -> None:
+        del target, change, ok
+
+
+@dataclass
+class TargetResult:
+    target: str
+    total: int
+    applied: int = 0
+    failed: int = 0
+    skipped: int = 0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "total": self.total,
+            "applied": self.applied,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "error": self.error,
+        }
+
+
+@dataclass
+class ApplyResult:
+    results: dict[str, TargetResult] = field(default_factory=dict)
+    serial: int = 0
+    overridden: str | None = None
+
+    @property
+    def failed_targets(self) -> tuple[str, ...]:
+        return tuple(t for t, r in sorted(self.results.items()) if not r.ok)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed_targets
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "serial": self.serial,
+            "failed": list(self.failed_targets),
+            "targets": [r.to_json() for _, r in sorted(self.results.items())],
+            "interlock_override": self.overridden,
+        }
+
+
+def resource_json(r: Resource | None) -> dict[str, Any] | None:
+    if r is None:
+        return None
+    return {
+        "kind": r.kind.value,
+        "target": r.target,
+        "model": r.model,
+        "key": r.key,
+        "spec": r.spec_dict(),
+    }
+
+
+def check_fresh(session: Session, plan: Plan) -> None:
+    """A saved plan applies only to the state and fleet it was made from (SPEC 4)."""
+    lineage, serial = session.store.lineage(), session.store.serial()
+    if plan.lineage != lineage:
+        raise StalePlanError(
+            f"the plan was made for state lineage {plan.lineage}, this state is {lineage}",
+            hint="make a new plan against this state: sovereign plan --out FILE",
+        )
+    if plan.serial != serial:
+        raise StalePlanError(
+            f"the state moved since the plan was made (serial {plan.serial} -> {serial})",
+            hint="make a new plan: sovereign plan --out FILE, then sovereign apply FILE",
+        )
+    if plan.fleet_digest != session.digest:
+        raise StalePlanError(
+            "the fleet files changed since the plan was made",
+            hint="make a new plan from the current fleet: sovereign plan --out FILE",
+        )
+
+
+@dataclass
+class _Step:
+    change: Change
+    ok: bool
+    attempts: int
+    error: str | None
+    done: threading.Event = field(default_factory=threading.Event)
+    failure: BaseException | None = None
+
+
+class _Runner:
+    def __init__(
+        self,
+        session: Session,
+        lease: Lease,
+        observer: ApplyObserver,
+        retry: RetryPolicy,
+        concurrency: int,
+        step_delay: float,
+    ) -> None:
+        self.session = session
+        self.lease = lease
+        self.observer = observer
+        self.retry = retry
+        self.concurrency = concurrency
+        self.step_delay = step_delay
+        self.steps: queue.Queue[_Step] = queue.Queue()
+        self.stop = threading.Event()
+        self.fatal: BaseException | None = None
+        self.serial = session.store.serial()
+
+    # -- recording (calling thread only) ---------------------------------------------------
+
+    def record(self, step: _Step) -> None:
+        c = step.change
+        rc = c.to_resource_change()
+        try:
+            if c.kind is ResourceKind.ROUTE and c.target == TABLE_TARGET:
+                if step.ok:
+                    self.serial = self.session.store.record_applied_fleet(
+                        self.lease, self.session.files
+                    )
+            else:
+                after = rc.after if step.ok else rc.before
+                if step.ok and c.op is Op.DELETE:
+                    after = None
+                self.serial = self.session.store.record_change(
+                    self.lease,
+                    c.address,
+                    c.op.value,
+                    "applied" if step.ok else "failed",
+                    resource_json(after),
+                )
+            payload: dict[str, Any] = {
+                "address": c.address,
+                "op": c.op.value,
+                "cause": c.cause,
+                "attempts": step.attempts,
+            }
+            if step.error is not None:
+                payload["error"] = step.error
+            self.session.store.audit.append(
+                "change.applied" if step.ok else "change.failed", payload
+            )
+        except (AuditError, StateError) as exc:
+            # Fail closed: nothing more is applied once a step cannot be recorded.
+            step.failure = exc
+            self.fatal = self.fatal or exc
+            self.stop.set()
+        finally:
+            step.done.set()
+
+    def drain(self, futures: Sequence[Future[TargetResult]]) -> None:
+        while True:
+            try:
+                step = self.steps.get(timeout=0.02)
+            except queue.Empty:
+                if all(f.done() for f in futures):
+                    break
+                continue
+            self.record(step)
+        while not self.steps.empty():
+            self.record(self.steps.get_nowait())
+
+    # -- one change ------------------------------------------------------------------------
+
+    def carry_out(self, change: Change) -> _Step:
+        if self.step_delay > 0:
+            time.sleep(self.step_delay)
+        fleet, rc = self.session.fleet, change.to_resource_change()
+        if change.kind is ResourceKind.ROUTE and change.target == TABLE_TARGET:
+            return _Step(change, True, 1, None)  # recorded, not carried out by a provider
+        action: Callable[[], None]
+        if change.kind is ResourceKind.ROUTE:
+            route_provider = self.session.providers.for_route(change.target)
+
+            def action() -> None:
+                route_provider.apply_route(change.target, rc)
+        else:
+            provider = self.session.providers.for_site(fleet, change.target)
+            site = fleet.sites[change.target]
+
+            def action() -> None:
+                provider.apply(site, rc)
+
+        try:
+            _, attempts = call_with_retry(action, self.retry)
+        except TransientProviderError as exc:
+            return _Step(
+                change,
+                False,
+                self.retry.max_attempts,
+                f"{exc.message} (gave up after {self.retry.max_attempts} attempts)",
+            )
+        except ProviderError as exc:
+            return _Step(change, False, 1, exc.message)
+        except Exception as exc:  # noqa: BLE001 - one site's bug must not fail other sites
+            return _Step(change, False, 1, f"{type(exc).__name__}: {exc}")
+        return _Step(change, True, attempts, None)
+
+    def run_target(
+        self, target: str, changes: Sequence[Change], result: TargetResult
+    ) -> TargetResult:
+        for i, change in enumerate(changes):
+            if self.stop.is_set() or not result.ok:
+                result.skipped += len(changes) - i
+                break
+            step = self.carry_out(change)
+            self.steps.put(step)
+            step.done.wait()
+            if step.failure is not None:
+                result.error = f"not recorded: {step.failure}"
+                result.skipped += len(changes) - i - 1
+                break
+            self.observer.advanced(target, change, step.ok)
+            if step.ok:
+                result.applied += 1
+            else:
+                result.failed += 1
+                result.error = step.error
+        return result
+
+    def run_phase(self, groups: dict[str, list[Change]], results: dict[str, TargetResult]) -> None:
+        if not groups:
+            return
+        workers = max(1, min(self.concurrency, len(groups)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apply") as pool:
+            futures = [
+                pool.submit(self.run_target, t, cs, results[t]) for t, cs in sorted(groups.items())
+            ]
+            self.drain(futures)
+            for f in futures:
+                f.result()
+
+
+def _concurrency_from_env() -> int:
+    raw = os.environ.get(ENV_CONCURRENCY, "")
+    return max(1, int(raw)) if raw.isdigit() else 8
+
+
+def _step_delay_from_env() -> float:
+    raw = os.environ.get(ENV_STEP_DELAY, "")
+    try:
+        return max(0.0, float(raw)) if raw else 0.0
+    except ValueError:
+        return 0.0
+
+
+def apply_plan(
+    session: Session,
+    plan: Plan,
+    lease: Lease,
+    *,
+    allow_outage: str | None = None,
+    observer: ApplyObserver | None = None,
+    retry: RetryPolicy | None = None,
+    concurrency: int | None = None,
+) -> ApplyResult:
+    """Carry ``plan`` out under ``lease``. The caller holds the lock and checked freshness."""
+    enforce(plan.interlocks, allow_outage)
+    audit = session.store.audit
+    overridden = None
+    if plan.interlocks:
+        overridden = allow_outage
+        audit.append(
+            "interlock.overridden",
+            {
+                "reason": allow_outage,
+                "violations": [v.to_json() for v in plan.interlocks],
+                "fleet_digest": plan.fleet_digest,
+            },
+        )
+    audit.append(
+        "apply.started",
+        {"serial": plan.serial, "fleet_digest": plan.fleet_digest, "summary": plan.summary()},
+    )
+    runner = _Runner(
+        session,
+        lease,
+        observer or _Silent(),
+        retry or RetryPolicy.from_env(),
+        concurrency or _concurrency_from_env(),
+        _step_delay_from_env(),
+    )
+    results: dict[str, TargetResult] = {
+        t: TargetResult(t, len(cs)) for t, cs in plan.by_target().items()
+    }
+    for t, r in results.items():
+        runner.observer.started(t, r.total)
+    site_up: dict[str, list[Change]] = {}
+    routes: dict[str, list[Change]] = {}
+    site_down: dict[str, list[Change]] = {}
+    for c in plan.changes:
+        if c.kind is ResourceKind.ROUTE:
+            routes.setdefault(c.target, []).append(c)
+        elif c.op is Op.DELETE:
+            site_down.setdefault(c.target, []).append(c)
+        else:
+            site_up.setdefault(c.target, []).append(c)
+    runner.run_phase(site_up, results)
+    if runner.fatal is None:
+        # Route targets go one at a time: there are few, and each publishes a fleet-wide view.
+        for target, cs in sorted(routes.items()):
+            runner.run_phase({target: cs}, results)
+    if runner.fatal is None:
+        runner.run_phase({t: cs for t, cs in site_down.items() if results[t].ok}, results)
+        for t, cs in site_down.items():
+            if not results[t].ok:
+                results[t].skipped += len(cs)
+    if runner.fatal is not None:
+        raise AuditError(
+            f"the apply stopped because a step could not be recorded: {runner.fatal}",
+            hint="check the state store, run `sovereign audit verify`, then re-run "
+            "`sovereign apply` (it converges from what the sites really hold)",
+        ) from runner.fatal
+    result = ApplyResult(results, runner.serial, overridden)
+    audit.append(
+        "apply.finished",
+        {"ok": result.ok, "failed": list(result.failed_targets), "serial": result.serial},
+    )
+    return result

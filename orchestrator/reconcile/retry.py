@@ -1,0 +1,80 @@
+"""Retrying transient provider failures: exponential backoff with full jitter.
+
+Full jitter (sleep a uniform random time up to ``base * 2**attempt``, capped) spreads retries of
+many sites hitting the same throttled API, as the AWS architecture blog recommends. Attempts and
+delays are configurable through the environment so tests can make failures fast.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from orchestrator.errors import TransientProviderError, UsageError
+
+T = TypeVar("T")
+
+ENV_ATTEMPTS = "SOVEREIGN_RETRY_MAX_ATTEMPTS"
+ENV_BASE_DELAY = "SOVEREIGN_RETRY_BASE_DELAY"
+ENV_MAX_DELAY = "SOVEREIGN_RETRY_MAX_DELAY"
+
+
+def _env_number(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise UsageError(f"{name}={raw!r} is not a number", hint=f"e.g. {name}={default}") from None
+    if value < 0:
+        raise UsageError(f"{name} must not be negative", hint=f"e.g. {name}={default}")
+    return value
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 20.0
+
+    @classmethod
+    def from_env(cls) -> RetryPolicy:
+        return cls(
+            max_attempts=max(1, int(_env_number(ENV_ATTEMPTS, 5))),
+            base_delay=_env_number(ENV_BASE_DELAY, 0.5),
+            max_delay=_env_number(ENV_MAX_DELAY, 20.0),
+        )
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Full jitter: uniform in [0, min(max_delay, base * 2**attempt)]."""
+        ceiling = min(self.max_delay, self.base_delay * (2**attempt))
+        return (rng or random).uniform(0, ceiling)
+
+
+def call_with_retry(
+    fn: Callable[[], T],
+    policy: RetryPolicy,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    on_retry: Callable[[int, TransientProviderError], None] | None = None,
+) -> tuple[T, int]:
+    """Run ``fn``, retrying ``TransientProviderError``; returns (result, attempts used).
+
+    The last transient error is re-raised once attempts are exhausted; any other error is
+    raised at once (permanent failures are not retried)."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return fn(), attempt
+        except TransientProviderError as exc:
+            if attempt >= policy.max_attempts:
+                raise
+            if on_retry is not None:
+                on_retry(attempt, exc)
+            sleep(policy.delay(attempt - 1))

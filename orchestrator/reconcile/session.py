@@ -1,0 +1,132 @@
+"""One run against a fleet and its state: load, observe, plan, audit.
+
+``plan``, ``apply``, ``status`` and the demo all start the same way: read the fleet files once
+(so the plan, its digest and the fleet recorded as applied are the very same bytes), open the
+state store, build the providers, observe, diff. Keeping that in one place means the CLI is
+only presentation and the demo drives exactly what a user runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from orchestrator.fleet.loader import load_fleet_files, read_fleet_files
+from orchestrator.fleet.model import Fleet
+from orchestrator.planning.actual import Providers, observe_actual
+from orchestrator.planning.causes import cause_context, directive_events
+from orchestrator.planning.desired import desired_pairs, desired_state, fleet_files_digest
+from orchestrator.planning.diff import diff
+from orchestrator.planning.plan import Plan
+from orchestrator.providers.base import Resource, ResourceKind
+from orchestrator.reconcile.interlock import check_interlocks
+from orchestrator.state import open_store
+from orchestrator.state.base import StateStore
+
+
+@dataclass
+class Session:
+    fleet_dir: Path
+    files: dict[str, bytes]
+    fleet: Fleet
+    digest: str
+    store: StateStore
+    providers: Providers
+    at: datetime
+    sites_local: bool
+
+    def close(self) -> None:
+        self.store.close()
+
+    @property
+    def include_dns(self) -> bool:
+        # Offline runs never touch a cloud DNS zone.
+        return not self.sites_local
+
+
+def open_session(
+    fleet_dir: Path, state_url: str | None, *, at: datetime | None = None, sites_local: bool = False
+) -> Session:
+    files = read_fleet_files(fleet_dir)
+    fleet = load_fleet_files(files, label=str(fleet_dir))
+    store = open_store(state_url, fleet_dir)
+    return Session(
+        fleet_dir=fleet_dir,
+        files=files,
+        fleet=fleet,
+        digest=fleet_files_digest(files),
+        store=store,
+        providers=Providers.for_fleet(fleet, fleet_dir, sites_local=sites_local),
+        at=at if at is not None else datetime.now(UTC),
+        sites_local=sites_local,
+    )
+
+
+def desired_of(session: Session) -> frozenset[Resource]:
+    return desired_state(
+        session.fleet, session.at, fleet_digest=session.digest, include_dns=session.include_dns
+    )
+
+
+def actual_of(session: Session, desired: frozenset[Resource]) -> frozenset[Resource]:
+    route_targets = {
+        r.target for r in desired if r.kind is ResourceKind.ROUTE and r.target != "table"
+    }
+    return observe_actual(
+        session.fleet, session.providers, session.store, route_targets=route_targets
+    )
+
+
+def make_plan(session: Session, *, audit: bool = True) -> Plan:
+    """Desired vs actual now, with causes and interlocks; audited as ``plan.created``."""
+    desired = desired_of(session)
+    actual = actual_of(session, desired)
+    applied = session.store.applied_fleet()
+    applied_files = dict(applied.files) if applied is not None else None
+    ctx = cause_context(
+        session.fleet, session.at, applied_files, session.store.recorded_resources()
+    )
+    changes = diff(desired, actual, ctx)
+    plan = Plan(
+        lineage=session.store.lineage(),
+        serial=session.store.serial(),
+        fleet_digest=session.digest,
+        created_at=datetime.now(UTC),
+        at=session.at,
+        changes=changes,
+    )
+    plan = replace(
+        plan,
+        interlocks=check_interlocks(
+            session.fleet, session.at, desired_pairs(session.fleet, session.at), plan.changes
+        ),
+    )
+    if audit:
+        audit_plan(session, plan, applied_files)
+    return plan
+
+
+def audit_plan(session: Session, plan: Plan, applied_files: dict[str, bytes] | None) -> None:
+    """Record the plan and every directive difference not already recorded (fail closed:
+    an ``AuditError`` propagates)."""
+    log = session.store.audit
+    seen = {
+        (e.kind, str(e.payload.get("id")), str(e.payload.get("sha256")))
+        for e in log.entries()
+        if e.kind.startswith("directive.")
+    }
+    for ev in directive_events(session.fleet, session.at, applied_files):
+        if (ev.kind, ev.directive_id, ev.sha256) not in seen:
+            log.append(ev.kind, ev.to_json())
+    log.append(
+        "plan.created",
+        {
+            "lineage": plan.lineage,
+            "serial": plan.serial,
+            "fleet_digest": plan.fleet_digest,
+            "at": plan.at.isoformat(),
+            "summary": plan.summary(),
+            "interlocks": [v.to_json() for v in plan.interlocks],
+        },
+    )

@@ -1,0 +1,146 @@
+"""What is deployed where (observed, not believed), and who is routed where.
+
+``sovereign status`` answers the on-call questions in one place: which deployments the sites
+really hold and whether they are healthy, which state serial and lineage we are at, whether the
+fleet the gateway serves (the applied fleet) is the working fleet, and for every jurisdiction
+and model the route of a resident whose nationality is unknown (the fail-closed default the
+gateway uses when a token carries no nationality).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from orchestrator.fleet.loader import load_fleet_files
+from orchestrator.fleet.model import Fleet
+from orchestrator.planning.actual import observe_sites
+from orchestrator.planning.desired import desired_pairs, fleet_files_digest
+from orchestrator.policy.principal import Principal
+from orchestrator.policy.table import RouteTable
+from orchestrator.providers.base import ResourceKind
+from orchestrator.reconcile.session import Session
+
+
+@dataclass(frozen=True)
+class DeploymentStatus:
+    site: str
+    model: str
+    healthy: bool
+    detail: str
+    desired: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "site": self.site,
+            "model": self.model,
+            "healthy": self.healthy,
+            "detail": self.detail,
+            "desired": self.desired,
+        }
+
+
+@dataclass(frozen=True)
+class RouteStatus:
+    jurisdiction: str
+    residency: str
+    model: str
+    route: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "jurisdiction": self.jurisdiction,
+            "residency": self.residency,
+            "model": self.model,
+            "route": list(self.route),
+            "refused": not self.route,
+        }
+
+
+@dataclass(frozen=True)
+class Status:
+    at: datetime
+    lineage: str
+    serial: int
+    working_digest: str
+    applied_digest: str | None
+    deployments: tuple[DeploymentStatus, ...]
+    missing: tuple[tuple[str, str], ...]  # desired (model, site) pairs not deployed
+    routes: tuple[RouteStatus, ...]
+    routes_from: str  # "applied" (what the gateway serves) or "working" (nothing applied yet)
+
+    @property
+    def in_sync(self) -> bool:
+        return self.applied_digest == self.working_digest
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "at": self.at.isoformat(),
+            "state": {"lineage": self.lineage, "serial": self.serial},
+            "fleet": {
+                "working_digest": self.working_digest,
+                "applied_digest": self.applied_digest,
+                "in_sync": self.in_sync,
+            },
+            "deployments": [d.to_json() for d in self.deployments],
+            "missing": [{"model": m, "site": s} for m, s in self.missing],
+            "routing": [r.to_json() for r in self.routes],
+            "routing_from": self.routes_from,
+        }
+
+
+def representative_residency(fleet: Fleet, jurisdiction_id: str) -> str:
+    """The jurisdiction's first country (sorted): its residents share one home and one route
+    under every residency-free rule."""
+    return sorted(fleet.jurisdictions[jurisdiction_id].countries)[0]
+
+
+def routes_per_jurisdiction(fleet: Fleet, at: datetime) -> tuple[RouteStatus, ...]:
+    table = RouteTable.compile(fleet)
+    out: list[RouteStatus] = []
+    for j in sorted(fleet.jurisdictions.values(), key=lambda j: j.id):
+        if not j.countries:
+            continue
+        residency = representative_residency(fleet, j.id)
+        principal = Principal.of(residency)
+        for m in sorted(fleet.models):
+            out.append(RouteStatus(j.id, residency, m, table.route(m, principal, at)))
+    return tuple(out)
+
+
+def collect_status(session: Session) -> Status:
+    fleet = session.fleet
+    observed = observe_sites(fleet, session.providers)
+    want = desired_pairs(fleet, session.at)
+    deployments = tuple(
+        sorted(
+            (
+                DeploymentStatus(
+                    site=r.target,
+                    model=r.model,
+                    healthy="health" not in r.spec_dict(),
+                    detail=r.spec_dict().get("health", "serving"),
+                    desired=(r.model, r.target) in want,
+                )
+                for r in observed
+                if r.kind is ResourceKind.DEPLOYMENT
+            ),
+            key=lambda d: (d.site, d.model),
+        )
+    )
+    have = {(d.model, d.site) for d in deployments if d.healthy}
+    applied = session.store.applied_fleet()
+    # Routing is shown for the fleet the gateway serves: the applied one, when there is one.
+    routed_fleet = fleet if applied is None else load_fleet_files(applied.files, label="applied")
+    return Status(
+        at=session.at,
+        lineage=session.store.lineage(),
+        serial=session.store.serial(),
+        working_digest=session.digest,
+        applied_digest=None if applied is None else fleet_files_digest(applied.files),
+        deployments=deployments,
+        missing=tuple(sorted(want - have, key=lambda p: (p[1], p[0]))),
+        routes=routes_per_jurisdiction(routed_fleet, session.at),
+        routes_from="working" if applied is None else "applied",
+    )
