@@ -1,9 +1,140 @@
-"""CLI: gateway commands (filled in by the work on this command group)."""
+"""CLI: ``sovereign gateway``, the routing gateway (SPEC 6) in the foreground."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt, StateOpt
+from orchestrator.cli.output import emit_json, err_console
+from orchestrator.errors import UsageError
+from orchestrator.fleet.loader import load_fleet, load_fleet_files
+from orchestrator.fleet.model import Fleet
+from orchestrator.gateway.app import Gateway, GatewaySettings
+from orchestrator.gateway.server import bind, serve
+from orchestrator.gateway.sources import AppliedFleetSource, FleetSource, WorkingFleetSource
+from orchestrator.gateway.tokens import DEFAULT_AUDIENCE, TokenVerifier, load_token_keys
+from orchestrator.providers.stub_upstream import is_loopback
+from orchestrator.state import open_store
+
+
+def _positive(name: str, value: float, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise UsageError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
+
+    @app.command("gateway")
+    def gateway(
+        token_key: Annotated[
+            list[Path] | None,
+            typer.Option("--token-key", metavar="FILE", help="Public key that signs principal tokens: a PEM "
+                         "(Ed25519, EC P-256/384/521 or RSA) or a JWKS JSON file. Repeatable; "
+                         "required."),
+        ] = None,
+        host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+        token_issuer: Annotated[
+            str | None, typer.Option(help="Required 'iss' of tokens (unchecked if omitted).")
+        ] = None,
+        token_audience: Annotated[
+            str, typer.Option(help="Required 'aud' of tokens.")
+        ] = DEFAULT_AUDIENCE,
+        fleet: FleetOpt = DEFAULT_FLEET,
+        state: StateOpt = None,
+        reload_interval: Annotated[
+            float, typer.Option(help="Seconds between checks for a newly applied fleet.")
+        ] = 0.5,
+        probe_interval: Annotated[
+            float, typer.Option(help="Seconds between upstream /healthz probes (0: off).")
+        ] = 5.0,
+        upstream_timeout: Annotated[
+            float, typer.Option(help="Seconds an upstream may take before failing over.")
+        ] = 30.0,
+        serve_working_fleet: Annotated[
+            bool,
+            typer.Option("--serve-working-fleet", help="Development only: serve the fleet "
+                         "directory as it is on disk (not what was applied); reload on edits."),
+        ] = False,
+        json_output: JsonOpt = False,
+    ) -> None:
+        """Serve model requests (OpenAI-compatible) only where the law allows.
+
+        Principals come only from signed bearer tokens: claims residency,
+        nationalities and groups, exp required. A request goes to the first
+        healthy site of its route and fails over only along that route; an
+        empty route answers 451 with the explanation. The gateway serves the
+        fleet last applied to the state store and picks up a new apply within
+        --reload-interval, without a restart.
+
+        Endpoints: POST /v1/chat/completions, /v1/completions, /v1/embeddings;
+        GET /v1/models, /healthz, /metrics.
+
+        Examples:
+
+          sovereign gateway --token-key idp-public.pem
+
+          sovereign gateway --port 9000 --token-key jwks.json \\
+            --token-issuer https://idp.example
+
+          sovereign gateway --serve-working-fleet --token-key dev.pem
+        """
+        if not token_key:
+            raise UsageError("the gateway needs at least one --token-key",
+                             hint="pass --token-key FILE: the identity provider's public key "
+                             "(PEM) or a JWKS JSON file")
+        if not 0 <= port <= 65535:
+            raise UsageError(f"--port {port} is not a port number", hint="use 1-65535 (0: any)")
+        _positive("--reload-interval", reload_interval)
+        _positive("--probe-interval", probe_interval, allow_zero=True)
+        _positive("--upstream-timeout", upstream_timeout)
+        verifier = TokenVerifier(load_token_keys(token_key), token_audience, token_issuer)
+        if not fleet.is_dir():
+            raise UsageError(f"fleet directory {fleet} does not exist",
+                             hint="pass --fleet DIR (default: regions)")
+        source: FleetSource
+        if serve_working_fleet:
+            source = WorkingFleetSource(fleet, load_fleet)
+        else:
+            store = open_store(state, fleet, create=False)
+            label = f"{fleet} (applied)"
+
+            def from_files(files: Mapping[str, bytes]) -> Fleet:
+                return load_fleet_files(files, label)
+
+            source = AppliedFleetSource(store, from_files)
+        settings = GatewaySettings(
+            fleet_dir=fleet,
+            reload_interval_s=reload_interval,
+            probe_interval_s=probe_interval,
+            upstream_timeout_s=upstream_timeout,
+        )
+        gw = Gateway(source, verifier, settings)
+        serving = gw.load_initial()
+        sock = bind(host, port)
+        url = f"http://{host if ':' not in host else f'[{host}]'}:{sock.getsockname()[1]}"
+        started = {
+            "url": url,
+            "table": serving.table.version,
+            "serial": serving.table.serial,
+            "source": serving.source,
+        }
+        if json_output:
+            emit_json(started)
+        else:
+            err_console.print(
+                f"gateway on {url}, serving table {serving.table.version} from {serving.source}"
+            )
+        if serve_working_fleet:
+            err_console.print("[yellow]warning:[/] serving the working fleet, not what was "
+                              "applied (development only)")
+        if not is_loopback(host):
+            err_console.print(f"[yellow]warning:[/] listening on {host}: terminate TLS in front "
+                              "of the gateway; bearer tokens must not cross a network in clear")
+        asyncio.run(serve(gw, host, port, sock))

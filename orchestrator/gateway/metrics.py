@@ -1,0 +1,90 @@
+"""Prometheus metrics and JSON access logs of the gateway.
+
+Each gateway owns its ``CollectorRegistry`` (no process-global state, so several gateways can
+run in one process, e.g. in tests). Label values are bounded: a model label is a model of the
+fleet or ``unknown``, so a caller cannot blow up cardinality with invented names.
+
+Access log lines carry what an operator needs (status, site, table, latency, the principal's
+residency) and nothing a log must not hold: no prompt content, no token, and ``sub`` only as
+a truncated hash.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["AccessLog", "GatewayMetrics", "stderr_sink"]
+
+_LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+)
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "sovereign_gateway_requests", "Requests by model, serving site and outcome",
+            ["model", "site", "outcome"], registry=r,
+        )
+        self.refusals = Counter(
+            "sovereign_gateway_refusals", "451 answers (empty route) by model", ["model"],
+            registry=r,
+        )
+        self.failovers = Counter(
+            "sovereign_gateway_failovers", "Upstream attempts that failed and moved on",
+            ["model", "site"], registry=r,
+        )
+        self.decision_seconds = Histogram(
+            "sovereign_gateway_decision_seconds", "Time to verify the token and route",
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.upstream_seconds = Histogram(
+            "sovereign_gateway_upstream_seconds", "Upstream response time (to headers)",
+            ["site"], buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.reloads = Counter(
+            "sovereign_gateway_reloads", "Table reload attempts by result", ["result"],
+            registry=r,
+        )
+        self.site_up = Gauge(
+            "sovereign_gateway_site_up", "1 when the site is considered healthy", ["site"],
+            registry=r,
+        )
+        self.table_serial = Gauge(
+            "sovereign_gateway_table_serial", "State serial of the table being served",
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def stderr_sink(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+class AccessLog:
+    """One JSON line per request to ``sink`` (stderr by default)."""
+
+    def __init__(self, sink: Callable[[str], None] | None = stderr_sink) -> None:
+        self._sink = sink
+
+    def write(self, **fields: Any) -> None:
+        if self._sink is None:
+            return
+        record = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), **fields}
+        self._sink(json.dumps(record, separators=(",", ":"), default=str))
+
+    def event(self, event: str, **fields: Any) -> None:
+        """An operational event (reload, startup, probe) in the same JSON-lines stream."""
+        self.write(event=event, **fields)

@@ -1,0 +1,58 @@
+"""The routing table the gateway serves from, and the explanation it gives for a refusal.
+
+The gateway never decides the law itself: it asks the compiled ``policy.table.RouteTable`` for
+the route and ``policy.explain`` for the reasons. ``ServingTable`` is the one seam between the
+two, so the request path sees a single small interface (``route``, ``explain_json``,
+``version``) and a table swap is one reference assignment of an immutable value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from orchestrator.fleet.model import Fleet
+from orchestrator.policy.explain import explain
+from orchestrator.policy.principal import Principal
+from orchestrator.policy.table import RouteTable
+
+__all__ = ["ServingTable"]
+
+
+@dataclass(frozen=True)
+class ServingTable:
+    """A compiled, verified fleet as served; immutable so in-flight requests keep theirs."""
+
+    table: RouteTable
+    serial: int | None  # state serial it was applied under (None: working fleet)
+
+    @classmethod
+    def compile(
+        cls, fleet: Fleet, serial: int | None = None, previous: ServingTable | None = None
+    ) -> ServingTable:
+        """Compile ``fleet``; with ``previous`` only the keys changed directives reach are
+        rebuilt (the policy table reuses the rest)."""
+        prior = previous.table if previous is not None else None
+        return cls(RouteTable.compile(fleet, previous=prior), serial)
+
+    @property
+    def fleet(self) -> Fleet:
+        return self.table.fleet
+
+    @property
+    def version(self) -> str:
+        return self.table.version
+
+    def knows(self, model_id: str) -> bool:
+        return model_id in self.fleet.models
+
+    def route(self, model_id: str, principal: Principal, at: datetime) -> tuple[str, ...]:
+        """Sites that may serve, in SPEC order; empty means refused. Unknown models: empty."""
+        if model_id not in self.fleet.models:
+            return ()
+        return self.table.route(model_id, principal, at)
+
+    def explain_json(self, model_id: str, principal: Principal, at: datetime) -> dict[str, Any]:
+        result: dict[str, Any] = explain(self.fleet, model_id, principal, at).to_json()
+        return result

@@ -1,0 +1,73 @@
+"""Running the gateway: in-process on a loopback thread (tests, demo, bench) or in the
+foreground under uvicorn (``sovereign gateway``).
+
+Both paths load and verify the first table *before* the server binds, so a gateway with nothing
+valid to serve never accepts a connection: it fails with the reason and a hint instead.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import uvicorn
+
+from orchestrator.errors import UsageError
+from orchestrator.gateway.app import Gateway
+from orchestrator.providers.stub_upstream import BackgroundServer
+
+__all__ = ["GatewayApp", "bind", "serve"]
+
+
+class GatewayApp:
+    """A gateway on a loopback port in a background thread: ``start()`` returns its URL."""
+
+    def __init__(self, gateway: Gateway, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.gateway = gateway
+        self._server = BackgroundServer(gateway.app, host, port, name="gateway")
+
+    @property
+    def url(self) -> str:
+        return self._server.url
+
+    def start(self) -> str:
+        self.gateway.load_initial()
+        return self._server.start()
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def __enter__(self) -> GatewayApp:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Bind the listening socket up front, so a busy port is a clear error, not a log line."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise UsageError(
+            f"cannot listen on {host}:{port}: {exc.strerror}",
+            hint="choose another --port, or stop what is listening there",
+        ) from None
+    sock.listen(2048)
+    return sock
+
+
+async def serve(gateway: Gateway, host: str = "127.0.0.1", port: int = 8080,
+                sock: socket.socket | None = None) -> None:
+    """Serve in the foreground until interrupted (SIGINT/SIGTERM stop it gracefully)."""
+    gateway.load_initial()
+    listener = sock if sock is not None else bind(host, port)
+    config = uvicorn.Config(
+        gateway.app, host=host, port=port, log_level="warning", access_log=False,
+        lifespan="on", timeout_graceful_shutdown=5,
+    )
+    await uvicorn.Server(config).serve(sockets=[listener])

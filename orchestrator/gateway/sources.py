@@ -1,0 +1,140 @@
+"""Where the gateway's fleet comes from, and how it notices that it changed.
+
+In production the gateway serves the fleet that was last *applied*, read back from the state
+store and re-verified (signatures included) before it is compiled: a file edited in the working
+tree but never applied is never served. ``marker`` is the cheap question asked every reload
+interval (the state serial); ``load`` is the expensive answer, asked only when the marker moved.
+
+For development ``WorkingFleetSource`` serves the fleet directory as it is on disk and reloads
+when its files change; ``StaticSource`` holds a fleet in memory (tests, the demo).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Hashable, Mapping
+from pathlib import Path
+from typing import Protocol
+
+from orchestrator.errors import StateError
+from orchestrator.fleet.model import Fleet
+from orchestrator.state.base import StateReader
+
+__all__ = [
+    "AppliedFleetSource",
+    "FleetSource",
+    "LoadedFleet",
+    "StaticSource",
+    "WorkingFleetSource",
+    "files_digest",
+]
+
+LoadedFleet = tuple[Fleet, int | None]  # the fleet, and the state serial it was applied under
+
+_FLEET_SUFFIXES = (".yaml", ".yml", ".sig")
+
+
+def files_digest(files: Mapping[str, bytes]) -> str:
+    h = hashlib.sha256()
+    for path in sorted(files):
+        h.update(path.encode() + b"\0" + hashlib.sha256(files[path]).digest())
+    return h.hexdigest()
+
+
+class FleetSource(Protocol):
+    label: str
+
+    def marker(self) -> Hashable:
+        """Cheap; a different value means ``load`` may return another fleet."""
+        ...
+
+    def load(self) -> LoadedFleet:
+        """The fleet to serve, fully validated; raises ``SovereignError`` if there is none."""
+        ...
+
+
+class AppliedFleetSource:
+    """The fleet last recorded by ``sovereign apply`` in the state store."""
+
+    def __init__(self, reader: StateReader,
+                 fleet_from_files: Callable[[Mapping[str, bytes]], Fleet]) -> None:
+        self.reader = reader
+        self.label = f"applied fleet in {reader.url}"
+        self._fleet_from_files = fleet_from_files
+        self._last: tuple[str, Fleet] | None = None
+
+    def marker(self) -> Hashable:
+        return self.reader.serial()
+
+    def load(self) -> LoadedFleet:
+        applied = self.reader.applied_fleet()
+        if applied is None:
+            raise StateError(
+                f"nothing has been applied yet in {self.reader.url}",
+                hint="run `sovereign apply` first (or pass --serve-working-fleet to serve the "
+                "fleet directory as it is, for development)",
+            )
+        digest = files_digest(applied.files)
+        if self._last is not None and self._last[0] == digest:
+            # The serial moved for another reason (a recorded change): same verified files.
+            return self._last[1], applied.serial
+        fleet = self._fleet_from_files(applied.files)
+        self._last = (digest, fleet)
+        return fleet, applied.serial
+
+
+class WorkingFleetSource:
+    """The fleet directory as it is on disk (development only: not what was applied)."""
+
+    def __init__(self, fleet_dir: Path, load_fleet: Callable[[Path], Fleet]) -> None:
+        self.fleet_dir = fleet_dir
+        self.label = f"working fleet {fleet_dir}"
+        self._load_fleet = load_fleet
+
+    def marker(self) -> Hashable:
+        entries: list[tuple[str, int, int]] = []
+        for path in self.fleet_dir.rglob("*"):
+            rel = path.relative_to(self.fleet_dir)
+            if rel.parts and rel.parts[0].startswith("."):
+                continue  # .sovereign/ (state, local sites) is not fleet input
+            if path.suffix in _FLEET_SUFFIXES and path.is_file():
+                st = path.stat()
+                entries.append((rel.as_posix(), st.st_mtime_ns, st.st_size))
+        return tuple(sorted(entries))
+
+    def load(self) -> LoadedFleet:
+        return self._load_fleet(self.fleet_dir), None
+
+
+class StaticSource:
+    """A fleet held in memory; ``set`` replaces it (the gateway picks it up on its next poll)."""
+
+    def __init__(self, fleet: Fleet, label: str = "in-memory fleet") -> None:
+        self.label = label
+        self._lock = threading.Lock()
+        self._fleet = fleet
+        self._generation = 0
+        self._failure: Exception | None = None
+
+    def set(self, fleet: Fleet) -> None:
+        with self._lock:
+            self._fleet = fleet
+            self._failure = None
+            self._generation += 1
+
+    def fail_next(self, error: Exception) -> None:
+        """Make the next load fail with ``error`` (to check a failed reload keeps the old
+        table)."""
+        with self._lock:
+            self._failure = error
+            self._generation += 1
+
+    def marker(self) -> Hashable:
+        return self._generation
+
+    def load(self) -> LoadedFleet:
+        with self._lock:
+            if self._failure is not None:
+                raise self._failure
+            return self._fleet, self._generation

@@ -1,0 +1,254 @@
+"""Who is asking: principals come from signed tokens, and from nothing else.
+
+The law turns on where a person is and what nationalities they hold, so those attributes must
+come from an identity provider that signed them, never from a header or a query parameter the
+caller types. ``TokenVerifier`` checks a ``Bearer`` JWT against configured *public* keys:
+
+- each key pins the algorithms its type allows (Ed25519 -> EdDSA, P-256 -> ES256, P-384 ->
+  ES384, P-521 -> ES512, RSA >= 2048 bits -> RS256); ``none`` and every HS* algorithm are refused
+  before any key is tried, so a public key can never be abused as an HMAC secret;
+- ``exp`` is required, ``nbf`` checked when present, ``aud`` always, ``iss`` when configured;
+- the claims ``residency`` (ISO 3166-1 alpha-2, required), ``nationalities`` and ``groups``
+  (lists, default empty) are validated; anything malformed refuses the token (fail closed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pycountry
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from orchestrator.errors import UsageError
+from orchestrator.policy.principal import Principal
+
+__all__ = ["TokenError", "TokenKey", "TokenVerifier", "VerifiedToken", "load_token_keys"]
+
+DEFAULT_AUDIENCE = "sovereign"
+_MIN_RSA_BITS = 2048
+_MAX_TOKEN_CHARS = 8192
+_MAX_LIST_ITEMS = 64
+_GROUP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
+_CURVE_ALGS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
+_COUNTRIES: frozenset[str] = frozenset(c.alpha_2 for c in pycountry.countries)
+
+PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey
+
+
+class TokenError(Exception):
+    """A request's token is missing or not acceptable; ``error`` is the RFC 6750 code."""
+
+    def __init__(self, reason: str, error: str = "invalid_token") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.error = error
+
+
+@dataclass(frozen=True)
+class TokenKey:
+    """One public verification key and the single algorithm its type allows."""
+
+    key: PublicKey
+    algorithm: str
+    kid: str | None
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedToken:
+    principal: Principal
+    subject_hash: str | None  # sha256 of ``sub`` (truncated): loggable, not reversible
+
+
+def _algorithm_for(key: object, source: str) -> str:
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "EdDSA"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        alg = _CURVE_ALGS.get(key.curve.name)
+        if alg is None:
+            raise UsageError(f"{source}: unsupported EC curve {key.curve.name}",
+                             hint="use P-256 (ES256), P-384 or P-521, or an Ed25519 key")
+        return alg
+    if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size < _MIN_RSA_BITS:
+            raise UsageError(f"{source}: RSA key of {key.key_size} bits is too weak",
+                             hint=f"use an RSA key of at least {_MIN_RSA_BITS} bits")
+        return "RS256"
+    raise UsageError(f"{source}: unsupported key type {type(key).__name__}",
+                     hint="token keys are Ed25519, EC (P-256/384/521) or RSA public keys")
+
+
+def _keys_from_jwks(text: str, source: str) -> list[TokenKey]:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{source}: not valid JSON ({exc.msg})",
+                         hint="a token key file is a PEM public key or a JWKS JSON file") from None
+    entries = doc.get("keys") if isinstance(doc, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise UsageError(f"{source}: a JWKS file needs a non-empty 'keys' list")
+    keys: list[TokenKey] = []
+    for i, entry in enumerate(entries):
+        where = f"{source} keys[{i}]"
+        if not isinstance(entry, dict):
+            raise UsageError(f"{where}: not an object")
+        if entry.get("kty") == "oct":
+            raise UsageError(f"{where}: symmetric (oct) keys are not accepted",
+                             hint="tokens must be signed with an asymmetric key")
+        if "d" in entry:
+            raise UsageError(f"{where}: this is a private key",
+                             hint="configure only the public half of the signing key")
+        try:
+            jwk = jwt.PyJWK.from_dict(entry)
+        except jwt.PyJWTError as exc:
+            raise UsageError(f"{where}: {exc}") from None
+        key = jwk.key
+        alg = _algorithm_for(key, where)
+        declared = entry.get("alg")
+        if declared is not None and declared != alg:
+            raise UsageError(f"{where}: alg {declared!r} does not fit a key that allows {alg}")
+        keys.append(TokenKey(key, alg, jwk.key_id, where))
+    return keys
+
+
+def load_token_keys(paths: Iterable[Path]) -> tuple[TokenKey, ...]:
+    """Read every ``--token-key`` file: a PEM public key, or a JWKS JSON document."""
+    keys: list[TokenKey] = []
+    for path in paths:
+        source = str(path)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read token key {source}: {exc.strerror}",
+                             hint="--token-key takes a PEM public key or JWKS file") from None
+        stripped = data.lstrip()
+        if stripped.startswith(b"{"):
+            keys.extend(_keys_from_jwks(data.decode("utf-8", "replace"), source))
+            continue
+        if b"PRIVATE KEY" in data:
+            raise UsageError(f"{source} holds a private key",
+                             hint="configure only the public half of the signing key")
+        try:
+            key = load_pem_public_key(data)
+        except ValueError:
+            raise UsageError(f"{source}: not a PEM public key or JWKS file",
+                             hint="export the public key, e.g. `openssl pkey -pubout`") from None
+        keys.append(TokenKey(key, _algorithm_for(key, source), None, source))  # type: ignore[arg-type]
+    if not keys:
+        raise UsageError("no token keys configured",
+                         hint="pass --token-key FILE (a PEM public key or a JWKS file)")
+    return tuple(keys)
+
+
+def _country(value: object, claim: str) -> str:
+    if not isinstance(value, str) or value.upper() not in _COUNTRIES:
+        raise TokenError(f"claim {claim} must be an ISO 3166-1 alpha-2 country code")
+    return value.upper()
+
+
+def _string_list(claims: Mapping[str, Any], claim: str) -> list[Any]:
+    value = claims.get(claim, [])
+    if value is None:
+        value = []
+    if not isinstance(value, list) or len(value) > _MAX_LIST_ITEMS:
+        raise TokenError(f"claim {claim} must be a list (at most {_MAX_LIST_ITEMS} entries)")
+    return value
+
+
+def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
+    """The principal a verified token describes; malformed claims refuse the token."""
+    if "residency" not in claims:
+        raise TokenError("token lacks the residency claim")
+    residency = _country(claims["residency"], "residency")
+    nationalities = [_country(n, "nationalities") for n in _string_list(claims, "nationalities")]
+    groups = _string_list(claims, "groups")
+    for g in groups:
+        if not isinstance(g, str) or not _GROUP_RE.match(g):
+            raise TokenError("claim groups must hold group names")
+    return Principal.of(residency, nationalities, groups)
+
+
+class TokenVerifier:
+    """Verifies bearer tokens against pinned public keys and returns the principal."""
+
+    def __init__(self, keys: Sequence[TokenKey], audience: str = DEFAULT_AUDIENCE,
+                 issuer: str | None = None, leeway_s: float = 0.0) -> None:
+        if not keys:
+            raise UsageError("no token keys configured", hint="pass --token-key FILE")
+        self.keys = tuple(keys)
+        self.audience = audience
+        self.issuer = issuer
+        self.leeway_s = leeway_s
+        self._algorithms = frozenset(k.algorithm for k in self.keys)
+
+    def verify_header(self, authorization: str | None) -> VerifiedToken:
+        """Verify an ``Authorization`` header value."""
+        if not authorization:
+            raise TokenError("missing bearer token", "invalid_request")
+        scheme, _, token = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise TokenError("authorization must be 'Bearer <token>'", "invalid_request")
+        return self.verify(token.strip())
+
+    def verify(self, token: str) -> VerifiedToken:
+        if len(token) > _MAX_TOKEN_CHARS:
+            raise TokenError("token too long")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise TokenError("malformed token") from None
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg.lower() == "none" or alg.upper().startswith("HS"):
+            raise TokenError(f"algorithm {alg!r} is not accepted")
+        if alg not in self._algorithms:
+            raise TokenError(f"algorithm {alg!r} is not accepted")
+        kid = header.get("kid")
+        candidates = [k for k in self.keys if k.algorithm == alg]
+        if isinstance(kid, str) and any(k.kid == kid for k in candidates):
+            candidates = [k for k in candidates if k.kid == kid]
+        last: TokenError = TokenError("signature does not verify")
+        for key in candidates:
+            try:
+                claims = jwt.decode(
+                    token,
+                    key.key,
+                    algorithms=[key.algorithm],
+                    audience=self.audience,
+                    issuer=self.issuer,
+                    leeway=self.leeway_s,
+                    options={"require": ["exp", "aud"] + (["iss"] if self.issuer else [])},
+                )
+            except jwt.InvalidSignatureError:
+                continue
+            except jwt.ExpiredSignatureError:
+                last = TokenError("token expired")
+                break
+            except jwt.ImmatureSignatureError:
+                last = TokenError("token not yet valid (nbf)")
+                break
+            except jwt.InvalidAudienceError:
+                last = TokenError("token audience is not accepted")
+                break
+            except jwt.InvalidIssuerError:
+                last = TokenError("token issuer is not accepted")
+                break
+            except jwt.MissingRequiredClaimError as exc:
+                last = TokenError(f"token lacks the {exc.claim} claim")
+                break
+            except jwt.PyJWTError:
+                last = TokenError("token is invalid")
+                break
+            sub = claims.get("sub")
+            digest = (
+                hashlib.sha256(sub.encode()).hexdigest()[:16] if isinstance(sub, str) else None
+            )
+            return VerifiedToken(principal_from_claims(claims), digest)
+        raise last
