@@ -1,9 +1,345 @@
-"""CLI: explain commands (filled in by the work on this command group)."""
+"""CLI: ``explain`` (why a principal is or is not served, site by site) and ``impact`` (what a
+directive would change before it is added). Both only read the fleet; neither touches state.
+"""
 
 from __future__ import annotations
 
+import json
+import re
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Annotated
+
 import typer
+from rich.table import Table
+
+from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt
+from orchestrator.cli.output import emit_json, emit_json_line, err_console, out_console
+from orchestrator.errors import UsageError
+from orchestrator.fleet.loader import load_directive_file, load_fleet
+from orchestrator.fleet.model import Fleet
+from orchestrator.fleet.signing import signature_path
+from orchestrator.policy.explain import Explainer, Explanation, check_model, explain
+from orchestrator.policy.impact import Change, Impact, impact
+from orchestrator.policy.principal import Principal
+
+_COUNTRY = re.compile(r"[A-Z]{2}")
+_AT_HINT = "expected ISO 8601, e.g. 2026-06-13 or 2026-06-13T09:30:00Z (no zone means UTC)"
+_BATCH_KEYS = frozenset({"model", "residency", "nationalities", "groups", "at"})
+
+
+def parse_at(value: str | None, now: datetime | None = None) -> datetime:
+    """``--at`` as an aware UTC instant; no value means now, no zone means UTC."""
+    if value is None:
+        return now or datetime.now(UTC)
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise UsageError(f"invalid time {value!r}", hint=_AT_HINT) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def parse_country(value: str, what: str, fleet: Fleet) -> str:
+    """An ISO 3166-1 alpha-2 code (any case), known to ISO or declared by the fleet."""
+    code = value.strip().upper()
+    if _COUNTRY.fullmatch(code) and (code in fleet.country_home or _iso_known(code)):
+        return code
+    raise UsageError(
+        f"invalid {what} {value!r}",
+        hint="expected an ISO 3166-1 alpha-2 country code such as US, DE or JP",
+    )
+
+
+def _iso_known(code: str) -> bool:
+    import pycountry  # deferred: only paid for codes the fleet does not declare
+
+    return pycountry.countries.get(alpha_2=code) is not None
+
+
+def principal_of(
+    fleet: Fleet, residency: str, nationalities: list[str], groups: list[str]
+) -> Principal:
+    return Principal(
+        parse_country(residency, "residency", fleet),
+        frozenset(parse_country(n, "nationality", fleet) for n in nationalities),
+        frozenset(g.strip() for g in groups),
+    )
+
+
+# ------------------------------------------------------------------------------ explain
+
+
+def _render_explanation(fleet: Fleet, e: Explanation) -> None:
+    p = e.principal
+    nats = ", ".join(sorted(p.nationalities)) or "unknown"
+    groups = ", ".join(sorted(p.groups)) or "none"
+    home = e.home or "none (unlisted country)"
+    out_console.print(
+        f"[bold]{e.model}[/] for a principal in {p.residency} (home {home}), "
+        f"nationality {nats}, groups {groups}, at {e.at.isoformat().replace('+00:00', 'Z')}"
+    )
+    table = Table(show_header=True, header_style="bold")
+    for col in ("site", "owner", "allowed", "failing rules"):
+        table.add_column(col)
+    for site_id, d in e.sites.items():
+        reasons = "\n".join(f"{r.rule.value} ({r.ref}): {r.message}" for r in d.reasons)
+        table.add_row(
+            site_id,
+            fleet.sites[site_id].jurisdiction,
+            "[green]yes[/]" if d.allowed else "[red]no[/]",
+            reasons or "-",
+        )
+    out_console.print(table)
+    if e.route:
+        out_console.print(f"route: {' -> '.join(e.route)}")
+    else:
+        out_console.print("route: [bold red]refused[/] (no site may serve this principal)")
+
+
+@dataclass(frozen=True, slots=True)
+class _Query:
+    model: str
+    principal: Principal
+    at: datetime
+
+
+def read_batch(stream: IO[str], fleet: Fleet, now: datetime) -> list[_Query]:
+    """Parse every line first: one bad line fails the whole run before anything is printed
+    (a compliance report with silently missing rows would be worse than none)."""
+    queries: list[_Query] = []
+    for n, line in enumerate(stream, start=1):
+        if not line.strip():
+            continue
+        try:
+            queries.append(_batch_query(line, fleet, now))
+        except UsageError as exc:
+            raise UsageError(f"line {n}: {exc.message}", hint=exc.hint) from None
+    return queries
+
+
+def _batch_query(line: str, fleet: Fleet, now: datetime) -> _Query:
+    hint = (
+        'each line is a JSON object {"model": "fable-5", "residency": "DE", '
+        '"nationalities": ["DE"], "groups": [], "at": "2026-06-13T00:00:00Z"} '
+        "(nationalities, groups and at are optional)"
+    )
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"not JSON: {exc.msg}", hint=hint) from None
+    if not isinstance(obj, dict):
+        raise UsageError("not a JSON object", hint=hint)
+    unknown = sorted(set(obj) - _BATCH_KEYS)
+    if unknown:
+        raise UsageError(f"unknown field(s) {', '.join(unknown)}", hint=hint)
+    model, residency = obj.get("model"), obj.get("residency")
+    if not isinstance(model, str) or not isinstance(residency, str):
+        raise UsageError('"model" and "residency" are required strings', hint=hint)
+    lists: dict[str, list[str]] = {}
+    for key in ("nationalities", "groups"):
+        value = obj.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise UsageError(f'"{key}" must be a list of strings', hint=hint)
+        lists[key] = value
+    at = obj.get("at")
+    if at is not None and not isinstance(at, str):
+        raise UsageError('"at" must be an ISO 8601 string', hint=_AT_HINT)
+    check_model(fleet, model)
+    principal = principal_of(fleet, residency, lists["nationalities"], lists["groups"])
+    return _Query(model, principal, parse_at(at, now))
+
+
+def _open_batch(source: str) -> IO[str]:
+    if source == "-":
+        return sys.stdin
+    try:
+        return Path(source).open(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(
+            f"cannot read batch file {source}: {exc.strerror}",
+            hint="pass a file of JSON lines, or - to read standard input",
+        ) from None
+
+
+def explain_command(
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Model id from models.yaml.")
+    ] = None,
+    residency: Annotated[
+        str | None,
+        typer.Option("--residency", "-r", help="Country the principal is located in (ISO code)."),
+    ] = None,
+    nationality: Annotated[
+        list[str] | None,
+        typer.Option("--nationality", "-n", help="A nationality (repeatable; none = unknown)."),
+    ] = None,
+    group: Annotated[
+        list[str] | None, typer.Option("--group", "-g", help="A group the principal is in.")
+    ] = None,
+    at: Annotated[
+        str | None, typer.Option("--at", help="Instant to decide at (ISO 8601; default now).")
+    ] = None,
+    batch: Annotated[
+        str | None,
+        typer.Option(
+            "--batch",
+            help="JSON-lines file of queries ('-' = stdin); prints one JSON object per line.",
+        ),
+    ] = None,
+    fleet_dir: FleetOpt = DEFAULT_FLEET,
+    as_json: JsonOpt = False,
+) -> None:
+    """Explain, site by site, whether a principal may be served a model, and the route.
+
+    Every site of the fleet is listed with every rule that fails (no_jurisdiction,
+    not_offered, export, residency, withdrawn, directive) and the directive or profile
+    behind it. An empty route is a refusal.
+
+    Examples:
+
+      sovereign explain --model fable-5 --residency DE --nationality DE
+
+      sovereign explain -m fable-5 -r US -n DE --at 2026-06-13 --json
+
+      sovereign explain -m mythos-5 -r US -n DE -g trusted-partners --at 2026-06-27
+
+      sovereign explain --batch queries.jsonl > decisions.jsonl
+
+    A batch line looks like {"model": "fable-5", "residency": "DE", "nationalities": ["DE"],
+    "groups": [], "at": "2026-06-13T00:00:00Z"}; only model and residency are required. If
+    any line is invalid nothing is printed and the exit code is 1.
+    """
+    fleet = load_fleet(fleet_dir)
+    now = datetime.now(UTC)
+    if batch is not None:
+        if model or residency or nationality or group or at:
+            raise UsageError(
+                "--batch takes every query from its lines",
+                hint="drop --model/--residency/--nationality/--group/--at, or drop --batch",
+            )
+        stream = _open_batch(batch)
+        try:
+            queries = read_batch(stream, fleet, now)
+        finally:
+            if stream is not sys.stdin:
+                stream.close()
+        explainer = Explainer(fleet)
+        for q in queries:
+            emit_json_line(explainer.explain(q.model, q.principal, q.at).to_json())
+        sys.stdout.flush()
+        return
+    if model is None or residency is None:
+        raise UsageError(
+            "explain needs --model and --residency (or --batch FILE)",
+            hint="e.g. sovereign explain --model fable-5 --residency DE --nationality DE",
+        )
+    check_model(fleet, model)
+    principal = principal_of(fleet, residency, nationality or [], group or [])
+    result = explain(fleet, model, principal, parse_at(at, now))
+    if as_json:
+        emit_json(result.to_json())
+    else:
+        _render_explanation(fleet, result)
+
+
+# ------------------------------------------------------------------------------- impact
+
+
+def _render_impact(result: Impact) -> None:
+    d = result.directive
+    out_console.print(
+        f"[bold]{d.id}[/] ({d.action.value} by {d.jurisdiction}, "
+        f"{', '.join(sorted(d.models))}) compared at "
+        f"{result.at.isoformat().replace('+00:00', 'Z')}"
+    )
+    groups: dict[tuple[str, str, str], list[Change]] = defaultdict(list)
+    for c in result.changes:
+        groups[(c.model, c.home or "(unlisted)", c.effect.value)].append(c)
+    if groups:
+        table = Table(show_header=True, header_style="bold")
+        for col in ("model", "home", "effect", "cells", "example principals", "route"):
+            table.add_column(col)
+        for (model, home, effect), cells in sorted(groups.items()):
+            colour = {"refused": "red", "rerouted": "yellow"}.get(effect, "green")
+            examples = "\n".join(c.describe_principal() for c in cells[:3])
+            if len(cells) > 3:
+                examples += f"\n... and {len(cells) - 3} more"
+            first = cells[0]
+            route = f"{' -> '.join(first.before) or 'refused'}\n=> " + (
+                " -> ".join(first.after) or "refused"
+            )
+            table.add_row(model, home, f"[{colour}]{effect}[/]", str(len(cells)), examples, route)
+        out_console.print(table)
+    else:
+        out_console.print("no route changes for anyone")
+    s = result.summary()
+    out_console.print(
+        f"{s['changed']} of {s['cells']} cells change: {s['refused']} refused, "
+        f"{s['rerouted']} rerouted, {s['restored']} restored"
+    )
+    colour = "green" if result.collateral == 0 else "bold red"
+    out_console.print(f"collateral (changes outside the directive's reach): [{colour}]"
+                      f"{result.collateral}[/]")
+
+
+def impact_command(
+    directive_file: Annotated[
+        Path, typer.Argument(help="The directive YAML to assess (its .sig beside it, if any).")
+    ],
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at", help="Compare at this instant, or at the directive's effective if later."
+        ),
+    ] = None,
+    fleet_dir: FleetOpt = DEFAULT_FLEET,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show what a directive would change, before it is added to the fleet.
+
+    Routes are compared without and with the directive for every model, every residency
+    country and every class of principal the directives in play tell apart (each nationality
+    they name, any other nationality "*", unknown; each exempt group, none). A cell is
+    refused (no site left), rerouted (other sites) or restored (served again, when it
+    supersedes a directive). Collateral counts changes outside its reach: it must be 0.
+
+    An unsigned directive is still assessed, with a warning: it cannot take effect until
+    signed. A .sig that does not verify is an error.
+
+    Examples:
+
+      sovereign impact new-directive.yaml
+
+      sovereign impact regions/directives/us-doc-2026-06-26.yaml --json
+
+      sovereign impact draft.yaml --at 2026-07-01T00:00:00Z
+    """
+    fleet = load_fleet(fleet_dir)
+    signed = signature_path(directive_file).is_file()
+    directive = load_directive_file(directive_file, fleet, require_signature=signed)
+    if not signed:
+        err_console.print(
+            f"[yellow]warning:[/] {directive_file} is not signed: it cannot take effect until "
+            f"signed (sovereign directive sign {directive_file} --key KEY --authority ID)",
+            soft_wrap=True,
+        )
+    # Assess against the fleet without it, also when the fleet already holds this very file.
+    base = fleet.with_directives(
+        {k: v for k, v in fleet.directives.items() if k != directive.id}
+    )
+    result = impact(base, directive, parse_at(at), signed=signed)
+    if as_json:
+        emit_json(result.to_json())
+    else:
+        _render_impact(result)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add ``explain`` and ``impact`` to the root app."""
+    app.command("explain")(explain_command)
+    app.command("impact")(impact_command)

@@ -74,7 +74,7 @@ class Change:
         else:
             who = "/".join(self.nationalities) + " national"
         where = "an unlisted country" if self.residency == OTHER else self.residency
-        groups = f" in {', '.join(self.groups)}" if self.groups else ""
+        groups = f" (group {', '.join(self.groups)})" if self.groups else ""
         return f"{who}{groups} in {where}"
 
 
