@@ -1,9 +1,177 @@
-"""CLI: directive commands (filled in by the work on this command group)."""
+"""CLI: ``sovereign directive sign`` and ``sovereign directive verify``.
+
+An authority signs the exact bytes of a directive file; the signature goes to ``FILE.sig``
+beside it (one line per authority). ``verify`` answers the question an operator asks before
+opening a pull request: does this directive carry enough valid signatures from authorities of
+its own jurisdiction, according to the fleet's profiles?
+"""
 
 from __future__ import annotations
 
+import base64
+import sys
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt
+from orchestrator.cli.output import emit_json, err_console
+from orchestrator.errors import FleetError, SignatureError, UsageError
+from orchestrator.fleet.loader import (
+    inspect_directive_file,
+    load_fleet,
+    load_fleet_files,
+    read_fleet_files,
+)
+from orchestrator.fleet.model import Fleet
+from orchestrator.fleet.signing import (
+    public_key_of,
+    sign_file_bytes,
+    signature_path,
+    write_signature,
+)
+
+directive_app = typer.Typer(
+    name="directive",
+    help="Sign directives and check their signatures.",
+    no_args_is_help=True,
+)
+
+SIGN_HELP = """Sign a directive file as one authority (appends or replaces its line in FILE.sig).
+
+The signature covers the exact bytes of FILE: sign after the last edit. When the fleet
+(--fleet) declares the authority, the key must match its public key.
+
+\b
+Examples:
+  sovereign keygen --out us-commerce.pem --authority us-commerce
+  sovereign directive sign regions/directives/us-doc-2026-07-01.yaml \\
+      --key us-commerce.pem --authority us-commerce
+  sovereign directive verify regions/directives/us-doc-2026-07-01.yaml
+"""
+
+VERIFY_HELP = """Check a directive and its signatures against the fleet's profiles.
+
+Lists which authorities' signatures verified and whether the jurisdiction's
+directive_threshold is met. Exit 0 when the directive is valid, 1 otherwise.
+
+\b
+Examples:
+  sovereign directive verify regions/directives/us-doc-2026-06-12.yaml
+  sovereign directive verify new.yaml --fleet regions --json
+"""
+
+
+def _fleet_for(path: Path, fleet_dir: Path) -> Fleet:
+    """The fleet to check ``path`` against.
+
+    The fleet as it stands, if it is valid. If it is not (typically because ``path`` itself
+    is a new, not yet fully signed directive inside it), the fleet without that file.
+    """
+    try:
+        return load_fleet(fleet_dir)
+    except FleetError as first:
+        files = read_fleet_files(fleet_dir)
+        try:
+            rel = path.resolve().relative_to(fleet_dir.resolve()).as_posix()
+        except ValueError:
+            raise first from None
+        if rel not in files:
+            raise first from None
+        rest = {k: v for k, v in files.items() if k not in (rel, rel + ".sig")}
+        return load_fleet_files(rest, label=str(fleet_dir))
+
+
+def sign_command(
+    file: Annotated[Path, typer.Argument(help="The directive YAML file to sign.")],
+    key: Annotated[Path, typer.Option("--key", help="Private key (PEM) from sovereign keygen.")],
+    authority: Annotated[str, typer.Option("--authority", help="The authority id you sign as.")],
+    fleet: FleetOpt = DEFAULT_FLEET,
+    json_out: JsonOpt = False,
+) -> None:
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {file}: {exc.strerror}") from exc
+    try:
+        pem = key.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read key {key}: {exc.strerror}",
+                         hint="make one with `sovereign keygen --out KEYFILE`") from exc
+    public = public_key_of(pem)
+    _check_key_matches(file, fleet, authority, public)
+    write_signature(file, authority, sign_file_bytes(pem, data))
+    sig = signature_path(file)
+    if json_out:
+        emit_json({"file": str(file), "signature_file": str(sig), "authority": authority,
+                   "public_key": public})
+        return
+    err_console.print(f"signed {file} as {authority}; wrote {sig}", markup=False,
+                      soft_wrap=True)
+
+
+def _check_key_matches(file: Path, fleet_dir: Path, authority: str, public: str) -> None:
+    """Refuse a key that the fleet says is not the authority's (the signature could never
+    verify); when the fleet cannot be read, signing is still allowed (verify will tell)."""
+    if not fleet_dir.is_dir():
+        return
+    try:
+        fleet = _fleet_for(file, fleet_dir)
+    except FleetError:
+        err_console.print(f"note: fleet {fleet_dir} is invalid; the key was not checked "
+                          "against the profiles", markup=False, soft_wrap=True)
+        return
+    for j in fleet.jurisdictions.values():
+        found = j.authority(authority)
+        if found is None:
+            continue
+        if base64.b64encode(found.public_key).decode("ascii") != public:
+            raise SignatureError(
+                f"the key {public} is not the key of authority '{authority}' of {j.id} "
+                f"({j.source})",
+                hint="use the authority's own key, or register this key in the profile first",
+            )
+        return
+    known = sorted(a.id for j in fleet.jurisdictions.values() for a in j.authorities)
+    err_console.print(f"note: no profile of {fleet_dir} declares authority '{authority}' "
+                      f"(declared: {', '.join(known)})", markup=False, soft_wrap=True)
+
+
+def verify_command(
+    file: Annotated[Path, typer.Argument(help="The directive YAML file to check.")],
+    fleet: FleetOpt = DEFAULT_FLEET,
+    json_out: JsonOpt = False,
+) -> None:
+    loaded = _fleet_for(file, fleet)
+    report = inspect_directive_file(file, loaded)
+    if json_out:
+        emit_json({
+            "file": str(file),
+            "valid": report.valid,
+            "jurisdiction": report.jurisdiction,
+            "signers": list(report.signers),
+            "threshold": report.threshold,
+            "errors": [p.to_json() for p in report.problems],
+        })
+    else:
+        signers = ", ".join(report.signers) or "none"
+        needed = report.threshold if report.threshold is not None else "?"
+        met = report.threshold is not None and len(report.signers) >= report.threshold
+        typer.echo(f"{file}: verified signatures: {signers} "
+                   f"({len(report.signers)} of {needed} required: "
+                   f"{'threshold met' if met else 'threshold NOT met'})")
+        for p in report.problems:
+            sys.stderr.write(p.render() + "\n")
+        typer.echo(f"{file}: {'valid' if report.valid else 'INVALID'}")
+    if not report.valid:
+        raise typer.Exit(1)
+
+
+directive_app.command("sign", help=SIGN_HELP)(sign_command)
+directive_app.command("verify", help=VERIFY_HELP)(verify_command)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
+    app.add_typer(directive_app, name="directive")

@@ -1,9 +1,163 @@
-"""CLI: validate commands (filled in by the work on this command group)."""
+"""CLI: ``sovereign validate`` (the fleet, signatures included) and ``sovereign keygen``.
+
+``validate`` is what a CI pipeline runs on every change to the fleet, so its output is made for
+both people and tools: one ``FILE:LINE: field.path: message`` line per problem (every problem in
+one run, on stderr, never wrapped), or with ``--json`` exactly
+``{"valid": bool, "errors": [{"file", "line", "field", "message"}]}`` on stdout.
+``keygen`` makes the Ed25519 key pair of a directive authority.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt
+from orchestrator.cli.output import emit_json, err_console
+from orchestrator.errors import FleetError, Problem, UsageError
+from orchestrator.fleet.loader import load_fleet
+from orchestrator.fleet.signing import generate_key
+from orchestrator.policy.rules import in_force
+
+VALIDATE_HELP = """Check the fleet: every file, every reference, every directive signature.
+
+Exit 0 with a one-line summary when the fleet is valid. Otherwise print every problem, one \
+per line, as FILE:LINE: field.path: message and exit 1, e.g.
+
+\b
+  regions/eu.yaml:20: sites\\[0].region: 'eu-centrall-1' is not a region of aws
+
+With --json, stdout holds exactly \
+{"valid": true|false, "errors": \\[{"file", "line", "field", "message"}, ...]}.
+
+\b
+The fleet directory (default: regions/):
+  <jurisdiction>.yaml       one region profile per jurisdiction
+  models.yaml               the model catalog
+  directives/NAME.yaml      a directive, signed in directives/NAME.yaml.sig
+  fleet.yaml                optional: unlisted_countries: deny|any, dns: {...}
+
+\b
+A short region profile:
+  jurisdiction: EU
+  name: European Union
+  countries: [DE, FR, NL]        # ISO 3166-1 alpha-2
+  authorities:
+    - id: eu-commission
+      public_key: "BASE64"       # from `sovereign keygen`
+  residency:
+    process_in: [EU]
+  models: \\[olmo-3]               # ids from models.yaml
+  sites:
+    - id: aws-eu-central-1
+      provider: aws              # aws | gcp | local
+      region: eu-central-1
+      country: DE
+      operator: acme-eu-gmbh
+  failover: \\[aws-eu-central-1]
+
+\b
+Examples:
+  sovereign validate
+  sovereign validate --fleet path/to/regions --json
+"""
+
+KEYGEN_HELP = """Make an Ed25519 key pair for a directive authority.
+
+Writes the private key (PEM, file mode 0600) to --out and prints the public key and the
+lines to paste under the profile's `authorities:`. Keep the private key off the repository.
+
+\b
+Examples:
+  sovereign keygen --out ~/.sovereign/us-commerce.pem --authority us-commerce
+  sovereign directive sign regions/directives/NEW.yaml --key ~/.sovereign/us-commerce.pem \\
+      --authority us-commerce
+"""
+
+
+def print_problems(problems: tuple[Problem, ...]) -> None:
+    """One unwrapped line per problem on stderr, for people and for editors' problem matchers."""
+    n = len(problems)
+    sys.stderr.write(f"error: the fleet is invalid ({n} problem{'s' if n != 1 else ''})\n")
+    for p in problems:
+        sys.stderr.write(p.render() + "\n")
+    sys.stderr.flush()
+
+
+def validate_command(fleet: FleetOpt = DEFAULT_FLEET, json_out: JsonOpt = False) -> None:
+    try:
+        loaded = load_fleet(fleet)
+    except FleetError as exc:
+        if json_out:
+            emit_json({"valid": False, "errors": [p.to_json() for p in exc.problems]})
+        else:
+            print_problems(exc.problems)
+        raise typer.Exit(1) from None
+    if json_out:
+        emit_json({"valid": True, "errors": []})
+        return
+    now = datetime.now(UTC)
+    active = len(in_force(loaded, now))
+    total = len(loaded.directives)
+    typer.echo(
+        f"{fleet}: valid: {len(loaded.jurisdictions)} jurisdictions, {len(loaded.sites)} sites, "
+        f"{len(loaded.models)} models, {active} directive{'s' if active != 1 else ''} in force "
+        f"now ({total} signed in total)"
+    )
+
+
+def write_private_key(path: Path, pem: bytes, *, force: bool) -> None:
+    """Write ``pem`` with mode 0600; refuse to replace an existing file unless ``force``."""
+    if path.exists() and not force:
+        raise UsageError(
+            f"{path} already exists; refusing to overwrite a key",
+            hint="pass --force to replace it (the old key's signatures stop verifying once the "
+            "profile carries the new public key), or choose another --out",
+        )
+    if not path.parent.is_dir():
+        raise UsageError(f"directory {path.parent} does not exist", hint="create it first")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # O_EXCL + mode 0600 at creation: the key is never readable by others, not even briefly.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(pem)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def keygen_command(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the private key (PEM).")],
+    authority: Annotated[
+        str, typer.Option("--authority", help="Authority id to put in the profile snippet.")
+    ] = "AUTHORITY_ID",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing key file.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    pem, public = generate_key()
+    try:
+        write_private_key(out, pem, force=force)
+    except OSError as exc:
+        raise UsageError(f"cannot write {out}: {exc.strerror}") from exc
+    if json_out:
+        emit_json({"key_file": str(out), "authority": authority, "public_key": public})
+        return
+    err_console.print(f"wrote private key {out} (mode 0600); keep it secret, never commit it",
+                      markup=False, soft_wrap=True)
+    typer.echo(f"public key: {public}")
+    typer.echo("add to the region profile under `authorities:`")
+    typer.echo(f"  - id: {authority}\n    public_key: \"{public}\"")
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
+    app.command("validate", help=VALIDATE_HELP)(validate_command)
+    app.command("keygen", help=KEYGEN_HELP)(keygen_command)

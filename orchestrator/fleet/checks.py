@@ -204,7 +204,7 @@ def check_profiles(
             if regions is not None and s.region not in regions:
                 problems.append(doc.problem(
                     f"{base}.region",
-                    f"'{s.region}' is not a {s.provider} region "
+                    f"'{s.region}' is not a region of {s.provider} "
                     f"({valid_names(regions)})",
                 ))
             else:

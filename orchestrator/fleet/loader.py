@@ -64,7 +64,9 @@ from orchestrator.fleet.signing import SIGNATURE_SUFFIX
 from orchestrator.fleet.yamlsource import Document, format_path, parse_yaml
 
 __all__ = [
+    "DirectiveReport",
     "fleet_digest",
+    "inspect_directive_file",
     "load_directive_file",
     "load_fleet",
     "load_fleet_files",
@@ -534,32 +536,44 @@ def context_from_fleet(fleet: Fleet) -> DirectiveContext:
     )
 
 
-def load_directive_file(path: Path, fleet: Fleet, *, require_signature: bool = True
-                        ) -> Directive:
-    """Validate one directive file (and its .sig) against ``fleet``, e.g. before adding it.
+@dataclass(frozen=True)
+class DirectiveReport:
+    """What checking one directive file against a fleet found (for ``directive verify``)."""
 
-    Its id must not be taken by another directive of the fleet, unless the fleet holds this
-    very file (same bytes). Raises FleetError listing every problem.
-    """
+    directive: Directive | None  # None when anything is wrong
+    problems: tuple[Problem, ...]
+    jurisdiction: str | None
+    signers: tuple[str, ...]  # distinct authorities of its jurisdiction whose signature verified
+    threshold: int | None  # signatures its jurisdiction requires
+
+    @property
+    def valid(self) -> bool:
+        return self.directive is not None
+
+
+def inspect_directive_file(path: Path, fleet: Fleet, *, require_signature: bool = True
+                           ) -> DirectiveReport:
+    """Check one directive file (and its .sig) against ``fleet``; never raises FleetError."""
     label = str(path)
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise FleetError([Problem(label, None, "", f"cannot read: {exc.strerror}")]) from exc
+        problem = Problem(label, None, "", f"cannot read: {exc.strerror}")
+        return DirectiveReport(None, (problem,), None, (), None)
     sig_path = path.with_name(path.name + SIGNATURE_SUFFIX)
     sig: bytes | None = None
     if sig_path.is_file():
         try:
             sig = sig_path.read_bytes()
         except OSError as exc:
-            raise FleetError([Problem(str(sig_path), None, "", f"cannot read: {exc.strerror}")]
-                             ) from exc
+            problem = Problem(str(sig_path), None, "", f"cannot read: {exc.strerror}")
+            return DirectiveReport(None, (problem,), None, (), None)
     doc, problems = parse_yaml(label, raw)
-    if doc is None:
-        raise FleetError(problems)
+    if doc is None or problems:
+        return DirectiveReport(None, tuple(problems), None, (), None)
     value, problems = validate_doc(doc, DirectiveDoc)
     if value is None:
-        raise FleetError(problems)
+        return DirectiveReport(None, tuple(problems), None, (), None)
     parsed = ParsedDirective(doc, value, label, raw, str(sig_path), sig)
     ctx = context_from_fleet(fleet)
     sha = hashlib.sha256(raw).hexdigest()
@@ -572,15 +586,30 @@ def load_directive_file(path: Path, fleet: Fleet, *, require_signature: bool = T
         ))
     problems_d, signers = check_directive(parsed, ctx, require_signature=require_signature)
     problems.extend(problems_d)
-    others = [parsed] + [
+    chain = [parsed] + [
         ParsedDirective(doc, _as_doc(d), d.source, b"", "", None)
         for d in fleet.directives.values() if d.id != value.id
     ]
-    problems.extend(check_supersede_cycles(others))
+    problems.extend(check_supersede_cycles(chain))
+    threshold = ctx.thresholds.get(value.jurisdiction)
     if problems:
-        raise FleetError(sorted(problems, key=_problem_order))
+        return DirectiveReport(None, tuple(sorted(problems, key=_problem_order)),
+                               value.jurisdiction, signers, threshold)
     directive = build_directive(parsed, ctx.countries, signers)
-    return directive
+    return DirectiveReport(directive, (), value.jurisdiction, signers, threshold)
+
+
+def load_directive_file(path: Path, fleet: Fleet, *, require_signature: bool = True
+                        ) -> Directive:
+    """Validate one directive file (and its .sig) against ``fleet``, e.g. before adding it.
+
+    Its id must not be taken by another directive of the fleet, unless the fleet holds this
+    very file (same bytes). Raises FleetError listing every problem.
+    """
+    report = inspect_directive_file(path, fleet, require_signature=require_signature)
+    if report.directive is None:
+        raise FleetError(report.problems)
+    return report.directive
 
 
 def _as_doc(d: Directive) -> DirectiveDoc:
