@@ -1,0 +1,252 @@
+"""``sovereign demo``: the June 2026 story, end to end, offline, in a throwaway workspace.
+
+1. 2026-06-11: the fleet without directives is applied to local sites; the routing matrix.
+2. The US Commerce directive of 2026-06-12 arrives: its impact is computed before it is added;
+   it is added, planned and applied on 2026-06-13. Only foreign nationals lose fable-5 and
+   mythos-5 on US-governed sites, and are rerouted where the law allows.
+3. The 2026-06-26 amendment exempts trusted partners; applied on 2026-06-27.
+4. Collateral: cells refused although the law allows them - Sovereign vs switching the models
+   off everywhere. Then the audit chain is verified.
+
+Everything goes through the same session, plan, interlock and apply code the CLI uses.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+from rich.rule import Rule
+from rich.table import Table
+
+from orchestrator.demo.matrix import (
+    MODELS,
+    Collateral,
+    Matrix,
+    changed_cells,
+    collateral,
+    matrix_table,
+    principal_classes,
+    routing_matrix,
+)
+from orchestrator.demo.workspace import Workspace, prepare_workspace
+from orchestrator.errors import SovereignError
+from orchestrator.fleet.loader import load_directive_file, load_fleet, load_fleet_files
+from orchestrator.fleet.model import Fleet
+from orchestrator.planning.actual import observe_sites
+from orchestrator.planning.plan import Change, Plan
+from orchestrator.policy.impact import impact
+from orchestrator.policy.principal import Principal
+from orchestrator.policy.table import RouteTable
+from orchestrator.providers.base import ResourceKind
+from orchestrator.reconcile.apply import ApplyResult, apply_plan
+from orchestrator.reconcile.session import make_plan, open_session
+
+DAY_BEFORE = datetime(2026, 6, 11, tzinfo=UTC)
+DIRECTIVE_DAY_AFTER = datetime(2026, 6, 13, tzinfo=UTC)
+AMENDMENT_DAY_AFTER = datetime(2026, 6, 27, tzinfo=UTC)
+DIRECTIVE = "us-doc-2026-06-12.yaml"
+AMENDMENT = "us-doc-2026-06-26.yaml"
+SUSPENDED_MODELS = ("fable-5", "mythos-5")
+
+
+class _Progress:
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, TaskID] = {}
+
+    def started(self, target: str, total: int) -> None:
+        self.tasks[target] = self.progress.add_task(target, total=total)
+
+    def advanced(self, target: str, change: Change, ok: bool) -> None:
+        del change
+        self.progress.advance(self.tasks[target])
+        if not ok:
+            self.progress.update(self.tasks[target], description=f"[red]{target} (failed)")
+
+
+@dataclass(frozen=True)
+class Step:
+    plan: Plan
+    result: ApplyResult
+    applied: Fleet  # the fleet the gateway now serves
+    served: frozenset[tuple[str, str]]  # healthy (model, site) deployments observed after
+
+
+def _plan_summary(console: Console, plan: Plan) -> None:
+    s = plan.summary()["by_op"]
+    console.print(
+        f"Plan: [green]+{s['create']}[/] [yellow]~{s['update']}[/] [red]-{s['delete']}[/]"
+        f" (state serial {plan.serial})"
+    )
+    causes: dict[str, int] = {}
+    for c in plan.changes:
+        causes[c.cause] = causes.get(c.cause, 0) + 1
+    for cause, n in sorted(causes.items()):
+        console.print(f"  {n} change(s) caused by [bold]{cause}[/]")
+    for c in plan.changes:
+        if c.kind is ResourceKind.ROUTE or c.op.value != "create":
+            console.print(f"  {c.op.value} {c.address} [dim]({c.cause})[/]")
+
+
+def plan_and_apply(ws: Workspace, at: datetime, console: Console) -> Step:
+    session = open_session(ws.fleet_dir, None, at=at, sites_local=True)
+    try:
+        with session.store.lock("demo apply") as lease:
+            plan = make_plan(session)
+            _plan_summary(console, plan)
+            with Progress(
+                TextColumn("  {task.description:<22}"),
+                BarColumn(bar_width=30),
+                MofNCompleteColumn(),
+                console=console,
+            ) as progress:
+                result = apply_plan(session, plan, lease, observer=_Progress(progress))
+        applied_fleet = session.store.applied_fleet()
+        assert applied_fleet is not None
+        applied = load_fleet_files(applied_fleet.files, label="applied")
+        observed = observe_sites(session.fleet, session.providers)
+        served = frozenset(
+            (r.model, r.target)
+            for r in observed
+            if r.kind is ResourceKind.DEPLOYMENT and "health" not in r.spec_dict()
+        )
+    finally:
+        session.close()
+    status = "[green]ok[/]" if result.ok else f"[red]failed: {', '.join(result.failed_targets)}[/]"
+    console.print(f"Apply {status}; state serial {result.serial}.")
+    return Step(plan, result, applied, served)
+
+
+def _show_impact(console: Console, ws: Workspace, name: str, at: datetime) -> None:
+    fleet = load_fleet(ws.fleet_dir)
+    directive = load_directive_file(ws.held_back / name, fleet)
+    what = impact(fleet, directive, at)
+    s = what.summary()
+    console.print(
+        f"Impact of [bold]{directive.id}[/] ({directive.reference}), before adding it: "
+        f"{s['changed']} of {s['cells']} (model, residency, audience) cells change - "
+        f"{s['refused']} refused, {s['rerouted']} rerouted, {s['restored']} restored; "
+        f"collateral {s['collateral']}."
+    )
+    shown = [c for c in what.changes if c.model in MODELS and c.residency in ("US", "DE", "JP")]
+    for c in shown[:8]:
+        before = c.before[0] if c.before else "451"
+        after = c.after[0] if c.after else "451"
+        console.print(f"  {c.model}: {c.describe_principal()}: {before} -> {after} ({c.effect})")
+    if len(what.changes) > len(shown[:8]):
+        console.print(f"  ... and {len(what.changes) - len(shown[:8])} more cells")
+
+
+def _narrate_changes(console: Console, before: Matrix, after: Matrix) -> None:
+    for who, model, old, new in changed_cells(before, after):
+        verb = "refused (451)" if new == "451" else f"now served by {new}"
+        console.print(f"  {who}: {model} was {old}, {verb}")
+
+
+def _collateral(before: Step, after: Step, at_before: datetime, at_after: datetime) -> Collateral:
+    table = RouteTable.compile(after.applied)
+
+    def served(model: str, principal: Principal) -> bool:
+        return any((model, s) in after.served for s in table.route(model, principal, at_after))
+
+    return collateral(
+        before.applied,
+        after.applied,
+        at_before,
+        at_after,
+        SUSPENDED_MODELS,
+        principal_classes(after.applied, ("trusted-partners",)),
+        served,
+    )
+
+
+def run_story(ws: Workspace, console: Console) -> bool:
+    """The whole story in ``ws``; True when everything applied and the audit chain verifies."""
+    console.print(Rule("1. 2026-06-11: the fleet, before any directive"))
+    console.print(f"Workspace {ws.fleet_dir} (every site on the local provider).")
+    first = plan_and_apply(ws, DAY_BEFORE, console)
+    m1 = routing_matrix(first.applied, DAY_BEFORE)
+    console.print(matrix_table("Routing on 2026-06-11 (first serving site, or 451)", m1))
+
+    console.print(Rule("2. The US Commerce directive of 2026-06-12"))
+    _show_impact(console, ws, DIRECTIVE, DIRECTIVE_DAY_AFTER)
+    ws.add_directive(DIRECTIVE)
+    console.print(f"Added directives/{DIRECTIVE} and its signature; planning on 2026-06-13.")
+    second = plan_and_apply(ws, DIRECTIVE_DAY_AFTER, console)
+    m2 = routing_matrix(second.applied, DIRECTIVE_DAY_AFTER)
+    console.print(matrix_table("Routing on 2026-06-13 (* changed)", m2, m1))
+    _narrate_changes(console, m1, m2)
+    console.print(
+        "Only foreign nationals (and unknown nationality, fail closed) lost fable-5/mythos-5 "
+        "on US-governed sites; the Japanese resident moved to the Japanese-operated site; "
+        "Germans in Germany and olmo-3 are untouched. No deployment was deleted: a suspend "
+        "changes routing only, so lifting it is instant."
+    )
+    hit = _collateral(first, second, DAY_BEFORE, DIRECTIVE_DAY_AFTER)
+
+    console.print(Rule("3. The amendment of 2026-06-26: trusted partners exempt"))
+    _show_impact(console, ws, AMENDMENT, AMENDMENT_DAY_AFTER)
+    ws.add_directive(AMENDMENT)
+    console.print(f"Added directives/{AMENDMENT}; planning on 2026-06-27.")
+    third = plan_and_apply(ws, AMENDMENT_DAY_AFTER, console)
+    m3 = routing_matrix(third.applied, AMENDMENT_DAY_AFTER)
+    console.print(matrix_table("Routing on 2026-06-27 (* changed)", m3, m2))
+    _narrate_changes(console, m2, m3)
+
+    console.print(Rule("4. Collateral damage"))
+    table = Table(
+        title="Cells refused although the law allows them (2026-06-13)", title_justify="left"
+    )
+    table.add_column("response")
+    table.add_column("collateral cells", justify="right")
+    table.add_row("Sovereign (per jurisdiction, per audience)", f"[green]{hit.sovereign}[/]")
+    table.add_row("Switch fable-5/mythos-5 off everywhere", f"[red]{hit.switch_off}[/]")
+    console.print(table)
+    console.print(
+        f"Compared over {hit.cells} (model, residency, nationality, group) cells; the law "
+        f"required refusing {hit.required} of them that were served before."
+    )
+
+    console.print(Rule("5. Audit"))
+    session = open_session(ws.fleet_dir, None, at=AMENDMENT_DAY_AFTER, sites_local=True)
+    try:
+        report = session.store.audit.verify()
+    finally:
+        session.close()
+    if report.ok:
+        console.print(
+            f"sovereign audit verify: [green]OK[/], {report.entries} entries, chain intact."
+        )
+    else:
+        console.print(f"sovereign audit verify: [red]BROKEN[/]: {report.problem}")
+    applied_ok = first.result.ok and second.result.ok and third.result.ok
+    return applied_ok and report.ok and hit.sovereign == 0
+
+
+def run_demo(source: Path, console: Console, *, workspace: Path | None = None) -> bool:
+    """Run the story in ``workspace`` (kept) or in a temporary directory (removed)."""
+    started = time.monotonic()
+    if workspace is not None:
+        if workspace.exists() and any(workspace.iterdir()):
+            raise SovereignError(
+                f"the demo workspace {workspace} is not empty",
+                hint="pass a new or empty directory, or omit --workspace",
+            )
+        workspace.mkdir(parents=True, exist_ok=True)
+        ok = run_story(prepare_workspace(source, workspace), console)
+    else:
+        with tempfile.TemporaryDirectory(prefix="sovereign-demo-") as tmp:
+            ok = run_story(prepare_workspace(source, Path(tmp)), console)
+    console.print(f"Demo finished in {time.monotonic() - started:.1f} s.")
+    if not ok:
+        raise SovereignError(
+            "the demo did not end clean (a failed site, a broken audit chain or collateral)",
+            hint="re-run with --workspace DIR to inspect the state it leaves behind",
+        )
+    return ok
