@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 
 from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt
 from orchestrator.cli.output import out_console
@@ -37,7 +38,10 @@ def demo_command(
 
       sovereign demo --workspace /tmp/sovereign-demo   # keep the workspace to explore it
     """
-    run_demo(fleet, out_console, workspace=workspace)
+    # Piped output (CI logs, `make demo | tee`) has no width to honour: use one that fits the
+    # routing matrix on one line per principal. A terminal keeps its own width.
+    console = out_console if out_console.is_terminal else Console(width=110, highlight=False)
+    run_demo(fleet, console, workspace=workspace)
 
 
 def register(app: typer.Typer) -> None:

@@ -62,7 +62,7 @@ def matrix_table(title: str, matrix: Matrix, previous: Matrix | None = None) -> 
     table = Table(title=title, title_justify="left", show_lines=False)
     table.add_column("principal")
     for m in MODELS:
-        table.add_column(m, overflow="fold")  # a site id must never be cut short
+        table.add_column(m, overflow="fold")  # a site id is folded, never cut short
     for p in PRINCIPALS:
         cells = []
         for m in MODELS:
