@@ -73,6 +73,7 @@ class StubBehaviour:
     stream_chunks: int = 4
     chunk_delay_s: float = 0.02
     hits: Counter[str] = field(default_factory=Counter)  # model id -> requests answered
+    last_headers: dict[str, str] = field(default_factory=dict)  # of the last model request
 
 
 def _text_for(site_id: str, model: str) -> str:
@@ -120,6 +121,7 @@ def build_stub_app(
         )
 
     async def read_model(request: Request) -> tuple[dict[str, Any], str] | JSONResponse:
+        state.last_headers = {k.lower(): v for k, v in request.headers.items()}
         try:
             body = json.loads(await request.body() or b"{}")
         except json.JSONDecodeError:
