@@ -1,0 +1,85 @@
+"""Deterministic names and the ownership tags of everything the AWS provider creates.
+
+Names are derived, never stored: the same fleet always addresses the same bucket and endpoint,
+so a lost state file does not orphan cloud resources. Tags are how ``observe`` tells Sovereign's
+resources from everything else in the account: nothing without them is read or touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+TAG_MANAGED = "sovereign:managed"
+TAG_SITE = "sovereign:site"
+TAG_MODEL = "sovereign:model"
+SUFFIX_OPTION = "bucket_suffix"
+
+_S3_MAX = 63
+_SAGEMAKER_MAX = 63
+
+
+def _short_hash(text: str, length: int = 8) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def _squash(text: str, allowed: str) -> str:
+    cleaned = re.sub(f"[^{allowed}]+", "-", text.lower())
+    return re.sub("-{2,}", "-", cleaned).strip("-")
+
+
+def _fit(name: str, limit: int, full: str) -> str:
+    """Truncate to ``limit``, keeping names unique with a hash of the untruncated input."""
+    if len(name) <= limit:
+        return name
+    digest = _short_hash(full)
+    return f"{name[: limit - len(digest) - 1].rstrip('-')}-{digest}"
+
+
+def bucket_name(site_id: str, suffix: str = "") -> str:
+    """The artifact bucket of a site: ``sovereign-<site>[-<suffix>]``, a valid S3/GCS name.
+
+    S3 names are global, so fleets sharing a partition set ``bucket_suffix`` (e.g. an account
+    alias) to stay apart. Lowercase letters, digits and single hyphens only, 3-63 characters.
+    """
+    raw = "-".join(p for p in ("sovereign", site_id, suffix) if p)
+    return _fit(_squash(raw, "a-z0-9"), _S3_MAX, raw)
+
+
+def sagemaker_base_name(site_id: str, model_id: str) -> str:
+    """SageMaker model and endpoint name of a deployment (``[a-zA-Z0-9](-*[a-zA-Z0-9])*``).
+
+    Leaves room for the ``-<hash>`` an endpoint configuration name adds.
+    """
+    raw = f"sov-{site_id}-{model_id}"
+    return _fit(_squash(raw, "a-z0-9"), _SAGEMAKER_MAX - 9, raw)
+
+
+def sagemaker_site_prefix(site_id: str) -> str:
+    """A prefix every SageMaker name of the site contains (a list filter; tags decide)."""
+    return _squash(f"sov-{site_id}-", "a-z0-9")[:40]
+
+
+def endpoint_config_name(base: str, spec_key: str) -> str:
+    """Endpoint configurations are immutable: one per spec, named by the spec's hash."""
+    return f"{base}-{_short_hash(spec_key)}"
+
+
+def managed_tags(site_id: str, model_id: str | None = None) -> dict[str, str]:
+    tags = {TAG_MANAGED: "true", TAG_SITE: site_id}
+    if model_id is not None:
+        tags[TAG_MODEL] = model_id
+    return tags
+
+
+def is_managed_by(tags: dict[str, str], site_id: str) -> bool:
+    """True only for resources Sovereign created for this very site."""
+    return tags.get(TAG_MANAGED) == "true" and tags.get(TAG_SITE) == site_id
+
+
+def tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
+
+
+def tag_dict(tags: list[dict[str, str]] | None) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in tags or []}

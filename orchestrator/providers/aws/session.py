@@ -1,0 +1,69 @@
+"""Lazily created boto3 clients, one per (service, region), and where they point.
+
+Credentials come from the standard chain (env, profile, SSO, instance role); Sovereign never
+handles them. The endpoint is, in order: the per-region option ``aws_endpoint_url.<region>``
+(lets a test or a VPC-endpoint setup point one region elsewhere), the option
+``aws_endpoint_url``, then boto3's own ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_<SERVICE>``
+handling. boto3 is imported on first use, so importing the provider costs nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+ENDPOINT_OPTION = "aws_endpoint_url"
+MAX_ATTEMPTS_OPTION = "aws_max_attempts"
+CONNECT_TIMEOUT_OPTION = "aws_connect_timeout"
+DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_CONNECT_TIMEOUT = 10.0
+
+
+class AwsClients:
+    """boto3 clients per (service, region), created on first use and shared (thread-safe).
+
+    One boto3 ``Session`` per instance: the module-level default session is not safe to create
+    clients from concurrently, and the reconciler applies sites in parallel.
+    """
+
+    def __init__(self, options: Mapping[str, str] | None = None) -> None:
+        self._options: Mapping[str, str] = dict(options or {})
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+        self._session: Any = None
+
+    def endpoint_for(self, region: str) -> str | None:
+        """The explicit endpoint for ``region``, or None to let boto3 decide."""
+        return self._options.get(f"{ENDPOINT_OPTION}.{region}") or self._options.get(
+            ENDPOINT_OPTION
+        )
+
+    def client(self, service: str, region: str) -> Any:
+        key = (service, region)
+        with self._lock:
+            found = self._clients.get(key)
+            if found is not None:
+                return found
+            import boto3
+            from botocore.config import Config
+
+            if self._session is None:
+                self._session = boto3.session.Session()
+            config = Config(
+                region_name=region,
+                retries={
+                    "mode": "standard",
+                    "max_attempts": int(
+                        self._options.get(MAX_ATTEMPTS_OPTION, DEFAULT_MAX_ATTEMPTS)
+                    ),
+                },
+                connect_timeout=float(
+                    self._options.get(CONNECT_TIMEOUT_OPTION, DEFAULT_CONNECT_TIMEOUT)
+                ),
+            )
+            created = self._session.client(
+                service, region_name=region, endpoint_url=self.endpoint_for(region), config=config
+            )
+            self._clients[key] = created
+            return created
