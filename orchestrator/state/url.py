@@ -27,6 +27,7 @@ VALID_FORMS = (
     "s3://BUCKET/PREFIX or gs://BUCKET/PREFIX; omit --state for <fleet>/.sovereign/state.db"
 )
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_ALMOST_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 # Bucket names: S3 and GCS both allow lowercase letters, digits, '.', '-' and '_' (GCS).
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 
@@ -53,6 +54,9 @@ def parse_state_url(url: str | None, fleet_dir: Path) -> StateLocation:
         raise _bad(url, "it has leading or trailing spaces")
     match = _SCHEME.match(url)
     if match is None:
+        if _ALMOST_SCHEME.match(url):
+            # "s3:/bucket" or "gs:bucket" is a typo far more often than a file name.
+            raise _bad(url, "it looks like a URL with a mistyped scheme (write ./NAME for a file)")
         return StateLocation("sqlite", path=Path(url))
     scheme = match.group(1).lower()
     rest = url[match.end():]

@@ -1,0 +1,183 @@
+"""The SQLite store: serial and lineage, recorded steps, the applied fleet, lease checks."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import StateError, StateLockedError
+from orchestrator.state import StateStore, open_store
+from orchestrator.state.sqlite import SqliteStateStore, fleet_digest
+
+
+def test_a_new_store_starts_at_serial_zero_with_a_lineage_that_never_changes(
+    db_path: Path,
+) -> None:
+    store = SqliteStateStore(db_path)
+    lineage = store.lineage()
+    assert store.serial() == 0
+    assert len(lineage) == 36
+    store.close()
+    again = SqliteStateStore(db_path)
+    assert again.lineage() == lineage
+    assert SqliteStateStore(db_path.with_name("other.db")).lineage() != lineage
+    again.close()
+
+
+def test_every_recorded_change_bumps_the_serial_by_one(store: SqliteStateStore) -> None:
+    with store.lock("apply") as lease:
+        serials = [
+            store.record_change(lease, f"site/{i}", "create", "ok", {"i": i}) for i in range(5)
+        ]
+        serials.append(store.record_applied_fleet(lease, {"fleet.yaml": b"x"}))
+        serials.append(store.record_change(lease, "site/0", "delete", "ok", None))
+    assert serials == [1, 2, 3, 4, 5, 6, 7]
+    assert store.serial() == 7
+
+
+def test_recorded_resources_track_what_is_managed(store: SqliteStateStore) -> None:
+    with store.lock("apply") as lease:
+        store.record_change(lease, "b/site", "create", "ok", {"kind": "deployment"})
+        store.record_change(lease, "a/site", "create", "ok", {"kind": "artifact"})
+        store.record_change(lease, "b/site", "update", "failed", {"kind": "deployment", "v": 2})
+        store.record_change(lease, "c/site", "create", "ok", {"kind": "route"})
+        store.record_change(lease, "c/site", "delete", "ok", None)
+    got = store.recorded_resources()
+    assert [r["address"] for r in got] == ["a/site", "b/site"]
+    assert got[1]["resource"] == {"kind": "deployment", "v": 2}
+    assert (got[1]["op"], got[1]["outcome"], got[1]["serial"]) == ("update", "failed", 3)
+
+
+def test_applied_fleet_returns_the_exact_bytes_of_the_latest(store: SqliteStateStore) -> None:
+    assert store.applied_fleet() is None
+    first = {"fleet.yaml": b"a: 1\n", "directives/d.yaml.sig": b"\x00\xffsig"}
+    second = {"fleet.yaml": b"a: 2\n"}
+    with store.lock("apply") as lease:
+        store.record_applied_fleet(lease, first)
+        serial = store.record_applied_fleet(lease, second)
+    applied = store.applied_fleet()
+    assert applied is not None
+    assert applied.serial == serial == 2
+    assert dict(applied.files) == second
+
+
+def test_an_altered_applied_fleet_is_refused(store: SqliteStateStore, db_path: Path) -> None:
+    with store.lock("apply") as lease:
+        store.record_applied_fleet(lease, {"eu.yaml": b"models: [a]\n"})
+    raw = sqlite3.connect(db_path)
+    raw.execute("UPDATE applied_fleet_file SET data = ?", (b"models: [a, b]\n",))
+    raw.commit()
+    raw.close()
+    with pytest.raises(StateError, match="does not match its digest"):
+        store.applied_fleet()
+
+
+def test_fleet_digest_depends_on_names_and_bytes() -> None:
+    base = fleet_digest({"a.yaml": b"1", "b.yaml": b"2"})
+    assert base == fleet_digest({"b.yaml": b"2", "a.yaml": b"1"})
+    assert base != fleet_digest({"a.yaml": b"1", "b.yaml": b"3"})
+    assert base != fleet_digest({"a.yaml": b"1", "c.yaml": b"2"})
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "../x.yaml", "a/../../b", ""])
+def test_applied_fleet_names_must_stay_inside_the_fleet(
+    store: SqliteStateStore, name: str
+) -> None:
+    with store.lock("apply") as lease, pytest.raises(StateError, match="fleet-relative"):
+        store.record_applied_fleet(lease, {name: b"x"})
+    assert store.serial() == 0
+
+
+def test_bad_change_values_are_refused_before_anything_is_written(
+    store: SqliteStateStore,
+) -> None:
+    with store.lock("apply") as lease:
+        with pytest.raises(StateError, match="address"):
+            store.record_change(lease, "", "create", "ok", {})
+        with pytest.raises(StateError, match="not JSON"):
+            store.record_change(lease, "a", "create", "ok", {"x": float("nan")})
+    assert store.serial() == 0
+
+
+def test_a_second_lock_in_the_same_process_names_the_holder(store: SqliteStateStore) -> None:
+    with store.lock("apply") as lease:
+        with pytest.raises(StateLockedError) as info:
+            with store.lock("plan"):
+                pass
+        assert info.value.exit_code == 4
+        assert f"pid {lease.pid}" in info.value.message
+        assert "'apply'" in info.value.message
+        assert f"{lease.user}@{lease.host}" in info.value.message
+    with store.lock("plan"):  # released on exit: free again
+        pass
+
+
+def test_a_writer_without_the_lease_cannot_write(store: SqliteStateStore, db_path: Path) -> None:
+    with store.lock("apply") as lease:
+        pass
+    with pytest.raises(StateError, match="no longer holds"):
+        store.record_change(lease, "a", "create", "ok", {})
+    other = SqliteStateStore(db_path)
+    with store.lock("apply") as old:
+        raw = sqlite3.connect(db_path)
+        raw.execute("UPDATE lock SET holder_id = 'someone-else'")
+        raw.commit()
+        raw.close()
+        with pytest.raises(StateError, match="no longer holds"):
+            other.record_applied_fleet(old, {"a.yaml": b""})
+        assert old.lost
+    assert store.serial() == 0
+    other.close()
+
+
+def test_an_expired_lease_cannot_write(db_path: Path) -> None:
+    store = SqliteStateStore(db_path, lease_seconds=60)
+    with store.lock("apply") as lease:
+        raw = sqlite3.connect(db_path)
+        raw.execute("UPDATE lock SET expires_at = '2000-01-01T00:00:00.000000Z'")
+        raw.commit()
+        raw.close()
+        with pytest.raises(StateError, match="expired"):
+            store.record_change(lease, "a", "create", "ok", {})
+    assert store.serial() == 0
+    store.close()
+
+
+def test_the_heartbeat_keeps_a_short_lease_alive(db_path: Path) -> None:
+    store = SqliteStateStore(db_path, lease_seconds=0.3)
+    with store.lock("apply") as lease:
+        first = lease.expires_at
+        time.sleep(0.8)
+        assert lease.expires_at > first
+        assert store.record_change(lease, "a", "create", "ok", {}) == 1
+    store.close()
+
+
+def test_the_file_is_in_wal_mode(store: SqliteStateStore, db_path: Path) -> None:
+    raw = sqlite3.connect(db_path)
+    assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    raw.close()
+
+
+def test_open_store_default_creates_the_state_beside_the_fleet(tmp_path: Path) -> None:
+    fleet = tmp_path / "regions"
+    store: StateStore = open_store(None, fleet)
+    assert (fleet / ".sovereign" / "state.db").is_file()
+    assert store.url == f"sqlite:///{(fleet / '.sovereign' / 'state.db').resolve()}"
+    store.close()
+
+
+def test_open_store_without_create_refuses_a_missing_store(tmp_path: Path) -> None:
+    with pytest.raises(StateError, match="no state at"):
+        open_store(None, tmp_path, create=False)
+    assert not (tmp_path / ".sovereign").exists()
+
+
+def test_a_file_that_is_not_sqlite_is_a_state_error(tmp_path: Path) -> None:
+    bad = tmp_path / "state.db"
+    bad.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StateError, match="cannot"):
+        open_store(str(bad), tmp_path)
