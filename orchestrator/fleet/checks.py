@@ -94,7 +94,10 @@ def context_from_profiles(
             raw = _decode_key(a.public_key)
             if raw is not None:
                 keys.setdefault(a.id, raw)
-        thresholds.setdefault(j, p.value.directive_threshold)
+        # An impossible threshold is reported on the profile; clamping it here keeps that one
+        # mistake from being repeated on every directive of the jurisdiction.
+        thresholds.setdefault(j, min(max(p.value.directive_threshold, 1),
+                                     max(len(p.value.authorities), 1)))
     return DirectiveContext(
         countries=countries,
         authorities=authorities,

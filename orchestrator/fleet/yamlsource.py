@@ -21,8 +21,12 @@ import yaml
 
 from orchestrator.errors import Problem
 
+# libyaml's parser is about ten times faster than the pure-Python one (the gateway reloads the
+# fleet while serving); both compose nodes with the same marks.
+_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-class _FleetLoader(yaml.SafeLoader):
+
+class _FleetLoader(_BaseLoader):  # type: ignore[valid-type,misc]
     """SafeLoader with YAML 1.2-style booleans (so ``NO`` stays the string ``"NO"``)."""
 
 
