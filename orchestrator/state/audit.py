@@ -188,7 +188,8 @@ def parse_entry(stored: StoredEntry) -> AuditEntry:
 # --- verification ---------------------------------------------------------------------------
 
 
-def _self_consistent(e: StoredEntry, seq: int) -> bool:
+def hashes_as(e: StoredEntry, seq: int) -> bool:
+    """Whether ``e`` is intact as entry ``seq``: canonical payload, and its hash matches."""
     try:
         canonical = canonical_json(json.loads(e.payload_text))
     except (ValueError, AuditError):
@@ -220,10 +221,10 @@ def _find_problem(entries: Sequence[StoredEntry], head: AuditHead | None) -> Aud
                 e.seq, e.kind, AuditProblemKind.REORDERED,
                 f"entry {e.seq} appears again after entry {expected - 1}",
             )
-        if not _self_consistent(e, e.seq):
+        if not hashes_as(e, e.seq):
             # An intact entry moved to another seq still hashes correctly under its old seq.
             for other in range(1, len(entries) + 2):
-                if other != e.seq and _self_consistent(e, other):
+                if other != e.seq and hashes_as(e, other):
                     return _problem(
                         e.seq, e.kind, AuditProblemKind.REORDERED,
                         f"entry {e.seq} ({e.kind}) was written as entry {other}",

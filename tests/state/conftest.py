@@ -97,3 +97,30 @@ def workers() -> Iterator[list[Worker]]:
         for stream in (w.proc.stdout, w.proc.stderr):
             if stream:
                 stream.close()
+
+
+@pytest.fixture(scope="session")
+def state_cloud_credentials() -> Iterator[None]:
+    from tests.cloud_servers import cloud_credentials
+
+    with cloud_credentials():
+        yield
+
+
+@pytest.fixture(scope="session")
+def state_moto_url(state_cloud_credentials: None) -> Iterator[str]:
+    from tests.cloud_servers import moto_server
+
+    with moto_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def state_gcs_url(state_cloud_credentials: None) -> Iterator[str]:
+    # Our GCS module imports the SDK with its grpcio-status ImportWarning silenced; importing
+    # it first keeps that warning (an error under filterwarnings) out of the test helpers too.
+    import orchestrator.state.gcs  # noqa: F401
+    from tests.cloud_servers import fake_gcs_server
+
+    with fake_gcs_server() as url:
+        yield url

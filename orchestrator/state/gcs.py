@@ -1,0 +1,112 @@
+"""The GCS side of object-storage state: :class:`~orchestrator.state.objectstore.Blobs` on
+google-cloud-storage.
+
+GCS gives compare-and-swap on single objects through generation preconditions:
+``if_generation_match=0`` creates only if absent, ``if_generation_match=N`` replaces only
+generation N; a lost race answers 412. Reads fetch the generation first and then download that
+exact generation, so data and version always belong together. The client honours
+``STORAGE_EMULATOR_HOST`` (emulators, tests) and the usual Application Default Credentials.
+google-cloud-storage is imported here only, when a ``gs://`` store is opened.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+with warnings.catch_warnings():
+    # google.api_core warns at import when the optional grpcio-status is missing; storage
+    # speaks JSON over HTTP and never needs it.
+    warnings.filterwarnings("ignore", message=".*grpcio-status.*", category=ImportWarning)
+    from google.api_core import exceptions as gexc
+    from google.auth import exceptions as auth_exc
+    from google.cloud import storage
+
+from orchestrator.errors import StateError
+from orchestrator.state.objectstore import Blob, PreconditionFailed
+
+_RETRIES = 5
+
+
+class GcsBlobs:
+    """Objects under ``gs://BUCKET/PREFIX``."""
+
+    def __init__(self, bucket: str, prefix: str, client: Any | None = None) -> None:
+        self.prefix = prefix.strip("/")
+        self.url = f"gs://{bucket}/{self.prefix}" if self.prefix else f"gs://{bucket}"
+        try:
+            self._client = client or storage.Client()
+        except (auth_exc.GoogleAuthError, OSError, ValueError) as exc:
+            raise StateError(
+                f"cannot create a GCS client for {self.url}: {exc}",
+                hint="set up Application Default Credentials (gcloud auth application-default "
+                "login) or GOOGLE_APPLICATION_CREDENTIALS",
+            ) from exc
+        self._bucket = self._client.bucket(bucket)
+        self.bucket = bucket
+
+    def _key(self, name: str) -> str:
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def _error(self, exc: Exception, what: str) -> StateError:
+        if isinstance(exc, gexc.NotFound):
+            return StateError(
+                f"the bucket of {self.url} does not exist ({what})",
+                hint=f"create it first (gcloud storage buckets create gs://{self.bucket})",
+            )
+        if isinstance(exc, gexc.Forbidden | gexc.Unauthorized | auth_exc.GoogleAuthError):
+            return StateError(
+                f"access denied to {self.url} ({what}): {exc}",
+                hint="the state needs storage.objects.get/create/delete/list on the bucket",
+            )
+        return StateError(f"GCS failed {what} at {self.url}: {exc}")
+
+    def get(self, name: str) -> Blob | None:
+        for _ in range(_RETRIES):
+            try:
+                blob = self._bucket.get_blob(self._key(name))
+                if blob is None:
+                    return None
+                generation = int(blob.generation)
+                data = blob.download_as_bytes(if_generation_match=generation)
+                return Blob(bytes(data), str(generation))
+            except gexc.PreconditionFailed:
+                continue  # replaced between the two requests: read the new one
+            except gexc.NotFound:
+                return None  # deleted between the two requests
+            except (gexc.GoogleAPIError, auth_exc.GoogleAuthError) as exc:
+                raise self._error(exc, f"reading {name}") from exc
+        raise StateError(f"{name} at {self.url} keeps changing while it is read")
+
+    def put(self, name: str, data: bytes, *, if_version: str | None = None,
+            if_absent: bool = False) -> str:
+        match: int | None = None
+        if if_absent:
+            match = 0
+        if if_version is not None:
+            match = int(if_version)
+        blob = self._bucket.blob(self._key(name))
+        try:
+            blob.upload_from_string(data, content_type="application/json",
+                                    if_generation_match=match)
+        except gexc.PreconditionFailed as exc:
+            raise PreconditionFailed(f"{name} changed at {self.url}") from exc
+        except (gexc.GoogleAPIError, auth_exc.GoogleAuthError) as exc:
+            raise self._error(exc, f"writing {name}") from exc
+        return str(blob.generation)
+
+    def delete(self, name: str) -> None:
+        try:
+            self._bucket.blob(self._key(name)).delete()
+        except gexc.NotFound:
+            return
+        except (gexc.GoogleAPIError, auth_exc.GoogleAuthError) as exc:
+            raise self._error(exc, f"deleting {name}") from exc
+
+    def list(self, prefix: str) -> list[str]:
+        start = len(self._key(""))
+        try:
+            return [str(b.name)[start:]
+                    for b in self._client.list_blobs(self._bucket, prefix=self._key(prefix))]
+        except (gexc.GoogleAPIError, auth_exc.GoogleAuthError) as exc:
+            raise self._error(exc, f"listing {prefix}") from exc
