@@ -8,6 +8,11 @@ stores artifacts and deployments without a cloud account. A site is
     artifacts/<model>/.sovereign.json   what was copied: source URI, per-file sha256, digest
     deployments/<model>.json            the deployment manifest (status, artifact digest, spec)
 
+Sources: ``file:///ABS/PATH``, ``file://./REL/PATH`` or a plain path (relative ones resolved
+against the fleet directory; a directory copies the tree). ``s3://``/``gs://`` sources are
+staged as a small deterministic synthetic artifact when ``offline_artifacts`` is set (``--sites
+local``), and refused otherwise: remote reads belong to the cloud providers.
+
 ``observe`` reads what is really on disk, verifying every artifact file against its manifest:
 a file deleted or edited by hand shows up as drift, and a deployment whose artifact is missing
 or differs from the one it was made from is reported as unhealthy, never as serving.
@@ -299,7 +304,16 @@ class LocalProvider:
     def _local_path(self, source: str, model_id: str) -> Path:
         parsed = urlparse(source)
         if parsed.scheme == "file":
-            return Path(unquote(parsed.path))
+            if parsed.netloc in ("", "localhost"):
+                return Path(unquote(parsed.path))
+            if parsed.netloc in (".", ".."):
+                # file://./weights/m: relative to the fleet directory, so a fleet is portable.
+                return self.fleet_dir / (parsed.netloc + unquote(parsed.path))
+            raise PermanentProviderError(
+                f"the local provider cannot read {source} (model {model_id}): file URLs on "
+                f"another host ({parsed.netloc}) are not local",
+                hint="use file:///ABSOLUTE/PATH or file://./PATH (relative to the fleet dir)",
+            )
         if parsed.scheme and len(parsed.scheme) > 1:  # a Windows drive letter is not a scheme
             raise PermanentProviderError(
                 f"the local provider cannot read {source} (model {model_id})",
