@@ -10,6 +10,7 @@ Other areas may reuse ``fleets()``, ``principals()`` and ``instants()``.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from hypothesis import strategies as st
 
@@ -36,39 +37,46 @@ GROUPS = ("partners", "staff")
 BASE = datetime(2026, 6, 1, tzinfo=UTC)
 # Directive instants are drawn from a small grid so that boundaries coincide often.
 GRID = tuple(BASE + timedelta(days=d) for d in range(0, 12, 2))
+T = TypeVar("T")
 
 
 def instants() -> st.SearchStrategy[datetime]:
     """Instants around and exactly at the directive grid (before, on, between, after)."""
-    offsets = st.sampled_from([-1, 0, 1, 2, 3, 5, 7, 9, 10, 11, 12, 14])
-    exact = st.sampled_from(GRID)
-    near = st.builds(
-        lambda g, s: g + timedelta(seconds=s), exact, st.sampled_from([-1, 1, 3600])
+    return _INSTANTS
+
+
+def _pick(draw: st.DrawFn, seq: tuple[T, ...] | list[T]) -> T:
+    # Index draws over cached integer strategies: building fresh sampled_from strategies
+    # inside composites costs hypothesis far more validation time than the tests themselves.
+    return seq[draw(st.integers(0, len(seq) - 1))]
+
+
+def _subset(draw: st.DrawFn, seq: tuple[T, ...] | list[T], max_size: int = 99) -> frozenset[T]:
+    mask = draw(st.integers(0, 2 ** len(seq) - 1))
+    return frozenset([x for i, x in enumerate(seq) if mask >> i & 1][:max_size])
+
+
+def _countries_or_none(draw: st.DrawFn) -> frozenset[str] | None:
+    if not draw(st.booleans()):
+        return None
+    return _subset(draw, ALL_COUNTRIES, 3) or frozenset({_pick(draw, ALL_COUNTRIES)})
+
+
+@st.composite
+def principals(draw: st.DrawFn, countries: tuple[str, ...] = ALL_COUNTRIES) -> Principal:
+    return Principal(
+        _pick(draw, countries), _subset(draw, countries, 2), _subset(draw, GROUPS)
     )
-    return st.one_of(st.builds(lambda d: BASE + timedelta(days=d), offsets), exact, near)
-
-
-def principals(countries: tuple[str, ...] = ALL_COUNTRIES) -> st.SearchStrategy[Principal]:
-    return st.builds(
-        Principal,
-        st.sampled_from(countries),
-        st.frozensets(st.sampled_from(countries), max_size=2),
-        st.frozensets(st.sampled_from(GROUPS), max_size=2),
-    )
-
-
-def _country_sets() -> st.SearchStrategy[frozenset[str] | None]:
-    return st.none() | st.frozensets(st.sampled_from(ALL_COUNTRIES), min_size=1, max_size=3)
 
 
 @st.composite
 def audiences(draw: st.DrawFn) -> Audience:
     return Audience(
-        nationality_in=draw(_country_sets()),
-        nationality_not_in=draw(_country_sets()),
-        residency_in=draw(_country_sets()),
-        residency_not_in=draw(_country_sets()),
-        except_groups=draw(st.frozensets(st.sampled_from(GROUPS), max_size=2)),
+        nationality_in=_countries_or_none(draw),
+        nationality_not_in=_countries_or_none(draw),
+        residency_in=_countries_or_none(draw),
+        residency_not_in=_countries_or_none(draw),
+        except_groups=_subset(draw, GROUPS),
     )
 
 
@@ -81,16 +89,27 @@ def directives(
     earlier: tuple[Directive, ...] = (),
 ) -> Directive:
     """One directive; it may supersede an earlier one of the same jurisdiction."""
-    jurisdiction = draw(st.sampled_from(jurisdictions))
-    action = draw(st.sampled_from([Action.SUSPEND, Action.SUSPEND, Action.WITHDRAW]))
-    named = draw(
-        st.just(frozenset({ALL_MODELS}))
-        | st.frozensets(st.sampled_from(models), min_size=1, max_size=len(models))
-    )
-    effective = draw(st.sampled_from(GRID))
-    expires = draw(st.none() | st.sampled_from([g for g in GRID if g > effective] or [None]))
+    return _directive(draw, jurisdictions, models, did, earlier)
+
+
+def _directive(
+    draw: st.DrawFn,
+    jurisdictions: tuple[str, ...],
+    models: tuple[str, ...],
+    did: str,
+    earlier: tuple[Directive, ...],
+) -> Directive:
+    jurisdiction = _pick(draw, jurisdictions)
+    action = _pick(draw, (Action.SUSPEND, Action.SUSPEND, Action.WITHDRAW))
+    if draw(st.integers(0, 3)) == 0:
+        named = frozenset({ALL_MODELS})
+    else:
+        named = _subset(draw, models) or frozenset({_pick(draw, models)})
+    effective = _pick(draw, GRID)
+    later = [g for g in GRID if g > effective]
+    expires = _pick(draw, later) if later and draw(st.booleans()) else None
     same = [d.id for d in earlier if d.jurisdiction == jurisdiction]
-    supersedes = draw(st.none() | st.sampled_from(same)) if same else None
+    supersedes = _pick(draw, same) if same and draw(st.booleans()) else None
     audience = draw(audiences()) if action is Action.SUSPEND else Audience()
     return Directive(
         id=did,
@@ -111,15 +130,9 @@ def directives(
 @st.composite
 def fleets(draw: st.DrawFn, max_directives: int = 4) -> Fleet:
     """A valid fleet: 1-4 jurisdictions, 1-3 sites each, 1-3 models, 0-N directives."""
-    jids = tuple(
-        draw(
-            st.lists(st.sampled_from(JURISDICTION_IDS), min_size=1, max_size=4, unique=True)
-        )
-    )
+    jids = tuple(sorted(_subset(draw, JURISDICTION_IDS))) or (_pick(draw, JURISDICTION_IDS),)
     # Disjoint country sets: each country goes to at most one jurisdiction.
-    owners = draw(
-        st.lists(st.sampled_from((None, *jids)), min_size=len(COUNTRIES), max_size=len(COUNTRIES))
-    )
+    owners = [_pick(draw, (None, *jids)) for _ in COUNTRIES]
     countries = {
         j: frozenset(c for c, o in zip(COUNTRIES, owners, strict=True) if o == j) for j in jids
     }
@@ -127,8 +140,8 @@ def fleets(draw: st.DrawFn, max_directives: int = 4) -> Fleet:
     models = {
         m: Model(
             id=m,
-            origin=draw(st.sampled_from(jids)),
-            export_control=draw(st.sampled_from(["open", "restricted", "restricted"])),
+            origin=_pick(draw, jids),
+            export_control=_pick(draw, ("open", "restricted", "restricted")),
             artifact=f"s3://models/{m}/",
         )
         for m in model_ids
@@ -136,11 +149,10 @@ def fleets(draw: st.DrawFn, max_directives: int = 4) -> Fleet:
     sites: dict[str, Site] = {}
     site_ids: dict[str, tuple[str, ...]] = {}
     for j in jids:
-        n = draw(st.integers(1, 3))
-        ids = tuple(f"{j.lower()}-s{i}" for i in range(n))
+        ids = tuple(f"{j.lower()}-s{i}" for i in range(draw(st.integers(1, 3))))
         site_ids[j] = ids
         for s in ids:
-            governed_by = draw(st.frozensets(st.sampled_from(jids), max_size=2)) - {j}
+            governed_by = _subset(draw, jids, 2) - {j}
             sites[s] = Site(
                 id=s,
                 jurisdiction=j,
@@ -155,29 +167,30 @@ def fleets(draw: st.DrawFn, max_directives: int = 4) -> Fleet:
     jurisdictions: dict[str, Jurisdiction] = {}
     for j in jids:
         own = list(site_ids[j])
-        failover = draw(st.permutations(own))[: draw(st.integers(0, len(own)))]
+        failover_list: list[str] = []
+        while own and draw(st.booleans()):
+            failover_list.append(own.pop(draw(st.integers(0, len(own) - 1))))
         if draw(st.booleans()):
             # a foreign site in the preference list: it still only counts when allowed
-            failover = (*failover, draw(st.sampled_from(every_site)))
-        failover = tuple(dict.fromkeys(failover))
+            failover_list.append(_pick(draw, every_site))
         jurisdictions[j] = Jurisdiction(
             id=j,
             name=f"Jurisdiction {j}",
             countries=countries[j],
             authorities=(),
             directive_threshold=1,
-            process_in=draw(st.frozensets(st.sampled_from(jids), max_size=len(jids))),
-            export={"restricted": draw(st.frozensets(st.sampled_from(jids), max_size=2))},
-            models=draw(st.frozensets(st.sampled_from(model_ids), max_size=len(model_ids))),
+            process_in=_subset(draw, jids),
+            export={"restricted": _subset(draw, jids, 2)},
+            models=_subset(draw, model_ids),
             sites=site_ids[j],
-            failover=failover,
+            failover=tuple(dict.fromkeys(failover_list)),
             min_sites_per_model=1,
             source=f"{j.lower()}.yaml",
         )
     made: list[Directive] = []
     for i in range(draw(st.integers(0, max_directives))):
-        made.append(draw(directives(jids, model_ids, f"d{i}", tuple(made))))
-    settings = FleetSettings(unlisted_countries=draw(st.sampled_from(list(Unlisted))))
+        made.append(_directive(draw, jids, model_ids, f"d{i}", tuple(made)))
+    settings = FleetSettings(unlisted_countries=_pick(draw, (Unlisted.DENY, Unlisted.ANY)))
     return Fleet(
         jurisdictions=jurisdictions,
         sites=sites,
@@ -185,3 +198,15 @@ def fleets(draw: st.DrawFn, max_directives: int = 4) -> Fleet:
         directives={d.id: d for d in made},
         settings=settings,
     )
+
+
+_INSTANTS: st.SearchStrategy[datetime] = st.one_of(
+    st.builds(
+        lambda d: BASE + timedelta(days=d),
+        st.sampled_from([-1, 0, 1, 2, 3, 5, 7, 9, 10, 11, 12, 14]),
+    ),
+    st.sampled_from(GRID),
+    st.builds(
+        lambda g, s: g + timedelta(seconds=s), st.sampled_from(GRID), st.sampled_from([-1, 1, 3600])
+    ),
+)

@@ -17,7 +17,7 @@ from tests.strategies import GRID, fleets, instants, principals
 _TICK = timedelta(microseconds=1)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(fleets(), st.lists(st.tuples(principals(), instants()), min_size=1, max_size=8))
 def test_table_agrees_with_reference(
     fleet: Fleet, queries: list[tuple[Principal, datetime]]
@@ -28,7 +28,7 @@ def test_table_agrees_with_reference(
             assert table.route(m, principal, at) == rules.route(fleet, m, principal, at)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(fleets(), principals())
 def test_table_agrees_across_every_boundary(fleet: Fleet, principal: Principal) -> None:
     """Exactly at each directive instant, and just before it, the table picks the right epoch."""
@@ -39,7 +39,7 @@ def test_table_agrees_across_every_boundary(fleet: Fleet, principal: Principal) 
                 assert table.route(m, principal, at) == rules.route(fleet, m, principal, at)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(fleets(), st.lists(st.tuples(principals(), instants()), min_size=1, max_size=5))
 def test_explainer_agrees_with_reference_explain(
     fleet: Fleet, queries: list[tuple[Principal, datetime]]
