@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
@@ -34,9 +35,9 @@ def register(app: typer.Typer) -> None:
     def gateway(
         token_key: Annotated[
             list[Path] | None,
-            typer.Option("--token-key", metavar="FILE", help="Public key that signs principal tokens: a PEM "
-                         "(Ed25519, EC P-256/384/521 or RSA) or a JWKS JSON file. Repeatable; "
-                         "required."),
+            typer.Option("--token-key", metavar="FILE",
+                         help="Public key that signs principal tokens: a PEM (Ed25519, EC "
+                         "P-256/384/521 or RSA) or a JWKS JSON file. Repeatable; required."),
         ] = None,
         host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
         port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
@@ -137,4 +138,15 @@ def register(app: typer.Typer) -> None:
         if not is_loopback(host):
             err_console.print(f"[yellow]warning:[/] listening on {host}: terminate TLS in front "
                               "of the gateway; bearer tokens must not cross a network in clear")
-        asyncio.run(serve(gw, host, port, sock))
+        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to the
+        # handler that was installed before it: make that a clean stop, not a traceback.
+        signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            asyncio.run(serve(gw, host, port, sock))
+        except KeyboardInterrupt:
+            pass
+        err_console.print("gateway stopped")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

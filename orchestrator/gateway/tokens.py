@@ -10,6 +10,11 @@ caller types. ``TokenVerifier`` checks a ``Bearer`` JWT against configured *publ
 - ``exp`` is required, ``nbf`` checked when present, ``aud`` always, ``iss`` when configured;
 - the claims ``residency`` (ISO 3166-1 alpha-2, required), ``nationalities`` and ``groups``
   (lists, default empty) are validated; anything malformed refuses the token (fail closed).
+
+Clients reuse a token for many requests and a signature check costs more than the rest of the
+routing decision, so verified tokens are remembered (bounded LRU, keyed by the exact token
+string). Only the signature and claim checks are reused: ``exp`` and ``nbf`` are compared with
+the clock again on every use, so a remembered token expires exactly when it would have.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,7 +187,8 @@ class TokenVerifier:
     """Verifies bearer tokens against pinned public keys and returns the principal."""
 
     def __init__(self, keys: Sequence[TokenKey], audience: str = DEFAULT_AUDIENCE,
-                 issuer: str | None = None, leeway_s: float = 0.0) -> None:
+                 issuer: str | None = None, leeway_s: float = 0.0,
+                 cache_size: int = 4096) -> None:
         if not keys:
             raise UsageError("no token keys configured", hint="pass --token-key FILE")
         self.keys = tuple(keys)
@@ -188,6 +196,9 @@ class TokenVerifier:
         self.issuer = issuer
         self.leeway_s = leeway_s
         self._algorithms = frozenset(k.algorithm for k in self.keys)
+        # token -> (verified, exp, nbf); only tokens that fully verified are kept
+        self._cache: OrderedDict[str, tuple[VerifiedToken, float, float]] = OrderedDict()
+        self.cache_size = cache_size
 
     def verify_header(self, authorization: str | None) -> VerifiedToken:
         """Verify an ``Authorization`` header value."""
@@ -199,6 +210,25 @@ class TokenVerifier:
         return self.verify(token.strip())
 
     def verify(self, token: str) -> VerifiedToken:
+        cached = self._cache.get(token)
+        if cached is not None:
+            verified, exp, nbf = cached
+            now = time.time()
+            if now >= exp + self.leeway_s:
+                self._cache.pop(token, None)
+                raise TokenError("token expired")
+            if now < nbf - self.leeway_s:
+                raise TokenError("token not yet valid (nbf)")
+            self._cache.move_to_end(token)
+            return verified
+        verified, exp, nbf = self._verify_uncached(token)
+        if self.cache_size > 0:
+            self._cache[token] = (verified, exp, nbf)
+            if len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return verified
+
+    def _verify_uncached(self, token: str) -> tuple[VerifiedToken, float, float]:
         if len(token) > _MAX_TOKEN_CHARS:
             raise TokenError("token too long")
         try:
@@ -250,5 +280,7 @@ class TokenVerifier:
             digest = (
                 hashlib.sha256(sub.encode()).hexdigest()[:16] if isinstance(sub, str) else None
             )
-            return VerifiedToken(principal_from_claims(claims), digest)
+            exp = float(claims["exp"])
+            nbf = float(claims.get("nbf", 0))
+            return VerifiedToken(principal_from_claims(claims), digest), exp, nbf
         raise last
