@@ -1,0 +1,176 @@
+"""The explain and impact commands through the real CLI entry point (in process)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cli.app import main
+
+REGIONS = Path(__file__).resolve().parents[2] / "regions"
+JUNE_12 = REGIONS / "directives" / "us-doc-2026-06-12.yaml"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exited:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    code = exited.value.code
+    return (code if isinstance(code, int) else 1), out, err
+
+
+def explain_args(*extra: str) -> list[str]:
+    return ["explain", "--fleet", str(REGIONS), *extra]
+
+
+def test_explain_json_is_only_json_with_the_spec_shape(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys, *explain_args("-m", "fable-5", "-r", "us", "-n", "de", "--at", "2026-06-13",
+                              "--json")
+    )
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["principal"] == {"residency": "US", "nationalities": ["DE"], "groups": []}
+    assert doc["home"] == "US" and doc["route"] == []
+    assert doc["sites"]["aws-us-east-1"]["reasons"][0]["ref"] == "us-doc-2026-06-12"
+
+
+def test_explain_human_output_names_rules_and_route(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys, *explain_args("-m", "fable-5", "-r", "JP", "-n", "JP", "--at",
+                              "2026-06-13T00:00:00Z")
+    )
+    assert code == 0
+    assert "route: gcp-asia-northeast1" in out
+    assert "us-doc-2026-06-12" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message", "hint"),
+    [
+        (("-m", "gpt-9", "-r", "DE"), "unknown model 'gpt-9'", "fable-5, mistral-large-3"),
+        (("-m", "fable-5", "-r", "Germany"), "invalid residency", "ISO 3166-1 alpha-2"),
+        (("-m", "fable-5", "-r", "DE", "-n", "QQ"), "invalid nationality", "ISO 3166-1"),
+        (("-m", "fable-5", "-r", "DE", "--at", "tomorrow"), "invalid time", "ISO 8601"),
+        (("-m", "fable-5",), "needs --model and --residency", "sovereign explain"),
+    ],
+)
+def test_explain_rejects_bad_input_with_a_hint(
+    capsys: pytest.CaptureFixture[str], args: tuple[str, ...], message: str, hint: str
+) -> None:
+    code, out, err = run(capsys, *explain_args(*args, "--json"))
+    assert code == 1 and out == ""
+    assert message in err and hint in err
+    assert "Traceback" not in err
+
+
+def test_batch_answers_every_line_in_order(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    queries = [
+        {"model": "fable-5", "residency": "US", "nationalities": ["DE"], "at": "2026-06-11"},
+        {"model": "fable-5", "residency": "US", "nationalities": ["DE"], "at": "2026-06-13"},
+        {"model": "mythos-5", "residency": "US", "nationalities": ["DE"],
+         "groups": ["trusted-partners"], "at": "2026-06-27T00:00:00Z"},
+        {"model": "olmo-3", "residency": "JP"},
+    ]
+    batch = tmp_path / "q.jsonl"
+    batch.write_text("\n".join(json.dumps(q) for q in queries) + "\n\n")
+    code, out, _ = run(capsys, *explain_args("--batch", str(batch)))
+    assert code == 0
+    lines = [json.loads(x) for x in out.splitlines()]
+    assert [d["model"] for d in lines] == ["fable-5", "fable-5", "mythos-5", "olmo-3"]
+    assert lines[0]["route"] == ["aws-us-east-1", "gcp-us-central1"]
+    assert lines[1]["route"] == []
+    assert lines[2]["route"] == ["aws-us-east-1", "gcp-us-central1"]
+    assert lines[3]["principal"] == {"residency": "JP", "nationalities": [], "groups": []}
+    # each line equals the single-query answer
+    code, single, _ = run(
+        capsys, *explain_args("-m", "fable-5", "-r", "US", "-n", "DE", "--at", "2026-06-13",
+                              "--json")
+    )
+    assert json.loads(single) == lines[1]
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("not json", "line 2: not JSON"),
+        ('{"model": "fable-5"}', 'line 2: "model" and "residency" are required'),
+        ('{"model": "nope", "residency": "US"}', "line 2: unknown model 'nope'"),
+        ('{"model": "fable-5", "residency": "US", "extra": 1}', "line 2: unknown field(s) extra"),
+        ('{"model": "fable-5", "residency": "US", "groups": "x"}', 'line 2: "groups" must be'),
+        ('{"model": "fable-5", "residency": "US", "at": "soon"}', "line 2: invalid time"),
+    ],
+)
+def test_a_bad_batch_line_fails_the_whole_run_before_any_output(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, bad: str, message: str
+) -> None:
+    batch = tmp_path / "q.jsonl"
+    batch.write_text('{"model": "olmo-3", "residency": "US"}\n' + bad + "\n")
+    code, out, err = run(capsys, *explain_args("--batch", str(batch)))
+    assert code == 1
+    assert out == ""
+    assert message in err
+
+
+def test_impact_of_an_unsigned_directive_warns_and_reports(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    draft = tmp_path / "draft.yaml"
+    draft.write_text(
+        JUNE_12.read_text().replace("id: us-doc-2026-06-12", "id: us-draft")
+    )
+    code, out, err = run(
+        capsys, "impact", str(draft), "--fleet", str(REGIONS), "--at", "2026-06-01", "--json"
+    )
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["directive"] == "us-draft" and doc["signed"] is False
+    assert "not signed" in err
+    assert doc["summary"]["collateral"] == 0
+    # us-doc-2026-06-12 is already in force at its effective: a duplicate changes nothing more
+    # than it, and the superseding 06-26 is not in force yet on 06-12.
+    assert doc["at"] == "2026-06-12T00:00:00Z"
+    assert doc["changes"] == []
+
+
+def test_impact_of_a_fleet_directive_is_compared_without_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = run(
+        capsys, "impact", str(JUNE_12), "--fleet", str(REGIONS), "--json", "--at", "2026-06-13"
+    )
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["signed"] is True
+    effects = {(c["model"], c["residency"], c["effect"]) for c in doc["changes"]}
+    assert ("fable-5", "US", "refused") in effects
+    assert ("mythos-5", "JP", "rerouted") in effects
+    assert all(c["model"] in {"fable-5", "mythos-5"} for c in doc["changes"])
+    refused_us = [c for c in doc["changes"] if c["residency"] == "US"]
+    assert {tuple(c["audience"]["nationalities"]) for c in refused_us} == {(), ("*",)}
+    assert doc["summary"]["refused"] == len(refused_us)
+
+
+def test_impact_human_output_counts_collateral(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "impact", str(JUNE_12), "--fleet", str(REGIONS), "--at",
+                       "2026-06-13")
+    assert code == 0
+    assert "refused" in out and "rerouted" in out
+    assert "collateral (changes outside the directive's reach): 0" in out
+
+
+def test_impact_refuses_a_bad_signature(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    draft = tmp_path / "draft.yaml"
+    draft.write_text(JUNE_12.read_text().replace("id: us-doc-2026-06-12", "id: us-draft"))
+    (tmp_path / "draft.yaml.sig").write_text(
+        (REGIONS / "directives" / "us-doc-2026-06-12.yaml.sig").read_text()
+    )
+    code, out, err = run(capsys, "impact", str(draft), "--fleet", str(REGIONS), "--json")
+    assert code == 1 and out == ""
+    assert "Traceback" not in err
