@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -27,14 +28,19 @@ from orchestrator.fleet.yamlsource import Document
 MAX_LISTED = 12  # list valid names in a message when there are at most this many
 
 
-def valid_names(names: Iterable[str], what: str = "valid") -> str:
-    """"valid: A, B, C" for short lists, a count otherwise, "none declared" when empty."""
+def valid_names(names: Iterable[str], what: str = "valid", near: str | None = None) -> str:
+    """"valid: A, B, C" for short lists, a count otherwise, "none declared" when empty; with
+    ``near``, the closest names first ("did you mean ...?"), because typos are the usual cause.
+    """
     ordered = sorted(set(names))
     if not ordered:
         return f"{what}: none declared"
+    close = difflib.get_close_matches(near, ordered, n=3, cutoff=0.75) if near else []
+    guess = f"did you mean {' or '.join(close)}? " if close else ""
     if len(ordered) <= MAX_LISTED:
-        return f"{what}: {', '.join(ordered)}"
-    return f"{what}: one of {len(ordered)} names, e.g. {', '.join(ordered[:MAX_LISTED])}, ..."
+        return f"{guess}{what}: {', '.join(ordered)}"
+    return (f"{guess}{what}: one of {len(ordered)} names, e.g. "
+            f"{', '.join(ordered[:MAX_LISTED])}, ...")
 
 
 @dataclass(frozen=True)
@@ -159,7 +165,8 @@ def check_profiles(
     def unknown_j(doc: Document, path: str, ref: str, what: str) -> None:
         if ref not in known_j:
             problems.append(doc.problem(
-                path, f"{what} '{ref}' is not a jurisdiction of the fleet ({valid_names(known_j)})"
+                path, f"{what} '{ref}' is not a jurisdiction of the fleet "
+                f"({valid_names(known_j, near=ref)})"
             ))
 
     for p in profiles:
@@ -197,7 +204,7 @@ def check_profiles(
                     problems.append(doc.problem(
                         f"models[{i}]",
                         f"model '{m}' is not in the catalog (models.yaml; "
-                        f"{valid_names(known_m)})",
+                        f"{valid_names(known_m, near=m)})",
                     ))
         for i, s in enumerate(v.sites):
             base = f"sites[{i}]"
@@ -208,7 +215,7 @@ def check_profiles(
                 problems.append(doc.problem(
                     f"{base}.region",
                     f"'{s.region}' is not a region of {s.provider} "
-                    f"({valid_names(regions)})",
+                    f"({valid_names(regions, near=s.region)})",
                 ))
             else:
                 expected = region_country(s.provider, s.region)
@@ -227,7 +234,8 @@ def check_profiles(
             if ref not in known_sites:
                 problems.append(doc.problem(
                     f"failover[{i}]",
-                    f"'{ref}' is not a site of the fleet ({valid_names(known_sites)})",
+                    f"'{ref}' is not a site of the fleet "
+                    f"({valid_names(known_sites, near=ref)})",
                 ))
     return problems
 
@@ -287,7 +295,7 @@ def check_directive(d: ParsedDirective, ctx: DirectiveContext, *, require_signat
         if m != ALL_MODELS and m not in known_models:
             problems.append(doc.problem(
                 f"models[{i}]",
-                f"model '{m}' is not in the catalog ({valid_names(known_models)}, "
+                f"model '{m}' is not in the catalog ({valid_names(known_models, near=m)}, "
                 f"or '{ALL_MODELS}' for every model)",
             ))
     if v.action == "withdraw" and v.audience is not None:

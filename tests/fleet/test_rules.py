@@ -111,11 +111,13 @@ CASES = [
                                                                          "jurisdiction")],
          mutate={"us.yaml": [("restricted: [EU]", "restricted: [JP]")]}),
     Case("profile model not in catalog", [
-        ("us.yaml", 14, "models[1]", "model 'm-nope' is not in the catalog (models.yaml; valid: "
-                                     "m-open, m-us)"),
+        ("us.yaml", 14, "models[1]", "model 'm-nope' is not in the catalog (models.yaml; "
+                                     "did you mean m-open? valid: m-open, m-us)"),
     ], mutate={"us.yaml": [("models: [m-us, m-open]", "models: [m-us, m-nope]")]}),
-    Case("failover unknown site", [("eu.yaml", 22, "failover[1]", "'eu-9' is not a site of the "
-                                                                "fleet (valid: eu-1, eu-2, us-1)")],
+    Case("failover unknown site", [
+        ("eu.yaml", 22, "failover[1]", "'eu-9' is not a site of the fleet (did you mean eu-2 or "
+                                       "eu-1? valid: eu-1, eu-2, us-1)"),
+    ],
          mutate={"eu.yaml": [("failover: [eu-1, eu-2]", "failover: [eu-1, eu-9]")]}),
     Case("failover duplicate", [("eu.yaml", 22, "failover[1]", "listed twice")],
          mutate={"eu.yaml": [("failover: [eu-1, eu-2]", "failover: [eu-1, eu-1]")]}),
