@@ -1,19 +1,126 @@
-"""Desired DNS geolocation records (issue 5): one per (model, country), pointing at the first
-site of the route for a principal of unknown nationality and no groups (the fail-closed
-default), plus a default record only where the fleet allows unlisted countries.
+"""Desired DNS geolocation records (issue 5): where ``<model>.<domain>`` sends people, by country.
 
-Placeholder until the AWS work lands: no DNS records are desired.
+DNS cannot see a person's nationality or groups, so each country's record points at the first
+site of the route for a principal located there with *unknown* nationality and *no* groups:
+unknown nationality matches every nationality predicate and no groups exempts from nothing, so
+that principal's route is contained in the route of anyone else located there (fail closed).
+A country whose route is empty gets no record.
+
+Route 53 answers a country without its own record from the default (``*``) record, so a default
+record exists only where ``unlisted_countries: any``, and only pointing at a site that is allowed
+for *everyone* it would answer: every unlisted country (one principal per distinct way the
+directives' residency predicates treat them) and every listed country left without a record.
+When no site satisfies all of them there is no default record. The gateway remains the
+enforcement point; DNS is a convenience that must never be more permissive than it.
 """
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Iterable
 from datetime import datetime
+from urllib.parse import urlsplit
 
-from orchestrator.fleet.model import Fleet
-from orchestrator.providers.base import Resource
+from orchestrator.fleet.model import Directive, Fleet, Unlisted
+from orchestrator.policy.principal import Principal
+from orchestrator.policy.rules import decide, in_force, order_route
+from orchestrator.providers.base import Resource, ResourceKind, spec_of
+
+DEFAULT_KEY = "*"
+
+
+def dns_target(hosted_zone_id: str) -> str:
+    """The pseudo target of a hosted zone's records; the reconciler resolves ``dns:``."""
+    return f"dns:{hosted_zone_id}"
+
+
+def record_name(model_id: str, domain: str) -> str:
+    return f"{model_id}.{domain.strip('.').lower()}"
+
+
+def site_hostname(fleet: Fleet, site_id: str, domain: str) -> str:
+    """The host a record points at: the site's endpoint host, else ``<site-id>.<domain>``."""
+    endpoint = fleet.sites[site_id].endpoint
+    host = urlsplit(endpoint).hostname if endpoint else None
+    return (host or f"{site_id}.{domain.strip('.')}").lower()
+
+
+def is_ip_address(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _route(
+    fleet: Fleet, model_id: str, residency: str, at: datetime, active: tuple[Directive, ...]
+) -> tuple[str, ...]:
+    principal = Principal(residency)  # unknown nationality, no groups: the fail-closed default
+    allowed = [
+        s for s in fleet.sites if decide(fleet, model_id, s, principal, at, active).allowed
+    ]
+    return order_route(fleet, allowed, fleet.home_of(residency))
+
+
+def _unlisted_representatives(fleet: Fleet, directives: Iterable[Directive]) -> list[str]:
+    """One residency per distinct way the rules can treat an unlisted country.
+
+    Unlisted countries differ only in whether a directive's residency predicate names them:
+    each named unlisted country stands for itself, and one fresh code stands for every other.
+    """
+    named: set[str] = set()
+    for d in directives:
+        for group in (d.audience.residency_in, d.audience.residency_not_in):
+            named |= {c for c in group or () if fleet.home_of(c) is None}
+    taken = named | set(fleet.country_home)
+    fresh = next(
+        f"{a}{b}"
+        for a in "ZYXWVUTSRQPONMLKJIHGFEDCBA"
+        for b in "ZYXWVUTSRQPONMLKJIHGFEDCBA"
+        if f"{a}{b}" not in taken
+    )
+    return [fresh, *sorted(named)]
 
 
 def desired_dns_records(fleet: Fleet, at: datetime) -> frozenset[Resource]:
     """ROUTE resources for ``fleet.settings.dns`` (empty when the fleet names no DNS zone)."""
-    del fleet, at
-    return frozenset()
+    dns = fleet.settings.dns
+    if dns is None:
+        return frozenset()
+    target = dns_target(dns.hosted_zone_id)
+    active = in_force(fleet, at)
+    records: set[Resource] = set()
+
+    def record(model_id: str, key: str, site_id: str) -> Resource:
+        return Resource(
+            ResourceKind.ROUTE,
+            target,
+            model_id,
+            key=key,
+            spec=spec_of(
+                site=site_id,
+                name=record_name(model_id, dns.domain),
+                value=site_hostname(fleet, site_id, dns.domain),
+            ),
+        )
+
+    for model_id in sorted(fleet.models):
+        uncovered: list[tuple[str, ...]] = []  # routes of those the default record would answer
+        for country in sorted(fleet.country_home):
+            route = _route(fleet, model_id, country, at, active)
+            if route:
+                records.add(record(model_id, country, route[0]))
+            else:
+                uncovered.append(route)
+        if fleet.settings.unlisted_countries is not Unlisted.ANY:
+            continue
+        routes = [
+            _route(fleet, model_id, c, at, active)
+            for c in _unlisted_representatives(fleet, active)
+        ]
+        allowed_for_all = set(routes[0]).intersection(*routes[1:], *uncovered)
+        first = next((s for s in routes[0] if s in allowed_for_all), None)
+        if first is not None:
+            records.add(record(model_id, DEFAULT_KEY, first))
+    return frozenset(records)
