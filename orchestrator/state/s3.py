@@ -10,6 +10,8 @@ when an ``s3://`` store is opened. The client honours the usual AWS settings, in
 
 from __future__ import annotations
 
+import functools
+import os
 from typing import Any
 
 import boto3
@@ -21,6 +23,23 @@ from orchestrator.state.objectstore import Blob, PreconditionFailed
 
 _LOST_RACE = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 _MISSING = {"NoSuchKey", "404", "NotFound"}
+
+
+# Settings that change which account or endpoint a default client talks to.
+_CLIENT_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_REGION",
+               "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID")
+
+
+@functools.lru_cache(maxsize=8)
+def _client_for(settings: tuple[str | None, ...]) -> Any:
+    # Clients are thread-safe and slow to build (they load the service model): share one per
+    # distinct environment rather than building one per store.
+    del settings  # only the cache key: boto3 reads the environment itself
+    return boto3.client("s3", config=Config(retries={"max_attempts": 5, "mode": "standard"}))
+
+
+def default_client() -> Any:
+    return _client_for(tuple(os.environ.get(name) for name in _CLIENT_ENV))
 
 
 def _code(exc: ClientError) -> str:
@@ -35,9 +54,7 @@ class S3Blobs:
         self.prefix = prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         try:
-            self._client = client or boto3.client(
-                "s3", config=Config(retries={"max_attempts": 5, "mode": "standard"})
-            )
+            self._client = client or default_client()
         except BotoCoreError as exc:
             raise StateError(f"cannot create an S3 client for {self.url}: {exc}") from exc
 

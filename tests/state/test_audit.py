@@ -220,6 +220,7 @@ def build_chain(items: list[tuple[str, dict[str, object]]]) -> list[StoredEntry]
     return chain
 
 
+@settings(max_examples=50, deadline=None)
 @given(st.lists(st.tuples(kinds, payloads), max_size=12))
 def test_any_sequence_of_appends_verifies(items: list[tuple[str, dict[str, object]]]) -> None:
     chain = build_chain(items)
@@ -240,7 +241,7 @@ def tamper_byte(text: str, index: int, replacement: str) -> str:
     return text[:i] + replacement + text[i + 1:]
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(st.tuples(kinds, payloads), min_size=1, max_size=6),
     st.data(),
@@ -269,6 +270,7 @@ def test_any_single_field_or_byte_tamper_is_detected(
     assert report.problem is not None
 
 
+@settings(max_examples=50, deadline=None)
 @given(st.lists(st.tuples(kinds, payloads), min_size=2, max_size=6), st.data())
 def test_dropping_any_entry_is_detected(
     items: list[tuple[str, dict[str, object]]], data: st.DataObject

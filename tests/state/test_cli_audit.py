@@ -9,6 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from orchestrator.cli.app import main
 from orchestrator.state.sqlite import SqliteStateStore
 from tests.state.conftest import ROOT
 
@@ -32,15 +35,11 @@ def make_fleet_state(tmp_path: Path, entries: int = 3) -> tuple[Path, str]:
     return fleet, head
 
 
-def test_verify_an_intact_chain(tmp_path: Path) -> None:
+def test_verify_an_intact_chain_as_text_and_json(tmp_path: Path) -> None:
     fleet, head = make_fleet_state(tmp_path)
     result = sovereign("audit", "verify", "--fleet", str(fleet))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"audit chain intact: 4 entries, head {head[:12]}"
-
-
-def test_verify_json_on_an_intact_chain(tmp_path: Path) -> None:
-    fleet, head = make_fleet_state(tmp_path)
     result = sovereign("audit", "verify", "--fleet", str(fleet), "--json")
     assert result.returncode == 0
     assert json.loads(result.stdout) == {"ok": True, "entries": 4, "head": head, "problem": None}
@@ -72,26 +71,44 @@ def test_verify_without_a_state_fails_instead_of_creating_one(tmp_path: Path) ->
     assert not (tmp_path / ".sovereign").exists()
 
 
-def test_a_bad_state_url_is_a_usage_error(tmp_path: Path) -> None:
-    result = sovereign("audit", "verify", "--state", "ftp://host/x")
-    assert result.returncode == 1
-    assert "sqlite:///PATH" in result.stderr and "Traceback" not in result.stderr
+def run_in_process(
+    capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[int, str, str]:
+    """The same entry point in this process (cheaper than a subprocess for the details)."""
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return int(info.value.code or 0), out, err
 
 
-def test_log_shows_the_last_entries_redacted(tmp_path: Path) -> None:
+def test_a_bad_state_url_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_in_process(capsys, "audit", "verify", "--state", "ftp://host/x")
+    assert code == 1 and out == ""
+    assert "sqlite:///PATH" in err and "Traceback" not in err
+
+
+def test_log_shows_the_last_entries_redacted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     fleet, _ = make_fleet_state(tmp_path)
-    result = sovereign("audit", "log", "--fleet", str(fleet), "--limit", "2", "--json")
-    assert result.returncode == 0, result.stderr
-    doc = json.loads(result.stdout)
+    code, out, _ = run_in_process(
+        capsys, "audit", "log", "--fleet", str(fleet), "--limit", "2", "--json"
+    )
+    assert code == 0
+    doc = json.loads(out)
     assert [e["seq"] for e in doc] == [3, 4]
     assert doc[-1]["payload"] == {"address": "site/2", "token": "[redacted]"}
-    text = sovereign("audit", "log", "--fleet", str(fleet), "--kind", "state.created")
-    assert text.returncode == 0
-    assert "state.created" in text.stdout and "change.applied" not in text.stdout
-    assert "hide-me" not in sovereign("audit", "log", "--fleet", str(fleet)).stdout
+    code, out, _ = run_in_process(capsys, "audit", "log", "--fleet", str(fleet),
+                                  "--kind", "state.created")
+    assert code == 0
+    assert "state.created" in out and "change.applied" not in out
+    code, out, _ = run_in_process(capsys, "audit", "log", "--fleet", str(fleet))
+    assert code == 0 and out.count("change.applied") == 3 and "hide-me" not in out
 
 
-def test_log_refuses_a_negative_limit(tmp_path: Path) -> None:
+def test_log_refuses_a_negative_limit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     fleet, _ = make_fleet_state(tmp_path)
-    result = sovereign("audit", "log", "--fleet", str(fleet), "--limit", "-1")
-    assert result.returncode == 1 and "--limit" in result.stderr
+    code, _, err = run_in_process(capsys, "audit", "log", "--fleet", str(fleet), "--limit", "-1")
+    assert code == 1 and "--limit" in err

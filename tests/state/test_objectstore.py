@@ -92,7 +92,7 @@ def test_a_missing_store_is_not_created_by_readers(object_url: str, tmp_path: Pa
 
 
 def test_a_missing_bucket_is_a_state_error_with_a_hint(object_url: str, tmp_path: Path) -> None:
-    scheme = object_url.split("://")[0]
+    scheme = object_url.split("://", maxsplit=1)[0]
     with pytest.raises(StateError) as info:
         open_store(f"{scheme}://no-such-bucket-{uuid.uuid4().hex[:8]}/p", tmp_path)
     assert "does not exist" in info.value.message
@@ -112,29 +112,35 @@ def test_the_lock_names_its_holder_and_is_released(ostore: StateStore, object_ur
         other.record_change(mine, "y", "create", "ok", {})
 
 
-def test_two_concurrent_lock_attempts_exactly_one_wins(object_url: str, tmp_path: Path) -> None:
-    for _ in range(5):
-        stores = [open_store(object_url, tmp_path) for _ in range(2)]
-        barrier = threading.Barrier(2)
-        outcomes: list[str] = []
-        release = threading.Event()
+def race_for_the_lock(stores: list[StateStore]) -> list[str]:
+    """Start lock attempts at once on every store; the winner holds until the others lose."""
+    barrier = threading.Barrier(len(stores))
+    outcomes: list[str] = []
+    losers = threading.Semaphore(0)
 
-        def attempt(store: StateStore) -> None:
-            barrier.wait()
-            try:
-                with store.lock("race"):
-                    outcomes.append("won")
-                    release.wait(10)
-            except StateLockedError:
-                outcomes.append("locked")
-                release.set()
+    def attempt(store: StateStore) -> None:
+        barrier.wait()
+        try:
+            with store.lock("race"):
+                outcomes.append("won")
+                for _ in stores[1:]:
+                    losers.acquire(timeout=10)
+        except StateLockedError:
+            outcomes.append("locked")
+            losers.release()
 
-        threads = [threading.Thread(target=attempt, args=(s,)) for s in stores]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(20)
-        assert sorted(outcomes) == ["locked", "won"]
+    threads = [threading.Thread(target=attempt, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return sorted(outcomes)
+
+
+def test_concurrent_lock_attempts_exactly_one_wins(object_url: str, tmp_path: Path) -> None:
+    for n in (2, 2, 3):
+        stores = [open_store(object_url, tmp_path) for _ in range(n)]
+        assert race_for_the_lock(stores) == ["locked"] * (n - 1) + ["won"]
 
 
 def test_a_sigkilled_holder_is_taken_over(

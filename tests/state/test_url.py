@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orchestrator.errors import UsageError
@@ -45,6 +45,7 @@ def test_anything_else_is_refused_with_the_valid_forms(url: str) -> None:
         assert form in info.value.hint
 
 
+@settings(deadline=None)
 @given(st.text(max_size=40))
 def test_the_parser_either_accepts_or_raises_usage_error(url: str) -> None:
     try:
