@@ -209,6 +209,8 @@ class Gateway:
                 self._serving = Serving(ServingTable(current.table.table, serial),
                                         current.upstreams, current.loaded_at, current.source)
                 self._marker = marker
+                self._failed = None
+                self.reload_error = None
                 return False
             await asyncio.to_thread(self._upstreams_for, fleet)
         except Exception as exc:  # noqa: BLE001 - any failure must keep the old table
@@ -342,10 +344,11 @@ class Gateway:
             self.metrics.requests.labels("", "", "unauthorized").inc()
             self._log(request, started, 401, table=version)
             return token
-        body = await request.body()
-        if len(body) > self.settings.max_body_bytes:
+        body = await self._read_body(request)
+        if body is None:
             self._log(request, started, 413, table=version, token=token)
-            return _error(413, "request_too_large", "request body too large")
+            return _error(413, "request_too_large",
+                          f"request body larger than {self.settings.max_body_bytes} bytes")
         try:
             payload = json.loads(body or b"null")
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -388,6 +391,21 @@ class Gateway:
         stream = isinstance(payload, dict) and payload.get("stream") is True
         return await self._forward(request, body, model, route, serving, token, stream,
                                    started)
+
+    async def _read_body(self, request: Request) -> bytes | None:
+        """The body, or None when it exceeds the limit (checked before it is all in memory)."""
+        limit = self.settings.max_body_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            return None
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return None
+            parts.append(chunk)
+        return b"".join(parts)
 
     async def _forward(self, request: Request, body: bytes, model: str, route: tuple[str, ...],
                        serving: Serving, token: VerifiedToken, stream: bool,
@@ -453,6 +471,7 @@ class Gateway:
                 await resp.aclose()
                 return Response(resp.content, resp.status_code, headers)
             assert chunks is not None
+            headers["X-Accel-Buffering"] = "no"  # ask reverse proxies in front not to buffer
             return StreamingResponse(
                 self._relay(resp, first or b"", chunks, site),
                 status_code=resp.status_code,

@@ -188,3 +188,32 @@ def _ready(client: httpx.Client, url: str) -> bool:
         return client.get(url + "/healthz").status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_working_fleet_reloads_on_file_changes(
+    keys: Keys, signed_fleet_factory: FleetFactory, client: httpx.Client
+) -> None:
+    from orchestrator.fleet.loader import load_fleet
+    from orchestrator.gateway.sources import WorkingFleetSource
+
+    root = signed_fleet_factory({DIRECTIVE_FILE: None}, name="working")
+    signed = signed_fleet_factory(name="signed")
+    verifier = TokenVerifier(load_token_keys([keys.public_pem_path]), keys.audience)
+    settings = GatewaySettings(fleet_dir=root, reload_interval_s=0.05, probe_interval_s=0)
+    app = GatewayApp(Gateway(WorkingFleetSource(root, load_fleet), verifier, settings,
+                             AccessLog(None)))
+    app.start()
+    try:
+        h = keys.headers("US", ["DE"])
+        assert client.post(app.url + CHAT, json={"model": "m-us"}, headers=h).status_code == 200
+        # An unsigned directive makes the fleet invalid: never half-applied, old table stays.
+        (root / DIRECTIVE_FILE).write_bytes((signed / DIRECTIVE_FILE).read_bytes())
+        wait_for(lambda: app.gateway.reload_error is not None)
+        assert client.post(app.url + CHAT, json={"model": "m-us"}, headers=h).status_code == 200
+        sig = DIRECTIVE_FILE + ".sig"
+        (root / sig).write_bytes((signed / sig).read_bytes())
+        wait_for(lambda: client.post(app.url + CHAT, json={"model": "m-us"},
+                                     headers=h).status_code == 451)
+        assert app.gateway.reload_error is None
+    finally:
+        app.stop()

@@ -216,3 +216,13 @@ def test_directive_epoch_needs_no_reload(keys: Keys, client: httpx.Client) -> No
         assert r.status_code == 451
         assert r.json()["explanation"]["sites"]["us-east"]["reasons"][0]["ref"] == "us-later"
         assert gw.gateway.serving.table.version == version  # the same table, a later epoch
+
+
+def test_oversized_body_is_refused_before_routing(keys: Keys, client: httpx.Client) -> None:
+    with running_gateway(keys, max_body_bytes=1000) as gw:
+        h = keys.headers("US", ["US"])
+        big = {"model": "olmo-3", "messages": [{"role": "user", "content": "x" * 2000}]}
+        r = client.post(gw.url + CHAT, json=big, headers=h)
+        assert r.status_code == 413
+        assert gw.hits() == dict.fromkeys(gw.stubs, 0)
+        assert chat(client, gw, h, "olmo-3").status_code == 200
