@@ -1,0 +1,162 @@
+"""End to end: real ``sovereign`` processes against a localised copy of the example fleet."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.demo.workspace import Workspace, prepare_workspace
+
+REPO = Path(__file__).resolve().parents[2]
+AT = "2026-06-13T00:00:00Z"
+
+pytestmark = pytest.mark.slow
+
+
+def env(**extra: str) -> dict[str, str]:
+    base = dict(os.environ)
+    base["PYTHONPATH"] = str(REPO)
+    base.pop("SOVEREIGN_DEBUG", None)
+    base.update(extra)
+    return base
+
+
+def sovereign(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: PLW1510 - the exit code is asserted
+        [sys.executable, "-m", "orchestrator", *args],
+        capture_output=True,
+        text=True,
+        env=env(**extra),
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
+
+
+def start(*args: str, **extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(**extra),
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workspace:
+    w = prepare_workspace(REPO / "regions", tmp_path / "ws")
+    w.add_directive("us-doc-2026-06-12.yaml")
+    return w
+
+
+def fleet_args(w: Workspace) -> list[str]:
+    return ["--fleet", str(w.fleet_dir), "--sites", "local", "--at", AT]
+
+
+def wait_for(predicate: object, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(predicate) and predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting")
+
+
+def deployments(w: Workspace) -> int:
+    return len(list((w.fleet_dir / ".sovereign" / "sites").glob("*/deployments/*.json")))
+
+
+def test_plan_apply_then_plan_is_clean(ws: Workspace) -> None:
+    assert sovereign("plan", *fleet_args(ws), "--detailed-exitcode").returncode == 2
+    applied = sovereign("apply", *fleet_args(ws), "--yes")
+    assert applied.returncode == 0, applied.stderr
+    assert "Apply complete" in applied.stderr and deployments(ws) == 32
+    clean = sovereign("plan", *fleet_args(ws), "--detailed-exitcode")
+    assert clean.returncode == 0, clean.stderr
+
+
+def test_sigkill_mid_apply_then_rerun_converges(ws: Workspace) -> None:
+    proc = start(
+        "apply",
+        *fleet_args(ws),
+        "--yes",
+        SOVEREIGN_APPLY_STEP_DELAY="0.05",
+        SOVEREIGN_APPLY_CONCURRENCY="2",
+    )
+    try:
+        wait_for(lambda: deployments(ws) >= 3)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert 3 <= deployments(ws) < 32  # really killed mid-apply
+    rerun = sovereign("apply", *fleet_args(ws), "--yes")
+    assert rerun.returncode == 0, rerun.stderr
+    assert deployments(ws) == 32
+    assert sovereign("plan", *fleet_args(ws), "--detailed-exitcode").returncode == 0
+    verify = sovereign("audit", "verify", "--fleet", str(ws.fleet_dir))
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_concurrent_apply_exits_4_naming_the_holder(ws: Workspace) -> None:
+    first = start(
+        "apply",
+        *fleet_args(ws),
+        "--yes",
+        SOVEREIGN_APPLY_STEP_DELAY="0.1",
+        SOVEREIGN_APPLY_CONCURRENCY="1",
+    )
+    try:
+        wait_for(lambda: deployments(ws) >= 1)
+        second = sovereign("apply", *fleet_args(ws), "--yes")
+        assert second.returncode == 4, second.stderr
+        assert f"pid {first.pid}" in second.stderr and "apply" in second.stderr
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=30)
+    rerun = sovereign("apply", *fleet_args(ws), "--yes")
+    assert rerun.returncode == 0, rerun.stderr
+
+
+def test_failed_site_exits_3_and_rerun_converges(ws: Workspace) -> None:
+    blocker = ws.fleet_dir / ".sovereign" / "sites" / "gcp-us-central1"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("not a directory")  # every write at this site fails, transiently
+    fast = {"SOVEREIGN_RETRY_MAX_ATTEMPTS": "2", "SOVEREIGN_RETRY_BASE_DELAY": "0"}
+    r = sovereign("apply", *fleet_args(ws), "--yes", "--json", **fast)
+    assert r.returncode == 3, r.stderr
+    result = json.loads(r.stdout)["result"]
+    assert result["failed"] == ["gcp-us-central1"]
+    assert deployments(ws) == 29  # every other site applied (gcp-us-central1 holds 3)
+    blocker.unlink()
+    again = sovereign("apply", *fleet_args(ws), "--yes")
+    assert again.returncode == 0, again.stderr
+    assert deployments(ws) == 32
+
+
+def test_demo_runs_offline_in_under_a_minute(tmp_path: Path) -> None:
+    before = sorted(p.relative_to(REPO) for p in (REPO / "regions").rglob("*"))
+    started = time.monotonic()
+    r = subprocess.run(  # noqa: PLW1510 - the exit code is asserted
+        [sys.executable, "-m", "orchestrator", "demo"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    elapsed = time.monotonic() - started
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert elapsed < 60
+    assert "gcp-asia-northeast1" in r.stdout and "451" in r.stdout
+    assert "audit verify: OK" in r.stdout
+    assert sorted(p.relative_to(REPO) for p in (REPO / "regions").rglob("*")) == before

@@ -1,0 +1,130 @@
+"""The plan/apply/status commands in process (the same entry point, without process start-up)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cli.app import main
+from orchestrator.demo.workspace import Workspace, prepare_workspace
+
+REPO = Path(__file__).resolve().parents[2]
+AT = "2026-06-13T00:00:00Z"
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workspace:
+    w = prepare_workspace(REPO / "regions", tmp_path / "ws")
+    w.add_directive("us-doc-2026-06-12.yaml")
+    return w
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as done:
+        main(list(args))
+    out, err = capsys.readouterr()
+    code = done.value.code
+    return (code if isinstance(code, int) else 1), out, err
+
+
+def fleet_args(w: Workspace) -> list[str]:
+    return ["--fleet", str(w.fleet_dir), "--sites", "local", "--at", AT]
+
+
+def deployments(w: Workspace) -> int:
+    return len(list((w.fleet_dir / ".sovereign" / "sites").glob("*/deployments/*.json")))
+
+
+def test_saved_plan_flow_and_status(ws: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    args = fleet_args(ws)
+    code, _, err = cli(capsys, "plan", *args, "--detailed-exitcode")
+    assert code == 2
+    assert "+ create" in err and "artifact.aws-us-east-1.fable-5" in err and "(config)" in err
+    planfile = ws.root / "plan.json"
+    code, out, _ = cli(capsys, "plan", *args, "--json", "--out", str(planfile))
+    assert code == 0
+    on_stdout = json.loads(out)  # --json: stdout is the plan and nothing else
+    assert on_stdout["changes"] == json.loads(planfile.read_text())["changes"]
+    assert on_stdout["summary"]["by_op"] == {"create": 65, "update": 0, "delete": 0}
+    code, _, err = cli(
+        capsys, "apply", str(planfile), "--fleet", str(ws.fleet_dir), "--sites", "local"
+    )
+    assert code == 0, err
+    assert deployments(ws) == 32 and "Apply complete" in err
+    code, _, err = cli(capsys, "plan", *args, "--detailed-exitcode")
+    assert code == 0 and "No changes" in err
+    code, _, err = cli(
+        capsys, "apply", str(planfile), "--fleet", str(ws.fleet_dir), "--sites", "local"
+    )
+    assert code == 1 and "state moved" in err and "sovereign plan --out" in err
+    code, out, _ = cli(capsys, "status", *args, "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["fleet"]["in_sync"] is True and not data["missing"]
+    assert data["routing_from"] == "applied"
+    routes = {(r["jurisdiction"], r["model"]): r["route"] for r in data["routing"]}
+    assert routes[("JP", "fable-5")] == ["gcp-asia-northeast1"]  # unknown nationality: fail closed
+    assert routes[("US", "fable-5")] == []
+    assert routes[("EU", "fable-5")] == ["aws-eu-central-1", "gcp-europe-west4"]
+    # Hand-made drift shows up in status and in the plan.
+    (ws.fleet_dir / ".sovereign/sites/aws-us-east-1/deployments/olmo-3.json").unlink()
+    code, out, _ = cli(capsys, "status", *args, "--json")
+    assert {"model": "olmo-3", "site": "aws-us-east-1"} in json.loads(out)["missing"]
+    code, out, _ = cli(capsys, "plan", *args, "--json")
+    (change,) = json.loads(out)["changes"]
+    assert (change["op"], change["address"], change["cause"]) == (
+        "create",
+        "deployment.aws-us-east-1.olmo-3",
+        "drift",
+    )
+
+
+def test_apply_without_terminal_needs_yes(
+    ws: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = cli(capsys, "apply", *fleet_args(ws))
+    assert code == 1 and "--yes" in err and "Traceback" not in err
+    assert not (ws.fleet_dir / ".sovereign" / "sites").exists()
+
+
+def test_interlock_refusal_and_audited_override(
+    ws: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    us = ws.fleet_dir / "us.yaml"
+    us.write_text(us.read_text().replace("min_sites_per_model: 1", "min_sites_per_model: 3"))
+    code, _, err = cli(capsys, "plan", *fleet_args(ws))
+    assert code == 1
+    assert "min_sites_per_model 3" in err and '--allow-outage "REASON"' in err
+    code, _, _ = cli(capsys, "apply", *fleet_args(ws), "--yes")
+    assert code == 1 and not (ws.fleet_dir / ".sovereign" / "sites").exists()
+    reason = "US runs two sites until the third is built (CHG-42)"
+    code, _, err = cli(capsys, "apply", *fleet_args(ws), "--yes", "--allow-outage", reason)
+    assert code == 0, err
+    code, out, _ = cli(
+        capsys,
+        "audit",
+        "log",
+        "--fleet",
+        str(ws.fleet_dir),
+        "--kind",
+        "interlock.overridden",
+        "--json",
+        "--limit",
+        "0",
+    )
+    assert code == 0 and reason in out and "fable-5" in out
+
+
+def test_bad_options_are_usage_errors(ws: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = cli(
+        capsys, "plan", "--fleet", str(ws.fleet_dir), "--sites", "local", "--at", "tomorrow"
+    )
+    assert code == 1 and "ISO 8601" in err and "Traceback" not in err
+    code, _, err = cli(capsys, "plan", "--fleet", str(ws.fleet_dir), "--sites", "aws")
+    assert code == 1 and "--sites local" in err
+    bad = ws.root / "bad.json"
+    bad.write_text("{}")
+    code, _, err = cli(capsys, "apply", str(bad), "--fleet", str(ws.fleet_dir))
+    assert code == 1 and "plan format" in err
