@@ -259,13 +259,14 @@ def stored_entry(seq: int, data: bytes) -> StoredEntry:
         fields = (str(body["ts"]), str(body["kind"]), body["payload"], str(body["prev_hash"]),
                   str(body["hash"]))
     except (ValueError, KeyError, TypeError):
-        return StoredEntry(seq, "", "", _NOT_CANONICAL, "", "")
+        return StoredEntry(seq, "", "(unreadable)", _NOT_CANONICAL, "", "")
     ts, kind, payload, prev_hash, digest = fields
     try:
         payload_text = canonical_json(payload)
-    except AuditError:
-        payload_text = _NOT_CANONICAL
-    if canonical_json(body) != text or set(body) != {"ts", "kind", "payload", "prev_hash", "hash"}:
+        canonical = canonical_json(body) == text
+    except AuditError:  # NaN and friends parse, but were never written by us
+        payload_text, canonical = _NOT_CANONICAL, False
+    if not canonical or set(body) != {"ts", "kind", "payload", "prev_hash", "hash"}:
         payload_text = _NOT_CANONICAL
     return StoredEntry(seq, ts, kind, payload_text, prev_hash, digest)
 

@@ -159,7 +159,11 @@ class SqliteAuditLog:
                 "SELECT seq, ts, kind, payload, prev_hash, hash FROM audit ORDER BY seq"
             ).fetchall()
             head = read_head(conn)
-        return [StoredEntry(*row) for row in rows], head
+        # Raw edits can leave blobs or numbers in text columns: compare them as text, so that
+        # verify reports an edited entry instead of failing on a type.
+        return [
+            StoredEntry(int(seq), *(_text(v) for v in rest)) for seq, *rest in rows
+        ], head
 
     def entries(self) -> list[AuditEntry]:
         stored, _ = self._stored()
@@ -171,6 +175,12 @@ class SqliteAuditLog:
         except sqlite3.Error as exc:  # a mangled row type is a tampered log, not a crash
             raise AuditError(f"cannot read the audit log: {exc}") from exc
         return verify_chain(stored, head)
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace") + "\x00(blob)"
+    return str(value)
 
 
 def read_head(conn: sqlite3.Connection) -> AuditHead | None:

@@ -79,6 +79,16 @@ def test_an_edited_payload_is_named(store: SqliteStateStore, db_path: Path) -> N
     assert report.problem.kind == "change.applied"
 
 
+def test_an_entry_edited_to_another_type_is_named(store: SqliteStateStore, db_path: Path) -> None:
+    fill(store)
+    with raw(db_path) as conn:
+        conn.execute("UPDATE audit SET payload = X'7b7d' WHERE seq = 2")  # b"{}" as a blob
+        conn.execute("UPDATE audit SET ts = 5 WHERE seq = 5")
+    problem = store.audit.verify().problem
+    assert problem is not None
+    assert (problem.seq, problem.what) == (2, AuditProblemKind.EDITED)
+
+
 def test_a_deleted_middle_entry_is_named(store: SqliteStateStore, db_path: Path) -> None:
     fill(store)
     with raw(db_path) as conn:

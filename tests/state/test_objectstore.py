@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
@@ -278,3 +279,21 @@ def test_conditional_writes_refuse_stale_versions(object_url: str, ostore: State
     with pytest.raises(PreconditionFailed):
         blobs.put("probe.json", b"4", if_version=v2)
     assert AUDIT_HEAD in blobs.list("audit/")
+
+
+def test_audit_verify_reads_an_object_store(
+    ostore: StateStore, object_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from orchestrator.cli.app import main
+
+    _fill(ostore)
+    with pytest.raises(SystemExit) as info:
+        main(["audit", "verify", "--state", object_url, "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert info.value.code == 0
+    assert doc["ok"] is True and doc["entries"] == 5
+    make_blobs(object_url).delete(audit_name(5))
+    with pytest.raises(SystemExit) as info:
+        main(["audit", "verify", "--state", object_url])
+    assert info.value.code == 1
+    assert "head truncated" in capsys.readouterr().err

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -181,3 +183,16 @@ def test_a_file_that_is_not_sqlite_is_a_state_error(tmp_path: Path) -> None:
     bad.write_bytes(b"this is not a database" * 100)
     with pytest.raises(StateError, match="cannot"):
         open_store(str(bad), tmp_path)
+
+
+def test_the_default_store_never_imports_a_cloud_sdk(tmp_path: Path) -> None:
+    code = (
+        "import sys; from pathlib import Path; from orchestrator.state import open_store; "
+        f"s = open_store(None, Path({str(tmp_path)!r})); s.audit.append('plan.created', {{}}); "
+        "s.audit.verify(); sdks = ('boto3', 'botocore', 'google'); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in sdks))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60, check=False, cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
