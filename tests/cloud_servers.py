@@ -121,11 +121,13 @@ def _wait_for_gcs(url: str, process: subprocess.Popen[bytes], log: Path, timeout
 
 
 @contextmanager
-def fake_gcs_server() -> Iterator[str]:
+def fake_gcs_server(location: str = "US-CENTRAL1") -> Iterator[str]:
     """fake-gcs-server over plain HTTP on a free loopback port, in-memory backend.
 
     Yields its URL (use it as ``STORAGE_EMULATOR_HOST`` or ``client_options.api_endpoint``);
-    the process is terminated on exit. Does not touch the environment.
+    the process is terminated on exit. Does not touch the environment. The emulator ignores the
+    location a client asks for and puts every bucket in ``location``: run one per region to
+    test region placement.
     """
     port = free_port()
     url = f"http://{LOOPBACK}:{port}"
@@ -139,6 +141,7 @@ def fake_gcs_server() -> Iterator[str]:
                     "-host", LOOPBACK,
                     "-port", str(port),
                     "-backend", "memory",
+                    "-location", location.upper(),
                     "-external-url", url,
                     "-public-host", f"{LOOPBACK}:{port}",
                     "-log-level", "error",

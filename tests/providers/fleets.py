@@ -26,6 +26,8 @@ from orchestrator.policy.rules import deployable, in_force
 from orchestrator.providers.base import Op, Resource, ResourceChange, ResourceKind, spec_of
 
 T0 = datetime.fromisoformat("2026-07-01T00:00:00+00:00")
+MODEL_IDS = ("fable-5", "local-9", "olmo-3")
+WEIGHTS = {"config.json": b'{"layers": 2}', "model-00001.safetensors": b"\x00" * 2048}
 
 
 def unique() -> str:

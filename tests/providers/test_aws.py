@@ -25,6 +25,7 @@ from orchestrator.providers.base import (
 )
 from tests.cloud_servers import free_port
 from tests.providers.fleets import (
+    WEIGHTS,
     changes_between,
     cloud_fleet,
     desired_site_resources,
@@ -34,19 +35,6 @@ from tests.providers.fleets import (
 
 ROLE = "arn:aws:iam::123456789012:role/sovereign-test"
 MOTO_INSTANCE_TYPE = "ml.g4dn.xlarge"  # moto's instance-type enum predates ml.g5
-WEIGHTS = {"config.json": b'{"layers": 2}', "model-00001.safetensors": b"\x00" * 2048}
-
-
-@pytest.fixture(scope="session")
-def source_bucket(moto_url: str) -> str:
-    """The fleet's artifact source: every model's weights under ``<model>/`` in us-east-1."""
-    name = f"acme-models-{unique()}"
-    s3 = boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1")
-    s3.create_bucket(Bucket=name)
-    for model in ("fable-5", "local-9", "olmo-3"):
-        for key, body in WEIGHTS.items():
-            s3.put_object(Bucket=name, Key=f"{model}/{key}", Body=body)
-    return name
 
 
 @dataclass

@@ -153,7 +153,8 @@ def map_aws_error(exc: BaseException, *, action: str, site: str) -> ProviderErro
     return PermanentProviderError(f"{where} failed ({type(exc).__name__}: {exc})")
 
 
-def _is_sdk_error(exc: BaseException) -> bool:
+def is_sdk_error(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from boto3/botocore (and so must be mapped, never escape)."""
     from boto3.exceptions import Boto3Error
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -165,7 +166,7 @@ def call(site: str, action: str, fn: Callable[..., Any], /, **kwargs: Any) -> An
     try:
         return fn(**kwargs)
     except Exception as exc:
-        if _is_sdk_error(exc):
+        if is_sdk_error(exc):
             raise map_aws_error(exc, action=action, site=site) from exc
         raise
 
@@ -175,7 +176,7 @@ def lookup(site: str, action: str, fn: Callable[..., Any], /, **kwargs: Any) -> 
     try:
         return fn(**kwargs)
     except Exception as exc:
-        if _is_sdk_error(exc):
+        if is_sdk_error(exc):
             if is_not_found(exc):
                 return None
             raise map_aws_error(exc, action=action, site=site) from exc

@@ -1,0 +1,88 @@
+"""The GCP provider: per-site artifact buckets in GCS, deployments as declared intent records.
+
+Desired state is the same for every provider (SPEC 3), so the planner sends DEPLOYMENT changes
+to GCP sites too; they are recorded as ``deployments/<model>.json`` in the site bucket (status
+``declared``) and observed like any other resource. Serving capacity itself is provisioned by
+the Pulumi stack in ``infra/``; the manifest is the intent record, not a running endpoint.
+"""
+
+from __future__ import annotations
+
+from orchestrator.errors import PermanentProviderError
+from orchestrator.fleet.model import Site
+from orchestrator.providers.base import (
+    Capabilities,
+    Op,
+    ProviderContext,
+    Resource,
+    ResourceChange,
+    ResourceKind,
+    spec_of,
+)
+from orchestrator.providers.gcp.storage import GcsClients, SiteStore
+
+
+class GcpProvider:
+    """``Provider`` for ``provider: gcp`` sites. Options (``ProviderContext.options``):
+
+    ``gcs_endpoint_url`` / ``gcs_endpoint_url.<region>`` (emulator endpoints, anonymous),
+    ``gcp_project``, ``bucket_suffix``, ``gcs_retry_timeout`` (seconds), and for ``s3://``
+    sources the AWS options plus ``aws_artifact_region``.
+    """
+
+    name = "gcp"
+
+    def __init__(self, context: ProviderContext) -> None:
+        self._context = context
+        self.clients = GcsClients(context.options)
+        self.store = SiteStore(self.clients, context.options)
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(serves_models=True, stores_artifacts=True)
+
+    def observe(self, site: Site) -> frozenset[Resource]:
+        artifacts, deployments = self.store.observe(site)
+        found = {
+            Resource(ResourceKind.ARTIFACT, site.id, model, spec=spec_of(source=source))
+            for model, source in artifacts.items()
+        }
+        found |= {
+            Resource(ResourceKind.DEPLOYMENT, site.id, model, spec=tuple(sorted(spec.items())))
+            for model, spec in deployments.items()
+        }
+        return frozenset(found)
+
+    def apply(self, site: Site, change: ResourceChange) -> None:
+        resource = change.resource
+        if resource.target != site.id:
+            raise PermanentProviderError(
+                f"change {resource.address} targets {resource.target}, not site {site.id}"
+            )
+        if resource.kind is ResourceKind.ARTIFACT:
+            if change.op is Op.DELETE:
+                self.store.remove_artifact(site, resource.model)
+            else:
+                self.store.put_artifact(
+                    site, resource.model, self._source(resource),
+                    offline=self._context.offline_artifacts,
+                )
+        elif resource.kind is ResourceKind.DEPLOYMENT:
+            if change.op is Op.DELETE:
+                self.store.remove_deployment(site, resource.model)
+            else:
+                self.store.put_deployment(site, resource.model, resource.spec_dict())
+        else:
+            raise PermanentProviderError(
+                f"the gcp provider does not manage {resource.kind.value} resources "
+                f"({resource.address})"
+            )
+
+    def _source(self, resource: Resource) -> str:
+        source = resource.spec_dict().get("source")
+        if source is None and resource.model in self._context.models:
+            source = self._context.models[resource.model].artifact
+        if not source:
+            raise PermanentProviderError(
+                f"{resource.address}: no artifact source known for model {resource.model}"
+            )
+        return source
