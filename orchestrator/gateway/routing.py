@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from orchestrator.fleet.model import Fleet
-from orchestrator.policy.explain import explain
+from orchestrator.policy.explain import Explainer
 from orchestrator.policy.principal import Principal
 from orchestrator.policy.table import RouteTable
 
@@ -53,6 +54,13 @@ class ServingTable:
             return ()
         return self.table.route(model_id, principal, at)
 
+    @cached_property
+    def _explainer(self) -> Explainer:
+        # Built on the first refusal and kept with the table: a flood of 451s costs lookups,
+        # not a rule-by-rule re-derivation per request.
+        return Explainer(self.fleet, self.table)
+
     def explain_json(self, model_id: str, principal: Principal, at: datetime) -> dict[str, Any]:
-        result: dict[str, Any] = explain(self.fleet, model_id, principal, at).to_json()
+        """The SPEC 5 ``explain --json`` object for this query (same as ``policy.explain``)."""
+        result: dict[str, Any] = self._explainer.explain(model_id, principal, at).to_json()
         return result
