@@ -74,8 +74,20 @@ class Document:
         return Problem(self.file, self.line_of(path), path, message)
 
 
-def _walk(node: yaml.Node, path: str, lines: dict[str, int], problems: list[Problem], file: str
-          ) -> None:
+# A fleet file is small; a document that expands to more nodes than this is an alias bomb
+# ("billion laughs") or a mistake, and walking or validating it would hang the caller.
+MAX_NODES = 100_000
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _walk(node: yaml.Node, path: str, lines: dict[str, int], problems: list[Problem], file: str,
+          budget: list[int]) -> None:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _TooLarge
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
         for key_node, value_node in node.value:
@@ -93,13 +105,13 @@ def _walk(node: yaml.Node, path: str, lines: dict[str, int], problems: list[Prob
                 )
                 continue
             seen[key] = line
-            lines[child] = line
-            _walk(value_node, child, lines, problems, file)
+            lines.setdefault(child, line)
+            _walk(value_node, child, lines, problems, file, budget)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             child = f"{path}[{index}]"
-            lines[child] = item.start_mark.line + 1
-            _walk(item, child, lines, problems, file)
+            lines.setdefault(child, item.start_mark.line + 1)
+            _walk(item, child, lines, problems, file, budget)
 
 
 def parse_yaml(file: str, raw: bytes) -> tuple[Document | None, list[Problem]]:
@@ -113,6 +125,14 @@ def parse_yaml(file: str, raw: bytes) -> tuple[Document | None, list[Problem]]:
         line = raw[: exc.start].count(b"\n") + 1
         return None, [Problem(file, line, "", f"not valid UTF-8 (byte {exc.start}); save the "
                                                "file as UTF-8")]
+    try:
+        return _parse_text(file, text)
+    except RecursionError:
+        return None, [Problem(file, None, "", "the document is nested too deeply to be a fleet "
+                                              "file")]
+
+
+def _parse_text(file: str, text: str) -> tuple[Document | None, list[Problem]]:
     loader = _FleetLoader(text)
     try:
         try:
@@ -133,7 +153,12 @@ def parse_yaml(file: str, raw: bytes) -> tuple[Document | None, list[Problem]]:
                                   "(key: value)")]
         problems: list[Problem] = []
         lines: dict[str, int] = {"": node.start_mark.line + 1}
-        _walk(node, "", lines, problems, file)
+        try:
+            _walk(node, "", lines, problems, file, [MAX_NODES])
+        except _TooLarge:
+            return None, [Problem(file, None, "", f"the document expands to more than "
+                                                  f"{MAX_NODES} values (aliases?); fleet files "
+                                                  "are small, write values out plainly")]
         try:
             data = loader.construct_document(node)
         except yaml.MarkedYAMLError as exc:

@@ -45,6 +45,12 @@ CASES = [
          files={"extra.yaml": "hello\n"}),
     Case("two documents", [("extra.yaml", 2, "", "malformed YAML")],
          files={"extra.yaml": "a: 1\n---\nb: 2\n"}),
+    Case("alias bomb", [("extra.yaml", None, "", "expands to more than 100000 values")],
+         files={"extra.yaml": "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+             f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n"
+             for p, c in zip("abcdefg", "bcdefgh", strict=True))}),
+    Case("nested too deeply", [("extra.yaml", 1, "", "malformed YAML")],
+         files={"extra.yaml": "a: " + "[" * 5000 + "]" * 5000 + "\n"}),
     Case("duplicate key",
          [("eu.yaml", 3, "name", "duplicate key 'name' (first defined on line 2)")],
          mutate={"eu.yaml": [("name: European Union\n", "name: European Union\nname: Again\n")]}),
