@@ -63,6 +63,11 @@ def register(app: typer.Typer) -> None:
             typer.Option("--serve-working-fleet", help="Development only: serve the fleet "
                          "directory as it is on disk (not what was applied); reload on edits."),
         ] = False,
+        stub_upstreams: Annotated[
+            bool,
+            typer.Option("--stub-upstreams", help="Demo/development: serve every site from a "
+                         "stub upstream on loopback instead of its endpoint."),
+        ] = False,
         json_output: JsonOpt = False,
     ) -> None:
         """Serve model requests (OpenAI-compatible) only where the law allows.
@@ -84,7 +89,8 @@ def register(app: typer.Typer) -> None:
           sovereign gateway --port 9000 --token-key jwks.json \\
             --token-issuer https://idp.example
 
-          sovereign gateway --serve-working-fleet --token-key dev.pem
+          sovereign gateway --serve-working-fleet --stub-upstreams \\
+            --token-key dev.pem
         """
         if not token_key:
             raise UsageError("the gateway needs at least one --token-key",
@@ -115,6 +121,7 @@ def register(app: typer.Typer) -> None:
             reload_interval_s=reload_interval,
             probe_interval_s=probe_interval,
             upstream_timeout_s=upstream_timeout,
+            stub_all_sites=stub_upstreams,
         )
         gw = Gateway(source, verifier, settings)
         serving = gw.load_initial()

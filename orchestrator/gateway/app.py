@@ -68,6 +68,9 @@ class GatewaySettings:
     # site id -> base URL, overriding the fleet (tests and benchmarks point sites at servers
     # they run themselves); still only sites of the route are ever tried.
     upstream_overrides: Mapping[str, str] = field(default_factory=dict)
+    # Demo/development: every site is served by a loopback stub, whatever its endpoint says
+    # (so the example fleet can be exercised without contacting any real inference service).
+    stub_all_sites: bool = False
 
 
 @dataclass(frozen=True)
@@ -170,9 +173,9 @@ class Gateway:
             override = self.settings.upstream_overrides.get(site.id)
             if override is not None:
                 upstreams[site.id] = override.rstrip("/")
-            elif site.endpoint:
+            elif site.endpoint and not self.settings.stub_all_sites:
                 upstreams[site.id] = site.endpoint.rstrip("/")
-            elif site.provider == ProviderName.LOCAL:
+            elif site.provider == ProviderName.LOCAL or self.settings.stub_all_sites:
                 stub = self.stubs.get(site.id)
                 if stub is None or not stub.running:
                     stub = start_stub(site.id, self.settings.stub_host,
