@@ -304,7 +304,7 @@ _SECRET_WORDS = frozenset(
     {
         "token", "tokens", "secret", "secrets", "password", "passwd", "passphrase", "pwd",
         "private", "authorization", "auth", "credential", "credentials", "cookie", "apikey",
-        "pem", "jwt", "bearer", "signature_key", "privkey",
+        "pem", "jwt", "bearer", "privkey",
     }
 )
 # A "key" word is secret when qualified by one of these (``access_key``, ``signing_key``...).

@@ -298,7 +298,7 @@ class ObjectStateStore:
             except PreconditionFailed:
                 pass  # another run created it first: use theirs
         state, _ = self._state()
-        if self.audit._head()[0] is None and state["serial"] == 0 \
+        if create and self.audit._head()[0] is None and state["serial"] == 0 \
                 and not self._blobs.list(AUDIT_DIR):
             # A new store (or one whose creator died before this): start its log. A store that
             # has moved on (serial > 0) with no log was emptied, and is left for verify to flag.

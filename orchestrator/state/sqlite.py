@@ -245,7 +245,11 @@ class SqliteStateStore:
                 f"cannot open the state database {self.path}: {exc}",
                 hint="is it an SQLite file, readable and writable by you?",
             ) from exc
-        self._init_schema()
+        try:
+            self._init_schema()
+        except StateError:
+            self._conn.close()
+            raise
         self.audit = SqliteAuditLog(self)
 
     # --- plumbing ---------------------------------------------------------------------------

@@ -183,7 +183,7 @@ def test_concurrent_appends_keep_one_chain(object_url: str, tmp_path: Path) -> N
     stores = [open_store(object_url, tmp_path) for _ in range(3)]
 
     def append_many(store: StateStore, who: int) -> None:
-        for i in range(6):
+        for i in range(4):
             store.audit.append("change.applied", {"who": who, "i": i})
 
     threads = [threading.Thread(target=append_many, args=(s, n)) for n, s in enumerate(stores)]
@@ -193,9 +193,9 @@ def test_concurrent_appends_keep_one_chain(object_url: str, tmp_path: Path) -> N
         t.join(60)
     report = stores[0].audit.verify()
     assert report.ok, report.problem
-    assert report.entries == 1 + 18
+    assert report.entries == 1 + 12
     assert sorted((e.payload["who"], e.payload["i"]) for e in stores[0].audit.entries()[1:]) == [
-        (w, i) for w in range(3) for i in range(6)
+        (w, i) for w in range(3) for i in range(4)
     ]
 
 
