@@ -13,7 +13,7 @@ from orchestrator.fleet.model import Site
 from orchestrator.providers.aws.naming import SUFFIX_OPTION
 from orchestrator.providers.aws.s3 import ArtifactBuckets
 from orchestrator.providers.aws.sagemaker import Deployments
-from orchestrator.providers.aws.session import AwsClients
+from orchestrator.providers.aws.session import AwsClients, ProviderOptions
 from orchestrator.providers.base import (
     Capabilities,
     Op,
@@ -31,16 +31,18 @@ class AwsProvider:
     ``bucket_suffix`` (fleet-wide, keeps global bucket names unique),
     ``aws_sagemaker_role_arn``, ``aws_sagemaker_image``, ``aws_sagemaker_instance_type``
     (default size for sites without ``instance_type``), ``aws_max_attempts``,
-    ``aws_connect_timeout``.
+    ``aws_connect_timeout``. Each may also be set as ``SOVEREIGN_<OPTION>`` in the environment
+    (``SOVEREIGN_AWS_SAGEMAKER_ROLE_ARN``; ``.<region>`` becomes ``__<REGION>``).
     """
 
     name = "aws"
 
     def __init__(self, context: ProviderContext) -> None:
         self._context = context
-        self.clients = AwsClients(context.options)
-        self.buckets = ArtifactBuckets(self.clients, context.options.get(SUFFIX_OPTION, ""))
-        self.deployments = Deployments(self.clients, context.options)
+        options = ProviderOptions(context.options)
+        self.clients = AwsClients(options)
+        self.buckets = ArtifactBuckets(self.clients, options.get(SUFFIX_OPTION, ""))
+        self.deployments = Deployments(self.clients, options)
 
     def capabilities(self) -> Capabilities:
         return Capabilities(serves_models=True, stores_artifacts=True)

@@ -16,7 +16,7 @@ from typing import Any
 
 from orchestrator.errors import PermanentProviderError
 from orchestrator.providers.aws.errors import call, pages
-from orchestrator.providers.aws.session import AwsClients
+from orchestrator.providers.aws.session import AwsClients, ProviderOptions
 from orchestrator.providers.base import (
     Op,
     ProviderContext,
@@ -69,8 +69,9 @@ class Route53Provider:
     name = "route53"
 
     def __init__(self, context: ProviderContext) -> None:
-        self._clients = AwsClients(context.options)
-        self._ttl = int(context.options.get(TTL_OPTION, DEFAULT_TTL))
+        options = ProviderOptions(context.options)
+        self._clients = AwsClients(options)
+        self._ttl = int(options.get(TTL_OPTION, DEFAULT_TTL))
 
     def _route53(self) -> Any:
         return self._clients.client("route53", ROUTE53_REGION)

@@ -1,16 +1,20 @@
 """Lazily created boto3 clients, one per (service, region), and where they point.
 
 Credentials come from the standard chain (env, profile, SSO, instance role); Sovereign never
-handles them. The endpoint is, in order: the per-region option ``aws_endpoint_url.<region>``
-(lets a test or a VPC-endpoint setup point one region elsewhere), the option
-``aws_endpoint_url``, then boto3's own ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_<SERVICE>``
-handling. boto3 is imported on first use, so importing the provider costs nothing.
+handles them. Options come from ``ProviderContext.options`` or ``SOVEREIGN_<OPTION>``
+environment variables. The endpoint is, in order: the per-region option
+``aws_endpoint_url.<region>`` (lets a test or a VPC-endpoint setup point one region
+elsewhere), the option ``aws_endpoint_url``, then boto3's own ``AWS_ENDPOINT_URL`` /
+``AWS_ENDPOINT_URL_<SERVICE>`` handling. boto3 is imported on first use, so importing the
+provider costs nothing.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 ENDPOINT_OPTION = "aws_endpoint_url"
@@ -18,6 +22,41 @@ MAX_ATTEMPTS_OPTION = "aws_max_attempts"
 CONNECT_TIMEOUT_OPTION = "aws_connect_timeout"
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_CONNECT_TIMEOUT = 10.0
+
+
+ENV_PREFIX = "SOVEREIGN_"
+
+
+def option_env_name(key: str) -> str:
+    """``aws_endpoint_url.eu-central-1`` -> ``SOVEREIGN_AWS_ENDPOINT_URL__EU_CENTRAL_1``."""
+    head, dot, tail = key.partition(".")
+    name = head + ("__" + tail if dot else "")
+    return ENV_PREFIX + re.sub(r"[^A-Za-z0-9_]", "_", name).upper()
+
+
+class ProviderOptions(Mapping[str, str]):
+    """``ProviderContext.options``, falling back to ``SOVEREIGN_<OPTION>`` environment variables.
+
+    The CLI passes no provider options, so a real account is configured through the
+    environment (role ARN, bucket suffix, endpoints); explicit options win.
+    """
+
+    def __init__(self, explicit: Mapping[str, str] | None = None) -> None:
+        self._explicit = dict(explicit or {})
+
+    def __getitem__(self, key: str) -> str:
+        if key in self._explicit:
+            return self._explicit[key]
+        value = os.environ.get(option_env_name(key))
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._explicit)
+
+    def __len__(self) -> int:
+        return len(self._explicit)
 
 
 class AwsClients:
@@ -28,7 +67,9 @@ class AwsClients:
     """
 
     def __init__(self, options: Mapping[str, str] | None = None) -> None:
-        self._options: Mapping[str, str] = dict(options or {})
+        self._options: Mapping[str, str] = (
+            options if isinstance(options, ProviderOptions) else ProviderOptions(options)
+        )
         self._clients: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
         self._session: Any = None

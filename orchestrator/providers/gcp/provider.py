@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from orchestrator.errors import PermanentProviderError
 from orchestrator.fleet.model import Site
+from orchestrator.providers.aws.session import ProviderOptions
 from orchestrator.providers.base import (
     Capabilities,
     Op,
@@ -27,15 +28,16 @@ class GcpProvider:
 
     ``gcs_endpoint_url`` / ``gcs_endpoint_url.<region>`` (emulator endpoints, anonymous),
     ``gcp_project``, ``bucket_suffix``, ``gcs_retry_timeout`` (seconds), and for ``s3://``
-    sources the AWS options plus ``aws_artifact_region``.
+    sources the AWS options plus ``aws_artifact_region``; each also as ``SOVEREIGN_<OPTION>``.
     """
 
     name = "gcp"
 
     def __init__(self, context: ProviderContext) -> None:
         self._context = context
-        self.clients = GcsClients(context.options)
-        self.store = SiteStore(self.clients, context.options)
+        options = ProviderOptions(context.options)
+        self.clients = GcsClients(options)
+        self.store = SiteStore(self.clients, options)
 
     def capabilities(self) -> Capabilities:
         return Capabilities(serves_models=True, stores_artifacts=True)

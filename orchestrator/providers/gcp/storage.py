@@ -68,7 +68,7 @@ class GcsClients:
     """
 
     def __init__(self, options: Mapping[str, str]) -> None:
-        self._options = dict(options)
+        self._options = options
         self._clients: dict[str | None, Any] = {}
         self._lock = threading.Lock()
 
@@ -112,7 +112,7 @@ class SiteStore:
 
     def __init__(self, clients: GcsClients, options: Mapping[str, str]) -> None:
         self._clients = clients
-        self._options = dict(options)
+        self._options = options
         self._suffix = options.get("bucket_suffix", "")
 
     def bucket_for(self, site: Site) -> str:
