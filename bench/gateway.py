@@ -15,7 +15,7 @@ Measured:
   ``sovereign apply`` records it) and we time the first 451 for an affected principal, and the
   first 200 again after the directive is removed.
 
-    .venv/bin/python bench/gateway.py [--rate 1000] [--duration 5] [--concurrency 16]
+    .venv/bin/python bench/gateway.py [--rate 1000,100] [--duration 5] [--concurrency 16]
 """
 
 from __future__ import annotations
@@ -269,7 +269,8 @@ def machine() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=int, default=1000, help="offered requests per second")
+    parser.add_argument("--rate", default="1000,100",
+                        help="offered requests per second, comma-separated for several runs")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per phase")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3, help="enforcement measurements")
@@ -279,6 +280,7 @@ def main() -> None:
         serve_stub(args.serve_stub)
         return
 
+    rates = [int(r) for r in str(args.rate).split(",") if r.strip()]
     work = Path(tempfile.mkdtemp(prefix="sovereign-bench-"))
     port_file = work / "stub.port"
     stub = subprocess.Popen([sys.executable, __file__, "--serve-stub", str(port_file)])
@@ -312,21 +314,20 @@ def main() -> None:
         affected_req = request_bytes(host, gw_port, affected)
 
         print(f"machine: {machine()}")
-        print(f"command: .venv/bin/python bench/gateway.py --rate {args.rate} "
+        print(f"command: .venv/bin/python bench/gateway.py --rate {','.join(map(str, rates))} "
               f"--duration {args.duration} --concurrency {args.concurrency}")
         asyncio.run(closed_loop(host, gw_port, gw_req, 4, 1.0))  # warm up both paths
         asyncio.run(closed_loop(host, stub_port, direct_req, 4, 1.0))
 
         rows = []
-        for label, fn in (
-            (f"open loop {args.rate}/s", lambda p, r: open_loop(host, p, r, args.rate,
-                                                                args.duration)),
-            (f"closed loop c={args.concurrency}",
-             lambda p, r: closed_loop(host, p, r, args.concurrency, args.duration)),
-        ):
-            direct = asyncio.run(fn(stub_port, direct_req))
-            via = asyncio.run(fn(gw_port, gw_req))
-            rows.append((label, direct, via))
+        for rate in rates:
+            direct = asyncio.run(open_loop(host, stub_port, direct_req, rate, args.duration))
+            via = asyncio.run(open_loop(host, gw_port, gw_req, rate, args.duration))
+            rows.append((f"open loop {rate}/s", direct, via))
+        direct = asyncio.run(closed_loop(host, stub_port, direct_req, args.concurrency,
+                                         args.duration))
+        via = asyncio.run(closed_loop(host, gw_port, gw_req, args.concurrency, args.duration))
+        rows.append((f"closed loop c={args.concurrency}", direct, via))
         print()
         print(f"{'phase':<22} {'path':<8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
         for label, direct, via in rows:
