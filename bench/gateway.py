@@ -25,6 +25,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import socket
 import statistics
 import subprocess
@@ -362,6 +363,7 @@ def main() -> None:
             gateway.wait(timeout=15)
         stub.terminate()
         stub.wait(timeout=15)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

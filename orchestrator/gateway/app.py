@@ -30,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from orchestrator.errors import FleetError, SignatureError
 from orchestrator.fleet.model import Fleet, ProviderName
 from orchestrator.gateway.health import HealthBook
 from orchestrator.gateway.metrics import AccessLog, GatewayMetrics
@@ -148,8 +149,10 @@ class Gateway:
             self._install(table, marker)
         return self.serving
 
-    def _install(self, table: ServingTable, marker: Hashable) -> None:
-        upstreams = self._upstreams_for(table.fleet)
+    def _install(self, table: ServingTable, marker: Hashable,
+                 upstreams: dict[str, str] | None = None) -> None:
+        if upstreams is None:
+            upstreams = self._upstreams_for(table.fleet)
         # The one reference swap: requests that already read the old value keep it.
         self._serving = Serving(
             table, MappingProxyType(upstreams), datetime.now(UTC), self.source.label
@@ -215,12 +218,16 @@ class Gateway:
                 self._failed = None
                 self.reload_error = None
                 return False
-            await asyncio.to_thread(self._upstreams_for, fleet)
+            upstreams = await asyncio.to_thread(self._upstreams_for, fleet)
         except Exception as exc:  # noqa: BLE001 - any failure must keep the old table
-            self._reload_failed(marker, str(exc).splitlines()[0] if str(exc) else repr(exc))
+            # Invalid input stays invalid until it changes: remember it. Anything else (the
+            # store unreachable, a busy database) is retried on the next tick.
+            invalid = isinstance(exc, FleetError | SignatureError)
+            self._reload_failed(marker if invalid else None,
+                                str(exc).splitlines()[0] if str(exc) else repr(exc))
             return False
         old = current.table.version if current is not None else None
-        self._install(table, marker)
+        self._install(table, marker, upstreams)
         self.metrics.reloads.labels("ok").inc()
         self.access_log.event("table.reloaded", table=table.version, previous=old, serial=serial)
         return True
@@ -460,7 +467,8 @@ class Gateway:
                 tried.append({"site": site, "error": failure})
                 continue
             assert resp is not None
-            self.health.record_success(site)
+            if self.health.record_success(site):
+                self.metrics.site_up.labels(site).set(1)
             outcome = "ok" if resp.status_code < 400 else f"upstream_{resp.status_code}"
             self.metrics.requests.labels(model, site, outcome).inc()
             headers = _passthrough_headers(resp, decoded=not stream)

@@ -57,10 +57,13 @@ class HealthBook:
         entry.last_error = error
         return entry.backoff_s
 
-    def record_success(self, site_id: str) -> None:
+    def record_success(self, site_id: str) -> bool:
+        """Clear the site's failures; True when it was marked failing before."""
         entry = self._sites.get(site_id)
         if entry is not None and (entry.consecutive_failures or entry.down_until):
             self._sites[site_id] = SiteHealth()
+            return True
+        return False
 
     def order(self, route: Sequence[str]) -> tuple[str, ...]:
         """The route's own sites, up ones first; relative order kept within each group."""
