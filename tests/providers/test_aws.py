@@ -84,13 +84,28 @@ def env(moto_url: str, source_bucket: str, tmp_path: Path) -> Iterator[Env]:
     yield Env(cloud_fleet(tag, artifact_bucket=source_bucket), tag, moto_url, tmp_path)
 
 
+@pytest.fixture(scope="module")
+def converged(
+    moto_url: str, source_bucket: str, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Env, AwsProvider, int]:
+    """One fleet applied once, shared by the tests that only read it back (saves a converge
+    per test). Returns the env, its provider and how many changes the first apply made."""
+    tag = unique()
+    env = Env(cloud_fleet(tag, artifact_bucket=source_bucket), tag, moto_url,
+              tmp_path_factory.mktemp("aws"))
+    provider = env.provider()
+    return env, provider, env.converge(provider)
+
+
 def _site(env: Env, prefix: str) -> str:
     return next(s for s in env.fleet.sites if s.startswith(prefix))
 
 
-def test_apply_creates_tagged_private_versioned_bucket_and_endpoints(env: Env) -> None:
-    provider = env.provider()
-    assert env.converge(provider) > 0
+def test_apply_creates_tagged_private_versioned_bucket_and_endpoints(
+    converged: tuple[Env, AwsProvider, int],
+) -> None:
+    env, provider, applied = converged
+    assert applied > 0
     desired = desired_site_resources(env.fleet, env.aws_sites())
     for sid in env.aws_sites():
         assert provider.observe(env.fleet.sites[sid]) == desired[sid]
@@ -127,9 +142,9 @@ def test_apply_creates_tagged_private_versioned_bucket_and_endpoints(env: Env) -
     assert data.get("S3Uri", f"s3://{bucket}/fable-5/") == f"s3://{bucket}/fable-5/"
 
 
-def test_second_apply_is_a_no_op(env: Env) -> None:
-    provider = env.provider()
-    env.converge(provider)
+def test_second_apply_is_a_no_op(converged: tuple[Env, AwsProvider, int]) -> None:
+    env, _, _ = converged
+    provider = env.provider()  # a new run: nothing carried over but what the cloud holds
     assert env.converge(provider) == 0
     # Re-applying an already-done create is also harmless (idempotent apply).
     eu = env.fleet.sites[_site(env, "aws-eu-central-1")]
@@ -245,9 +260,10 @@ def _source(env: Env) -> str:
     return env.fleet.models["fable-5"].artifact.split("/")[2]
 
 
-def test_artifacts_are_never_placed_in_a_forbidden_region(env: Env) -> None:
-    provider = env.provider()
-    env.converge(provider)
+def test_artifacts_are_never_placed_in_a_forbidden_region(
+    converged: tuple[Env, AwsProvider, int],
+) -> None:
+    env, provider, _ = converged
     eu = env.fleet.sites[_site(env, "aws-eu-central-1")]
     us = env.fleet.sites[_site(env, "aws-us-east-1")]
     # local-9 is "controlled" with no export list: US only.

@@ -94,7 +94,7 @@ def test_the_default_record_respects_residency_predicates_on_unlisted_countries(
     assert site == "gcp-europe-west4-t"  # the first site the US does not govern
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=75, deadline=None)
 @given(fleet=fleets(), at=instants(), people=st.lists(principals(), min_size=1, max_size=8))
 def test_dns_never_points_anyone_at_a_site_the_engine_refuses(
     fleet: Fleet, at: datetime, people: list[Principal]

@@ -76,6 +76,11 @@ class Env:
 @pytest.fixture
 def env(moto_url: str, gcs_url: str, gcs_eu_url: str, source_bucket: str,
         tmp_path: Path) -> Iterator[Env]:
+    yield _make_env(moto_url, gcs_url, gcs_eu_url, source_bucket, tmp_path)
+
+
+def _make_env(moto_url: str, gcs_url: str, gcs_eu_url: str, source_bucket: str,
+              tmp_path: Path) -> Env:
     tag = unique()
     options = {
         "gcs_endpoint_url": gcs_url,
@@ -85,17 +90,30 @@ def env(moto_url: str, gcs_url: str, gcs_eu_url: str, source_bucket: str,
         "aws_endpoint_url": moto_url,
         "aws_max_attempts": "1",
     }
-    yield Env(cloud_fleet(tag, artifact_bucket=source_bucket), tag, options, tmp_path,
-              gcs_url, gcs_eu_url)
+    return Env(cloud_fleet(tag, artifact_bucket=source_bucket), tag, options, tmp_path,
+               gcs_url, gcs_eu_url)
+
+
+@pytest.fixture(scope="module")
+def converged(
+    moto_url: str, gcs_url: str, gcs_eu_url: str, source_bucket: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Env, GcpProvider, int]:
+    """One fleet applied once, shared by the tests that only read it back."""
+    env = _make_env(moto_url, gcs_url, gcs_eu_url, source_bucket, tmp_path_factory.mktemp("gcp"))
+    provider = env.provider()
+    return env, provider, env.converge(provider)
 
 
 def _names(bucket: Any) -> set[str]:
     return {b.name for b in bucket.client.list_blobs(bucket)}
 
 
-def test_apply_stores_artifacts_in_region_and_records_deployments(env: Env) -> None:
-    provider = env.provider()
-    assert env.converge(provider) > 0
+def test_apply_stores_artifacts_in_region_and_records_deployments(
+    converged: tuple[Env, GcpProvider, int],
+) -> None:
+    env, provider, applied = converged
+    assert applied > 0
     desired = desired_site_resources(env.fleet, env.gcp_sites())
     for sid in env.gcp_sites():
         assert provider.observe(env.fleet.sites[sid]) == desired[sid]
@@ -115,10 +133,9 @@ def test_apply_stores_artifacts_in_region_and_records_deployments(env: Env) -> N
     assert record["spec"] == {"instance_count": "1"}
 
 
-def test_second_apply_is_a_no_op(env: Env) -> None:
-    provider = env.provider()
-    env.converge(provider)
-    assert env.converge(provider) == 0
+def test_second_apply_is_a_no_op(converged: tuple[Env, GcpProvider, int]) -> None:
+    env, _, _ = converged
+    assert env.converge(env.provider()) == 0
 
 
 def test_objects_deleted_behind_our_back_show_up_as_drift(env: Env) -> None:
@@ -172,9 +189,10 @@ def test_withdraw_removes_every_generation(env: Env) -> None:
     assert "fable-5" in {r.model for r in provider.observe(env.fleet.sites[us_id])}
 
 
-def test_artifacts_are_never_placed_in_a_forbidden_region(env: Env) -> None:
-    provider = env.provider()
-    env.converge(provider)
+def test_artifacts_are_never_placed_in_a_forbidden_region(
+    converged: tuple[Env, GcpProvider, int],
+) -> None:
+    env, _, _ = converged
     eu_names = _names(env.bucket(env.site("gcp-europe-west4")))
     us_names = _names(env.bucket(env.site("gcp-us-central1")))
     assert not [n for n in eu_names if n.startswith("local-9/")]
