@@ -6,8 +6,8 @@ somewhere: every reply names the site and the model (``served by <site> (<model>
 ``X-Stub-Site`` header), so a caller can prove where a request went.
 
 With ``site_dir`` the stub serves only the models the local provider deployed there (a manifest
-``<site_dir>/deployments/<model>.json``) and answers 404 for the rest: it serves what was
-really deployed, not what someone hoped was.
+``<site_dir>/deployments/<model>.json`` with ``"status": "serving"``) and answers 404 for the
+rest: it serves what was really deployed, not what someone hoped was.
 
 ``BackgroundServer`` runs any ASGI app under uvicorn in a thread; ``start_stub`` uses it, and
 so does the gateway when it is started in-process.
@@ -97,12 +97,21 @@ def build_stub_app(
     fixed_models = tuple(models)
     headers = {"X-Stub-Site": site_id}
 
+    def deployed(manifest: Path) -> bool:
+        # Fail closed: only a readable manifest that says "serving" counts (the local provider
+        # marks a deployment whose artifact went missing as something else).
+        try:
+            doc = json.loads(manifest.read_bytes())
+        except (OSError, ValueError):
+            return False
+        return isinstance(doc, dict) and doc.get("status") == "serving"
+
     def served_models() -> list[str]:
         if site_dir is not None:
             deployments = site_dir / "deployments"
             if not deployments.is_dir():
                 return []
-            return sorted(p.stem for p in deployments.glob("*.json"))
+            return sorted(p.stem for p in deployments.glob("*.json") if deployed(p))
         return sorted(fixed_models)
 
     def serves(model: str) -> bool:
@@ -110,7 +119,7 @@ def build_stub_app(
             # A path-like model id must never reach outside the deployments folder.
             if not model or "/" in model or "\\" in model or model.startswith("."):
                 return False
-            return (site_dir / "deployments" / f"{model}.json").is_file()
+            return deployed(site_dir / "deployments" / f"{model}.json")
         return not fixed_models or model in fixed_models
 
     def error(status: int, message: str, kind: str) -> JSONResponse:

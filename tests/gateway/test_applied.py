@@ -62,7 +62,8 @@ def test_serves_applied_fleet_and_enforces_a_new_directive(
     after = signed_fleet_factory(name="after")  # the same fleet plus the signed suspension
     deployments = before / ".sovereign" / "sites" / "us-1" / "deployments"
     deployments.mkdir(parents=True)
-    (deployments / "m-us.json").write_text("{}")  # what the local provider deployed at us-1
+    # What the local provider deployed at us-1.
+    (deployments / "m-us.json").write_text('{"status": "serving"}')
     store = open_store(None, before)
     record(store, before)
     # A German national located in the US: m-us at us-1 until the suspension is applied.

@@ -62,17 +62,22 @@ def test_stream_sends_chunks_then_done(stub: StubServer) -> None:
 
 def test_site_dir_serves_only_deployed_models(tmp_path: Path) -> None:
     (tmp_path / "deployments").mkdir()
-    (tmp_path / "deployments" / "olmo-3.json").write_text("{}")
+    (tmp_path / "deployments" / "olmo-3.json").write_text('{"status": "serving"}')
+    (tmp_path / "deployments" / "mythos-5.json").write_text('{"status": "unhealthy"}')
+    (tmp_path / "deployments" / "sarvam-2.json").write_text("not json")
     server = start_stub("site-b", site_dir=tmp_path)
     try:
         ok = httpx.post(f"{server.url}/v1/chat/completions", json={"model": "olmo-3"})
         missing = httpx.post(f"{server.url}/v1/chat/completions", json={"model": "fable-5"})
+        broken = [httpx.post(f"{server.url}/v1/chat/completions", json={"model": m}).status_code
+                  for m in ("mythos-5", "sarvam-2")]
         sneaky = httpx.post(f"{server.url}/v1/chat/completions", json={"model": "../x"})
         listed = httpx.get(f"{server.url}/v1/models").json()
     finally:
         server.stop()
     assert ok.status_code == 200
     assert missing.status_code == 404
+    assert broken == [404, 404]
     assert sneaky.status_code == 404
     assert [m["id"] for m in listed["data"]] == ["olmo-3"]
 
