@@ -17,6 +17,7 @@ import typer
 
 from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt
 from orchestrator.cli.output import emit_json, err_console
+from orchestrator.cli.validate import print_problems
 from orchestrator.errors import FleetError, SignatureError, UsageError
 from orchestrator.fleet.loader import (
     inspect_directive_file,
@@ -143,7 +144,16 @@ def verify_command(
     fleet: FleetOpt = DEFAULT_FLEET,
     json_out: JsonOpt = False,
 ) -> None:
-    loaded = _fleet_for(file, fleet)
+    try:
+        loaded = _fleet_for(file, fleet)
+    except FleetError as exc:
+        # Without a valid fleet there are no trusted public keys to verify against.
+        if json_out:
+            emit_json({"file": str(file), "valid": False, "jurisdiction": None, "signers": [],
+                       "threshold": None, "errors": [p.to_json() for p in exc.problems]})
+        else:
+            print_problems(exc.problems)
+        raise typer.Exit(1) from None
     report = inspect_directive_file(file, loaded)
     if json_out:
         emit_json({

@@ -213,3 +213,14 @@ def test_verify_tampered(capsys: pytest.CaptureFixture[str],
     assert code == 1
     assert "threshold NOT met" in out
     assert "does not verify" in err
+
+
+def test_verify_against_an_invalid_fleet(capsys: pytest.CaptureFixture[str],
+                                         signed_fleet_factory: FleetFactory) -> None:
+    root = signed_fleet_factory(mutate={"us.yaml": [("process_in: [US]", "process_in: [ZZ]")]})
+    code, out, _ = run(["directive", "verify", str(root / D), "--fleet", str(root), "--json"],
+                       capsys)
+    assert code == 1
+    payload = json.loads(out)
+    assert payload["valid"] is False
+    assert [e["field"] for e in payload["errors"]] == ["residency.process_in[0]"]
