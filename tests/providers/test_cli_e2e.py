@@ -1,0 +1,142 @@
+"""End to end through the CLI: `sovereign plan` / `apply` on AWS and GCP sites served by moto
+and fake-gcs-server, with one region unreachable during apply (exit 3), then converging."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from orchestrator.fleet.signing import generate_key
+from orchestrator.providers.aws.naming import bucket_name, sagemaker_base_name
+from tests.cloud_servers import DUMMY_ENV, free_port
+from tests.providers.fleets import WEIGHTS, unique
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _write_fleet(root: Path, source: str) -> None:
+    _, public_key = generate_key()
+    common = f"""
+authorities:
+  - id: authority
+    public_key: "{public_key}"
+"""
+    (root / "us.yaml").write_text(f"""jurisdiction: US
+name: United States
+countries: [US]
+{common}
+residency:
+  process_in: [US]
+export:
+  restricted: [EU]
+models: [fable-5, olmo-3]
+sites:
+  - id: aws-us-east-1
+    provider: aws
+    region: us-east-1
+    country: US
+    operator: acme-us-inc
+    instance_type: ml.g4dn.xlarge
+  - id: gcp-us-central1
+    provider: gcp
+    region: us-central1
+    country: US
+    operator: acme-us-inc
+failover: [aws-us-east-1, gcp-us-central1]
+""")
+    (root / "eu.yaml").write_text(f"""jurisdiction: EU
+name: European Union
+countries: [DE, FR]
+{common}
+residency:
+  process_in: [EU]
+models: [fable-5, olmo-3]
+sites:
+  - id: aws-eu-central-1
+    provider: aws
+    region: eu-central-1
+    country: DE
+    operator: acme-eu-gmbh
+    instance_type: ml.g4dn.xlarge
+failover: [aws-eu-central-1]
+""")
+    (root / "models.yaml").write_text(f"""models:
+  - id: fable-5
+    origin: US
+    export_control: restricted
+    artifact: s3://{source}/fable-5/
+  - id: olmo-3
+    origin: US
+    artifact: s3://{source}/olmo-3/
+""")
+
+
+def _sovereign(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args], capture_output=True, text=True,
+        cwd=ROOT, env=env, timeout=240, check=False,
+    )
+
+
+def test_apply_with_one_region_down_exits_3_and_the_rerun_converges(
+    moto_url: str, gcs_url: str, source_bucket: str, tmp_path: Path
+) -> None:
+    fleet = tmp_path / "fleet"
+    fleet.mkdir()
+    _write_fleet(fleet, source_bucket)
+    tag = unique()
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SOVEREIGN_"))},
+        **DUMMY_ENV,
+        "AWS_ENDPOINT_URL": moto_url,
+        "STORAGE_EMULATOR_HOST": gcs_url,
+        "SOVEREIGN_BUCKET_SUFFIX": tag,
+        "SOVEREIGN_AWS_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/sovereign-e2e",
+        "SOVEREIGN_AWS_MAX_ATTEMPTS": "1",
+        "SOVEREIGN_GCS_RETRY_TIMEOUT": "1",
+        "SOVEREIGN_RETRY_MAX_ATTEMPTS": "2",
+        "SOVEREIGN_RETRY_BASE_DELAY": "0.01",
+    }
+    plan_file = tmp_path / "plan.json"
+    planned = _sovereign(["plan", "--fleet", str(fleet), "--state", state, "--out",
+                          str(plan_file), "--json"], env)
+    assert planned.returncode == 0, planned.stderr
+    changes: list[dict[str, Any]] = json.loads(plan_file.read_text())["changes"]
+    assert {c["target"] for c in changes} >= {"aws-us-east-1", "gcp-us-central1",
+                                              "aws-eu-central-1"}
+
+    closed = f"http://127.0.0.1:{free_port()}"
+    down = {**env, "SOVEREIGN_AWS_ENDPOINT_URL__EU_CENTRAL_1": closed}
+    applied = _sovereign(["apply", str(plan_file), "--fleet", str(fleet), "--state", state,
+                          "--json"], down)
+    assert applied.returncode == 3, applied.stderr
+    result = json.loads(applied.stdout)["result"]
+    text = json.dumps(result)
+    assert "aws-eu-central-1" in text and "cannot reach the AWS endpoint" in text
+    s3 = boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1")
+    us_keys = {o["Key"] for o in s3.list_objects_v2(
+        Bucket=bucket_name("aws-us-east-1", tag))["Contents"]}
+    assert {f"fable-5/{k}" for k in WEIGHTS} <= us_keys
+    eu_s3 = boto3.client("s3", endpoint_url=moto_url, region_name="eu-central-1")
+    assert bucket_name("aws-eu-central-1", tag) not in {
+        b["Name"] for b in eu_s3.list_buckets()["Buckets"]}
+
+    # The region is back: a fresh apply converges, and then there is nothing left to do.
+    healed = _sovereign(["apply", "--yes", "--fleet", str(fleet), "--state", state, "--json"],
+                        env)
+    assert healed.returncode == 0, healed.stderr
+    sm = boto3.client("sagemaker", endpoint_url=moto_url, region_name="eu-central-1")
+    assert sm.describe_endpoint(EndpointName=sagemaker_base_name("aws-eu-central-1", "fable-5"))
+    again = _sovereign(["plan", "--detailed-exitcode", "--fleet", str(fleet), "--state", state,
+                        "--json"], env)
+    assert again.returncode == 0, again.stdout + again.stderr
