@@ -41,7 +41,7 @@ directive_app = typer.Typer(
 
 SIGN_HELP = """Sign a directive file as one authority (appends or replaces its line in FILE.sig).
 
-The signature covers the exact bytes of FILE: sign after the last edit. When the fleet
+The signature covers the exact bytes of FILE: sign after the last edit. When the fleet \
 (--fleet) declares the authority, the key must match its public key.
 
 \b
@@ -54,7 +54,7 @@ Examples:
 
 VERIFY_HELP = """Check a directive and its signatures against the fleet's profiles.
 
-Lists which authorities' signatures verified and whether the jurisdiction's
+Lists which authorities' signatures verified and whether the jurisdiction's \
 directive_threshold is met. Exit 0 when the directive is valid, 1 otherwise.
 
 \b

@@ -69,14 +69,14 @@ Examples:
 
 KEYGEN_HELP = """Make an Ed25519 key pair for a directive authority.
 
-Writes the private key (PEM, file mode 0600) to --out and prints the public key and the
+Writes the private key (PEM, file mode 0600) to --out and prints the public key and the \
 lines to paste under the profile's `authorities:`. Keep the private key off the repository.
 
 \b
 Examples:
-  sovereign keygen --out ~/.sovereign/us-commerce.pem --authority us-commerce
-  sovereign directive sign regions/directives/NEW.yaml --key ~/.sovereign/us-commerce.pem \\
-      --authority us-commerce
+  sovereign keygen --out ~/keys/us-commerce.pem --authority us-commerce
+  sovereign directive sign regions/directives/NEW.yaml \\
+      --key ~/keys/us-commerce.pem --authority us-commerce
 """
 
 
