@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -183,3 +186,19 @@ def test_region_catalogue_comes_from_botocore_data() -> None:
     assert "europe-west4" in gcp
     assert region_country("gcp", "europe-west2") == "GB"
     assert region_country("aws", "nowhere-1") is None
+
+
+def test_validation_never_imports_a_cloud_sdk(example_fleet_dir: Path) -> None:
+    code = (
+        "import sys\nfrom pathlib import Path\n"
+        "from orchestrator.fleet.loader import load_fleet\n"
+        f"load_fleet(Path({str(example_fleet_dir)!r}))\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('boto3', 'botocore', 'google', 'pulumi'))\n"
+        "assert not loaded, loaded\n"
+    )
+    repo = example_fleet_dir.parent
+    done = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True,
+                          text=True, timeout=120, check=False,
+                          env={**os.environ, "PYTHONPATH": str(repo)})
+    assert done.returncode == 0, done.stderr
