@@ -1,0 +1,1 @@
+"""Pulumi components of the Sovereign infrastructure (pulumi imports live only in infra/)."""
