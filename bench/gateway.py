@@ -260,6 +260,15 @@ async def time_until(host: str, port: int, request: bytes, want: int, limit: flo
         await pool.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc), or NaN elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def machine() -> str:
     per_loop = min(timeit.repeat("sum(range(10000))", number=200, repeat=3)) / 200 * 1e6
     load = os.getloadavg()
@@ -325,9 +334,14 @@ def main() -> None:
             direct = asyncio.run(open_loop(host, stub_port, direct_req, rate, args.duration))
             via = asyncio.run(open_loop(host, gw_port, gw_req, rate, args.duration))
             rows.append((f"open loop {rate}/s", direct, via))
+        stub_cpu = cpu_seconds(stub.pid)
         direct = asyncio.run(closed_loop(host, stub_port, direct_req, args.concurrency,
                                          args.duration))
+        stub_cpu_direct = cpu_seconds(stub.pid) - stub_cpu
+        gw_cpu, stub_cpu = cpu_seconds(gateway.pid), cpu_seconds(stub.pid)
         via = asyncio.run(closed_loop(host, gw_port, gw_req, args.concurrency, args.duration))
+        gw_cpu = cpu_seconds(gateway.pid) - gw_cpu
+        stub_cpu_via = cpu_seconds(stub.pid) - stub_cpu
         rows.append((f"closed loop c={args.concurrency}", direct, via))
         print()
         print(f"{'phase':<22} {'path':<8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
@@ -337,6 +351,13 @@ def main() -> None:
                       f"{r.errors:7d}")
             print(f"{label:<22} {'added':<8} {'':>8} {via.pct(50) - direct.pct(50):8.2f} "
                   f"{via.pct(99) - direct.pct(99):8.2f}")
+
+        n_direct, n_via = len(direct.latencies_ms), len(via.latencies_ms)
+        print()
+        print("CPU per request (closed loop; load-independent, unlike the latencies): "
+              f"stub answering directly {stub_cpu_direct / n_direct * 1000:.2f} ms; "
+              f"gateway {gw_cpu / n_via * 1000:.2f} ms "
+              f"(+ stub behind it {stub_cpu_via / n_via * 1000:.2f} ms)")
 
         enforce, lift = [], []
         base_files = read_fleet_files(root)
