@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _write_fleet(root: Path, source: str) -> None:
+def _write_fleet(root: Path, source: str, zone_id: str, domain: str) -> None:
     _, public_key = generate_key()
     common = f"""
 authorities:
@@ -69,6 +69,11 @@ sites:
     instance_type: ml.g4dn.xlarge
 failover: [aws-eu-central-1]
 """)
+    (root / "fleet.yaml").write_text(f"""unlisted_countries: deny
+dns:
+  hosted_zone_id: {zone_id}
+  domain: {domain}
+""")
     (root / "models.yaml").write_text(f"""models:
   - id: fable-5
     origin: US
@@ -92,8 +97,12 @@ def test_apply_with_one_region_down_exits_3_and_the_rerun_converges(
 ) -> None:
     fleet = tmp_path / "fleet"
     fleet.mkdir()
-    _write_fleet(fleet, source_bucket)
     tag = unique()
+    r53 = boto3.client("route53", endpoint_url=moto_url, region_name="us-east-1")
+    domain = f"{tag}.inference.example"
+    zone_id = r53.create_hosted_zone(Name=domain, CallerReference=tag)["HostedZone"]["Id"]
+    zone_id = zone_id.split("/")[-1]
+    _write_fleet(fleet, source_bucket, zone_id, domain)
     state = f"sqlite:///{tmp_path / 'state.db'}"
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SOVEREIGN_"))},
@@ -137,6 +146,9 @@ def test_apply_with_one_region_down_exits_3_and_the_rerun_converges(
     assert healed.returncode == 0, healed.stderr
     sm = boto3.client("sagemaker", endpoint_url=moto_url, region_name="eu-central-1")
     assert sm.describe_endpoint(EndpointName=sagemaker_base_name("aws-eu-central-1", "fable-5"))
+    records = r53.list_resource_record_sets(HostedZoneId=zone_id)["ResourceRecordSets"]
+    ours = {(r["SetIdentifier"], r["Type"]) for r in records if "SetIdentifier" in r}
+    assert ("sovereign:fable-5:DE", "CNAME") in ours and ("sovereign:olmo-3:US", "TXT") in ours
     again = _sovereign(["plan", "--detailed-exitcode", "--fleet", str(fleet), "--state", state,
                         "--json"], env)
     assert again.returncode == 0, again.stdout + again.stderr
