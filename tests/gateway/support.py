@@ -108,7 +108,9 @@ class Keys:
 
     def token(self, residency: str | None = "US", nationalities: list[str] | None = None,
               groups: list[str] | None = None, *, exp_in: float | None = 300,
-              key: Ed25519PrivateKey | None = None, **extra: Any) -> str:
+              key: Ed25519PrivateKey | None = None, raw: dict[str, Any] | None = None,
+              **extra: Any) -> str:
+        """A signed token; ``raw`` claims are set last, as is (malformed ones included)."""
         now = int(time.time())
         claims: dict[str, Any] = {"iss": self.issuer, "aud": self.audience, "sub": "alice",
                                   "iat": now}
@@ -121,6 +123,7 @@ class Keys:
         if groups is not None:
             claims["groups"] = groups
         claims.update(extra)
+        claims.update(raw or {})
         return jwt.encode(claims, key or self.private, algorithm="EdDSA")
 
     def headers(self, *args: Any, **kwargs: Any) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -42,7 +43,7 @@ def _hs256_with_public_key(keys: Keys) -> str:
     return f"{header}.{payload}.{base64.urlsafe_b64encode(sig).rstrip(b'=').decode()}"
 
 
-BAD_TOKENS = {
+BAD_TOKENS: dict[str, Callable[[Keys], str]] = {
     "forged (wrong key)": lambda k: k.token("US", ["US"], key=Ed25519PrivateKey.generate()),
     "expired": lambda k: k.token("US", ["US"], exp_in=-30),
     "not yet valid": lambda k: k.token("US", ["US"], nbf=int(time.time()) + 600),
@@ -53,7 +54,7 @@ BAD_TOKENS = {
     "HS256 with the public key": _hs256_with_public_key,
     "no residency": lambda k: k.token(None, ["US"]),
     "residency not a country": lambda k: k.token("XX", ["US"]),
-    "nationalities not a list": lambda k: k.token("US", nationalities="US"),  # type: ignore
+    "nationalities not a list": lambda k: k.token("US", raw={"nationalities": "US"}),
     "garbage": lambda k: "not.a.token",
 }
 

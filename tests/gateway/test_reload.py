@@ -8,8 +8,13 @@ from collections import Counter
 
 import httpx
 
-from orchestrator.errors import FleetError, Problem
+from orchestrator.errors import FleetError, Problem, StateError
+from orchestrator.fleet.model import Fleet
+from orchestrator.gateway.app import Gateway, GatewaySettings
+from orchestrator.gateway.metrics import AccessLog
 from orchestrator.gateway.routing import ServingTable
+from orchestrator.gateway.server import GatewayApp
+from orchestrator.gateway.tokens import TokenVerifier, load_token_keys
 from tests.gateway.support import Keys, Running, make_fleet, wait_for
 
 CHAT = "/v1/chat/completions"
@@ -92,3 +97,52 @@ def test_reload_waits_for_the_interval(keys: Keys, gw: Running) -> None:
     started = time.monotonic()
     wait_for(lambda: gw.gateway.serving is not before, timeout=2)
     assert time.monotonic() - started < 1.0
+
+
+class FlakySource:
+    """Marker moves once; the first load after that fails with ``error``, later loads work."""
+
+    label = "flaky source"
+
+    def __init__(self, error: Exception) -> None:
+        self.error: Exception | None = error
+        self.generation = 0
+        self.loads = 0
+
+    def marker(self) -> int:
+        return self.generation
+
+    def load(self) -> tuple[Fleet, int | None]:
+        self.loads += 1
+        fleet = make_fleet(us_failover=("us-west", "us-east")) if self.generation else make_fleet()
+        if self.generation and self.error is not None:
+            error, self.error = self.error, None
+            raise error
+        return fleet, self.generation
+
+
+def _gateway_on(source: FlakySource, keys: Keys) -> GatewayApp:
+    verifier = TokenVerifier(load_token_keys([keys.public_pem_path]), keys.audience)
+    settings = GatewaySettings(reload_interval_s=0.05, probe_interval_s=0)
+    return GatewayApp(Gateway(source, verifier, settings, AccessLog(None)))
+
+
+def test_transient_source_errors_are_retried_next_tick(keys: Keys) -> None:
+    source = FlakySource(StateError("database is locked"))
+    with _gateway_on(source, keys) as app:
+        first = app.gateway.serving.table.version
+        source.generation = 1
+        wait_for(lambda: app.gateway.serving.table.version != first, timeout=3)
+        assert app.gateway.reload_error is None
+
+
+def test_invalid_input_is_not_reverified_every_tick(keys: Keys) -> None:
+    source = FlakySource(FleetError([Problem("x.yaml", 1, "", "bad")]))
+    with _gateway_on(source, keys) as app:
+        first = app.gateway.serving.table.version
+        source.generation = 1
+        wait_for(lambda: app.gateway.reload_error is not None)
+        loads = source.loads
+        time.sleep(0.5)  # ten reload intervals: the same broken input is not loaded again
+        assert source.loads == loads
+        assert app.gateway.serving.table.version == first
