@@ -64,7 +64,7 @@ class GatewaySettings:
     base_backoff_s: float = 1.0
     max_backoff_s: float = 30.0
     max_body_bytes: int = 4 * 1024 * 1024
-    max_connections: int = 256
+    max_connections_per_upstream: int = 128
     stub_host: str = "127.0.0.1"
     # site id -> base URL, overriding the fleet (tests and benchmarks point sites at servers
     # they run themselves); still only sites of the route are ever tried.
@@ -121,7 +121,10 @@ class Gateway:
         self._serving: Serving | None = None
         self._marker: Hashable = None
         self._failed: tuple[Hashable, float] | None = None
-        self._client: httpx.AsyncClient | None = None
+        # One pool per upstream: a hanging site can exhaust only its own connections, never
+        # the ones failover needs to reach the next site of the route.
+        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._started = False
         self._tasks: list[asyncio.Task[None]] = []
         routes = [Route(p, self._model_request, methods=["POST"]) for p in MODEL_PATHS]
         routes += [
@@ -256,13 +259,7 @@ class Gateway:
         if self._serving is None:
             await asyncio.to_thread(self.load_initial)
         s = self.settings
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(s.upstream_timeout_s, connect=s.connect_timeout_s),
-            limits=httpx.Limits(max_connections=s.max_connections,
-                                max_keepalive_connections=s.max_connections,
-                                keepalive_expiry=30.0),
-            trust_env=False,  # never route upstream calls through an environment proxy
-        )
+        self._started = True
         if s.reload_interval_s > 0:
             self._tasks.append(asyncio.create_task(self._reload_loop(), name="gateway-reload"))
         if s.probe_interval_s > 0:
@@ -280,9 +277,10 @@ class Gateway:
             except asyncio.CancelledError:
                 pass
         self._tasks.clear()
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        self._started = False
+        clients = list(self._clients.values())
+        self._clients.clear()
+        await asyncio.gather(*(c.aclose() for c in clients))
         stubs = list(self.stubs.values())
         self.stubs.clear()
         await asyncio.gather(*(asyncio.to_thread(stub.stop) for stub in stubs))
@@ -297,14 +295,27 @@ class Gateway:
             await self.probe_once()
             await asyncio.sleep(self.settings.probe_interval_s)
 
+    def _client_for(self, base: str) -> httpx.AsyncClient:
+        client = self._clients.get(base)
+        if client is None:
+            s = self.settings
+            client = self._clients[base] = httpx.AsyncClient(
+                timeout=httpx.Timeout(s.upstream_timeout_s, connect=s.connect_timeout_s),
+                limits=httpx.Limits(max_connections=s.max_connections_per_upstream,
+                                    max_keepalive_connections=s.max_connections_per_upstream,
+                                    keepalive_expiry=30.0),
+                trust_env=False,  # never route upstream calls through an environment proxy
+            )
+        return client
+
     async def probe_once(self) -> None:
         """``GET <upstream>/healthz`` for every site with an upstream; feeds the health book."""
         serving = self.serving
-        client = self._client
-        if client is None:
+        if not self._started:
             return
 
         async def probe(site_id: str, base: str) -> None:
+            client = self._client_for(base)
             try:
                 resp = await client.get(f"{base}/healthz", timeout=self.settings.probe_timeout_s)
             except httpx.HTTPError as exc:
@@ -420,8 +431,7 @@ class Gateway:
     async def _forward(self, request: Request, body: bytes, model: str, route: tuple[str, ...],
                        serving: Serving, token: VerifiedToken, stream: bool,
                        started: float) -> Response:
-        client = self._client
-        if client is None:
+        if not self._started:
             return _error(503, "starting", "the gateway is not started")
         version = serving.table.version
         forward_headers = {
@@ -435,6 +445,7 @@ class Gateway:
                 tried.append({"site": site, "error": "no endpoint configured"})
                 continue
             sent = time.perf_counter()
+            client = self._client_for(base)
             upstream_req = client.build_request(
                 "POST", base + request.url.path, content=body, headers=forward_headers
             )
