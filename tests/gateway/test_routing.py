@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from datetime import UTC, datetime
@@ -240,3 +241,24 @@ def test_oversized_body_is_refused_before_routing(keys: Keys, client: httpx.Clie
         assert r.status_code == 413
         assert gw.hits() == dict.fromkeys(gw.stubs, 0)
         assert chat(client, gw, h, "olmo-3").status_code == 200
+
+
+def test_timeouts_fail_over_and_a_hanging_site_starves_nothing(keys: Keys) -> None:
+    with running_gateway(keys, upstream_timeout_s=0.5, max_connections_per_upstream=4) as gw:
+        gw.stubs["us-east"].behaviour.delay_s = 2.0  # hangs past the timeout
+        h = keys.headers("US", ["US"])
+
+        async def burst() -> list[httpx.Response]:
+            async with httpx.AsyncClient(trust_env=False, timeout=10) as c:
+                return list(await asyncio.gather(*(
+                    c.post(gw.url + CHAT, json={"model": "olmo-3"}, headers=h)
+                    for _ in range(12))))
+
+        responses = asyncio.run(burst())
+        # More requests than us-east's pool holds: they queue there, time out, and us-west,
+        # with a pool of its own, still serves every one of them.
+        assert [r.status_code for r in responses] == [200] * 12
+        assert {r.headers["x-sovereign-site"] for r in responses} == {"us-west"}
+        assert gw.stubs["us-east"].total_hits == 0
+        assert not gw.gateway.health.is_up("us-east")
+        assert any('"failed_over":["us-east"]' in line for line in gw.log)
