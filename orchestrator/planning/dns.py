@@ -35,7 +35,8 @@ def dns_target(hosted_zone_id: str) -> str:
 
 
 def record_name(model_id: str, domain: str) -> str:
-    return f"{model_id}.{domain.strip('.').lower()}"
+    """``<model>.<domain>``, lower case as Route 53 reports names back."""
+    return f"{model_id}.{domain.strip('.')}".lower()
 
 
 def site_hostname(fleet: Fleet, site_id: str, domain: str) -> str:
@@ -57,9 +58,7 @@ def _route(
     fleet: Fleet, model_id: str, residency: str, at: datetime, active: tuple[Directive, ...]
 ) -> tuple[str, ...]:
     principal = Principal(residency)  # unknown nationality, no groups: the fail-closed default
-    allowed = [
-        s for s in fleet.sites if decide(fleet, model_id, s, principal, at, active).allowed
-    ]
+    allowed = [s for s in fleet.sites if decide(fleet, model_id, s, principal, at, active).allowed]
     return order_route(fleet, allowed, fleet.home_of(residency))
 
 
@@ -116,8 +115,7 @@ def desired_dns_records(fleet: Fleet, at: datetime) -> frozenset[Resource]:
         if fleet.settings.unlisted_countries is not Unlisted.ANY:
             continue
         routes = [
-            _route(fleet, model_id, c, at, active)
-            for c in _unlisted_representatives(fleet, active)
+            _route(fleet, model_id, c, at, active) for c in _unlisted_representatives(fleet, active)
         ]
         allowed_for_all = set(routes[0]).intersection(*routes[1:], *uncovered)
         first = next((s for s in routes[0] if s in allowed_for_all), None)

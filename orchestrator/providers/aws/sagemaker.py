@@ -170,13 +170,30 @@ class Deployments:
                 site.id, "sagemaker:CreateEndpoint", sm.create_endpoint, EndpointName=name,
                 EndpointConfigName=config_name, Tags=tags,
             )
-        elif endpoint is not None and endpoint.get("EndpointStatus") == "Failed":
+        elif endpoint is not None:
+            self._settle(site, name, endpoint, config_name)
+
+    def _settle(
+        self, site: Site, name: str, endpoint: Mapping[str, Any], config_name: str
+    ) -> None:
+        """Move an existing endpoint of ours onto ``config_name``, as far as its state allows."""
+        sm = self._sm(site)
+        status = endpoint.get("EndpointStatus")
+        if status == "Failed":
             # A failed endpoint cannot be updated: delete it and let the retry recreate it.
             call(site.id, "sagemaker:DeleteEndpoint", sm.delete_endpoint, EndpointName=name)
             raise TransientProviderError(
                 f"site {site.id}: endpoint {name} had failed; deleted it, retry recreates it"
             )
-        elif endpoint is not None and endpoint.get("EndpointConfigName") != config_name:
+        if status == "Deleting" or (
+            status in {"Creating", "Updating", "SystemUpdating"}
+            and endpoint.get("EndpointConfigName") != config_name
+        ):
+            # SageMaker refuses changes while it is busy; the reconciler retries later.
+            raise TransientProviderError(
+                f"site {site.id}: endpoint {name} is {status}; retry once it settles"
+            )
+        if endpoint.get("EndpointConfigName") != config_name:
             call(
                 site.id, "sagemaker:UpdateEndpoint", sm.update_endpoint, EndpointName=name,
                 EndpointConfigName=config_name,
