@@ -168,6 +168,8 @@ def make_entry(
     """Build the next entry (payload redacted) and return it with its canonical payload text."""
     if not kind or not isinstance(kind, str):
         raise AuditError("audit entry kind must be a non-empty string")
+    if not isinstance(payload, Mapping):
+        raise AuditError(f"audit payload must be a mapping, got {type(payload).__name__}")
     clean = redact(payload)
     text = canonical_json(clean)
     when = ts or utc_now_iso()

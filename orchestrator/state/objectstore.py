@@ -135,7 +135,10 @@ class ObjectAuditLog:
         if blob is None:
             return None, None
         data = _json(blob, AUDIT_HEAD)
-        return AuditHead(int(data["seq"]), str(data["hash"])), blob.version
+        if not isinstance(data.get("seq"), int) or not isinstance(data.get("hash"), str):
+            raise StateError(f"{AUDIT_HEAD} at {self._blobs.url} is damaged: {data!r:.200}",
+                             hint="run `sovereign audit verify`; restore the head from a backup")
+        return AuditHead(data["seq"], data["hash"]), blob.version
 
     def _read_entry(self, seq: int) -> StoredEntry | None:
         blob = self._blobs.get(audit_name(seq))
@@ -291,6 +294,7 @@ class ObjectStateStore:
                     f"no state at {self.url}",
                     hint="nothing was applied with this state yet; check --state",
                 )
+            self._check_conditional_writes()
             doc = {"schema": 1, "lineage": str(uuid.uuid4()), "serial": 0, "resources": {},
                    "applied_fleet": None}
             try:
@@ -303,6 +307,23 @@ class ObjectStateStore:
             # A new store (or one whose creator died before this): start its log. A store that
             # has moved on (serial > 0) with no log was emptied, and is left for verify to flag.
             self._genesis(state["lineage"], backend)
+
+    def _check_conditional_writes(self) -> None:
+        """Refuse a server that ignores conditional writes (some S3-compatible ones do):
+        without them the lock would let two applies run at once."""
+        probe = f"probe/{uuid.uuid4().hex}"
+        self._blobs.put(probe, b"1", if_absent=True)
+        try:
+            self._blobs.put(probe, b"2", if_absent=True)
+        except PreconditionFailed:
+            return
+        finally:
+            self._blobs.delete(probe)
+        raise StateError(
+            f"the server behind {self.url} ignores conditional writes (If-None-Match)",
+            hint="object-storage state needs S3 conditional writes or GCS generation "
+            "preconditions; use another server or the SQLite state",
+        )
 
     def _genesis(self, lineage: str, backend: str) -> None:
         entry, text = make_entry(1, STATE_CREATED, {"lineage": lineage, "backend": backend},
@@ -326,9 +347,9 @@ class ObjectStateStore:
         if blob is None:
             raise StateError(f"the state object {STATE} disappeared from {self.url}")
         doc = _json(blob, STATE)
-        for key in ("lineage", "serial", "resources"):
-            if key not in doc:
-                raise StateError(f"{STATE} at {self.url} has no {key!r}: it is damaged")
+        for key, kind in (("lineage", str), ("serial", int), ("resources", dict)):
+            if not isinstance(doc.get(key), kind):
+                raise StateError(f"{STATE} at {self.url} has no valid {key!r}: it is damaged")
         return doc, blob.version
 
     def serial(self) -> int:
@@ -392,7 +413,12 @@ class ObjectStateStore:
                 if mine is None or mine.holder_id != lease.holder_id or current is None:
                     continue  # someone else moved first: look again
                 new_version = current  # our own write, retried after its reply was lost
-            self._lock_versions[lease.holder_id] = new_version
+            # Read back: on a server whose conditional writes are not atomic, a racing writer
+            # may have overwritten ours; only the lease actually stored counts.
+            stored, stored_version = self._lock_blob()
+            if stored is None or stored.holder_id != lease.holder_id:
+                continue
+            self._lock_versions[lease.holder_id] = stored_version or new_version
             if holder is not None:
                 try:
                     self.audit.append(

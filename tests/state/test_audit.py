@@ -165,6 +165,8 @@ def test_payloads_that_are_not_json_are_refused(store: SqliteStateStore) -> None
         store.audit.append("plan.created", {"when": object()})
     with pytest.raises(AuditError):
         store.audit.append("", {})
+    with pytest.raises(AuditError, match="mapping"):
+        store.audit.append("plan.created", ["not", "a", "dict"])  # type: ignore[arg-type]
     assert store.audit.verify().entries == 1
 
 

@@ -17,7 +17,9 @@ from orchestrator.state import StateStore, open_store
 from orchestrator.state.audit import AuditProblemKind, make_entry
 from orchestrator.state.objectstore import (
     AUDIT_HEAD,
+    Blob,
     Blobs,
+    ObjectStateStore,
     PreconditionFailed,
     audit_name,
     entry_body,
@@ -128,6 +130,9 @@ def race_for_the_lock(stores: list[StateStore]) -> list[str]:
                     losers.acquire(timeout=10)
         except StateLockedError:
             outcomes.append("locked")
+            losers.release()
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion, not lost in a thread
+            outcomes.append(f"error: {exc!r}")
             losers.release()
 
     threads = [threading.Thread(target=attempt, args=(s,)) for s in stores]
@@ -297,3 +302,34 @@ def test_audit_verify_reads_an_object_store(
         main(["audit", "verify", "--state", object_url])
     assert info.value.code == 1
     assert "head truncated" in capsys.readouterr().err
+
+
+class CarelessBlobs:
+    """An in-memory bucket whose server ignores conditions, like some S3-compatible servers."""
+
+    url = "s3://careless/state"
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    def get(self, name: str) -> Blob | None:
+        data = self.objects.get(name)
+        return None if data is None else Blob(data, str(hash(data)))
+
+    def put(self, name: str, data: bytes, *, if_version: str | None = None,
+            if_absent: bool = False) -> str:
+        self.objects[name] = data
+        return str(hash(data))
+
+    def delete(self, name: str) -> None:
+        self.objects.pop(name, None)
+
+    def list(self, prefix: str) -> list[str]:
+        return [n for n in self.objects if n.startswith(prefix)]
+
+
+def test_a_server_that_ignores_conditional_writes_is_refused() -> None:
+    blobs = CarelessBlobs()
+    with pytest.raises(StateError, match="ignores conditional writes"):
+        ObjectStateStore(blobs)
+    assert blobs.objects == {}  # nothing was left behind
