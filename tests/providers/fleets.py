@@ -22,8 +22,9 @@ from orchestrator.fleet.model import (
     Site,
     Unlisted,
 )
-from orchestrator.policy.rules import deployable, in_force
-from orchestrator.providers.base import Op, Resource, ResourceChange, ResourceKind, spec_of
+from orchestrator.planning.desired import desired_pairs, resources_for_pair
+from orchestrator.planning.diff import diff
+from orchestrator.providers.base import Op, Resource, ResourceChange, ResourceKind
 
 T0 = datetime.fromisoformat("2026-07-01T00:00:00+00:00")
 MODEL_IDS = ("fable-5", "local-9", "olmo-3")
@@ -103,45 +104,27 @@ def withdraw(directive_id: str, jurisdiction_id: str, models: Iterable[str]) -> 
     )
 
 
-def desired_site_resources(fleet: Fleet, site_ids: Iterable[str]) -> dict[str, frozenset[Resource]]:
-    """Deployments and artifacts per site, straight from ``policy.rules.deployable`` with the
-    spec shapes of ``planning.desired``."""
-    active = in_force(fleet, T0)
-    out: dict[str, frozenset[Resource]] = {}
-    for sid in site_ids:
-        s = fleet.sites[sid]
-        wanted: set[Resource] = set()
-        for m in sorted(fleet.owner_of(sid).models):
-            if not deployable(fleet, m, sid, active):
-                continue
-            wanted.add(Resource(ResourceKind.ARTIFACT, sid, m,
-                                spec=spec_of(source=fleet.models[m].artifact)))
-            wanted.add(Resource(ResourceKind.DEPLOYMENT, sid, m, spec=spec_of(
-                instance_type=s.instance_type, instance_count=s.instance_count)))
-        out[sid] = frozenset(wanted)
-    return out
+def desired_site_resources(
+    fleet: Fleet, site_ids: Iterable[str]
+) -> dict[str, frozenset[Resource]]:
+    """Deployments and artifacts per site, as the planner desires them at ``T0``."""
+    pairs = desired_pairs(fleet, T0)
+    return {
+        sid: frozenset(r for m, s in pairs if s == sid for r in resources_for_pair(fleet, m, s))
+        for sid in site_ids
+    }
 
 
 def changes_between(
     desired: frozenset[Resource], actual: frozenset[Resource]
 ) -> list[ResourceChange]:
-    """A minimal diff (create what is missing, update what differs, delete what is unwanted),
-    artifacts before deployments on create, deployments before artifacts on delete."""
-    want = {r.identity: r for r in desired}
-    have = {r.identity: r for r in actual}
-    out: list[ResourceChange] = []
-    for ident in sorted(set(want) | set(have)):
-        w, h = want.get(ident), have.get(ident)
-        if w is not None and h is None:
-            out.append(ResourceChange(Op.CREATE, None, w))
-        elif w is None and h is not None:
-            out.append(ResourceChange(Op.DELETE, h, None))
-        elif w is not None and h is not None and w.spec != h.spec:
-            out.append(ResourceChange(Op.UPDATE, h, w))
+    """The planner's diff as provider changes, artifacts before deployments on create and
+    deployments before artifacts on delete (the order the reconciler applies them in)."""
     kind_order = {ResourceKind.ARTIFACT: 0, ResourceKind.DEPLOYMENT: 1, ResourceKind.ROUTE: 2}
 
-    def order(c: ResourceChange) -> tuple[int, int]:
+    def order(c: ResourceChange) -> tuple[int, int, tuple[str, str, str, str]]:
         k = kind_order[c.resource.kind]
-        return (1, -k) if c.op is Op.DELETE else (0, k)
+        head = (1, -k) if c.op is Op.DELETE else (0, k)
+        return (*head, c.resource.identity)
 
-    return sorted(out, key=order)
+    return sorted((c.to_resource_change() for c in diff(desired, actual)), key=order)
