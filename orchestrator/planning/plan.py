@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from orchestrator.errors import UsageError
+from orchestrator.planning.gcpause import gc_paused
 from orchestrator.providers.base import Op, Resource, ResourceChange, ResourceKind
 
 PLAN_FORMAT = 1
@@ -155,9 +156,10 @@ _PHASE = {
 
 
 def change_order(change: Change) -> tuple[int, str, int, str, str, str]:
+    # Op is a StrEnum: comparing members compares their values, without the .value lookup.
     fleet_wide = 1 if change.kind is ResourceKind.ROUTE else 0
     phase = _PHASE.get((change.op, change.kind), 4)
-    return (fleet_wide, change.target, phase, change.model, change.key, change.op.value)
+    return (fleet_wide, change.target, phase, change.model, change.key, change.op)
 
 
 @dataclass(frozen=True)
@@ -171,7 +173,9 @@ class Plan:
     interlocks: tuple[InterlockViolation, ...] = field(default=())
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "changes", tuple(sorted(self.changes, key=change_order)))
+        with gc_paused():
+            ordered = tuple(sorted(self.changes, key=change_order))
+        object.__setattr__(self, "changes", ordered)
 
     @property
     def empty(self) -> bool:

@@ -140,3 +140,27 @@ def test_withdraw_causes_name_the_directive(example_fleet_dir: Path) -> None:
     assert ctx.withdrawn[("mythos-5", "aws-ap-northeast-1")] == "us-withdraw"  # governed_by US
     assert ("fable-5", "aws-eu-central-1") not in ctx.withdrawn
     assert ("fable-5", "aws-us-east-1") not in desired_pairs(fleet, JUNE_13)
+
+
+@settings(max_examples=40)
+@given(fleets(), instants(), st.data())
+def test_incremental_planner_matches_a_full_plan(
+    fleet: Fleet, at: datetime, data: st.DataObject
+) -> None:
+    from orchestrator.planning.diff import CauseContext, diff, index
+    from orchestrator.planning.incremental import IncrementalPlanner
+
+    if not fleet.directives:
+        return
+    did = data.draw(st.sampled_from(sorted(fleet.directives)))
+    added = fleet.directives[did]
+    before = fleet.with_directives({i: d for i, d in fleet.directives.items() if i != did})
+    actual = desired_state(before, at, fleet_digest="v1", include_dns=False)
+    planner = IncrementalPlanner(before, at, "v1")
+    changed = [added]
+    if added.supersedes in fleet.directives:
+        changed.append(fleet.directives[added.supersedes])
+    touched = planner.directives_changed(fleet, changed, "v2")
+    incremental = set(planner.plan(index(actual), CauseContext(), touched))
+    full = set(diff(desired_state(fleet, at, fleet_digest="v2", include_dns=False), actual))
+    assert incremental == full
