@@ -335,8 +335,10 @@ class Gateway:
         try:
             return self.verifier.verify_header(request.headers.get("authorization"))
         except TokenError as exc:
+            # The reason may quote attacker-chosen text (an alg name): keep the header valid.
+            reason = "".join(c for c in exc.reason if c.isprintable() and c not in '"\\')
             challenge = (f'Bearer realm="sovereign", error="{exc.error}", '
-                         f'error_description="{exc.reason}"')
+                         f'error_description="{reason}"')
             return _error(401, exc.error, exc.reason, {"WWW-Authenticate": challenge})
 
     def _log(self, request: Request, started: float, status: int, *, model: str | None = None,

@@ -130,3 +130,13 @@ def test_token_must_be_for_this_verifier_algorithms(keys: Keys, shared_gw: Runni
     r = client.post(shared_gw.url + CHAT, json=BODY, headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 401
     assert "ES256" in r.json()["error"]["message"]
+
+
+def test_hostile_alg_cannot_break_the_challenge_header(keys: Keys, shared_gw: Running,
+                                                       client: httpx.Client) -> None:
+    header = _b64({"alg": 'x"\r\nSet-Cookie: a=b', "typ": "JWT"})
+    token = header + "." + _b64({}) + "."
+    r = client.post(shared_gw.url + CHAT, json=BODY, headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 401
+    assert "set-cookie" not in r.headers
+    assert r.headers["www-authenticate"].count('"') == 6
