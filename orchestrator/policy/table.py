@@ -30,8 +30,7 @@ import hashlib
 from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from datetime import datetime
-from typing import Final
+from datetime import UTC, datetime
 
 from orchestrator.fleet.model import ALL_MODELS, Action, Directive, Fleet, Unlisted
 from orchestrator.policy.principal import Principal
@@ -51,13 +50,24 @@ _Suspension = tuple[
     str,
 ]
 # (sites allowed by R0-R4 in route order, suspensions in force that could remove some of them)
-_Entry = tuple[tuple[str, ...], tuple[_Suspension, ...]]
+_RawEntry = tuple[tuple[str, ...], tuple[_Suspension, ...]]
+# What the hot path checks per suspension: its audience, the bit of the site set it removes
+# within the entry (suspensions removing the same sites share a bit) and that site set.
+_Matcher = tuple[
+    frozenset[str],
+    frozenset[str] | None,
+    frozenset[str] | None,
+    frozenset[str] | None,
+    frozenset[str] | None,
+    int,
+    frozenset[str],
+    bool,
+]
+# (base, matchers, routes by bitmask of the removed site sets: filled on first use, so only
+# the combinations that really occur are ever computed)
+_Entry = tuple[tuple[str, ...], tuple[_Matcher, ...], dict[int, tuple[str, ...]]]
 # (interval start instants, entries): entries[bisect_right(bounds, at)] is in force at ``at``
 _Timeline = tuple[tuple[datetime, ...], tuple[_Entry, ...]]
-
-# Home key for residencies outside every jurisdiction when unlisted countries are denied: it is
-# never a key of the table, so such principals route nowhere (R0).
-_DENIED: Final = "\x00denied"
 
 
 def active_intervals(fleet: Fleet) -> dict[str, tuple[datetime, datetime | None]]:
@@ -100,6 +110,10 @@ def fleet_version(fleet: Fleet) -> str:
     return hashlib.sha256(basis.encode()).hexdigest()[:16]
 
 
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+_LATEST = datetime.max.replace(tzinfo=UTC)
+
+
 class RouteTable:
     """SPEC 2 routes for a whole fleet, compiled once; ``route`` is the hot path.
 
@@ -111,9 +125,9 @@ class RouteTable:
     __slots__ = (
         "_by_model",
         "_changes",
-        "_home_key",
         "_key_governing",
-        "_unlisted_key",
+        "_routes",
+        "_window",
         "fleet",
         "version",
     )
@@ -128,16 +142,30 @@ class RouteTable:
         self.version = fleet_version(fleet)
         self._by_model = by_model
         self._key_governing = key_governing
-        self._home_key: dict[str, str | None] = dict(fleet.country_home)
-        self._unlisted_key: str | None = (
-            None if fleet.settings.unlisted_countries is Unlisted.ANY else _DENIED
-        )
+        # The hot path looks up (model, residency) directly: each residency country aliases its
+        # home's timeline, and the key None holds the unlisted home (only under `any`; under
+        # `deny` an unlisted residency finds nothing and is refused, R0).
+        self._routes: dict[str, dict[str | None, _Timeline]] = {}
+        for m, per_home in by_model.items():
+            per_country: dict[str | None, _Timeline] = {
+                c: per_home[h] for c, h in fleet.country_home.items() if h in per_home
+            }
+            if None in per_home:
+                per_country[None] = per_home[None]
+            self._routes[m] = per_country
         instants: set[datetime] = set()
         for d in fleet.directives.values():
             instants.add(d.effective)
             if d.expires is not None:
                 instants.add(d.expires)
         self._changes: tuple[datetime, ...] = tuple(sorted(instants))
+        # The epoch of the latest instant asked about, flattened to model -> residency ->
+        # entry: no key changes inside [start, end), so queries at "now" (the gateway's case)
+        # skip the per-key bisect. Replaced as one tuple, so readers in other threads see
+        # either the old or the new window, never a mix.
+        self._window: tuple[datetime, datetime, dict[str, dict[str | None, _Entry]]] = (
+            _LATEST, _EARLIEST, {}  # empty: the first query advances it
+        )
 
     # -- compiling ---------------------------------------------------------------------------
 
@@ -152,22 +180,39 @@ class RouteTable:
 
     def route(self, model_id: str, principal: Principal, at: datetime) -> tuple[str, ...]:
         """Sites that may serve ``model_id`` to ``principal`` at ``at``, in SPEC 2 order."""
-        by_home = self._by_model.get(model_id)
-        if by_home is None:
-            return ()
-        timeline = by_home.get(self._home_key.get(principal.residency, self._unlisted_key))
-        if timeline is None:
-            return ()
-        bounds, entries = timeline
-        base, suspensions = entries[bisect_right(bounds, at)] if bounds else entries[0]
-        if not suspensions:
+        start, end, flat = self._window
+        if start <= at < end:
+            entries_by_country = flat.get(model_id)
+            if entries_by_country is None:
+                return ()  # unknown model: fail closed
+            entry = entries_by_country.get(principal.residency)
+            if entry is None:
+                entry = entries_by_country.get(None)
+                if entry is None:
+                    return ()  # unlisted residency under `deny` (R0)
+        else:
+            if at >= end:
+                self._advance(at)
+            routes = self._routes.get(model_id)
+            if routes is None:
+                return ()
+            timeline = routes.get(principal.residency)
+            if timeline is None:
+                timeline = routes.get(None)
+                if timeline is None:
+                    return ()
+            bounds, entries = timeline
+            entry = entries[bisect_right(bounds, at)] if bounds else entries[0]
+        base, matchers, results = entry
+        if not matchers:
             return base
         nats = principal.nationalities
         groups = principal.groups
         residency = principal.residency
-        removed: frozenset[str] | None = None
-        only: tuple[str, ...] | None = base
-        for exempt, nat_in, nat_not_in, res_in, res_not_in, sites, without, _ in suspensions:
+        mask = 0
+        for exempt, nat_in, nat_not_in, res_in, res_not_in, bit, _, refuses in matchers:
+            if mask & bit:
+                continue  # these sites are already removed
             # Same predicates as rules.audience_matches; unknown nationality matches both
             # nationality predicates (fail closed).
             if exempt and not exempt.isdisjoint(groups):
@@ -180,17 +225,32 @@ class RouteTable:
                 continue
             if res_not_in is not None and residency in res_not_in:
                 continue
-            if removed is None:
-                removed = sites
-                only = without
-            else:  # several match: their union is filtered out below
-                removed = removed | sites
-                only = None
-        if removed is None:
+            if refuses:
+                return ()  # it removes every site: no need to look further
+            mask |= bit
+        if not mask:
             return base
-        if only is not None:
-            return only
-        return tuple(s for s in base if s not in removed)
+        found = results.get(mask)
+        if found is None:
+            # Idempotent: threads racing here store equal tuples.
+            removed = frozenset().union(*(m[6] for m in matchers if mask & m[5]))
+            found = results[mask] = tuple(s for s in base if s not in removed)
+        return found
+
+    def _advance(self, at: datetime) -> None:
+        """Flatten the epoch holding ``at`` (time moved past the current window)."""
+        i = bisect_right(self._changes, at)
+        start = self._changes[i - 1] if i > 0 else _EARLIEST
+        end = self._changes[i] if i < len(self._changes) else _LATEST
+        flat: dict[str, dict[str | None, _Entry]] = {}
+        for m, per_home in self._by_model.items():
+            now: dict[str | None, _Entry] = {}
+            for h, (bounds, entries) in per_home.items():
+                now[h] = entries[bisect_right(bounds, at)] if bounds else entries[0]
+            flat[m] = {c: now[h] for c, h in self.fleet.country_home.items() if h in now}
+            if None in now:
+                flat[m][None] = now[None]
+        self._window = (start, end, flat)
 
     def next_change_after(self, at: datetime) -> datetime | None:
         """The next directive effective or expiry instant strictly after ``at``, if any."""
@@ -265,73 +325,126 @@ class _Compiler:
     ) -> _Timeline:
         fleet = self.fleet
         ordered = order_route(fleet, candidates, home)
-        relevant: list[Directive] = []
+        home_countries = fleet.jurisdictions[home].countries if home is not None else None
+        # Directives that can change this key: they name the model, their jurisdiction governs
+        # a candidate site, and (for a suspension) some resident of the home can match.
+        relevant: dict[str, Directive] = {}
+        audiences: dict[str, _Audience] = {}
         for j in governing:
-            relevant.extend(self.by_juris_model.get((j, model_id), ()))
-            relevant.extend(self.by_juris_model.get((j, ALL_MODELS), ()))
+            for d in (
+                *self.by_juris_model.get((j, model_id), ()),
+                *self.by_juris_model.get((j, ALL_MODELS), ()),
+            ):
+                if d.action is Action.SUSPEND:
+                    audience = _compile_audience(d, home_countries)
+                    if audience is None:
+                        continue
+                    audiences[d.id] = audience
+                relevant[d.id] = d
         if not relevant:
-            return ((), ((ordered, ()),))
+            return ((), ((ordered, (), {}),))
+        sites = fleet.sites
+        governed = {
+            j: frozenset(s for s in ordered if j in sites[s].governing)
+            for j in {d.jurisdiction for d in relevant.values()}
+        }
+        # (start, end, directive, suspends?, candidate sites its jurisdiction governs)
+        spans = sorted(
+            (
+                (*self.intervals[d.id], d, d.action is Action.SUSPEND, governed[d.jurisdiction])
+                for d in relevant.values()
+            ),
+            key=lambda x: x[0],
+        )
         points: set[datetime] = set()
-        for d in relevant:
-            start, end = self.intervals[d.id]
+        for start, end, *_ in spans:
             points.add(start)
             if end is not None:
                 points.add(end)
-        bounds = tuple(sorted(points))
-        home_countries = fleet.jurisdictions[home].countries if home is not None else None
-        entries: list[_Entry] = [(ordered, ())]  # before the first instant nothing reaches it
-        spans = [(d, *self.intervals[d.id]) for d in relevant]
-        for t in bounds:
-            active = [d for d, start, end in spans if start <= t and (end is None or t < end)]
-            entries.append(self.entry(ordered, active, home_countries))
-        return bounds, tuple(entries)
+        # A suspension compiled against the full candidate list, reused while nothing is
+        # withdrawn (the common case); with withdrawals in force it is compiled per base.
+        plain: dict[str, _Suspension] = {}
+        for _, _, d, suspends, sites_of in spans:
+            if suspends:
+                without = tuple(s for s in ordered if s not in sites_of)
+                plain[d.id] = (*audiences[d.id], sites_of, without, d.id)
+        per_base: dict[tuple[str, tuple[str, ...]], _Suspension | None] = {}
+        raw: list[_RawEntry] = [(ordered, ())]  # before the first instant nothing reaches it
+        bounds: list[datetime] = []
+        active: list[tuple[datetime, datetime | None, Directive, bool, frozenset[str]]] = []
+        upcoming = 0
+        for t in sorted(points):
+            active = [x for x in active if x[1] is None or t < x[1]]
+            while upcoming < len(spans) and spans[upcoming][0] <= t:
+                active.append(spans[upcoming])
+                upcoming += 1
+            withdrawn: frozenset[str] | None = None
+            for x in active:
+                if not x[3]:
+                    withdrawn = x[4] if withdrawn is None else withdrawn | x[4]
+            if withdrawn is None:
+                entry: _RawEntry = (ordered, tuple(plain[x[2].id] for x in active if x[3]))
+            else:
+                entry = self._withdrawn_entry(ordered, withdrawn, active, audiences, per_base)
+            if entry == raw[-1]:
+                continue  # nothing this key can see changed at t
+            bounds.append(t)
+            raw.append(entry)
+        return tuple(bounds), tuple(_finish(e) for e in raw)
 
-    def entry(
-        self,
+
+    @staticmethod
+    def _withdrawn_entry(
         ordered: tuple[str, ...],
-        active: Iterable[Directive],
-        home_countries: frozenset[str] | None,
-    ) -> _Entry:
-        sites = self.fleet.sites
-        active = sorted(active, key=lambda d: d.id)
-        withdrawn = {
-            s
-            for d in active
-            if d.action is Action.WITHDRAW
-            for s in ordered
-            if d.jurisdiction in sites[s].governing
-        }
-        base = tuple(s for s in ordered if s not in withdrawn) if withdrawn else ordered
+        withdrawn: frozenset[str],
+        active: list[tuple[datetime, datetime | None, Directive, bool, frozenset[str]]],
+        audiences: dict[str, _Audience],
+        cache: dict[tuple[str, tuple[str, ...]], _Suspension | None],
+    ) -> _RawEntry:
+        base = tuple(s for s in ordered if s not in withdrawn)
         suspensions: list[_Suspension] = []
-        for d in active:
-            if d.action is not Action.SUSPEND:
+        for _, _, d, suspends, sites_of in active:
+            if not suspends:
                 continue
-            removed = frozenset(s for s in base if d.jurisdiction in sites[s].governing)
-            if not removed:
-                continue
-            compiled = _compile_audience(d, home_countries)
-            if compiled is None:
-                continue  # its residency predicates exclude every resident of this home
-            exempt, nat_in, nat_not_in, res_in, res_not_in = compiled
-            without = tuple(s for s in base if s not in removed)
-            suspensions.append(
-                (exempt, nat_in, nat_not_in, res_in, res_not_in, removed, without, d.id)
-            )
+            key = (d.id, base)
+            if key not in cache:
+                removed = sites_of - withdrawn
+                cache[key] = (
+                    (*audiences[d.id], removed, tuple(s for s in base if s not in removed), d.id)
+                    if removed
+                    else None
+                )
+            suspension = cache[key]
+            if suspension is not None:
+                suspensions.append(suspension)
         return base, tuple(suspensions)
 
+def _finish(raw: _RawEntry) -> _Entry:
+    """The hot-path form of an entry: duplicate audiences merged, suspensions that refuse
+    outright checked first, one bit per distinct removed site set."""
+    base, suspensions = raw
+    if not suspensions:
+        return base, (), {}
+    ordered = sorted(suspensions, key=lambda x: (bool(x[6]), x[7]))  # refusing ones first
+    bits: dict[frozenset[str], int] = {}
+    matchers: dict[_Matcher, None] = {}
+    for exempt, nat_in, nat_not_in, res_in, res_not_in, sites, without, _ in ordered:
+        bit = bits.setdefault(sites, 1 << len(bits))
+        matcher = (exempt, nat_in, nat_not_in, res_in, res_not_in, bit, sites, not without)
+        matchers[matcher] = None
+    return base, tuple(matchers), {}
 
-def _compile_audience(
-    d: Directive, home_countries: frozenset[str] | None
-) -> (
-    tuple[
-        frozenset[str],
-        frozenset[str] | None,
-        frozenset[str] | None,
-        frozenset[str] | None,
-        frozenset[str] | None,
-    ]
-    | None
-):
+
+_Audience = tuple[
+    frozenset[str],
+    frozenset[str] | None,
+    frozenset[str] | None,
+    frozenset[str] | None,
+    frozenset[str] | None,
+]
+
+
+def _compile_audience(d: Directive, home_countries: frozenset[str] | None) -> _Audience | None:
     """The audience as match-time predicates; residency predicates that are settled for every
     resident of the home are dropped (always true) or rule the suspension out (None)."""
     a = d.audience
