@@ -171,6 +171,7 @@ class Plan:
     at: datetime
     changes: tuple[Change, ...]
     interlocks: tuple[InterlockViolation, ...] = field(default=())
+    sites: str | None = None  # "local" when made with --sites local: apply must match
 
     def __post_init__(self) -> None:
         with gc_paused():
@@ -212,6 +213,7 @@ class Plan:
             "changes": [c.to_json() for c in self.changes],
             "summary": self.summary(),
             "interlocks": [v.to_json() for v in self.interlocks],
+            "sites": self.sites,
         }
 
     def dumps(self) -> str:
@@ -233,6 +235,7 @@ class Plan:
                 at=datetime.fromisoformat(data["at"]),
                 changes=tuple(Change.from_json(c) for c in data["changes"]),
                 interlocks=tuple(InterlockViolation.from_json(v) for v in data["interlocks"]),
+                sites=None if data.get("sites") is None else str(data["sites"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise UsageError(

@@ -135,6 +135,13 @@ def check_fresh(session: Session, plan: Plan) -> None:
             f"the state moved since the plan was made (serial {plan.serial} -> {serial})",
             hint="make a new plan: sovereign plan --out FILE, then sovereign apply FILE",
         )
+    made_for = "local" if session.sites_local else None
+    if plan.sites != made_for:
+        raise StalePlanError(
+            f"the plan was made {'with' if plan.sites else 'without'} --sites local; this "
+            f"apply runs {'with' if made_for else 'without'} it",
+            hint="apply with the same --sites option the plan was made with",
+        )
     if plan.fleet_digest != session.digest:
         raise StalePlanError(
             "the fleet files changed since the plan was made",

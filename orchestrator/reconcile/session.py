@@ -95,6 +95,7 @@ def make_plan(session: Session, *, audit: bool = True) -> Plan:
         created_at=datetime.now(UTC),
         at=session.at,
         changes=changes,
+        sites="local" if session.sites_local else None,
     )
     plan = replace(
         plan,

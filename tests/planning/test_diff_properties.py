@@ -119,6 +119,8 @@ def test_json_round_trip(
     back = Plan.loads(text)
     assert back == plan
     assert back.to_json() == plan.to_json()
+    local = Plan(plan.lineage, plan.serial, plan.fleet_digest, T0, T0, plan.changes, sites="local")
+    assert Plan.loads(local.dumps()) == local
 
 
 @given(resource_sets(), resource_sets())

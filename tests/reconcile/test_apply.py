@@ -152,6 +152,12 @@ def test_saved_plan_refused_when_state_or_fleet_moved(local_fleet: LocalFleet) -
         check_fresh(session, current)
     finally:
         session.close()
+    local = open_session(root, None, at=AT, sites_local=True)
+    try:
+        with pytest.raises(StalePlanError, match="--sites local"):
+            check_fresh(local, current)
+    finally:
+        local.close()
     (root / "fleet.yaml").write_text("unlisted_countries: deny\n# edited\n")
     session = open_session(root, None, at=AT)
     try:
