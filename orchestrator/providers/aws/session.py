@@ -26,6 +26,9 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 
 ENV_PREFIX = "SOVEREIGN_"
 
+_SESSION: Any = None
+_SESSION_LOCK = threading.Lock()
+
 
 def option_env_name(key: str) -> str:
     """``aws_endpoint_url.eu-central-1`` -> ``SOVEREIGN_AWS_ENDPOINT_URL__EU_CENTRAL_1``."""
@@ -62,8 +65,10 @@ class ProviderOptions(Mapping[str, str]):
 class AwsClients:
     """boto3 clients per (service, region), created on first use and shared (thread-safe).
 
-    One boto3 ``Session`` per instance: the module-level default session is not safe to create
-    clients from concurrently, and the reconciler applies sites in parallel.
+    All instances create clients from one process-wide boto3 ``Session`` under one lock:
+    creating clients from a session concurrently is not thread-safe (the reconciler applies
+    sites in parallel), and sharing it means the large service models are parsed once per
+    process rather than once per provider.
     """
 
     def __init__(self, options: Mapping[str, str] | None = None) -> None:
@@ -71,8 +76,6 @@ class AwsClients:
             options if isinstance(options, ProviderOptions) else ProviderOptions(options)
         )
         self._clients: dict[tuple[str, str], Any] = {}
-        self._lock = threading.Lock()
-        self._session: Any = None
 
     def endpoint_for(self, region: str) -> str | None:
         """The explicit endpoint for ``region``, or None to let boto3 decide."""
@@ -81,16 +84,17 @@ class AwsClients:
         )
 
     def client(self, service: str, region: str) -> Any:
+        global _SESSION  # one lazily created session per process, see the class docstring
         key = (service, region)
-        with self._lock:
+        with _SESSION_LOCK:
             found = self._clients.get(key)
             if found is not None:
                 return found
             import boto3
             from botocore.config import Config
 
-            if self._session is None:
-                self._session = boto3.session.Session()
+            if _SESSION is None:
+                _SESSION = boto3.session.Session()
             config = Config(
                 region_name=region,
                 retries={
@@ -103,7 +107,7 @@ class AwsClients:
                     self._options.get(CONNECT_TIMEOUT_OPTION, DEFAULT_CONNECT_TIMEOUT)
                 ),
             )
-            created = self._session.client(
+            created = _SESSION.client(
                 service, region_name=region, endpoint_url=self.endpoint_for(region), config=config
             )
             self._clients[key] = created
