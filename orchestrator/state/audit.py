@@ -219,10 +219,9 @@ def _find_problem(entries: Sequence[StoredEntry], head: AuditHead | None) -> Aud
                 f"entry {missing} is missing (seq jumps from {expected - 1} to {e.seq})",
             )
         if e.seq < expected:
-            return _problem(
-                e.seq, e.kind, AuditProblemKind.REORDERED,
-                f"entry {e.seq} appears again after entry {expected - 1}",
-            )
+            where = ("is numbered before the first entry (1)" if index == 0
+                     else f"appears again after entry {expected - 1}")
+            return _problem(e.seq, e.kind, AuditProblemKind.REORDERED, f"entry {e.seq} {where}")
         if not hashes_as(e, e.seq):
             # An intact entry moved to another seq still hashes correctly under its old seq.
             for other in range(1, len(entries) + 2):
