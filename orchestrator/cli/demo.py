@@ -24,19 +24,20 @@ def demo_command(
         ),
     ] = None,
 ) -> None:
-    """Run the main job end to end on the embedded default, offline, in under a minute.
+    """Run the main job end to end, offline, in under a minute.
 
-    Copies the fleet to a temporary workspace with every site on the local provider, applies
-    it on 2026-06-11, adds the US directive of 2026-06-12 (impact first, then plan and apply
-    on 2026-06-13), then its 2026-06-26 amendment, printing the routing matrix each time, the
-    collateral count against switching the models off everywhere, and the audit verification.
-    The real fleet directory is only read.
+    Copies the fleet to a temporary workspace with every site on the local
+    provider, applies it on 2026-06-11, adds the US directive of
+    2026-06-12 (impact first, then plan and apply on 2026-06-13), then its
+    2026-06-26 amendment, printing the routing matrix each time, the
+    collateral count against switching the models off everywhere, and the
+    audit verification. The real fleet directory is only read.
 
     Examples:
 
       sovereign demo
 
-      sovereign demo --workspace /tmp/sovereign-demo   # keep the workspace to explore it
+      sovereign demo --workspace /tmp/sovereign-demo   # keep the workspace
     """
     # Piped output (CI logs, `make demo | tee`) has no width to honour: use one that fits the
     # routing matrix on one line per principal. A terminal keeps its own width.

@@ -256,11 +256,12 @@ def plan_command(
     at: AtOpt = None,
     sites: SitesOpt = None,
 ) -> None:
-    """Compare the desired state with what the sites really hold, and list the changes.
+    """Compare the desired state with what the sites really hold.
 
-    Every change names its cause: config, drift, or directive:<id>. A plan that would leave a
-    model under-served in a jurisdiction (min_sites_per_model) for a cause other than a
-    directive is refused (exit 1); the plan is still written with --out.
+    Every change names its cause: config, drift, or directive:<id>. A plan
+    that would leave a model under-served in a jurisdiction
+    (min_sites_per_model) for a cause other than a directive is refused
+    (exit 1); the plan is still written with --out.
 
     Examples:
 
@@ -268,7 +269,7 @@ def plan_command(
 
       sovereign plan --sites local --out plan.json
 
-      sovereign plan --detailed-exitcode --json > plan.json   # CI: exit 2 means drift
+      sovereign plan --detailed-exitcode --json > plan.json   # CI: 2 = changes
     """
     session = open_session(fleet, state, at=parse_at(at), sites_local=sites_local(sites))
     try:
@@ -300,12 +301,13 @@ def apply_command(
     at: AtOpt = None,
     sites: SitesOpt = None,
 ) -> None:
-    """Carry a plan out: every site in parallel, each site's changes in order.
+    """Carry a plan out: sites in parallel, each site's changes in order.
 
-    Without PLANFILE a fresh plan is made, shown, and confirmed on a terminal (--yes for
-    scripts). A saved plan is refused if the state or the fleet moved since it was made.
-    Exit 0 when everything applied, 3 when some sites failed (the rest applied and was
-    recorded; re-running converges), 4 when another run holds the state lock.
+    Without PLANFILE a fresh plan is made, shown, and confirmed on a
+    terminal (--yes for scripts). A saved plan is refused if the state or
+    the fleet moved since it was made. Exit 0 when everything applied, 3
+    when some sites failed (the rest applied and was recorded; re-running
+    converges), 4 when another run holds the state lock.
 
     Examples:
 
@@ -367,10 +369,11 @@ def status_command(
     at: AtOpt = None,
     sites: SitesOpt = None,
 ) -> None:
-    """What is deployed where (as observed), the state, and routing per jurisdiction.
+    """What is deployed where, the state, and routing per jurisdiction.
 
-    Routing shows, for every jurisdiction and model, the route of a resident whose nationality
-    is unknown (the fail-closed default), computed from the applied fleet.
+    Routing shows, for every jurisdiction and model, the route of a
+    resident whose nationality is unknown (the fail-closed default),
+    computed from the applied fleet.
 
     Examples:
 

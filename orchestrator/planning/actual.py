@@ -9,6 +9,7 @@ against an unknown actual state could delete or duplicate things (fail closed).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ class Providers:
     context: ProviderContext
     sites_local: bool = False
     _by_name: dict[str, Provider | RouteProvider] = field(default_factory=dict)
+    # Sites are observed and applied from worker threads: create each provider once.
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def for_fleet(cls, fleet: Fleet, fleet_dir: Path, *, sites_local: bool) -> Providers:
@@ -48,9 +51,10 @@ class Providers:
         return cls(context, sites_local)
 
     def _named(self, name: str) -> Provider | RouteProvider:
-        if name not in self._by_name:
-            self._by_name[name] = create_provider(name, self.context)
-        return self._by_name[name]
+        with self._lock:
+            if name not in self._by_name:
+                self._by_name[name] = create_provider(name, self.context)
+            return self._by_name[name]
 
     def for_site(self, fleet: Fleet, site_id: str) -> Provider:
         name = "local" if self.sites_local else fleet.sites[site_id].provider
