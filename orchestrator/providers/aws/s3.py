@@ -18,7 +18,13 @@ from urllib.parse import quote, urlsplit
 
 from orchestrator.errors import PermanentProviderError
 from orchestrator.fleet.model import Site
-from orchestrator.providers.aws.errors import call, lookup, pages
+from orchestrator.providers.aws.errors import (
+    ACCESS_DENIED_CODES,
+    call,
+    error_code,
+    lookup,
+    pages,
+)
 from orchestrator.providers.aws.naming import (
     bucket_name,
     is_managed_by,
@@ -67,8 +73,20 @@ class ArtifactBuckets:
     def _tags(self, site: Site, bucket: str) -> dict[str, str] | None:
         """The bucket's tags; None when the bucket does not exist."""
         s3 = self._s3(site)
-        if lookup(site.id, "s3:ListBucket", s3.head_bucket, Bucket=bucket) is None:
-            return None
+        try:
+            if lookup(site.id, "s3:ListBucket", s3.head_bucket, Bucket=bucket) is None:
+                return None
+        except PermanentProviderError as exc:
+            if exc.__cause__ is None or error_code(exc.__cause__) not in ACCESS_DENIED_CODES:
+                raise
+            # HeadBucket answers 403 both for a missing permission and for a bucket that
+            # another account owns; say both.
+            raise PermanentProviderError(
+                f"site {site.id}: bucket {bucket} is not accessible: either another account "
+                "owns that name, or the credentials lack s3:ListBucket",
+                hint="set the bucket_suffix option to a string unique to your fleet, or grant "
+                "s3:ListBucket on arn:aws:s3:::sovereign-*",
+            ) from exc
         found = lookup(site.id, "s3:GetBucketTagging", s3.get_bucket_tagging, Bucket=bucket)
         return tag_dict(found.get("TagSet") if found else None)
 
@@ -139,6 +157,12 @@ class ArtifactBuckets:
                 ) from exc
             if code != "BucketAlreadyOwnedByYou":
                 raise
+            # It appeared since we looked: someone else made it, so it is not ours to tag.
+            raise PermanentProviderError(
+                f"site {site.id}: bucket {bucket} was created by someone else meanwhile; "
+                "refusing to adopt it",
+                hint="delete or rename that bucket, or set the bucket_suffix option",
+            ) from exc
         # Tag first, so that even a bucket left half-configured by a crash is recognisably ours.
         call(
             site.id,
