@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace as _replace
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orchestrator.errors import RefusedError
 from orchestrator.fleet.loader import load_fleet
+from orchestrator.fleet.model import Fleet
 from orchestrator.planning.desired import desired_pairs
 from orchestrator.planning.plan import Change
 from orchestrator.providers.base import Op, ResourceKind, spec_of
 from orchestrator.reconcile.interlock import CAPACITY, MIN_SITES, check_interlocks, enforce
 from tests.fleet.builder import FleetFactory
 from tests.reconcile.conftest import WITHDRAW_YAML
+from tests.strategies import fleets, instants
 
 AT = datetime(2026, 6, 13, tzinfo=UTC)
 
@@ -107,3 +112,45 @@ def test_capacity_is_refused_without_override(signed_fleet_factory: FleetFactory
     )
     with pytest.raises(RefusedError, match="capacity"):
         enforce([v], "any reason")
+
+
+# -- properties over generated fleets ----------------------------------------------------------
+
+
+def with_minimums(fleet: Fleet, minimums: list[int]) -> Fleet:
+    js = {
+        j.id: _replace(j, min_sites_per_model=minimums[i % len(minimums)])
+        for i, j in enumerate(sorted(fleet.jurisdictions.values(), key=lambda j: j.id))
+    }
+    return Fleet(js, fleet.sites, fleet.models, fleet.directives, fleet.settings)
+
+
+def shortfalls(fleet: Fleet, at: datetime) -> set[tuple[str, str]]:
+    return {
+        (v.jurisdiction, v.subject)
+        for v in check_interlocks(fleet, at, desired_pairs(fleet, at))
+        if v.rule == MIN_SITES
+    }
+
+
+@settings(max_examples=60)
+@given(fleets(), instants(), st.lists(st.integers(0, 3), min_size=1, max_size=4))
+def test_directives_never_trip_the_interlock(fleet: Fleet, at: datetime, mins: list[int]) -> None:
+    """Directive-caused shortfalls are lawful: the refused (jurisdiction, model) set is the
+    same with and without every directive (withdraws move pairs from 'deployed' to 'blocked by
+    law'; suspends move nothing)."""
+    fleet = with_minimums(fleet, mins)
+    bare = fleet.with_directives({})
+    assert shortfalls(fleet, at) == shortfalls(bare, at)
+
+
+@settings(max_examples=60)
+@given(fleets(), instants(), st.lists(st.integers(0, 3), min_size=1, max_size=4))
+def test_violations_are_real_shortfalls(fleet: Fleet, at: datetime, mins: list[int]) -> None:
+    fleet = with_minimums(fleet, mins)
+    pairs = desired_pairs(fleet, at)
+    for v in check_interlocks(fleet, at, pairs):
+        j = fleet.jurisdictions[v.jurisdiction]
+        assert v.rule == MIN_SITES and v.subject in j.models  # no capacity set by the strategy
+        assert v.count == sum(1 for s in j.sites if (v.subject, s) in pairs) < v.required
+        assert v.required == j.min_sites_per_model and v.overridable
