@@ -101,6 +101,7 @@ CREATE TABLE IF NOT EXISTS lock (
 );
 """
 
+TABLES = frozenset({"meta", "resources", "applied_fleet", "applied_fleet_file", "audit", "lock"})
 SCHEMA_VERSION = "1"
 BUSY_TIMEOUT_MS = 10_000
 
@@ -246,7 +247,7 @@ class SqliteStateStore:
                 hint="is it an SQLite file, readable and writable by you?",
             ) from exc
         try:
-            self._init_schema()
+            self._init_schema(create)
         except StateError:
             self._conn.close()
             raise
@@ -296,13 +297,37 @@ class SqliteStateStore:
             except sqlite3.Error as exc:
                 raise StateError(f"cannot read the state database {self.path}: {exc}") from exc
 
-    def _init_schema(self) -> None:
+    def _init_schema(self, create: bool) -> None:
+        if not create:
+            # Readers never write: a damaged store must be reported, not quietly re-created.
+            with self._read() as conn:
+                tables = {
+                    str(row[0])
+                    for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                }
+                missing = sorted(TABLES - tables)
+                if missing:
+                    raise StateError(
+                        f"{self.path} is not a Sovereign state database "
+                        f"(missing tables: {', '.join(missing)})"
+                    )
+                self._meta(conn, "lineage")
+            return
         with self._write() as conn:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
             have = conn.execute("SELECT value FROM meta WHERE key = 'lineage'").fetchone()
             if have is None:
+                leftovers = conn.execute(
+                    "SELECT (SELECT COUNT(*) FROM meta) + (SELECT COUNT(*) FROM audit)"
+                ).fetchone()[0]
+                if leftovers:
+                    raise StateError(
+                        f"the state database {self.path} has records but no lineage: it is "
+                        "damaged",
+                        hint="restore it from a backup; run `sovereign audit verify` on the copy",
+                    )
                 lineage = str(uuid.uuid4())
                 conn.executemany(
                     "INSERT INTO meta (key, value) VALUES (?, ?)",

@@ -178,6 +178,33 @@ def test_open_store_without_create_refuses_a_missing_store(tmp_path: Path) -> No
     assert not (tmp_path / ".sovereign").exists()
 
 
+def test_readers_report_a_damaged_store_instead_of_recreating_it(
+    store: SqliteStateStore, db_path: Path
+) -> None:
+    store.audit.append("plan.created", {})
+    raw = sqlite3.connect(db_path)
+    raw.execute("DELETE FROM meta")
+    raw.execute("DELETE FROM audit")
+    raw.commit()
+    raw.close()
+    with pytest.raises(StateError, match="no 'lineage'"):
+        SqliteStateStore(db_path, create=False)
+    raw = sqlite3.connect(db_path)
+    assert raw.execute("SELECT COUNT(*) FROM audit").fetchone()[0] == 0  # nothing written
+    raw.execute("INSERT INTO audit VALUES (1, 't', 'k', '{}', 'p', 'h')")
+    raw.commit()
+    raw.close()
+    with pytest.raises(StateError, match="damaged"):
+        SqliteStateStore(db_path)  # even a writer refuses to paper over it
+
+
+def test_an_empty_sqlite_file_is_not_a_state_for_readers(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    with pytest.raises(StateError, match="not a Sovereign state database"):
+        SqliteStateStore(empty, create=False)
+
+
 def test_a_file_that_is_not_sqlite_is_a_state_error(tmp_path: Path) -> None:
     bad = tmp_path / "state.db"
     bad.write_bytes(b"this is not a database" * 100)
