@@ -284,7 +284,7 @@ def plan_command(
         render_plan(err_console, plan, fleet)
         if out is not None:
             err_console.print(f"Plan written to {out}: apply it with `sovereign apply {out}`.")
-    enforce(plan.interlocks, allow_outage=None if plan.interlocks else "")
+    enforce(plan.interlocks, None)  # refused plans exit 1, after showing (and saving) them
     if detailed_exitcode and not plan.empty:
         raise typer.Exit(2)
 
