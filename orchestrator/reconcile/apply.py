@@ -213,8 +213,9 @@ class _Runner:
             self.session.store.audit.append(
                 "change.applied" if step.ok else "change.failed", payload
             )
-        except (AuditError, StateError) as exc:
-            # Fail closed: nothing more is applied once a step cannot be recorded.
+        except Exception as exc:  # noqa: BLE001 - re-raised by apply_plan once workers stop
+            # Fail closed: nothing more is applied once a step cannot be recorded. Workers
+            # wait on ``done``, so even a bug here must stop them rather than hang them.
             step.failure = exc
             self.fatal = self.fatal or exc
             self.stop.set()
@@ -378,6 +379,8 @@ def apply_plan(
         for t, cs in site_down.items():
             if not results[t].ok:
                 results[t].skipped += len(cs)
+    if runner.fatal is not None and not isinstance(runner.fatal, (AuditError, StateError)):
+        raise runner.fatal
     if runner.fatal is not None:
         raise AuditError(
             f"the apply stopped because a step could not be recorded: {runner.fatal}",

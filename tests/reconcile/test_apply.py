@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from orchestrator.errors import RefusedError, StalePlanError
+from orchestrator.errors import AuditError, RefusedError, StalePlanError
 from orchestrator.planning.plan import Plan
 from orchestrator.providers.base import ResourceKind
 from orchestrator.reconcile.apply import ApplyResult, apply_plan, check_fresh
@@ -187,3 +189,51 @@ def test_table_is_published_and_suspend_keeps_deployments(local_fleet: LocalFlee
         assert log.count("directive.added") == 1
     finally:
         session.close()
+
+
+class _AuditThatBreaks:
+    """A real audit log that starts refusing appends after ``allowed`` change records (a full
+    disk, a revoked credential): the apply must stop, fail closed."""
+
+    def __init__(self, real: Any, allowed: int) -> None:
+        self.real = real
+        self.allowed = allowed
+
+    def append(self, kind: str, payload: Any) -> Any:
+        if kind.startswith("change."):
+            if self.allowed <= 0:
+                raise AuditError("cannot append to the audit log: disk full")
+            self.allowed -= 1
+        return self.real.append(kind, payload)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+class _StoreWithAudit:
+    def __init__(self, real: Any, audit: _AuditThatBreaks) -> None:
+        self.real = real
+        self.audit = audit
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def test_audit_failure_stops_the_apply_and_a_rerun_converges(local_fleet: LocalFleet) -> None:
+    root = local_fleet()
+    session = open_session(root, None, at=AT)
+    try:
+        broken = replace(
+            session, store=_StoreWithAudit(session.store, _AuditThatBreaks(session.store.audit, 2))
+        )
+        with session.store.lock("test") as lease:
+            plan = make_plan(session)
+            with pytest.raises(AuditError, match="could not be recorded"):
+                apply_plan(broken, plan, lease, retry=FAST, concurrency=1)
+        applied = [e for e in session.store.audit.entries() if e.kind == "change.applied"]
+        assert len(applied) == 2  # nothing recorded after the failure...
+        assert session.store.applied_fleet() is None  # ...and the table was never published
+    finally:
+        session.close()
+    _, result = run(root)
+    assert result.ok and fresh_plan(root).empty
