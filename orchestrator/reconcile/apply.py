@@ -191,16 +191,16 @@ class _Runner:
                     self.serial = self.session.store.record_applied_fleet(
                         self.lease, self.session.files
                     )
-            else:
-                after = rc.after if step.ok else rc.before
-                if step.ok and c.op is Op.DELETE:
-                    after = None
+            elif step.ok:
+                after = None if c.op is Op.DELETE else resource_json(rc.after)
                 self.serial = self.session.store.record_change(
-                    self.lease,
-                    c.address,
-                    c.op.value,
-                    "applied" if step.ok else "failed",
-                    resource_json(after),
+                    self.lease, c.address, c.op.value, "applied", after
+                )
+            else:
+                # A failed step changes nothing Sovereign manages: keep what was recorded (so
+                # the next plan still recognises drift), record only the failed outcome.
+                self.serial = self.session.store.record_change(
+                    self.lease, c.address, c.op.value, "failed", self.recorded(c.address)
                 )
             payload: dict[str, Any] = {
                 "address": c.address,
@@ -221,6 +221,13 @@ class _Runner:
             self.stop.set()
         finally:
             step.done.set()
+
+    def recorded(self, address: str) -> dict[str, Any] | None:
+        for row in self.session.store.recorded_resources():
+            if row.get("address") == address and isinstance(row.get("resource"), dict):
+                resource: dict[str, Any] = row["resource"]
+                return resource
+        return None
 
     def drain(self, futures: Sequence[Future[TargetResult]]) -> None:
         while True:

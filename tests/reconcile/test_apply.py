@@ -93,6 +93,16 @@ def test_a_failing_site_is_isolated_and_a_rerun_converges(local_fleet: LocalFlee
     assert "gave up after 3 attempts" in (result.results["eu-1"].error or "")
     remaining = fresh_plan(root)
     assert {c.target for c in remaining.changes} == {"eu-1"}
+    session = open_session(root, None, at=AT)
+    try:
+        rows = {r["address"]: r for r in session.store.recorded_resources()}
+        # The failure is audited, and nothing at eu-1 is believed to exist.
+        assert not [a for a in rows if ".eu-1." in a]
+        assert "artifact.us-1.m-open" in rows
+        failed = [e for e in session.store.audit.entries() if e.kind == "change.failed"]
+        assert [e.payload["address"] for e in failed] == ["artifact.eu-1.m-open"]
+    finally:
+        session.close()
     blocker.unlink()
     _, again = run(root)
     assert again.ok and fresh_plan(root).empty
