@@ -13,8 +13,11 @@ fleet is compiled once:
   R4 (withdrawals) plus the suspensions in force that could remove sites, their audiences
   precompiled to frozensets and residency predicates pre-simplified against the home.
 
-A query picks the key's interval with ``bisect`` (most keys have a single interval) and filters
-the base sites by the suspensions whose audience matches the principal. Epochs are kept per key
+A query at an instant inside the *current window* (the interval between two directive instants
+that holds the latest instant asked about: "now" for the gateway) finds its entry in a
+flattened model -> residency map; other instants pick the key's interval with ``bisect``. The
+entry's suspensions are then checked against the principal; suspensions removing the same sites
+share a bit, and the route per bitmask that occurs is computed once. Epochs are kept per key
 rather than globally: a global epoch list for 10,000 directives would hold 20,000 copies of
 every key, while per key the work and memory are proportional to the directives that reach it.
 For the same reason recompiling after a directive change (``compile(fleet, previous=table)``)
