@@ -66,6 +66,14 @@ class Change:
             "effect": self.effect.value,
         }
 
+    def representative(self) -> Principal:
+        """A principal of this cell's class, as the comparison used it."""
+        return Principal(
+            _OTHER_CODE if self.residency == OTHER else self.residency,
+            frozenset(_codes(self.nationalities)),
+            frozenset(self.groups),
+        )
+
     def describe_principal(self) -> str:
         if not self.nationalities:
             who = "unknown nationality"

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from orchestrator.fleet.model import Action, Directive, Fleet
 from orchestrator.policy import rules
+from orchestrator.policy.impact import Effect, impact
 from orchestrator.policy.principal import Principal
 from orchestrator.policy.table import RouteTable
 from tests.strategies import ALL_COUNTRIES, GRID, GROUPS, directives, fleets, instants, principals
@@ -161,3 +162,21 @@ def _without_supersedes(d: Directive) -> Directive:
     """A fresh directive that replaces nothing: its effect is only ever a removal."""
     return Directive(**{f: getattr(d, f) for f in Directive.__slots__ if f != "supersedes"},
                      supersedes=None)
+
+
+@settings(max_examples=60, deadline=None)
+@given(fleet_and_new_directive(), instants())
+def test_impact_has_no_collateral_and_matches_the_rules(
+    case: tuple[Fleet, Directive], at: datetime
+) -> None:
+    fleet, new = case
+    result = impact(fleet, new, at)
+    assert result.collateral == 0
+    with_it = fleet.with_directives({**fleet.directives, new.id: new})
+    for c in result.changes:
+        p = c.representative()
+        assert c.before == rules.route(fleet, c.model, p, result.at)
+        assert c.after == rules.route(with_it, c.model, p, result.at)
+        if new.supersedes is None:
+            assert c.effect is not Effect.RESTORED  # only a replacement can give back
+
