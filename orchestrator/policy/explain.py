@@ -79,9 +79,9 @@ class Explainer:
 
     def __init__(self, fleet: Fleet, table: RouteTable | None = None) -> None:
         self.fleet = fleet
-        self.table = table if table is not None and table.fleet is fleet else RouteTable.compile(
-            fleet
-        )
+        if table is None or table.fleet is not fleet:
+            table = RouteTable.compile(fleet)  # a table of another fleet would answer wrongly
+        self.table = table
         self._sites = tuple(sorted(fleet.sites))
         self._static: dict[tuple[str, str | None], tuple[tuple[Reason, ...], ...]] = {}
         instants: set[datetime] = set()
