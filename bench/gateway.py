@@ -99,7 +99,8 @@ def serve_stub(port_file: Path) -> None:
 
     from orchestrator.providers.stub_upstream import build_stub_app
 
-    sock = socket.socket()
+    # IPPROTO_TCP so that asyncio sets TCP_NODELAY on accepted connections (see server.bind).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     sock.listen(2048)
     port_file.write_text(str(sock.getsockname()[1]))

@@ -47,7 +47,9 @@ class GatewayApp:
 def bind(host: str, port: int) -> socket.socket:
     """Bind the listening socket up front, so a busy port is a clear error, not a log line."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto must say TCP: asyncio disables Nagle (TCP_NODELAY) only on sockets that do, and
+    # with Nagle on, a response written as headers + body stalls ~40 ms on delayed ACKs.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
