@@ -10,7 +10,6 @@ from rich.console import Console
 
 from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt
 from orchestrator.cli.output import out_console
-from orchestrator.demo.story import run_demo
 
 
 def demo_command(
@@ -42,6 +41,8 @@ def demo_command(
     # Piped output (CI logs, `make demo | tee`) has no width to honour: use one that fits the
     # routing matrix on one line per principal. A terminal keeps its own width.
     console = out_console if out_console.is_terminal else Console(width=110, highlight=False)
+    from orchestrator.demo.story import run_demo  # heavy: the whole stack; only for demo
+
     run_demo(fleet, console, workspace=workspace)
 
 

@@ -6,21 +6,22 @@ import asyncio
 import signal
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt, StateOpt
 from orchestrator.cli.output import emit_json, err_console
 from orchestrator.errors import UsageError
-from orchestrator.fleet.loader import load_fleet, load_fleet_files
-from orchestrator.fleet.model import Fleet
-from orchestrator.gateway.app import Gateway, GatewaySettings
-from orchestrator.gateway.server import bind, serve
-from orchestrator.gateway.sources import AppliedFleetSource, FleetSource, WorkingFleetSource
-from orchestrator.gateway.tokens import DEFAULT_AUDIENCE, TokenVerifier, load_token_keys
-from orchestrator.providers.stub_upstream import is_loopback
-from orchestrator.state import open_store
+
+if TYPE_CHECKING:
+    from orchestrator.fleet.model import Fleet
+    from orchestrator.gateway.sources import FleetSource
+
+# SPEC 6: the audience defaults to "sovereign". Kept here as a literal so that `--help` and
+# every other command do not import the gateway stack (JWT, httpx, starlette) at start-up;
+# tests/cli asserts it equals orchestrator.gateway.tokens.DEFAULT_AUDIENCE.
+DEFAULT_AUDIENCE = "sovereign"
 
 
 def _positive(name: str, value: float, allow_zero: bool = False) -> None:
@@ -101,6 +102,15 @@ def register(app: typer.Typer) -> None:
         _positive("--reload-interval", reload_interval)
         _positive("--probe-interval", probe_interval, allow_zero=True)
         _positive("--upstream-timeout", upstream_timeout)
+        # The gateway stack is imported only when the gateway runs (CLI start-up stays fast).
+        from orchestrator.fleet.loader import load_fleet, load_fleet_files
+        from orchestrator.gateway.app import Gateway, GatewaySettings
+        from orchestrator.gateway.server import bind, serve
+        from orchestrator.gateway.sources import AppliedFleetSource, WorkingFleetSource
+        from orchestrator.gateway.tokens import TokenVerifier, load_token_keys
+        from orchestrator.providers.stub_upstream import is_loopback
+        from orchestrator.state import open_store
+
         verifier = TokenVerifier(load_token_keys(token_key), token_audience, token_issuer)
         if not fleet.is_dir():
             raise UsageError(f"fleet directory {fleet} does not exist",
