@@ -6,7 +6,10 @@
    mythos-5 on US-governed sites, and are rerouted where the law allows.
 3. The 2026-06-26 amendment exempts trusted partners; applied on 2026-06-27.
 4. Collateral: cells refused although the law allows them - Sovereign vs switching the models
-   off everywhere. Then the audit chain is verified.
+   off everywhere.
+5. Live requests: the gateway serves the applied fleet to the story's principals over HTTP
+   (signed tokens, local stub upstreams), and fails over inside the legal route.
+6. The audit chain is verified.
 
 Everything goes through the same session, plan, interlock and apply code the CLI uses.
 """
@@ -24,6 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.rule import Rule
 from rich.table import Table
 
+from orchestrator.demo.live import run_live_requests
 from orchestrator.demo.matrix import (
     MODELS,
     Collateral,
@@ -213,7 +217,10 @@ def run_story(ws: Workspace, console: Console) -> bool:
         f"required refusing {hit.required} of them that were served before."
     )
 
-    console.print(Rule("5. Audit"))
+    console.print(Rule("5. Live requests through the gateway"))
+    live_ok = run_live_requests(ws.fleet_dir, ws.root, console)
+
+    console.print(Rule("6. Audit"))
     session = open_session(ws.fleet_dir, None, at=AMENDMENT_DAY_AFTER, sites_local=True)
     try:
         report = session.store.audit.verify()
@@ -226,7 +233,7 @@ def run_story(ws: Workspace, console: Console) -> bool:
     else:
         console.print(f"sovereign audit verify: [red]BROKEN[/]: {report.problem}")
     applied_ok = first.result.ok and second.result.ok and third.result.ok
-    return applied_ok and report.ok and hit.sovereign == 0
+    return applied_ok and live_ok and report.ok and hit.sovereign == 0
 
 
 def run_demo(source: Path, console: Console, *, workspace: Path | None = None) -> bool:

@@ -159,4 +159,9 @@ def test_demo_runs_offline_in_under_a_minute(tmp_path: Path) -> None:
     assert elapsed < 60
     assert "gcp-asia-northeast1" in r.stdout and "451" in r.stdout
     assert "audit verify: OK" in r.stdout
+    # The live act: real requests through the gateway, and failover that stays legal.
+    out = " ".join(r.stdout.split())  # rich wraps long lines
+    assert "Live requests (now)" in out
+    assert "Stopped aws-eu-central-1. German in Germany, fable-5: 200 gcp-europe-west4" in out
+    assert "German national in US, fable-5: 451 refused: us-doc-2026-06-26" in out
     assert sorted(p.relative_to(REPO) for p in (REPO / "regions").rglob("*")) == before

@@ -1,0 +1,157 @@
+"""The demo's last act: real requests through the real gateway, on the fleet just applied.
+
+The gateway reads the applied fleet from the workspace's state store (re-verifying the directive
+signatures), starts a loopback stub per local site that serves only what the local provider
+really deployed under ``.sovereign/sites/<id>``, and is called over HTTP with signed tokens
+from a throwaway identity-provider key. Then one site is stopped to show that failover stays
+inside the legal route. It runs at wall-clock time, when the 2026-06-26 amendment is in force.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from rich.console import Console
+from rich.table import Table
+
+from orchestrator.demo.matrix import MODELS, PRINCIPALS, DemoPrincipal
+from orchestrator.fleet.loader import load_fleet_files
+from orchestrator.gateway.app import Gateway, GatewaySettings
+from orchestrator.gateway.metrics import AccessLog
+from orchestrator.gateway.server import GatewayApp
+from orchestrator.gateway.sources import AppliedFleetSource
+from orchestrator.gateway.tokens import DEFAULT_AUDIENCE, TokenVerifier, load_token_keys
+from orchestrator.state import open_store
+
+ISSUER = "https://idp.demo.invalid"
+CHAT = "/v1/chat/completions"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    site: str | None  # X-Sovereign-Site
+    detail: str  # the stub's reply, or the first refusal reason
+
+    @property
+    def served(self) -> bool:
+        return self.status == 200
+
+
+class DemoIdentityProvider:
+    """Signs tokens the way a real IdP would (EdDSA); the private key never leaves memory."""
+
+    def __init__(self, workdir: Path) -> None:
+        self._key = Ed25519PrivateKey.generate()
+        self.public_key_file = workdir / "idp-public.pem"
+        self.public_key_file.write_bytes(
+            self._key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+
+    def token_for(self, who: DemoPrincipal) -> str:
+        now = int(time.time())
+        p = who.principal
+        claims = {
+            "iss": ISSUER,
+            "aud": DEFAULT_AUDIENCE,
+            "sub": who.label,
+            "iat": now,
+            "nbf": now - 5,
+            "exp": now + 300,
+            "residency": p.residency,
+            "nationalities": sorted(p.nationalities),
+            "groups": sorted(p.groups),
+        }
+        return jwt.encode(claims, self._key, algorithm="EdDSA")
+
+
+def _ask(client: httpx.Client, url: str, token: str, model: str) -> Answer:
+    r = client.post(
+        url + CHAT,
+        json={"model": model, "messages": [{"role": "user", "content": "hello"}]},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    site = r.headers.get("x-sovereign-site")
+    body = r.json()
+    if r.status_code == 200:
+        detail = str(body["choices"][0]["message"]["content"])
+    elif r.status_code == 451:
+        refs = sorted(
+            {
+                reason["ref"]
+                for decision in body["explanation"]["sites"].values()
+                for reason in decision["reasons"]
+                if reason["rule"] in ("directive", "withdrawn")
+            }
+        )
+        detail = "refused: " + (", ".join(refs) if refs else "no legal site")
+    else:
+        detail = str(body.get("error", body))[:80]
+    return Answer(r.status_code, site, detail)
+
+
+def _cell(a: Answer) -> str:
+    if a.served:
+        return f"[green]{a.status}[/] {a.site}"
+    return f"[red]{a.status}[/] {a.detail}"
+
+
+def run_live_requests(fleet_dir: Path, workdir: Path, console: Console) -> bool:
+    """Serve the applied fleet and send the story's principals through it; True when every
+    answer agrees with the law (served from a legal site, or 451) and failover stays legal."""
+    idp = DemoIdentityProvider(workdir)
+    verifier = TokenVerifier(load_token_keys([idp.public_key_file]), DEFAULT_AUDIENCE, ISSUER)
+    store = open_store(None, fleet_dir, create=False)
+    label = f"{fleet_dir} (applied)"
+    source = AppliedFleetSource(store, lambda files: load_fleet_files(files, label))
+    # No reload or probe tasks: the demo controls time; no access log on the demo's screen.
+    settings = GatewaySettings(fleet_dir=fleet_dir, reload_interval_s=0, probe_interval_s=0,
+                               upstream_timeout_s=5.0)
+    gateway = Gateway(source, verifier, settings, AccessLog(None))
+    app = GatewayApp(gateway)
+    ok = True
+    try:
+        url = app.start()
+        console.print(f"Gateway on {url}, serving table {gateway.serving.table.version[:12]} "
+                      "(the applied fleet, signatures re-verified); tokens signed by a demo IdP.")
+        tokens = {p.label: idp.token_for(p) for p in PRINCIPALS}
+        table = Table(title="Live requests (now)", title_justify="left")
+        table.add_column("principal")
+        for m in MODELS:
+            table.add_column(m)
+        answers: dict[tuple[str, str], Answer] = {}
+        with httpx.Client(timeout=10.0) as client:
+            for p in PRINCIPALS:
+                row = []
+                for m in MODELS:
+                    a = answers[(p.label, m)] = _ask(client, url, tokens[p.label], m)
+                    ok &= a.status in (200, 451)
+                    row.append(_cell(a))
+                table.add_row(p.label, *row)
+            console.print(table)
+
+            # Failover: stop the site serving the German resident and ask again.
+            german = PRINCIPALS[2]
+            first = answers[(german.label, "fable-5")].site
+            if first is not None and first in gateway.stubs:
+                gateway.stubs[first].stop()
+                again = _ask(client, url, tokens[german.label], "fable-5")
+                refused = _ask(client, url, tokens[PRINCIPALS[1].label], "fable-5")
+                console.print(
+                    f"Stopped {first}. {german.label}, fable-5: {_cell(again)} "
+                    f"(failover inside the legal route). German national in US, fable-5: "
+                    f"{_cell(refused)} (no healthy site anywhere makes an illegal one legal)."
+                )
+                ok &= again.served and again.site != first and refused.status == 451
+    finally:
+        app.stop()
+        store.close()
+    return ok
