@@ -23,7 +23,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import httpx
+import aiohttp
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -37,6 +37,7 @@ from orchestrator.gateway.metrics import AccessLog, GatewayMetrics
 from orchestrator.gateway.routing import ServingTable
 from orchestrator.gateway.sources import FleetSource
 from orchestrator.gateway.tokens import TokenError, TokenVerifier, VerifiedToken
+from orchestrator.gateway.upstreams import UPSTREAM_ERRORS, UpstreamPool, failure_name
 from orchestrator.providers.stub_upstream import StubServer, start_stub
 
 __all__ = ["Gateway", "GatewaySettings", "Serving"]
@@ -92,11 +93,12 @@ def _error(status: int, kind: str, message: str, headers: Mapping[str, str] | No
     )
 
 
-def _passthrough_headers(resp: httpx.Response, decoded: bool) -> dict[str, str]:
+def _passthrough_headers(resp: aiohttp.ClientResponse) -> dict[str, str]:
     out: dict[str, str] = {}
-    for name, value in resp.headers.multi_items():
+    for name, value in resp.headers.items():
         lower = name.lower()
-        if lower in _HOP_BY_HOP or (decoded and lower == "content-encoding"):
+        # The client decodes content-encoding (streams too), so it must not be claimed again.
+        if lower in _HOP_BY_HOP or lower == "content-encoding":
             continue
         if lower.startswith("x-sovereign-"):
             continue  # only the gateway speaks for the gateway
@@ -121,9 +123,10 @@ class Gateway:
         self._serving: Serving | None = None
         self._marker: Hashable = None
         self._failed: tuple[Hashable, float] | None = None
-        # One pool per upstream: a hanging site can exhaust only its own connections, never
-        # the ones failover needs to reach the next site of the route.
-        self._clients: dict[str, httpx.AsyncClient] = {}
+        s = self.settings
+        self._upstreams = UpstreamPool(max_connections=s.max_connections_per_upstream,
+                                       timeout_s=s.upstream_timeout_s,
+                                       connect_timeout_s=s.connect_timeout_s)
         self._started = False
         self._tasks: list[asyncio.Task[None]] = []
         routes = [Route(p, self._model_request, methods=["POST"]) for p in MODEL_PATHS]
@@ -278,9 +281,7 @@ class Gateway:
                 pass
         self._tasks.clear()
         self._started = False
-        clients = list(self._clients.values())
-        self._clients.clear()
-        await asyncio.gather(*(c.aclose() for c in clients))
+        await self._upstreams.close()
         stubs = list(self.stubs.values())
         self.stubs.clear()
         await asyncio.gather(*(asyncio.to_thread(stub.stop) for stub in stubs))
@@ -295,34 +296,25 @@ class Gateway:
             await self.probe_once()
             await asyncio.sleep(self.settings.probe_interval_s)
 
-    def _client_for(self, base: str) -> httpx.AsyncClient:
-        client = self._clients.get(base)
-        if client is None:
-            s = self.settings
-            client = self._clients[base] = httpx.AsyncClient(
-                timeout=httpx.Timeout(s.upstream_timeout_s, connect=s.connect_timeout_s),
-                limits=httpx.Limits(max_connections=s.max_connections_per_upstream,
-                                    max_keepalive_connections=s.max_connections_per_upstream,
-                                    keepalive_expiry=30.0),
-                trust_env=False,  # never route upstream calls through an environment proxy
-            )
-        return client
-
     async def probe_once(self) -> None:
         """``GET <upstream>/healthz`` for every site with an upstream; feeds the health book."""
         serving = self.serving
         if not self._started:
             return
 
+        timeout = aiohttp.ClientTimeout(total=self.settings.probe_timeout_s)
+
         async def probe(site_id: str, base: str) -> None:
-            client = self._client_for(base)
+            session = self._upstreams.session_for(base)
             try:
-                resp = await client.get(f"{base}/healthz", timeout=self.settings.probe_timeout_s)
-            except httpx.HTTPError as exc:
-                self.health.record_failure(site_id, f"probe: {type(exc).__name__}")
+                async with session.get(f"{base}/healthz", timeout=timeout) as resp:
+                    await resp.read()
+                    status = resp.status
+            except UPSTREAM_ERRORS as exc:
+                self.health.record_failure(site_id, f"probe: {failure_name(exc)}")
             else:
-                if resp.status_code >= 500:
-                    self.health.record_failure(site_id, f"probe: HTTP {resp.status_code}")
+                if status >= 500:
+                    self.health.record_failure(site_id, f"probe: HTTP {status}")
                 else:
                     self.health.record_success(site_id)
             self.metrics.site_up.labels(site_id).set(1 if self.health.is_up(site_id) else 0)
@@ -346,7 +338,7 @@ class Gateway:
              token: VerifiedToken | None = None, **extra: Any) -> None:
         self.access_log.write(
             method=request.method,
-            path=request.url.path,
+            path=request.scope["path"],
             model=model[:_MAX_LOGGED_MODEL] if model else None,
             status=status,
             site=site,
@@ -436,6 +428,7 @@ class Gateway:
         if not self._started:
             return _error(503, "starting", "the gateway is not started")
         version = serving.table.version
+        path = request.scope["path"]
         forward_headers = {
             k: v for k in _FORWARDED_REQUEST_HEADERS if (v := request.headers.get(k)) is not None
         }
@@ -447,33 +440,28 @@ class Gateway:
                 tried.append({"site": site, "error": "no endpoint configured"})
                 continue
             sent = time.perf_counter()
-            client = self._client_for(base)
-            upstream_req = client.build_request(
-                "POST", base + request.url.path, content=body, headers=forward_headers
-            )
+            session = self._upstreams.session_for(base)
             failure: str | None = None
-            resp: httpx.Response | None = None
-            first: bytes | None = None
+            resp: aiohttp.ClientResponse | None = None
+            content = b""
             chunks: AsyncIterator[bytes] | None = None
             try:
-                resp = await client.send(upstream_req, stream=True)
-                if resp.status_code >= 500:
+                resp = await session.post(base + path, data=body, headers=forward_headers)
+                if resp.status >= 500:
                     answered_5xx = True
-                    failure = f"HTTP {resp.status_code}"
+                    failure = f"HTTP {resp.status}"
                 elif stream:
                     # Hold the response until its first byte: until then we may still fail over.
-                    chunks = resp.aiter_raw()
-                    first = await anext(chunks, b"")
+                    chunks = resp.content.iter_any()
+                    content = await anext(chunks, b"")
                 else:
-                    await resp.aread()
-            except httpx.TimeoutException:
-                failure = "timeout"
-            except httpx.HTTPError as exc:
-                failure = type(exc).__name__
+                    content = await resp.read()
+            except UPSTREAM_ERRORS as exc:
+                failure = failure_name(exc)
             self.metrics.upstream_seconds.labels(site).observe(time.perf_counter() - sent)
             if failure is not None:
                 if resp is not None:
-                    await resp.aclose()
+                    resp.close()  # an unread or broken answer: never back into the pool
                 self.health.record_failure(site, failure)
                 self.metrics.site_up.labels(site).set(0)
                 self.metrics.failovers.labels(model, site).inc()
@@ -482,23 +470,24 @@ class Gateway:
             assert resp is not None
             if self.health.record_success(site):
                 self.metrics.site_up.labels(site).set(1)
-            outcome = "ok" if resp.status_code < 400 else f"upstream_{resp.status_code}"
+            status = resp.status
+            outcome = "ok" if status < 400 else f"upstream_{status}"
             self.metrics.requests.labels(model, site, outcome).inc()
-            headers = _passthrough_headers(resp, decoded=not stream)
+            headers = _passthrough_headers(resp)
             headers["X-Sovereign-Site"] = site
             headers["X-Sovereign-Table"] = version
             failed_over = [t["site"] for t in tried]
-            self._log(request, started, resp.status_code, model=model, site=site,
+            self._log(request, started, status, model=model, site=site,
                       table=version, token=token, stream=stream,
                       failed_over=failed_over or None)
             if not stream:
-                await resp.aclose()
-                return Response(resp.content, resp.status_code, headers)
+                resp.release()  # read to the end: the connection goes back to the pool
+                return Response(content, status, headers)
             assert chunks is not None
             headers["X-Accel-Buffering"] = "no"  # ask reverse proxies in front not to buffer
             return StreamingResponse(
-                self._relay(resp, first or b"", chunks, site),
-                status_code=resp.status_code,
+                self._relay(resp, content, chunks, site),
+                status_code=status,
                 headers=headers,
             )
         status = 502 if answered_5xx else 503
@@ -511,19 +500,25 @@ class Gateway:
             {"X-Sovereign-Table": version}, sites_tried=tried,
         )
 
-    async def _relay(self, resp: httpx.Response, first: bytes, chunks: AsyncIterator[bytes],
-                     site: str) -> AsyncIterator[bytes]:
+    async def _relay(self, resp: aiohttp.ClientResponse, first: bytes,
+                     chunks: AsyncIterator[bytes], site: str) -> AsyncIterator[bytes]:
+        complete = False
         try:
             if first:
                 yield first
             async for chunk in chunks:
                 yield chunk
-        except httpx.HTTPError as exc:
+            complete = True
+        except UPSTREAM_ERRORS as exc:
             # Bytes are already with the client: the stream ends short, it cannot fail over.
-            self.health.record_failure(site, f"mid-stream: {type(exc).__name__}")
-            self.access_log.event("stream.interrupted", site=site, error=type(exc).__name__)
+            self.health.record_failure(site, f"mid-stream: {failure_name(exc)}")
+            self.access_log.event("stream.interrupted", site=site, error=failure_name(exc))
         finally:
-            await resp.aclose()
+            # A stream the caller abandoned may still be flowing: drop that connection.
+            if complete:
+                resp.release()
+            else:
+                resp.close()
 
     async def _list_models(self, request: Request) -> Response:
         started = time.perf_counter()
