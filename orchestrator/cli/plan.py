@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt, StateOpt, YesOpt
@@ -23,6 +23,7 @@ from orchestrator.planning.plan import Change, Plan
 from orchestrator.providers.base import Op
 from orchestrator.reconcile.apply import ApplyResult, apply_plan, check_fresh
 from orchestrator.reconcile.interlock import enforce
+from orchestrator.reconcile.progress import ProgressObserver
 from orchestrator.reconcile.session import Session, make_plan, open_session
 from orchestrator.reconcile.status import Status, collect_status
 
@@ -153,22 +154,6 @@ def render_result(console: Console, result: ApplyResult) -> None:
             "`sovereign apply` to converge."
         )
 
-
-class ProgressObserver:
-    """One rich progress task per target (thread-safe: rich locks its own state)."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.tasks: dict[str, TaskID] = {}
-
-    def started(self, target: str, total: int) -> None:
-        self.tasks[target] = self.progress.add_task(target, total=total)
-
-    def advanced(self, target: str, change: Change, ok: bool) -> None:
-        del change
-        self.progress.advance(self.tasks[target])
-        if not ok:
-            self.progress.update(self.tasks[target], description=f"[red]{target} (failed)")
 
 
 def progress_display(console: Console) -> Progress:

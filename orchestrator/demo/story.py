@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.rule import Rule
 from rich.table import Table
 
@@ -43,12 +43,13 @@ from orchestrator.errors import SovereignError
 from orchestrator.fleet.loader import load_directive_file, load_fleet, load_fleet_files
 from orchestrator.fleet.model import Fleet
 from orchestrator.planning.actual import observe_sites
-from orchestrator.planning.plan import Change, Plan
+from orchestrator.planning.plan import Plan
 from orchestrator.policy.impact import impact
 from orchestrator.policy.principal import Principal
 from orchestrator.policy.table import RouteTable
 from orchestrator.providers.base import ResourceKind
 from orchestrator.reconcile.apply import ApplyResult, apply_plan
+from orchestrator.reconcile.progress import ProgressObserver
 from orchestrator.reconcile.session import make_plan, open_session
 
 DAY_BEFORE = datetime(2026, 6, 11, tzinfo=UTC)
@@ -58,20 +59,6 @@ DIRECTIVE = "us-doc-2026-06-12.yaml"
 AMENDMENT = "us-doc-2026-06-26.yaml"
 SUSPENDED_MODELS = ("fable-5", "mythos-5")
 
-
-class _Progress:
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.tasks: dict[str, TaskID] = {}
-
-    def started(self, target: str, total: int) -> None:
-        self.tasks[target] = self.progress.add_task(target, total=total)
-
-    def advanced(self, target: str, change: Change, ok: bool) -> None:
-        del change
-        self.progress.advance(self.tasks[target])
-        if not ok:
-            self.progress.update(self.tasks[target], description=f"[red]{target} (failed)")
 
 
 @dataclass(frozen=True)
@@ -110,7 +97,7 @@ def plan_and_apply(ws: Workspace, at: datetime, console: Console) -> Step:
                 MofNCompleteColumn(),
                 console=console,
             ) as progress:
-                result = apply_plan(session, plan, lease, observer=_Progress(progress))
+                result = apply_plan(session, plan, lease, observer=ProgressObserver(progress))
         applied_fleet = session.store.applied_fleet()
         assert applied_fleet is not None
         applied = load_fleet_files(applied_fleet.files, label="applied")

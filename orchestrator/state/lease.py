@@ -14,7 +14,8 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -178,3 +179,31 @@ class Heartbeat:
                 return
 
 
+
+
+@contextmanager
+def hold_lease(
+    acquire: Callable[[], Lease],
+    renew: Callable[[Lease], bool],
+    release: Callable[[Lease], None],
+    lease_seconds: float,
+) -> Iterator[Lease]:
+    """Acquire, keep renewed by a heartbeat while the body runs, then release.
+
+    On an error in the body the lease is still released (best effort): the original error
+    matters more, and an unreleased lease goes stale on its own.
+    """
+    lease = acquire()
+    heartbeat = Heartbeat(lease, renew, interval=max(lease_seconds / 3, 0.05))
+    heartbeat.start()
+    try:
+        yield lease
+    except BaseException:
+        heartbeat.stop()
+        try:
+            release(lease)
+        except StateError:
+            pass
+        raise
+    heartbeat.stop()
+    release(lease)

@@ -28,8 +28,8 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -52,8 +52,8 @@ from orchestrator.state.audit import (
 )
 from orchestrator.state.base import AppliedFleet
 from orchestrator.state.lease import (
-    Heartbeat,
     Lease,
+    hold_lease,
     iso_utc,
     locked_error,
     lost_error,
@@ -459,22 +459,10 @@ class ObjectStateStore:
         except PreconditionFailed:
             pass  # taken over meanwhile: it is not ours to release
 
-    @contextmanager
-    def lock(self, operation: str) -> Iterator[Lease]:
-        lease = self._acquire(operation)
-        heartbeat = Heartbeat(lease, self._renew, interval=max(self.lease_seconds / 3, 0.05))
-        heartbeat.start()
-        try:
-            yield lease
-        except BaseException:
-            heartbeat.stop()
-            try:
-                self._release(lease)
-            except StateError:
-                pass  # the original error matters more; an unreleased lease expires
-            raise
-        heartbeat.stop()
-        self._release(lease)
+    def lock(self, operation: str) -> AbstractContextManager[Lease]:
+        return hold_lease(
+            lambda: self._acquire(operation), self._renew, self._release, self.lease_seconds
+        )
 
     def _check_lease(self, lease: Lease) -> None:
         if lease.lost:

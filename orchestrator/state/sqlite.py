@@ -26,7 +26,7 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -47,8 +47,8 @@ from orchestrator.state.audit import (
 from orchestrator.state.base import AppliedFleet
 from orchestrator.state.lease import (
     DEFAULT_LEASE_SECONDS,
-    Heartbeat,
     Lease,
+    hold_lease,
     iso_utc,
     locked_error,
     lost_error,
@@ -465,22 +465,10 @@ class SqliteStateStore:
         with self._write() as conn:
             conn.execute("DELETE FROM lock WHERE id = 1 AND holder_id = ?", (lease.holder_id,))
 
-    @contextmanager
-    def lock(self, operation: str) -> Iterator[Lease]:
-        lease = self._acquire(operation)
-        heartbeat = Heartbeat(lease, self._renew, interval=max(self.lease_seconds / 3, 0.05))
-        heartbeat.start()
-        try:
-            yield lease
-        except BaseException:
-            heartbeat.stop()
-            try:
-                self._release(lease)
-            except StateError:
-                pass  # the original error matters more; an unreleased lease goes stale
-            raise
-        heartbeat.stop()
-        self._release(lease)
+    def lock(self, operation: str) -> AbstractContextManager[Lease]:
+        return hold_lease(
+            lambda: self._acquire(operation), self._renew, self._release, self.lease_seconds
+        )
 
     def _check_lease(self, conn: sqlite3.Connection, lease: Lease) -> None:
         if lease.lost:
