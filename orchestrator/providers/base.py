@@ -8,12 +8,14 @@ diffs desired ``Resource`` sets against what ``observe`` returned, and the recon
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from orchestrator.errors import PermanentProviderError
 from orchestrator.fleet.model import Model, Site
 
 
@@ -125,6 +127,66 @@ class RouteProvider(Protocol):
     def apply_route(self, target: str, change: ResourceChange) -> None:
         """Carry out one route change; idempotent."""
         ...
+
+
+class SiteProvider(ABC):
+    """Template for providers whose sites hold artifacts and deployments.
+
+    ``apply`` refuses a change meant for another site or kind and sends the rest to one of four
+    operations, so each provider writes only what differs: how to put and remove an artifact
+    and a deployment. Each operation must be idempotent.
+    """
+
+    name: str
+    _context: ProviderContext
+
+    def apply(self, site: Site, change: ResourceChange) -> None:
+        resource = change.resource
+        if resource.target != site.id:
+            raise PermanentProviderError(
+                f"change {resource.address} targets {resource.target}, not site {site.id}"
+            )
+        deleting = change.op is Op.DELETE
+        if resource.kind is ResourceKind.ARTIFACT:
+            if deleting:
+                self.remove_artifact(site, resource)
+            else:
+                self.put_artifact(site, resource)
+        elif resource.kind is ResourceKind.DEPLOYMENT:
+            if deleting:
+                self.remove_deployment(site, resource)
+            else:
+                self.put_deployment(site, resource)
+        else:
+            raise PermanentProviderError(
+                f"the {self.name} provider does not manage {resource.kind.value} resources "
+                f"({resource.address})",
+                hint="route resources go to the reconciler (target table) or a route provider "
+                "(target dns:<zone-id>)",
+            )
+
+    def artifact_source(self, resource: Resource) -> str:
+        """Where an artifact's weights come from: its spec, else the model catalog."""
+        source = resource.spec_dict().get("source")
+        if source is None and resource.model in self._context.models:
+            source = self._context.models[resource.model].artifact
+        if not source:
+            raise PermanentProviderError(
+                f"{resource.address}: no artifact source known for model {resource.model}"
+            )
+        return source
+
+    @abstractmethod
+    def put_artifact(self, site: Site, resource: Resource) -> None: ...
+
+    @abstractmethod
+    def remove_artifact(self, site: Site, resource: Resource) -> None: ...
+
+    @abstractmethod
+    def put_deployment(self, site: Site, resource: Resource) -> None: ...
+
+    @abstractmethod
+    def remove_deployment(self, site: Site, resource: Resource) -> None: ...
 
 
 ProviderFactory = Callable[[ProviderContext], Provider | RouteProvider]

@@ -35,11 +35,11 @@ from orchestrator.errors import PermanentProviderError, TransientProviderError
 from orchestrator.fleet.model import Site
 from orchestrator.providers.base import (
     Capabilities,
-    Op,
     ProviderContext,
     Resource,
     ResourceChange,
     ResourceKind,
+    SiteProvider,
     spec_of,
 )
 
@@ -86,13 +86,13 @@ def synthetic_weights(model_id: str, source: str) -> bytes:
     return bytes(blocks[:SYNTHETIC_SIZE])
 
 
-class LocalProvider:
+class LocalProvider(SiteProvider):
     """Sites as directories under ``<state_dir>/sites``; artifacts really copied."""
 
     name = "local"
 
     def __init__(self, context: ProviderContext) -> None:
-        self.context = context
+        self._context = context
         self.root = context.state_dir / "sites"
         self.fleet_dir = Path(context.options.get("fleet_dir", str(context.state_dir.parent)))
 
@@ -197,30 +197,26 @@ class LocalProvider:
     # -- apply ------------------------------------------------------------------------------
 
     def apply(self, site: Site, change: ResourceChange) -> None:
-        resource = change.resource
         try:
-            if resource.kind is ResourceKind.ARTIFACT:
-                if change.op is Op.DELETE:
-                    self._delete_artifact(site.id, resource.model)
-                else:
-                    self._write_artifact(site.id, resource)
-            elif resource.kind is ResourceKind.DEPLOYMENT:
-                if change.op is Op.DELETE:
-                    self.deployment_file(site.id, resource.model).unlink(missing_ok=True)
-                else:
-                    self._write_deployment(site.id, resource)
-            else:
-                raise PermanentProviderError(
-                    f"the local provider does not manage {resource.kind.value} resources "
-                    f"({resource.address})",
-                    hint="route resources are applied by the reconciler or a route provider",
-                )
+            super().apply(site, change)
         except OSError as exc:
             # A full disk or a permission problem may clear up; the reconciler retries.
             raise TransientProviderError(
-                f"local site {site.id}: {resource.address}: {exc}",
+                f"local site {site.id}: {change.resource.address}: {exc}",
                 hint=f"check that {self.site_dir(site.id)} is writable and has space",
             ) from exc
+
+    def put_artifact(self, site: Site, resource: Resource) -> None:
+        self._write_artifact(site.id, resource)
+
+    def remove_artifact(self, site: Site, resource: Resource) -> None:
+        self._delete_artifact(site.id, resource.model)
+
+    def put_deployment(self, site: Site, resource: Resource) -> None:
+        self._write_deployment(site.id, resource)
+
+    def remove_deployment(self, site: Site, resource: Resource) -> None:
+        self.deployment_file(site.id, resource.model).unlink(missing_ok=True)
 
     def _delete_artifact(self, site_id: str, model_id: str) -> None:
         path = self.artifact_dir(site_id, model_id)
@@ -280,7 +276,7 @@ class LocalProvider:
     def _fill(self, staging: Path, model_id: str, source: str) -> None:
         scheme = urlparse(source).scheme
         if scheme in _REMOTE_SCHEMES:
-            if not self.context.offline_artifacts:
+            if not self._context.offline_artifacts:
                 raise PermanentProviderError(
                     f"the local provider cannot read {source} (model {model_id})",
                     hint="remote artifacts are fetched by the aws/gcp providers; for an offline "

@@ -8,7 +8,6 @@ is ever read into a plan, modified or deleted.
 
 from __future__ import annotations
 
-from orchestrator.errors import PermanentProviderError
 from orchestrator.fleet.model import Site
 from orchestrator.providers.aws.naming import SUFFIX_OPTION
 from orchestrator.providers.aws.s3 import ArtifactBuckets
@@ -16,15 +15,13 @@ from orchestrator.providers.aws.sagemaker import Deployments
 from orchestrator.providers.aws.session import AwsClients, ProviderOptions
 from orchestrator.providers.base import (
     Capabilities,
-    Op,
     ProviderContext,
     Resource,
-    ResourceChange,
-    ResourceKind,
+    SiteProvider,
 )
 
 
-class AwsProvider:
+class AwsProvider(SiteProvider):
     """``Provider`` for ``provider: aws`` sites. Options (``ProviderContext.options``):
 
     ``aws_endpoint_url`` / ``aws_endpoint_url.<region>`` (endpoint overrides),
@@ -50,38 +47,17 @@ class AwsProvider:
     def observe(self, site: Site) -> frozenset[Resource]:
         return self.buckets.observe(site) | self.deployments.observe(site)
 
-    def apply(self, site: Site, change: ResourceChange) -> None:
-        resource = change.resource
-        if resource.target != site.id:
-            raise PermanentProviderError(
-                f"change {resource.address} targets {resource.target}, not site {site.id}"
-            )
-        if resource.kind is ResourceKind.ARTIFACT:
-            if change.op is Op.DELETE:
-                self.buckets.remove(site, resource.model)
-            else:
-                self.buckets.put(
-                    site, resource.model, self._source(resource),
-                    offline=self._context.offline_artifacts,
-                )
-        elif resource.kind is ResourceKind.DEPLOYMENT:
-            if change.op is Op.DELETE:
-                self.deployments.remove(site, resource.model)
-            else:
-                self.deployments.put(site, resource.model, self.buckets.bucket_for(site))
-        else:
-            raise PermanentProviderError(
-                f"the aws provider does not manage {resource.kind.value} resources "
-                f"({resource.address})",
-                hint="DNS routes go to the route53 provider (target dns:<zone-id>)",
-            )
+    def put_artifact(self, site: Site, resource: Resource) -> None:
+        self.buckets.put(
+            site, resource.model, self.artifact_source(resource),
+            offline=self._context.offline_artifacts,
+        )
 
-    def _source(self, resource: Resource) -> str:
-        source = resource.spec_dict().get("source")
-        if source is None and resource.model in self._context.models:
-            source = self._context.models[resource.model].artifact
-        if not source:
-            raise PermanentProviderError(
-                f"{resource.address}: no artifact source known for model {resource.model}"
-            )
-        return source
+    def remove_artifact(self, site: Site, resource: Resource) -> None:
+        self.buckets.remove(site, resource.model)
+
+    def put_deployment(self, site: Site, resource: Resource) -> None:
+        self.deployments.put(site, resource.model, self.buckets.bucket_for(site))
+
+    def remove_deployment(self, site: Site, resource: Resource) -> None:
+        self.deployments.remove(site, resource.model)

@@ -8,22 +8,20 @@ the Pulumi stack in ``infra/``; the manifest is the intent record, not a running
 
 from __future__ import annotations
 
-from orchestrator.errors import PermanentProviderError
 from orchestrator.fleet.model import Site
 from orchestrator.providers.aws.session import ProviderOptions
 from orchestrator.providers.base import (
     Capabilities,
-    Op,
     ProviderContext,
     Resource,
-    ResourceChange,
     ResourceKind,
+    SiteProvider,
     spec_of,
 )
 from orchestrator.providers.gcp.storage import GcsClients, SiteStore
 
 
-class GcpProvider:
+class GcpProvider(SiteProvider):
     """``Provider`` for ``provider: gcp`` sites. Options (``ProviderContext.options``):
 
     ``gcs_endpoint_url`` / ``gcs_endpoint_url.<region>`` (emulator endpoints, anonymous),
@@ -54,37 +52,17 @@ class GcpProvider:
         }
         return frozenset(found)
 
-    def apply(self, site: Site, change: ResourceChange) -> None:
-        resource = change.resource
-        if resource.target != site.id:
-            raise PermanentProviderError(
-                f"change {resource.address} targets {resource.target}, not site {site.id}"
-            )
-        if resource.kind is ResourceKind.ARTIFACT:
-            if change.op is Op.DELETE:
-                self.store.remove_artifact(site, resource.model)
-            else:
-                self.store.put_artifact(
-                    site, resource.model, self._source(resource),
-                    offline=self._context.offline_artifacts,
-                )
-        elif resource.kind is ResourceKind.DEPLOYMENT:
-            if change.op is Op.DELETE:
-                self.store.remove_deployment(site, resource.model)
-            else:
-                self.store.put_deployment(site, resource.model, resource.spec_dict())
-        else:
-            raise PermanentProviderError(
-                f"the gcp provider does not manage {resource.kind.value} resources "
-                f"({resource.address})"
-            )
+    def put_artifact(self, site: Site, resource: Resource) -> None:
+        self.store.put_artifact(
+            site, resource.model, self.artifact_source(resource),
+            offline=self._context.offline_artifacts,
+        )
 
-    def _source(self, resource: Resource) -> str:
-        source = resource.spec_dict().get("source")
-        if source is None and resource.model in self._context.models:
-            source = self._context.models[resource.model].artifact
-        if not source:
-            raise PermanentProviderError(
-                f"{resource.address}: no artifact source known for model {resource.model}"
-            )
-        return source
+    def remove_artifact(self, site: Site, resource: Resource) -> None:
+        self.store.remove_artifact(site, resource.model)
+
+    def put_deployment(self, site: Site, resource: Resource) -> None:
+        self.store.put_deployment(site, resource.model, resource.spec_dict())
+
+    def remove_deployment(self, site: Site, resource: Resource) -> None:
+        self.store.remove_deployment(site, resource.model)
