@@ -14,7 +14,7 @@ import typer
 
 from orchestrator import __version__
 from orchestrator.cli import audit, demo, directive, explain, gateway, plan, validate
-from orchestrator.cli.output import err_console
+from orchestrator.cli.output import err_console, print_problems
 from orchestrator.errors import FleetError, SovereignError
 
 app = typer.Typer(
@@ -43,9 +43,7 @@ for module in (validate, directive, explain, plan, audit, gateway, demo):
 
 def _report(exc: SovereignError) -> None:
     if isinstance(exc, FleetError):
-        err_console.print(f"[bold red]error:[/] {exc.message.splitlines()[0]}")
-        for p in exc.problems:
-            err_console.print(f"  {p.render()}", markup=False)
+        print_problems(exc.problems)  # unwrapped FILE:LINE: lines, as `validate` prints them
     else:
         err_console.print(f"[bold red]error:[/] {exc.message}", soft_wrap=True)
     if exc.hint:

@@ -16,8 +16,7 @@ from typing import Annotated
 import typer
 
 from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt
-from orchestrator.cli.output import emit_json, err_console
-from orchestrator.cli.validate import print_problems
+from orchestrator.cli.output import emit_json, err_console, print_problems
 from orchestrator.errors import FleetError, SignatureError, UsageError
 from orchestrator.fleet.loader import (
     inspect_directive_file,

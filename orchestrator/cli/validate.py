@@ -10,7 +10,6 @@ one run, on stderr, never wrapped), or with ``--json`` exactly
 from __future__ import annotations
 
 import os
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -18,8 +17,8 @@ from typing import Annotated
 import typer
 
 from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt
-from orchestrator.cli.output import emit_json, err_console
-from orchestrator.errors import FleetError, Problem, UsageError
+from orchestrator.cli.output import emit_json, err_console, print_problems
+from orchestrator.errors import FleetError, UsageError
 from orchestrator.fleet.loader import load_fleet
 from orchestrator.fleet.signing import generate_key
 from orchestrator.policy.rules import in_force
@@ -78,15 +77,6 @@ Examples:
   sovereign directive sign regions/directives/NEW.yaml \\
       --key ~/keys/us-commerce.pem --authority us-commerce
 """
-
-
-def print_problems(problems: tuple[Problem, ...]) -> None:
-    """One unwrapped line per problem on stderr, for people and for editors' problem matchers."""
-    n = len(problems)
-    sys.stderr.write(f"error: the fleet is invalid ({n} problem{'s' if n != 1 else ''})\n")
-    for p in problems:
-        sys.stderr.write(p.render() + "\n")
-    sys.stderr.flush()
 
 
 def validate_command(fleet: FleetOpt = DEFAULT_FLEET, json_out: JsonOpt = False) -> None:
