@@ -16,6 +16,12 @@ Measured:
   first 200 again after the directive is removed.
 
     .venv/bin/python bench/gateway.py [--rate 1000,100] [--duration 5] [--concurrency 16]
+        [--profile gateway.prof]
+
+The load generator and the stub run on uvloop when it is installed (they are measuring
+instruments: the less CPU they take from the shared cores, the less they disturb the gateway),
+and the bench reports the generator's own CPU per request so that a saturated generator shows.
+``--profile FILE`` runs the gateway under cProfile and writes its stats to FILE.
 """
 
 from __future__ import annotations
@@ -33,8 +39,10 @@ import sys
 import tempfile
 import time
 import timeit
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -47,6 +55,7 @@ from orchestrator.fleet.loader import read_fleet_files  # noqa: E402
 from orchestrator.fleet.signing import generate_key, sign_file_bytes, write_signature  # noqa: E402
 from orchestrator.state import open_store  # noqa: E402
 
+T = TypeVar("T")
 CHAT = "/v1/chat/completions"
 BODY = json.dumps({"model": "m1", "messages": [{"role": "user", "content": "hi"}]}).encode()
 
@@ -104,7 +113,8 @@ def serve_stub(port_file: Path) -> None:
     sock.bind(("127.0.0.1", 0))
     sock.listen(2048)
     port_file.write_text(str(sock.getsockname()[1]))
-    config = uvicorn.Config(build_stub_app("us-1"), log_level="warning", access_log=False)
+    config = uvicorn.Config(build_stub_app("us-1"), log_level="warning", access_log=False,
+                            loop="auto", http="auto")  # uvloop and httptools when installed
     uvicorn.Server(config).run(sockets=[sock])
 
 
@@ -270,6 +280,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run one load phase, on uvloop when it is installed (cheaper for the generator)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
+def own_cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
 def machine() -> str:
     per_loop = min(timeit.repeat("sum(range(10000))", number=200, repeat=3)) / 200 * 1e6
     load = os.getloadavg()
@@ -285,6 +310,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per phase")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3, help="enforcement measurements")
+    parser.add_argument("--profile", type=Path,
+                        help="run the gateway under cProfile and write its stats here")
     parser.add_argument("--serve-stub", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_stub:
@@ -308,9 +335,10 @@ def main() -> None:
         key_file = work / "idp.pem"
         key_file.write_bytes(idp.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        profile = ["-m", "cProfile", "-o", str(args.profile.resolve())] if args.profile else []
         gateway = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator", "gateway", "--fleet", str(root), "--port",
-             "0", "--token-key", str(key_file), "--probe-interval", "0", "--json"],
+            [sys.executable, *profile, "-m", "orchestrator", "gateway", "--fleet", str(root),
+             "--port", "0", "--token-key", str(key_file), "--probe-interval", "0", "--json"],
             stdout=subprocess.PIPE, stderr=open(work / "gateway.log", "w"), text=True,  # noqa: SIM115
             env={**os.environ, "PYTHONPATH": str(REPO)},
         )
@@ -327,20 +355,22 @@ def main() -> None:
         print(f"machine: {machine()}")
         print(f"command: .venv/bin/python bench/gateway.py --rate {','.join(map(str, rates))} "
               f"--duration {args.duration} --concurrency {args.concurrency}")
-        asyncio.run(closed_loop(host, gw_port, gw_req, 4, 1.0))  # warm up both paths
-        asyncio.run(closed_loop(host, stub_port, direct_req, 4, 1.0))
+        run(closed_loop(host, gw_port, gw_req, 4, 1.0))  # warm up both paths
+        run(closed_loop(host, stub_port, direct_req, 4, 1.0))
 
         rows = []
         for rate in rates:
-            direct = asyncio.run(open_loop(host, stub_port, direct_req, rate, args.duration))
-            via = asyncio.run(open_loop(host, gw_port, gw_req, rate, args.duration))
+            direct = run(open_loop(host, stub_port, direct_req, rate, args.duration))
+            via = run(open_loop(host, gw_port, gw_req, rate, args.duration))
             rows.append((f"open loop {rate}/s", direct, via))
         stub_cpu = cpu_seconds(stub.pid)
-        direct = asyncio.run(closed_loop(host, stub_port, direct_req, args.concurrency,
+        direct = run(closed_loop(host, stub_port, direct_req, args.concurrency,
                                          args.duration))
         stub_cpu_direct = cpu_seconds(stub.pid) - stub_cpu
         gw_cpu, stub_cpu = cpu_seconds(gateway.pid), cpu_seconds(stub.pid)
-        via = asyncio.run(closed_loop(host, gw_port, gw_req, args.concurrency, args.duration))
+        gen_cpu = own_cpu_seconds()
+        via = run(closed_loop(host, gw_port, gw_req, args.concurrency, args.duration))
+        gen_cpu = own_cpu_seconds() - gen_cpu
         gw_cpu = cpu_seconds(gateway.pid) - gw_cpu
         stub_cpu_via = cpu_seconds(stub.pid) - stub_cpu
         rows.append((f"closed loop c={args.concurrency}", direct, via))
@@ -358,7 +388,8 @@ def main() -> None:
         print("CPU per request (closed loop; load-independent, unlike the latencies): "
               f"stub answering directly {stub_cpu_direct / n_direct * 1000:.2f} ms; "
               f"gateway {gw_cpu / n_via * 1000:.2f} ms "
-              f"(+ stub behind it {stub_cpu_via / n_via * 1000:.2f} ms)")
+              f"(+ stub behind it {stub_cpu_via / n_via * 1000:.2f} ms); "
+              f"load generator {gen_cpu / n_via * 1000:.2f} ms")
 
         enforce, lift = [], []
         base_files = read_fleet_files(root)
@@ -366,12 +397,12 @@ def main() -> None:
             path = add_directive(root, f"bench-{i}", authority_pem)
             with store.lock("bench") as lease:
                 store.record_applied_fleet(lease, read_fleet_files(root))
-            enforce.append(asyncio.run(time_until(host, gw_port, affected_req, 451, 10)))
+            enforce.append(run(time_until(host, gw_port, affected_req, 451, 10)))
             path.unlink()
             path.with_name(path.name + ".sig").unlink()
             with store.lock("bench") as lease:
                 store.record_applied_fleet(lease, base_files)
-            lift.append(asyncio.run(time_until(host, gw_port, affected_req, 200, 10)))
+            lift.append(run(time_until(host, gw_port, affected_req, 200, 10)))
         print()
         for label, times in (
             ("directive-to-enforcement (apply recorded -> first 451)", enforce),

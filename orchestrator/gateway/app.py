@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Hashable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +29,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from orchestrator.errors import FleetError, SignatureError
 from orchestrator.fleet.model import Fleet, ProviderName
@@ -43,6 +44,7 @@ from orchestrator.providers.stub_upstream import StubServer, start_stub
 __all__ = ["Gateway", "GatewaySettings", "Serving"]
 
 MODEL_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
+_MODEL_PATHS = frozenset(MODEL_PATHS)
 # Never forwarded either way: connection-level headers, and lengths/encodings we recompute.
 _HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
@@ -106,6 +108,25 @@ def _passthrough_headers(resp: aiohttp.ClientResponse) -> dict[str, str]:
     return out
 
 
+class _FastPath:
+    """The ASGI app. Model requests, the hot path, go straight to their handler; the rest
+    (other paths and methods, lifespan) through Starlette's router and middleware, whose
+    per-request cost was a measurable share of a proxied request's CPU."""
+
+    def __init__(self, model_request: Callable[[Request], Awaitable[Response]],
+                 rest: Starlette) -> None:
+        self._model_request = model_request
+        self.rest = rest
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] == "http" and scope["path"] in _MODEL_PATHS
+                and scope["method"] == "POST"):
+            response = await self._model_request(Request(scope, receive))
+            await response(scope, receive, send)
+        else:
+            await self.rest(scope, receive, send)
+
+
 class Gateway:
     """The routing gateway: an ASGI app (``.app``) plus its background tasks."""
 
@@ -135,7 +156,8 @@ class Gateway:
             Route("/healthz", self._healthz, methods=["GET"]),
             Route("/metrics", self._metrics, methods=["GET"]),
         ]
-        self.app = Starlette(routes=routes, lifespan=self._lifespan)
+        self.app = _FastPath(self._model_request,
+                             Starlette(routes=routes, lifespan=self._lifespan))
 
     # -- the served table --------------------------------------------------------------------
 

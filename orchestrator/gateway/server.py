@@ -7,7 +7,9 @@ valid to serve never accepts a connection: it fails with the reason and a hint i
 
 from __future__ import annotations
 
+import asyncio
 import socket
+from collections.abc import Callable
 
 import uvicorn
 
@@ -15,7 +17,7 @@ from orchestrator.errors import UsageError
 from orchestrator.gateway.app import Gateway
 from orchestrator.providers.stub_upstream import BackgroundServer
 
-__all__ = ["GatewayApp", "bind", "serve"]
+__all__ = ["GatewayApp", "bind", "event_loop_factory", "run", "serve"]
 
 
 class GatewayApp:
@@ -71,5 +73,25 @@ async def serve(gateway: Gateway, host: str = "127.0.0.1", port: int = 8080,
     config = uvicorn.Config(
         gateway.app, host=host, port=port, log_level="warning", access_log=False,
         lifespan="on", timeout_graceful_shutdown=5,
+        # httptools parses HTTP/1.1 in C when installed (h11 otherwise); the gateway reads no
+        # client address, so X-Forwarded-* rewriting would be work for nothing.
+        http="auto", proxy_headers=False,
     )
     await uvicorn.Server(config).serve(sockets=[listener])
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop when it is installed (a cheaper event loop: the gateway is CPU-bound per
+    request), else None (asyncio's default)."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def run(gateway: Gateway, host: str = "127.0.0.1", port: int = 8080,
+        sock: socket.socket | None = None) -> None:
+    """``serve`` in the foreground on a fresh event loop (uvloop when installed)."""
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        runner.run(serve(gateway, host, port, sock))
