@@ -16,8 +16,10 @@ fleet is compiled once:
 A query at an instant inside the *current window* (the interval between two directive instants
 that holds the latest instant asked about: "now" for the gateway) finds its entry in a
 flattened model -> residency map; other instants pick the key's interval with ``bisect``. The
-entry's suspensions are then checked against the principal; suspensions removing the same sites
-share a bit, and the route per bitmask that occurs is computed once. Epochs are kept per key
+entry's suspensions are not tested one by one: the entry's bit tables (built on first use) turn
+the principal's nationalities, groups and residency into the set of suspensions that match them
+with one dict lookup each, and the route per such set is memoised (a bounded memo per entry).
+An interval no suspension can change holds its route tuple directly. Epochs are kept per key
 rather than globally: a global epoch list for 10,000 directives would hold 20,000 copies of
 every key, while per key the work and memory are proportional to the directives that reach it.
 For the same reason recompiling after a directive change (``compile(fleet, previous=table)``)
@@ -54,23 +56,106 @@ _Suspension = tuple[
 ]
 # (sites allowed by R0-R4 in route order, suspensions in force that could remove some of them)
 _RawEntry = tuple[tuple[str, ...], tuple[_Suspension, ...]]
-# What the hot path checks per suspension: its audience, the bit of the site set it removes
-# within the entry (suspensions removing the same sites share a bit) and that site set.
+# One distinct suspension of an entry: its audience and the sites it removes.
 _Matcher = tuple[
     frozenset[str],
     frozenset[str] | None,
     frozenset[str] | None,
     frozenset[str] | None,
     frozenset[str] | None,
-    int,
     frozenset[str],
-    bool,
 ]
-# (base, matchers, routes by bitmask of the removed site sets: filled on first use, so only
-# the combinations that really occur are ever computed)
-_Entry = tuple[tuple[str, ...], tuple[_Matcher, ...], dict[int, tuple[str, ...]]]
-# (interval start instants, entries): entries[bisect_right(bounds, at)] is in force at ``at``
-_Timeline = tuple[tuple[datetime, ...], tuple[_Entry, ...]]
+# An entry's suspensions as bit tables (bit i = matcher i), see ``_Entry``:
+# (every bit, bits without nationality_in, shift, by nationality, by group, by residency or
+#  None, residency default, sites removed per bit)
+_Plan = tuple[
+    int, int, int, dict[str, int], dict[str, int], dict[str, int] | None, int,
+    tuple[frozenset[str], ...],
+]
+# Routes memoised per entry: one per class of principal that occurs, capped (see _Entry.miss)
+_MEMO_CAP = 256
+
+
+class _Entry:
+    """An interval of a key with suspensions in force that could remove sites.
+
+    A principal's class for the entry is the set of its suspensions that match them. It is
+    computed from bit tables rather than by testing each audience: for each nationality the
+    suspensions whose ``nationality_in`` names it (low bits) and whose ``nationality_not_in``
+    names it (high bits, ``shift`` up); for each group the suspensions it does NOT exempt; for
+    each residency named by a residency predicate the suspensions it passes. The tables are
+    built on first use (``plan`` None until then), so compiling stays proportional to the
+    directives and only entries that are queried pay for them. The route per class is
+    memoised in ``routes``, at most ``_MEMO_CAP`` classes per entry (entries belong to one
+    epoch of one key, so memory is bounded by the compiled table's size times the cap).
+    """
+
+    __slots__ = ("base", "matchers", "plan", "routes")
+
+    def __init__(self, base: tuple[str, ...], matchers: tuple[_Matcher, ...]) -> None:
+        self.base = base
+        self.matchers = matchers
+        self.plan: _Plan | None = None
+        self.routes: dict[int, tuple[str, ...]] = {}
+
+    def build_plan(self) -> _Plan:
+        everyone = (1 << len(self.matchers)) - 1
+        shift = len(self.matchers)
+        no_nat_in = 0
+        by_nat: dict[str, int] = {}
+        exempted: dict[str, int] = {}
+        res_named: set[str] = set()
+        res_default = 0
+        for i, (exempt, nat_in, nat_not_in, res_in, res_not_in, _) in enumerate(self.matchers):
+            bit = 1 << i
+            if nat_in is None:
+                no_nat_in |= bit
+            else:
+                for n in nat_in:
+                    by_nat[n] = by_nat.get(n, 0) | bit
+            if nat_not_in is not None:
+                for n in nat_not_in:
+                    by_nat[n] = by_nat.get(n, 0) | bit << shift
+            for g in exempt:
+                exempted[g] = exempted.get(g, 0) | bit
+            if res_in is None:
+                res_default |= bit  # a residency no predicate names passes residency_not_in
+            else:
+                res_named |= res_in
+            if res_not_in is not None:
+                res_named |= res_not_in
+        by_group = {g: everyone & ~bits for g, bits in exempted.items()}
+        by_res: dict[str, int] | None = None
+        if res_named:
+            by_res = {
+                r: sum(
+                    1 << i
+                    for i, m in enumerate(self.matchers)
+                    if (m[3] is None or r in m[3]) and (m[4] is None or r not in m[4])
+                )
+                for r in res_named
+            }
+        removes = tuple(m[5] for m in self.matchers)
+        plan = (everyone, no_nat_in, shift, by_nat, by_group, by_res, res_default, removes)
+        self.plan = plan  # idempotent: threads racing here store equal plans
+        return plan
+
+    def miss(self, matched: int, removes: tuple[frozenset[str], ...]) -> tuple[str, ...]:
+        """The route when exactly the suspensions in ``matched`` match; memoised."""
+        removed: set[str] = set()
+        for i, sites in enumerate(removes):
+            if matched >> i & 1:
+                removed |= sites
+        found = tuple(s for s in self.base if s not in removed)
+        if len(self.routes) < _MEMO_CAP:
+            self.routes[matched] = found
+        return found
+
+
+# What a key holds for one interval: the route itself when no suspension can change it
+_Slot = tuple[str, ...] | _Entry
+# (interval start instants, slots): slots[bisect_right(bounds, at)] is in force at ``at``
+_Timeline = tuple[tuple[datetime, ...], tuple[_Slot, ...]]
 
 
 def active_intervals(fleet: Fleet) -> dict[str, tuple[datetime, datetime | None]]:
@@ -166,7 +251,7 @@ class RouteTable:
         # entry: no key changes inside [start, end), so queries at "now" (the gateway's case)
         # skip the per-key bisect. Replaced as one tuple, so readers in other threads see
         # either the old or the new window, never a mix.
-        self._window: tuple[datetime, datetime, dict[str, dict[str | None, _Entry]]] = (
+        self._window: tuple[datetime, datetime, dict[str, dict[str | None, _Slot]]] = (
             _LATEST, _EARLIEST, {}  # empty: the first query advances it
         )
 
@@ -206,38 +291,34 @@ class RouteTable:
                     return ()
             bounds, entries = timeline
             entry = entries[bisect_right(bounds, at)] if bounds else entries[0]
-        base, matchers, results = entry
-        if not matchers:
-            return base
+        if isinstance(entry, tuple):
+            return entry  # no suspension can remove a site here
+        plan = entry.plan
+        if plan is None:
+            plan = entry.build_plan()
+        everyone, no_nat_in, shift, by_nat, by_group, by_res, res_default, removes = plan
+        # Which suspensions match, as bits; same predicates as rules.audience_matches.
         nats = principal.nationalities
+        if nats:
+            seen = 0
+            for n in nats:
+                seen |= by_nat.get(n, 0)
+            # nationality_in: some nationality named (or none given); nationality_not_in:
+            # none named. Unknown nationality (no nats) matches both: fail closed.
+            matched = (no_nat_in | seen) & ~(seen >> shift) & everyone
+        else:
+            matched = everyone
+        if by_res is not None:
+            matched &= by_res.get(principal.residency, res_default)
         groups = principal.groups
-        residency = principal.residency
-        mask = 0
-        for exempt, nat_in, nat_not_in, res_in, res_not_in, bit, _, refuses in matchers:
-            if mask & bit:
-                continue  # these sites are already removed
-            # Same predicates as rules.audience_matches; unknown nationality matches both
-            # nationality predicates (fail closed).
-            if exempt and not exempt.isdisjoint(groups):
-                continue
-            if nat_in is not None and nats and nat_in.isdisjoint(nats):
-                continue
-            if nat_not_in is not None and nats and not nat_not_in.isdisjoint(nats):
-                continue
-            if res_in is not None and residency not in res_in:
-                continue
-            if res_not_in is not None and residency in res_not_in:
-                continue
-            if refuses:
-                return ()  # it removes every site: no need to look further
-            mask |= bit
-        if not mask:
-            return base
-        found = results.get(mask)
+        if groups and matched:
+            for g in groups:
+                matched &= by_group.get(g, everyone)
+        if not matched:
+            return entry.base
+        found = entry.routes.get(matched)
         if found is None:
-            # Idempotent: threads racing here store equal tuples.
-            removed = frozenset().union(*(m[6] for m in matchers if mask & m[5]))
-            found = results[mask] = tuple(s for s in base if s not in removed)
+            found = entry.miss(matched, removes)
         return found
 
     def _advance(self, at: datetime) -> None:
@@ -245,9 +326,9 @@ class RouteTable:
         i = bisect_right(self._changes, at)
         start = self._changes[i - 1] if i > 0 else _EARLIEST
         end = self._changes[i] if i < len(self._changes) else _LATEST
-        flat: dict[str, dict[str | None, _Entry]] = {}
+        flat: dict[str, dict[str | None, _Slot]] = {}
         for m, per_home in self._by_model.items():
-            now: dict[str | None, _Entry] = {}
+            now: dict[str | None, _Slot] = {}
             for h, (bounds, entries) in per_home.items():
                 now[h] = entries[bisect_right(bounds, at)] if bounds else entries[0]
             flat[m] = {c: now[h] for c, h in self.fleet.country_home.items() if h in now}
@@ -345,7 +426,7 @@ class _Compiler:
                     audiences[d.id] = audience
                 relevant[d.id] = d
         if not relevant:
-            return ((), ((ordered, (), {}),))
+            return ((), (ordered,))
         sites = fleet.sites
         governed = {
             j: frozenset(s for s in ordered if j in sites[s].governing)
@@ -422,20 +503,16 @@ class _Compiler:
                 suspensions.append(suspension)
         return base, tuple(suspensions)
 
-def _finish(raw: _RawEntry) -> _Entry:
-    """The hot-path form of an entry: duplicate audiences merged, suspensions that refuse
-    outright checked first, one bit per distinct removed site set."""
+def _finish(raw: _RawEntry) -> _Slot:
+    """The hot-path form of an interval: the route itself when nothing can change it, else an
+    entry with its distinct suspensions (equal audience and removed sites merged)."""
     base, suspensions = raw
     if not suspensions:
-        return base, (), {}
-    ordered = sorted(suspensions, key=lambda x: (bool(x[6]), x[7]))  # refusing ones first
-    bits: dict[frozenset[str], int] = {}
+        return base
     matchers: dict[_Matcher, None] = {}
-    for exempt, nat_in, nat_not_in, res_in, res_not_in, sites, without, _ in ordered:
-        bit = bits.setdefault(sites, 1 << len(bits))
-        matcher = (exempt, nat_in, nat_not_in, res_in, res_not_in, bit, sites, not without)
-        matchers[matcher] = None
-    return base, tuple(matchers), {}
+    for exempt, nat_in, nat_not_in, res_in, res_not_in, sites, _, _ in suspensions:
+        matchers[(exempt, nat_in, nat_not_in, res_in, res_not_in, sites)] = None
+    return _Entry(base, tuple(matchers))
 
 
 _Audience = tuple[
