@@ -468,7 +468,8 @@ class Gateway:
             content = b""
             chunks: AsyncIterator[bytes] | None = None
             try:
-                resp = await session.post(base + path, data=body, headers=forward_headers)
+                resp = await session.post(self._upstreams.url(base, path), data=body,
+                                          headers=forward_headers)
                 if resp.status >= 500:
                     answered_5xx = True
                     failure = f"HTTP {resp.status}"

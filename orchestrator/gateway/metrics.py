@@ -73,6 +73,10 @@ def stderr_sink(line: str) -> None:
     sys.stderr.flush()
 
 
+# One encoder for every line (json.dumps with options builds a new one per call).
+_ENCODE = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
 class AccessLog:
     """One JSON line per request to ``sink`` (stderr by default)."""
 
@@ -83,7 +87,7 @@ class AccessLog:
         if self._sink is None:
             return
         record = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), **fields}
-        self._sink(json.dumps(record, separators=(",", ":"), default=str))
+        self._sink(_ENCODE(record))
 
     def event(self, event: str, **fields: Any) -> None:
         """An operational event (reload, startup, probe) in the same JSON-lines stream."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+from yarl import URL
 
 __all__ = ["UPSTREAM_ERRORS", "UpstreamPool", "failure_name"]
 
@@ -49,6 +50,7 @@ class UpstreamPool:
             total=None, connect=timeout_s, sock_connect=connect_timeout_s, sock_read=timeout_s,
         )
         self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._urls: dict[tuple[str, str], URL] = {}
 
     def session_for(self, base: str) -> aiohttp.ClientSession:
         session = self._sessions.get(base)
@@ -62,9 +64,22 @@ class UpstreamPool:
             session = self._sessions[base] = aiohttp.ClientSession(
                 connector=connector, timeout=self._timeout,
                 trust_env=False,  # never route upstream calls through an environment proxy
+                # Never keep an upstream's cookies: the next request is another principal's.
+                cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=True,
             )
         return session
+
+    def url(self, base: str, path: str) -> URL:
+        """``base + path`` parsed once (model paths are a fixed set; bases come from the
+        table), not on every request."""
+        key = (base, path)
+        url = self._urls.get(key)
+        if url is None:
+            if len(self._urls) > 1024:  # bases change with tables: never grow without bound
+                self._urls.clear()
+            url = self._urls[key] = URL(base + path)
+        return url
 
     async def close(self) -> None:
         sessions = list(self._sessions.values())
