@@ -90,11 +90,12 @@ class _Entry:
     epoch of one key, so memory is bounded by the compiled table's size times the cap).
     """
 
-    __slots__ = ("base", "matchers", "plan", "routes")
+    __slots__ = ("base", "by_residency", "matchers", "plan", "routes")
 
     def __init__(self, base: tuple[str, ...], matchers: tuple[_Matcher, ...]) -> None:
         self.base = base
         self.matchers = matchers
+        self.by_residency = any(m[3] is not None or m[4] is not None for m in matchers)
         self.plan: _Plan | None = None
         self.routes: dict[int, tuple[str, ...]] = {}
 
@@ -150,6 +151,21 @@ class _Entry:
         if len(self.routes) < _MEMO_CAP:
             self.routes[matched] = found
         return found
+
+
+def _at_residency(slot: _Slot, residency: str) -> _Slot:
+    """``slot`` as seen by residents of one country: suspensions whose residency predicates
+    exclude it dropped, the others' residency predicates settled (the current window is
+    flattened per country, so the hot path never tests residency there). Cheap, and only
+    entries that kept residency predicates are copied (their memo restarts each window)."""
+    if isinstance(slot, tuple) or not slot.by_residency:
+        return slot
+    kept = tuple(
+        (m[0], m[1], m[2], None, None, m[5])
+        for m in slot.matchers
+        if (m[3] is None or residency in m[3]) and (m[4] is None or residency not in m[4])
+    )
+    return _Entry(slot.base, tuple(dict.fromkeys(kept))) if kept else slot.base
 
 
 # What a key holds for one interval: the route itself when no suspension can change it
@@ -331,7 +347,11 @@ class RouteTable:
             now: dict[str | None, _Slot] = {}
             for h, (bounds, entries) in per_home.items():
                 now[h] = entries[bisect_right(bounds, at)] if bounds else entries[0]
-            flat[m] = {c: now[h] for c, h in self.fleet.country_home.items() if h in now}
+            flat[m] = {
+                c: _at_residency(now[h], c)
+                for c, h in self.fleet.country_home.items()
+                if h in now
+            }
             if None in now:
                 flat[m][None] = now[None]
         self._window = (start, end, flat)
