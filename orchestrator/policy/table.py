@@ -67,10 +67,11 @@ _Matcher = tuple[
 ]
 # An entry's suspensions as bit tables (bit i = matcher i), see ``_Entry``:
 # (every bit, bits without nationality_in, shift, by nationality, by group, by residency or
-#  None, residency default, sites removed per bit)
+#  None, residency default, the entry's base route, the route when every suspension matches,
+#  its route memo, sites removed per bit); the routes ride along so the hot path reads one tuple
 _Plan = tuple[
     int, int, int, dict[str, int], dict[str, int], dict[str, int] | None, int,
-    tuple[frozenset[str], ...],
+    tuple[str, ...], tuple[str, ...], dict[int, tuple[str, ...]], tuple[frozenset[str], ...],
 ]
 # Routes memoised per entry: one per class of principal that occurs, capped (see _Entry.miss)
 _MEMO_CAP = 256
@@ -137,7 +138,12 @@ class _Entry:
                 for r in res_named
             }
         removes = tuple(m[5] for m in self.matchers)
-        plan = (everyone, no_nat_in, shift, by_nat, by_group, by_res, res_default, removes)
+        every_site = frozenset[str]().union(*removes)
+        when_all = tuple(s for s in self.base if s not in every_site)
+        plan = (
+            everyone, no_nat_in, shift, by_nat, by_group, by_res, res_default,
+            self.base, when_all, self.routes, removes,
+        )
         self.plan = plan  # idempotent: threads racing here store equal plans
         return plan
 
@@ -312,7 +318,8 @@ class RouteTable:
         plan = entry.plan
         if plan is None:
             plan = entry.build_plan()
-        everyone, no_nat_in, shift, by_nat, by_group, by_res, res_default, removes = plan
+        (everyone, no_nat_in, shift, by_nat, by_group, by_res, res_default, base, when_all,
+         memo, removes) = plan
         # Which suspensions match, as bits; same predicates as rules.audience_matches.
         nats = principal.nationalities
         if nats:
@@ -330,9 +337,11 @@ class RouteTable:
         if groups and matched:
             for g in groups:
                 matched &= by_group.get(g, everyone)
+        if matched == everyone:
+            return when_all  # e.g. unknown nationality and no exemption
         if not matched:
-            return entry.base
-        found = entry.routes.get(matched)
+            return base
+        found = memo.get(matched)
         if found is None:
             found = entry.miss(matched, removes)
         return found
