@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 from collections.abc import Mapping
 from pathlib import Path
@@ -105,7 +104,7 @@ def register(app: typer.Typer) -> None:
         # The gateway stack is imported only when the gateway runs (CLI start-up stays fast).
         from orchestrator.fleet.loader import load_fleet, load_fleet_files
         from orchestrator.gateway.app import Gateway, GatewaySettings
-        from orchestrator.gateway.server import bind, serve
+        from orchestrator.gateway.server import bind, run
         from orchestrator.gateway.sources import AppliedFleetSource, WorkingFleetSource
         from orchestrator.gateway.tokens import TokenVerifier, load_token_keys
         from orchestrator.providers.stub_upstream import is_loopback
@@ -159,7 +158,7 @@ def register(app: typer.Typer) -> None:
         # handler that was installed before it: make that a clean stop, not a traceback.
         signal.signal(signal.SIGTERM, _interrupt)
         try:
-            asyncio.run(serve(gw, host, port, sock))
+            run(gw, host, port, sock)  # on uvloop when installed
         except KeyboardInterrupt:
             pass
         err_console.print("gateway stopped")
