@@ -195,7 +195,11 @@ class Gateway:
         if self.settings.fleet_dir is None:
             return None
         path = self.settings.fleet_dir / ".sovereign" / "sites" / site_id
-        return path if path.is_dir() else None
+        if path.is_dir() or not self.settings.stub_all_sites:
+            # Fail closed: a local site where nothing was deployed serves nothing. Only the
+            # explicit demo/development mode (--stub-upstreams) stubs any model there.
+            return path
+        return None
 
     def _upstreams_for(self, fleet: Fleet) -> dict[str, str]:
         """Base URL per site; starts loopback stubs for local sites without an endpoint."""

@@ -35,6 +35,14 @@ CHAT = "/v1/chat/completions"
 REPO = Path(__file__).resolve().parents[2]
 
 
+def deploy(root: Path, site: str, *models: str) -> None:
+    """What the local provider leaves at a site it deployed ``models`` to."""
+    deployments = root / ".sovereign" / "sites" / site / "deployments"
+    deployments.mkdir(parents=True, exist_ok=True)
+    for model in models:
+        (deployments / f"{model}.json").write_text('{"status": "serving"}')
+
+
 def record(store: StateStore, root: Path, files: dict[str, bytes] | None = None) -> int:
     with store.lock("apply") as lease:
         return store.record_applied_fleet(lease, files or read_fleet_files(root))
@@ -101,6 +109,7 @@ def test_tampered_applied_fleet_keeps_the_verified_table(
     keys: Keys, signed_fleet_factory: FleetFactory, client: httpx.Client
 ) -> None:
     root = signed_fleet_factory()
+    deploy(root, "us-1", "m-open", "m-us")
     store = open_store(None, root)
     record(store, root)
     with applied_gateway(keys, store, root) as (app, log):
@@ -155,6 +164,7 @@ def test_cli_usage_errors(keys: Keys, signed_fleet_factory: FleetFactory,
 def test_cli_gateway_process(keys: Keys, signed_fleet_factory: FleetFactory,
                              client: httpx.Client) -> None:
     root = signed_fleet_factory()
+    deploy(root, "us-1", "m-open", "m-us")
     store = open_store(None, root)
     record(store, root)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -198,6 +208,7 @@ def test_working_fleet_reloads_on_file_changes(
     from orchestrator.gateway.sources import WorkingFleetSource
 
     root = signed_fleet_factory({DIRECTIVE_FILE: None}, name="working")
+    deploy(root, "us-1", "m-open", "m-us")
     signed = signed_fleet_factory(name="signed")
     verifier = TokenVerifier(load_token_keys([keys.public_pem_path]), keys.audience)
     settings = GatewaySettings(fleet_dir=root, reload_interval_s=0.05, probe_interval_s=0)
@@ -218,3 +229,19 @@ def test_working_fleet_reloads_on_file_changes(
         assert app.gateway.reload_error is None
     finally:
         app.stop()
+
+
+def test_a_local_site_with_nothing_deployed_serves_nothing(
+    keys: Keys, signed_fleet_factory: FleetFactory, client: httpx.Client
+) -> None:
+    """Fail closed: without --stub-upstreams, a legal route to a local site where the local
+    provider deployed nothing never reaches a stub that would answer for any model."""
+    root = signed_fleet_factory()
+    store = open_store(None, root)
+    record(store, root)
+    with applied_gateway(keys, store, root) as (app, _):
+        r = client.post(app.url + CHAT, json={"model": "m-open"},
+                        headers=keys.headers("US", ["US"]))
+    assert r.status_code == 404
+    assert r.headers["x-sovereign-site"] == "us-1"
+    assert "not deployed" in r.text
