@@ -17,6 +17,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check orchestrator tests bench infra
+	$(BIN)/ruff format --check orchestrator tests bench infra
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -103,6 +103,7 @@ supersedes: null
 
 # -- the stub upstream process -------------------------------------------------------------
 
+
 def serve_stub(port_file: Path) -> None:
     import uvicorn
 
@@ -113,18 +114,21 @@ def serve_stub(port_file: Path) -> None:
     sock.bind(("127.0.0.1", 0))
     sock.listen(2048)
     port_file.write_text(str(sock.getsockname()[1]))
-    config = uvicorn.Config(build_stub_app("us-1"), log_level="warning", access_log=False,
-                            loop="auto", http="auto")  # uvloop and httptools when installed
+    config = uvicorn.Config(
+        build_stub_app("us-1"), log_level="warning", access_log=False, loop="auto", http="auto"
+    )  # uvloop and httptools when installed
     uvicorn.Server(config).run(sockets=[sock])
 
 
 # -- a minimal HTTP/1.1 keep-alive client ----------------------------------------------------
 
+
 class Pool:
     def __init__(self, host: str, port: int, size: int) -> None:
         self.host, self.port, self.size = host, port, size
         self._free: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
-            asyncio.Queue())
+            asyncio.Queue()
+        )
 
     async def open(self) -> None:
         for _ in range(self.size):
@@ -203,8 +207,9 @@ async def open_loop(host: str, port: int, request: bytes, rate: int, duration: f
     return Result(latencies, errors, elapsed)
 
 
-async def closed_loop(host: str, port: int, request: bytes, concurrency: int,
-                      duration: float) -> Result:
+async def closed_loop(
+    host: str, port: int, request: bytes, concurrency: int, duration: float
+) -> Result:
     pool = Pool(host, port, concurrency)
     await pool.open()
     latencies: list[float] = []
@@ -228,6 +233,7 @@ async def closed_loop(host: str, port: int, request: bytes, concurrency: int,
 
 # -- setup -----------------------------------------------------------------------------------
 
+
 def write_fleet(root: Path, stub_url: str, public_key: str) -> None:
     (root / "directives").mkdir(parents=True)
     (root / "us.yaml").write_text(PROFILE.format(public=public_key, endpoint=stub_url))
@@ -243,8 +249,13 @@ def add_directive(root: Path, directive_id: str, private_pem: bytes) -> Path:
 
 
 def token(private: Ed25519PrivateKey, residency: str, nationalities: list[str]) -> str:
-    claims = {"aud": "sovereign", "exp": int(time.time()) + 3600, "residency": residency,
-              "nationalities": nationalities, "sub": "bench"}
+    claims = {
+        "aud": "sovereign",
+        "exp": int(time.time()) + 3600,
+        "residency": residency,
+        "nationalities": nationalities,
+        "sub": "bench",
+    }
     return jwt.encode(claims, private, algorithm="EdDSA")
 
 
@@ -298,20 +309,26 @@ def own_cpu_seconds() -> float:
 def machine() -> str:
     per_loop = min(timeit.repeat("sum(range(10000))", number=200, repeat=3)) / 200 * 1e6
     load = os.getloadavg()
-    return (f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-            f"{platform.system()} {platform.release()}; load average {load[0]:.1f}; "
-            f"calibration sum(range(10000)) = {per_loop:.0f} us (a 2024 laptop: ~100 us)")
+    return (
+        f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}; load average {load[0]:.1f}; "
+        f"calibration sum(range(10000)) = {per_loop:.0f} us (a 2024 laptop: ~100 us)"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", default="1000,100",
-                        help="offered requests per second, comma-separated for several runs")
+    parser.add_argument(
+        "--rate",
+        default="1000,100",
+        help="offered requests per second, comma-separated for several runs",
+    )
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per phase")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3, help="enforcement measurements")
-    parser.add_argument("--profile", type=Path,
-                        help="run the gateway under cProfile and write its stats here")
+    parser.add_argument(
+        "--profile", type=Path, help="run the gateway under cProfile and write its stats here"
+    )
     parser.add_argument("--serve-stub", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_stub:
@@ -333,13 +350,32 @@ def main() -> None:
             store.record_applied_fleet(lease, read_fleet_files(root))
         idp = Ed25519PrivateKey.generate()
         key_file = work / "idp.pem"
-        key_file.write_bytes(idp.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        key_file.write_bytes(
+            idp.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
         profile = ["-m", "cProfile", "-o", str(args.profile.resolve())] if args.profile else []
         gateway = subprocess.Popen(
-            [sys.executable, *profile, "-m", "orchestrator", "gateway", "--fleet", str(root),
-             "--port", "0", "--token-key", str(key_file), "--probe-interval", "0", "--json"],
-            stdout=subprocess.PIPE, stderr=open(work / "gateway.log", "w"), text=True,  # noqa: SIM115
+            [
+                sys.executable,
+                *profile,
+                "-m",
+                "orchestrator",
+                "gateway",
+                "--fleet",
+                str(root),
+                "--port",
+                "0",
+                "--token-key",
+                str(key_file),
+                "--probe-interval",
+                "0",
+                "--json",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=open(work / "gateway.log", "w"),
+            text=True,  # noqa: SIM115
             env={**os.environ, "PYTHONPATH": str(REPO)},
         )
         assert gateway.stdout is not None
@@ -353,8 +389,10 @@ def main() -> None:
         affected_req = request_bytes(host, gw_port, affected)
 
         print(f"machine: {machine()}")
-        print(f"command: .venv/bin/python bench/gateway.py --rate {','.join(map(str, rates))} "
-              f"--duration {args.duration} --concurrency {args.concurrency}")
+        print(
+            f"command: .venv/bin/python bench/gateway.py --rate {','.join(map(str, rates))} "
+            f"--duration {args.duration} --concurrency {args.concurrency}"
+        )
         run(closed_loop(host, gw_port, gw_req, 4, 1.0))  # warm up both paths
         run(closed_loop(host, stub_port, direct_req, 4, 1.0))
 
@@ -364,8 +402,7 @@ def main() -> None:
             via = run(open_loop(host, gw_port, gw_req, rate, args.duration))
             rows.append((f"open loop {rate}/s", direct, via))
         stub_cpu = cpu_seconds(stub.pid)
-        direct = run(closed_loop(host, stub_port, direct_req, args.concurrency,
-                                         args.duration))
+        direct = run(closed_loop(host, stub_port, direct_req, args.concurrency, args.duration))
         stub_cpu_direct = cpu_seconds(stub.pid) - stub_cpu
         gw_cpu, stub_cpu = cpu_seconds(gateway.pid), cpu_seconds(stub.pid)
         gen_cpu = own_cpu_seconds()
@@ -378,18 +415,24 @@ def main() -> None:
         print(f"{'phase':<22} {'path':<8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
         for label, direct, via in rows:
             for name, r in (("direct", direct), ("gateway", via)):
-                print(f"{label:<22} {name:<8} {r.rps:8.0f} {r.pct(50):8.2f} {r.pct(99):8.2f} "
-                      f"{r.errors:7d}")
-            print(f"{label:<22} {'added':<8} {'':>8} {via.pct(50) - direct.pct(50):8.2f} "
-                  f"{via.pct(99) - direct.pct(99):8.2f}")
+                print(
+                    f"{label:<22} {name:<8} {r.rps:8.0f} {r.pct(50):8.2f} {r.pct(99):8.2f} "
+                    f"{r.errors:7d}"
+                )
+            print(
+                f"{label:<22} {'added':<8} {'':>8} {via.pct(50) - direct.pct(50):8.2f} "
+                f"{via.pct(99) - direct.pct(99):8.2f}"
+            )
 
         n_direct, n_via = len(direct.latencies_ms), len(via.latencies_ms)
         print()
-        print("CPU per request (closed loop; load-independent, unlike the latencies): "
-              f"stub answering directly {stub_cpu_direct / n_direct * 1000:.2f} ms; "
-              f"gateway {gw_cpu / n_via * 1000:.2f} ms "
-              f"(+ stub behind it {stub_cpu_via / n_via * 1000:.2f} ms); "
-              f"load generator {gen_cpu / n_via * 1000:.2f} ms")
+        print(
+            "CPU per request (closed loop; load-independent, unlike the latencies): "
+            f"stub answering directly {stub_cpu_direct / n_direct * 1000:.2f} ms; "
+            f"gateway {gw_cpu / n_via * 1000:.2f} ms "
+            f"(+ stub behind it {stub_cpu_via / n_via * 1000:.2f} ms); "
+            f"load generator {gen_cpu / n_via * 1000:.2f} ms"
+        )
 
         enforce, lift = [], []
         base_files = read_fleet_files(root)
@@ -408,8 +451,10 @@ def main() -> None:
             ("directive-to-enforcement (apply recorded -> first 451)", enforce),
             ("lift-to-service (directive removed -> first 200)", lift),
         ):
-            print(f"{label}, reload interval 0.5 s: median "
-                  f"{statistics.median(times) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms")
+            print(
+                f"{label}, reload interval 0.5 s: median "
+                f"{statistics.median(times) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms"
+            )
     finally:
         if gateway is not None:
             gateway.terminate()

@@ -86,8 +86,14 @@ def generate_fleet(seed: int) -> Fleet:
             sid = f"{j.lower()}-site-{k}"
             governed_by = frozenset({rng.choice(jids)} - {j}) if rng.random() < 0.2 else frozenset()
             sites[sid] = Site(
-                sid, j, "local", sid, next(iter(countries[j])), f"op-{j}",
-                governed_by, governed_by | {j},
+                sid,
+                j,
+                "local",
+                sid,
+                next(iter(countries[j])),
+                f"op-{j}",
+                governed_by,
+                governed_by | {j},
             )
             own_sites[j].append(sid)
     jurisdictions = {}
@@ -95,10 +101,18 @@ def generate_fleet(seed: int) -> Fleet:
         process_in = frozenset({j, *rng.sample(jids, rng.randint(0, 2))})
         failover = tuple(rng.sample(own_sites[j], 3))
         jurisdictions[j] = Jurisdiction(
-            j, f"Jurisdiction {j}", countries[j], (), 1, process_in,
+            j,
+            f"Jurisdiction {j}",
+            countries[j],
+            (),
+            1,
+            process_in,
             {"restricted": frozenset(rng.sample(jids, rng.randint(3, 8)))},
             frozenset(rng.sample(model_ids, int(N_MODELS * 0.6))),
-            tuple(own_sites[j]), failover, 1, f"{j.lower()}.yaml",
+            tuple(own_sites[j]),
+            failover,
+            1,
+            f"{j.lower()}.yaml",
         )
     directives: dict[str, Directive] = {}
     by_juris: dict[str, list[str]] = {j: [] for j in jids}
@@ -107,7 +121,8 @@ def generate_fleet(seed: int) -> Fleet:
         j = rng.choice(jids)
         action = Action.WITHDRAW if rng.random() < 0.1 else Action.SUSPEND
         named = (
-            frozenset({ALL_MODELS}) if rng.random() < 0.005
+            frozenset({ALL_MODELS})
+            if rng.random() < 0.005
             else frozenset(rng.sample(model_ids, rng.randint(1, 3)))
         )
         audience = Audience()
@@ -117,34 +132,43 @@ def generate_fleet(seed: int) -> Fleet:
             audience = Audience(
                 nationality_not_in=countries[j] if r < 0.5 else None,
                 nationality_in=foreign if 0.5 <= r < 0.85 else None,
-                residency_in=frozenset(rng.sample(codes[:210], 20)) if rng.random() < 0.2
-                else None,
-                except_groups=frozenset(rng.sample(GROUPS, 1)) if rng.random() < 0.3
+                residency_in=frozenset(rng.sample(codes[:210], 20)) if rng.random() < 0.2 else None,
+                except_groups=frozenset(rng.sample(GROUPS, 1))
+                if rng.random() < 0.3
                 else frozenset(),
             )
         effective = START + timedelta(seconds=rng.randrange(YEAR_SECONDS))
-        expires = (
-            effective + timedelta(days=rng.randint(1, 120)) if rng.random() < 0.5 else None
-        )
+        expires = effective + timedelta(days=rng.randint(1, 120)) if rng.random() < 0.5 else None
         earlier = by_juris[j]
         supersedes = rng.choice(earlier) if earlier and rng.random() < 0.1 else None
         if supersedes is not None and directives[supersedes].effective >= effective:
             supersedes = None
         directives[did] = Directive(
-            did, j, f"{j}-authority", f"directive {did}", action, named, audience,
-            effective, expires, supersedes, f"directives/{did}.yaml", "0" * 64,
+            did,
+            j,
+            f"{j}-authority",
+            f"directive {did}",
+            action,
+            named,
+            audience,
+            effective,
+            expires,
+            supersedes,
+            f"directives/{did}.yaml",
+            "0" * 64,
         )
         by_juris[j].append(did)
     return Fleet(
-        jurisdictions, sites, models, directives,
+        jurisdictions,
+        sites,
+        models,
+        directives,
         settings=FleetSettings(unlisted_countries=Unlisted.DENY),
         digest=f"bench-{seed}",
     )
 
 
-def generate_queries(
-    fleet: Fleet, n: int, seed: int
-) -> list[tuple[str, Principal, datetime]]:
+def generate_queries(fleet: Fleet, n: int, seed: int) -> list[tuple[str, Principal, datetime]]:
     rng = random.Random(seed + 1)
     listed = sorted(fleet.country_home)
     everyone = _countries()
@@ -231,14 +255,18 @@ def litellm_router_rate(fleet: Fleet, n: int, runs: int, seed: int) -> float | N
     for m in sorted(fleet.models)[:20]:
         for sid, site in fleet.sites.items():
             if rules.offered(fleet, m, sid) and rules.export_allowed(fleet, m, sid):
-                model_list.append({
-                    "model_name": m,
-                    "litellm_params": {
-                        "model": f"openai/{m}", "api_base": f"http://127.0.0.1:9/{sid}",
-                        "api_key": "unused", "region_name": site.jurisdiction,
-                    },
-                    "model_info": {"id": f"{m}@{sid}"},
-                })
+                model_list.append(
+                    {
+                        "model_name": m,
+                        "litellm_params": {
+                            "model": f"openai/{m}",
+                            "api_base": f"http://127.0.0.1:9/{sid}",
+                            "api_key": "unused",
+                            "region_name": site.jurisdiction,
+                        },
+                        "model_info": {"id": f"{m}@{sid}"},
+                    }
+                )
     router = litellm.Router(model_list=model_list, enable_pre_call_checks=True)
     deployments: dict[str, set[str]] = {}
     for d in model_list:
@@ -252,9 +280,7 @@ def litellm_router_rate(fleet: Fleet, n: int, runs: int, seed: int) -> float | N
     async def one_pass(batch: list[tuple[str, str]]) -> float:
         t0 = time.perf_counter_ns()
         for model, region in batch:
-            picked = await router.select(
-                model, {"allowed_model_region": region}, messages=messages
-            )
+            picked = await router.select(model, {"allowed_model_region": region}, messages=messages)
             assert isinstance(picked, dict) and picked["litellm_params"]["region_name"] == region
         return len(batch) / ((time.perf_counter_ns() - t0) / 1e9)
 
@@ -297,8 +323,10 @@ def main() -> None:
         table = RouteTable.compile(fleet)
         compile_wall.append(time.perf_counter() - t0)
         compile_cpu.append(time.process_time() - c0)
-    print(f"compile: median {statistics.median(compile_wall):.2f} s wall, "
-          f"{statistics.median(compile_cpu):.2f} s CPU (3 runs)")
+    print(
+        f"compile: median {statistics.median(compile_wall):.2f} s wall, "
+        f"{statistics.median(compile_cpu):.2f} s CPU (3 runs)"
+    )
 
     queries = generate_queries(fleet, args.queries, args.seed)
     now = queries[0][2]
@@ -307,8 +335,10 @@ def main() -> None:
     mismatches += sum(table.route(m, p, now) != rules.route(fleet, m, p, now) for m, p, _ in sample)
     print(f"spot check vs rules.route: {2 * len(sample) - mismatches}/{2 * len(sample)} agree")
     served = sum(bool(table.route(m, p, now)) for m, p, _ in queries[:20_000])
-    print(f"queries: {len(queries)} random (model, principal) pairs, "
-          f"{served / 200:.1f}% served at the fixed instant")
+    print(
+        f"queries: {len(queries)} random (model, principal) pairs, "
+        f"{served / 200:.1f}% served at the fixed instant"
+    )
     print(f"yardstick: an empty Python call costs {noop_call_ns():.0f} ns here now")
 
     rate = 0.0
@@ -317,15 +347,19 @@ def main() -> None:
         runs = [timed_decisions(table, queries, at) for _ in range(args.runs)]
         wall = statistics.median(r[0] for r in runs)
         cpu = statistics.median(r[1] for r in runs)
-        print(f"decisions/s {label}: median {wall:,.0f} wall, {cpu:,.0f} per CPU-second "
-              f"({args.runs} runs, wall min {min(r[0] for r in runs):,.0f} "
-              f"max {max(r[0] for r in runs):,.0f})")
+        print(
+            f"decisions/s {label}: median {wall:,.0f} wall, {cpu:,.0f} per CPU-second "
+            f"({args.runs} runs, wall min {min(r[0] for r in runs):,.0f} "
+            f"max {max(r[0] for r in runs):,.0f})"
+        )
         if at is not None:
             rate = wall
     lat = latencies_ns(table, queries[:100_000], now)
-    print(f"latency per decision (warm): p50 {percentile(lat, 0.5) / 1000:.2f} us, "
-          f"p99 {percentile(lat, 0.99) / 1000:.2f} us, "
-          f"p99.9 {percentile(lat, 0.999) / 1000:.2f} us")
+    print(
+        f"latency per decision (warm): p50 {percentile(lat, 0.5) / 1000:.2f} us, "
+        f"p99 {percentile(lat, 0.99) / 1000:.2f} us, "
+        f"p99.9 {percentile(lat, 0.999) / 1000:.2f} us"
+    )
 
     # Cold: a freshly compiled table (no entry has built its bit tables or memoised a route
     # yet) asked principals it has never seen, one pass each, at the same instant.
@@ -336,31 +370,43 @@ def main() -> None:
         cold_rates.append(timed_decisions(fresh_table, fresh, now)[0])
         if k < 3:
             cold_lat.extend(latencies_ns(RouteTable.compile(fleet), fresh[:100_000], now))
-    print(f"decisions/s cold (fresh table, unseen principals, first pass): median "
-          f"{statistics.median(cold_rates):,.0f} wall ({args.runs} runs, min "
-          f"{min(cold_rates):,.0f} max {max(cold_rates):,.0f})")
-    print(f"latency per decision (cold, 3 fresh tables): p50 "
-          f"{percentile(cold_lat, 0.5) / 1000:.2f} us, "
-          f"p99 {percentile(cold_lat, 0.99) / 1000:.2f} us, "
-          f"p99.9 {percentile(cold_lat, 0.999) / 1000:.2f} us")
+    print(
+        f"decisions/s cold (fresh table, unseen principals, first pass): median "
+        f"{statistics.median(cold_rates):,.0f} wall ({args.runs} runs, min "
+        f"{min(cold_rates):,.0f} max {max(cold_rates):,.0f})"
+    )
+    print(
+        f"latency per decision (cold, 3 fresh tables): p50 "
+        f"{percentile(cold_lat, 0.5) / 1000:.2f} us, "
+        f"p99 {percentile(cold_lat, 0.99) / 1000:.2f} us, "
+        f"p99.9 {percentile(cold_lat, 0.999) / 1000:.2f} us"
+    )
 
     new = fleet.directives["d00000"]
-    extra = Directive(**{
-        **{f: getattr(new, f) for f in Directive.__slots__},
-        "id": "bench-new", "supersedes": None, "models": frozenset({"model-007"}),
-    })
+    extra = Directive(
+        **{
+            **{f: getattr(new, f) for f in Directive.__slots__},
+            "id": "bench-new",
+            "supersedes": None,
+            "models": frozenset({"model-007"}),
+        }
+    )
     grown = fleet.with_directives({**fleet.directives, extra.id: extra})
     t0 = time.perf_counter()
     RouteTable.compile(grown, previous=table)
-    print(f"recompile after adding one directive: {(time.perf_counter() - t0) * 1000:.0f} ms "
-          f"(full compile {statistics.median(compile_wall) * 1000:.0f} ms)")
+    print(
+        f"recompile after adding one directive: {(time.perf_counter() - t0) * 1000:.0f} ms "
+        f"(full compile {statistics.median(compile_wall) * 1000:.0f} ms)"
+    )
 
     lite = litellm_router_rate(fleet, args.queries, 3, args.seed)
     if lite is None:
         print("litellm not installed: pip install -e '.[bench]'")
     else:
-        print(f"LiteLLM Router (region filter, pre-call checks): median {lite:,.0f} picks/s; "
-              f"Sovereign table is {rate / lite:,.0f}x faster")
+        print(
+            f"LiteLLM Router (region filter, pre-call checks): median {lite:,.0f} picks/s; "
+            f"Sovereign table is {rate / lite:,.0f}x faster"
+        )
 
 
 if __name__ == "__main__":

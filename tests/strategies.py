@@ -64,9 +64,7 @@ def _countries_or_none(draw: st.DrawFn) -> frozenset[str] | None:
 
 @st.composite
 def principals(draw: st.DrawFn, countries: tuple[str, ...] = ALL_COUNTRIES) -> Principal:
-    return Principal(
-        _pick(draw, countries), _subset(draw, countries, 2), _subset(draw, GROUPS)
-    )
+    return Principal(_pick(draw, countries), _subset(draw, countries, 2), _subset(draw, GROUPS))
 
 
 @st.composite

@@ -87,8 +87,14 @@ class AwsSite(pulumi.ComponentResource):
                 # The same name the aws provider derives, so both address one configuration.
                 name=endpoint_config_name(
                     name,
-                    json.dumps([instance_type, site.instance_count, settings.sagemaker_image,
-                                self.bucket_name]),
+                    json.dumps(
+                        [
+                            instance_type,
+                            site.instance_count,
+                            settings.sagemaker_image,
+                            self.bucket_name,
+                        ]
+                    ),
                 ),
                 region=region,
                 production_variants=[

@@ -31,6 +31,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+
 @app.command("version")
 def version() -> None:
     """Print the Sovereign version."""

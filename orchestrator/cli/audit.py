@@ -100,8 +100,12 @@ def log(
         return
     for e in entries:
         details = " ".join(f"{k}={_short(v)}" for k, v in sorted(e.payload.items()))
-        out_console.print(f"{e.seq:>6}  {e.ts}  {e.kind:<22} {details}", markup=False,
-                          soft_wrap=True, highlight=False)
+        out_console.print(
+            f"{e.seq:>6}  {e.ts}  {e.kind:<22} {details}",
+            markup=False,
+            soft_wrap=True,
+            highlight=False,
+        )
 
 
 def _short(value: object, width: int = 60) -> str:

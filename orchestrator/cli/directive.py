@@ -97,18 +97,25 @@ def sign_command(
     try:
         pem = key.read_bytes()
     except OSError as exc:
-        raise UsageError(f"cannot read key {key}: {exc.strerror}",
-                         hint="make one with `sovereign keygen --out KEYFILE`") from exc
+        raise UsageError(
+            f"cannot read key {key}: {exc.strerror}",
+            hint="make one with `sovereign keygen --out KEYFILE`",
+        ) from exc
     public = public_key_of(pem)
     _check_key_matches(file, fleet, authority, public)
     write_signature(file, authority, sign_file_bytes(pem, data))
     sig = signature_path(file)
     if json_out:
-        emit_json({"file": str(file), "signature_file": str(sig), "authority": authority,
-                   "public_key": public})
+        emit_json(
+            {
+                "file": str(file),
+                "signature_file": str(sig),
+                "authority": authority,
+                "public_key": public,
+            }
+        )
         return
-    err_console.print(f"signed {file} as {authority}; wrote {sig}", markup=False,
-                      soft_wrap=True)
+    err_console.print(f"signed {file} as {authority}; wrote {sig}", markup=False, soft_wrap=True)
 
 
 def _check_key_matches(file: Path, fleet_dir: Path, authority: str, public: str) -> None:
@@ -119,8 +126,11 @@ def _check_key_matches(file: Path, fleet_dir: Path, authority: str, public: str)
     try:
         fleet = _fleet_for(file, fleet_dir)
     except FleetError:
-        err_console.print(f"note: fleet {fleet_dir} is invalid; the key was not checked "
-                          "against the profiles", markup=False, soft_wrap=True)
+        err_console.print(
+            f"note: fleet {fleet_dir} is invalid; the key was not checked against the profiles",
+            markup=False,
+            soft_wrap=True,
+        )
         return
     for j in fleet.jurisdictions.values():
         found = j.authority(authority)
@@ -134,8 +144,12 @@ def _check_key_matches(file: Path, fleet_dir: Path, authority: str, public: str)
             )
         return
     known = sorted(a.id for j in fleet.jurisdictions.values() for a in j.authorities)
-    err_console.print(f"note: no profile of {fleet_dir} declares authority '{authority}' "
-                      f"(declared: {', '.join(known)})", markup=False, soft_wrap=True)
+    err_console.print(
+        f"note: no profile of {fleet_dir} declares authority '{authority}' "
+        f"(declared: {', '.join(known)})",
+        markup=False,
+        soft_wrap=True,
+    )
 
 
 def verify_command(
@@ -148,28 +162,40 @@ def verify_command(
     except FleetError as exc:
         # Without a valid fleet there are no trusted public keys to verify against.
         if json_out:
-            emit_json({"file": str(file), "valid": False, "jurisdiction": None, "signers": [],
-                       "threshold": None, "errors": [p.to_json() for p in exc.problems]})
+            emit_json(
+                {
+                    "file": str(file),
+                    "valid": False,
+                    "jurisdiction": None,
+                    "signers": [],
+                    "threshold": None,
+                    "errors": [p.to_json() for p in exc.problems],
+                }
+            )
         else:
             print_problems(exc.problems)
         raise typer.Exit(1) from None
     report = inspect_directive_file(file, loaded)
     if json_out:
-        emit_json({
-            "file": str(file),
-            "valid": report.valid,
-            "jurisdiction": report.jurisdiction,
-            "signers": list(report.signers),
-            "threshold": report.threshold,
-            "errors": [p.to_json() for p in report.problems],
-        })
+        emit_json(
+            {
+                "file": str(file),
+                "valid": report.valid,
+                "jurisdiction": report.jurisdiction,
+                "signers": list(report.signers),
+                "threshold": report.threshold,
+                "errors": [p.to_json() for p in report.problems],
+            }
+        )
     else:
         signers = ", ".join(report.signers) or "none"
         needed = report.threshold if report.threshold is not None else "?"
         met = report.threshold is not None and len(report.signers) >= report.threshold
-        typer.echo(f"{file}: verified signatures: {signers} "
-                   f"({len(report.signers)} of {needed} required: "
-                   f"{'threshold met' if met else 'threshold NOT met'})")
+        typer.echo(
+            f"{file}: verified signatures: {signers} "
+            f"({len(report.signers)} of {needed} required: "
+            f"{'threshold met' if met else 'threshold NOT met'})"
+        )
         for p in report.problems:
             sys.stderr.write(p.render() + "\n")
         typer.echo(f"{file}: {'valid' if report.valid else 'INVALID'}")

@@ -283,8 +283,9 @@ def _render_impact(result: Impact) -> None:
         f"{s['rerouted']} rerouted, {s['restored']} restored"
     )
     colour = "green" if result.collateral == 0 else "bold red"
-    out_console.print(f"collateral (changes outside the directive's reach): [{colour}]"
-                      f"{result.collateral}[/]")
+    out_console.print(
+        f"collateral (changes outside the directive's reach): [{colour}]{result.collateral}[/]"
+    )
 
 
 def impact_command(
@@ -329,9 +330,7 @@ def impact_command(
             soft_wrap=True,
         )
     # Assess against the fleet without it, also when the fleet already holds this very file.
-    base = fleet.with_directives(
-        {k: v for k, v in fleet.directives.items() if k != directive.id}
-    )
+    base = fleet.with_directives({k: v for k, v in fleet.directives.items() if k != directive.id})
     result = impact(base, directive, parse_at(at), signed=signed)
     if as_json:
         emit_json(result.to_json())

@@ -35,9 +35,12 @@ def register(app: typer.Typer) -> None:
     def gateway(
         token_key: Annotated[
             list[Path] | None,
-            typer.Option("--token-key", metavar="FILE",
-                         help="Public key that signs principal tokens: a PEM (Ed25519, EC "
-                         "P-256/384/521 or RSA) or a JWKS JSON file. Repeatable; required."),
+            typer.Option(
+                "--token-key",
+                metavar="FILE",
+                help="Public key that signs principal tokens: a PEM (Ed25519, EC "
+                "P-256/384/521 or RSA) or a JWKS JSON file. Repeatable; required.",
+            ),
         ] = None,
         host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
         port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
@@ -60,13 +63,19 @@ def register(app: typer.Typer) -> None:
         ] = 30.0,
         serve_working_fleet: Annotated[
             bool,
-            typer.Option("--serve-working-fleet", help="Development only: serve the fleet "
-                         "directory as it is on disk (not what was applied); reload on edits."),
+            typer.Option(
+                "--serve-working-fleet",
+                help="Development only: serve the fleet "
+                "directory as it is on disk (not what was applied); reload on edits.",
+            ),
         ] = False,
         stub_upstreams: Annotated[
             bool,
-            typer.Option("--stub-upstreams", help="Demo/development: serve every site from a "
-                         "stub upstream on loopback instead of its endpoint."),
+            typer.Option(
+                "--stub-upstreams",
+                help="Demo/development: serve every site from a "
+                "stub upstream on loopback instead of its endpoint.",
+            ),
         ] = False,
         json_output: JsonOpt = False,
     ) -> None:
@@ -93,9 +102,11 @@ def register(app: typer.Typer) -> None:
             --token-key dev.pem
         """
         if not token_key:
-            raise UsageError("the gateway needs at least one --token-key",
-                             hint="pass --token-key FILE: the identity provider's public key "
-                             "(PEM) or a JWKS JSON file")
+            raise UsageError(
+                "the gateway needs at least one --token-key",
+                hint="pass --token-key FILE: the identity provider's public key "
+                "(PEM) or a JWKS JSON file",
+            )
         if not 0 <= port <= 65535:
             raise UsageError(f"--port {port} is not a port number", hint="use 1-65535 (0: any)")
         _positive("--reload-interval", reload_interval)
@@ -112,8 +123,10 @@ def register(app: typer.Typer) -> None:
 
         verifier = TokenVerifier(load_token_keys(token_key), token_audience, token_issuer)
         if not fleet.is_dir():
-            raise UsageError(f"fleet directory {fleet} does not exist",
-                             hint="pass --fleet DIR (default: regions)")
+            raise UsageError(
+                f"fleet directory {fleet} does not exist",
+                hint="pass --fleet DIR (default: regions)",
+            )
         source: FleetSource
         if serve_working_fleet:
             source = WorkingFleetSource(fleet, load_fleet)
@@ -149,11 +162,15 @@ def register(app: typer.Typer) -> None:
                 f"gateway on {url}, serving table {serving.table.version} from {serving.source}"
             )
         if serve_working_fleet:
-            err_console.print("[yellow]warning:[/] serving the working fleet, not what was "
-                              "applied (development only)")
+            err_console.print(
+                "[yellow]warning:[/] serving the working fleet, not what was "
+                "applied (development only)"
+            )
         if not is_loopback(host):
-            err_console.print(f"[yellow]warning:[/] listening on {host}: terminate TLS in front "
-                              "of the gateway; bearer tokens must not cross a network in clear")
+            err_console.print(
+                f"[yellow]warning:[/] listening on {host}: terminate TLS in front "
+                "of the gateway; bearer tokens must not cross a network in clear"
+            )
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to the
         # handler that was installed before it: make that a clean stop, not a traceback.
         signal.signal(signal.SIGTERM, _interrupt)

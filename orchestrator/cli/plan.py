@@ -155,7 +155,6 @@ def render_result(console: Console, result: ApplyResult) -> None:
         )
 
 
-
 def progress_display(console: Console) -> Progress:
     return Progress(
         TextColumn("{task.description}", justify="left"),

@@ -140,11 +140,14 @@ def keygen_command(
     if json_out:
         emit_json({"key_file": str(out), "authority": authority, "public_key": public})
         return
-    err_console.print(f"wrote private key {out} (mode 0600); keep it secret, never commit it",
-                      markup=False, soft_wrap=True)
+    err_console.print(
+        f"wrote private key {out} (mode 0600); keep it secret, never commit it",
+        markup=False,
+        soft_wrap=True,
+    )
     typer.echo(f"public key: {public}")
     typer.echo("add to the region profile under `authorities:`")
-    typer.echo(f"  - id: {authority}\n    public_key: \"{public}\"")
+    typer.echo(f'  - id: {authority}\n    public_key: "{public}"')
 
 
 def register(app: typer.Typer) -> None:

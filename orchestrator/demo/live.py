@@ -113,15 +113,18 @@ def run_live_requests(fleet_dir: Path, workdir: Path, console: Console) -> bool:
     label = f"{fleet_dir} (applied)"
     source = AppliedFleetSource(store, lambda files: load_fleet_files(files, label))
     # No reload or probe tasks: the demo controls time; no access log on the demo's screen.
-    settings = GatewaySettings(fleet_dir=fleet_dir, reload_interval_s=0, probe_interval_s=0,
-                               upstream_timeout_s=5.0)
+    settings = GatewaySettings(
+        fleet_dir=fleet_dir, reload_interval_s=0, probe_interval_s=0, upstream_timeout_s=5.0
+    )
     gateway = Gateway(source, verifier, settings, AccessLog(None))
     app = GatewayApp(gateway)
     ok = True
     try:
         url = app.start()
-        console.print(f"Gateway on {url}, serving table {gateway.serving.table.version[:12]} "
-                      "(the applied fleet, signatures re-verified); tokens signed by a demo IdP.")
+        console.print(
+            f"Gateway on {url}, serving table {gateway.serving.table.version[:12]} "
+            "(the applied fleet, signatures re-verified); tokens signed by a demo IdP."
+        )
         tokens = {p.label: idp.token_for(p) for p in PRINCIPALS}
         table = Table(title="Live requests (now)", title_justify="left")
         table.add_column("principal")

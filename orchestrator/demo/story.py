@@ -60,7 +60,6 @@ AMENDMENT = "us-doc-2026-06-26.yaml"
 SUSPENDED_MODELS = ("fable-5", "mythos-5")
 
 
-
 @dataclass(frozen=True)
 class Step:
     plan: Plan

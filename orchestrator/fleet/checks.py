@@ -29,7 +29,7 @@ MAX_LISTED = 12  # list valid names in a message when there are at most this man
 
 
 def valid_names(names: Iterable[str], what: str = "valid", near: str | None = None) -> str:
-    """"valid: A, B, C" for short lists, a count otherwise, "none declared" when empty; with
+    """ "valid: A, B, C" for short lists, a count otherwise, "none declared" when empty; with
     ``near``, the closest names first ("did you mean ...?"), because typos are the usual cause.
     """
     ordered = sorted(set(names))
@@ -39,8 +39,9 @@ def valid_names(names: Iterable[str], what: str = "valid", near: str | None = No
     guess = f"did you mean {' or '.join(close)}? " if close else ""
     if len(ordered) <= MAX_LISTED:
         return f"{guess}{what}: {', '.join(ordered)}"
-    return (f"{guess}{what}: one of {len(ordered)} names, e.g. "
-            f"{', '.join(ordered[:MAX_LISTED])}, ...")
+    return (
+        f"{guess}{what}: one of {len(ordered)} names, e.g. {', '.join(ordered[:MAX_LISTED])}, ..."
+    )
 
 
 @dataclass(frozen=True)
@@ -102,8 +103,9 @@ def context_from_profiles(
                 keys.setdefault(a.id, raw)
         # An impossible threshold is reported on the profile; clamping it here keeps that one
         # mistake from being repeated on every directive of the jurisdiction.
-        thresholds.setdefault(j, min(max(p.value.directive_threshold, 1),
-                                     max(len(p.value.authorities), 1)))
+        thresholds.setdefault(
+            j, min(max(p.value.directive_threshold, 1), max(len(p.value.authorities), 1))
+        )
     return DirectiveContext(
         countries=countries,
         authorities=authorities,
@@ -129,11 +131,13 @@ def check_profiles(
     for p in profiles:
         j = p.value.jurisdiction
         if j in jurisdictions:
-            problems.append(p.doc.problem(
-                "jurisdiction",
-                f"jurisdiction '{j}' is already declared by {jurisdictions[j].doc.file}; "
-                "each jurisdiction has exactly one profile",
-            ))
+            problems.append(
+                p.doc.problem(
+                    "jurisdiction",
+                    f"jurisdiction '{j}' is already declared by {jurisdictions[j].doc.file}; "
+                    "each jurisdiction has exactly one profile",
+                )
+            )
         else:
             jurisdictions[j] = p
     known_j = set(jurisdictions) | shadow_jurisdictions
@@ -143,11 +147,13 @@ def check_profiles(
     for p in profiles:
         for i, s in enumerate(p.value.sites):
             if s.id in sites:
-                problems.append(p.doc.problem(
-                    f"sites[{i}].id",
-                    f"site id '{s.id}' is already used in {sites[s.id].doc.file}; site ids are "
-                    "unique across the fleet",
-                ))
+                problems.append(
+                    p.doc.problem(
+                        f"sites[{i}].id",
+                        f"site id '{s.id}' is already used in {sites[s.id].doc.file}; site ids are "
+                        "unique across the fleet",
+                    )
+                )
             else:
                 sites[s.id] = p
         for i, c in enumerate(p.value.countries):
@@ -155,41 +161,52 @@ def check_profiles(
             if owner is None:
                 country_owner[c] = p
             elif owner is not p:
-                problems.append(p.doc.problem(
-                    f"countries[{i}]",
-                    f"country {c} is already in jurisdiction {owner.value.jurisdiction} "
-                    f"({owner.doc.file}); a country belongs to at most one profile",
-                ))
+                problems.append(
+                    p.doc.problem(
+                        f"countries[{i}]",
+                        f"country {c} is already in jurisdiction {owner.value.jurisdiction} "
+                        f"({owner.doc.file}); a country belongs to at most one profile",
+                    )
+                )
     known_sites = set(sites) | shadow_sites
 
     def unknown_j(doc: Document, path: str, ref: str, what: str) -> None:
         if ref not in known_j:
-            problems.append(doc.problem(
-                path, f"{what} '{ref}' is not a jurisdiction of the fleet "
-                f"({valid_names(known_j, near=ref)})"
-            ))
+            problems.append(
+                doc.problem(
+                    path,
+                    f"{what} '{ref}' is not a jurisdiction of the fleet "
+                    f"({valid_names(known_j, near=ref)})",
+                )
+            )
 
     for p in profiles:
         v, doc = p.value, p.doc
         seen_auth: set[str] = set()
         for i, a in enumerate(v.authorities):
             if a.id in seen_auth:
-                problems.append(doc.problem(
-                    f"authorities[{i}].id",
-                    f"authority id '{a.id}' appears twice in this profile; ids are unique "
-                    "within a profile",
-                ))
+                problems.append(
+                    doc.problem(
+                        f"authorities[{i}].id",
+                        f"authority id '{a.id}' appears twice in this profile; ids are unique "
+                        "within a profile",
+                    )
+                )
             seen_auth.add(a.id)
         n_auth = len(v.authorities)
         if not 1 <= v.directive_threshold <= max(n_auth, 1) or n_auth == 0:
             if n_auth == 0:
-                msg = ("no authorities declared: add at least one under 'authorities' "
-                       "(id and public_key; `sovereign keygen` makes one) so that directive_"
-                       f"threshold {v.directive_threshold} can be met")
+                msg = (
+                    "no authorities declared: add at least one under 'authorities' "
+                    "(id and public_key; `sovereign keygen` makes one) so that directive_"
+                    f"threshold {v.directive_threshold} can be met"
+                )
                 path = "authorities" if "authorities" in doc.lines else "jurisdiction"
             else:
-                msg = (f"directive_threshold must be between 1 and the number of authorities "
-                       f"({n_auth}), got {v.directive_threshold}")
+                msg = (
+                    f"directive_threshold must be between 1 and the number of authorities "
+                    f"({n_auth}), got {v.directive_threshold}"
+                )
                 path = "directive_threshold"
             problems.append(doc.problem(path, msg))
         for i, ref in enumerate(v.residency.process_in):
@@ -201,42 +218,53 @@ def check_profiles(
             known_m = set(catalog_models) | shadow_models
             for i, m in enumerate(v.models):
                 if m not in known_m:
-                    problems.append(doc.problem(
-                        f"models[{i}]",
-                        f"model '{m}' is not in the catalog (models.yaml; "
-                        f"{valid_names(known_m, near=m)})",
-                    ))
+                    problems.append(
+                        doc.problem(
+                            f"models[{i}]",
+                            f"model '{m}' is not in the catalog (models.yaml; "
+                            f"{valid_names(known_m, near=m)})",
+                        )
+                    )
         for i, s in enumerate(v.sites):
             base = f"sites[{i}]"
             for k, ref in enumerate(s.governed_by):
                 unknown_j(doc, f"{base}.governed_by[{k}]", ref, "governed_by entry")
             regions = known_regions(s.provider)
             if regions is not None and s.region not in regions:
-                problems.append(doc.problem(
-                    f"{base}.region",
-                    f"'{s.region}' is not a region of {s.provider} "
-                    f"({valid_names(regions, near=s.region)})",
-                ))
+                problems.append(
+                    doc.problem(
+                        f"{base}.region",
+                        f"'{s.region}' is not a region of {s.provider} "
+                        f"({valid_names(regions, near=s.region)})",
+                    )
+                )
             else:
                 expected = region_country(s.provider, s.region)
                 if expected is not None and expected != s.country:
-                    problems.append(doc.problem(
-                        f"{base}.country",
-                        f"{s.provider} region {s.region} is in {expected}, but the site says "
-                        f"{s.country}; set country: {expected} or pick a region in {s.country}",
-                    ))
+                    problems.append(
+                        doc.problem(
+                            f"{base}.country",
+                            f"{s.provider} region {s.region} is in {expected}, but the site says "
+                            f"{s.country}; set country: {expected} or pick a region in {s.country}",
+                        )
+                    )
         seen_fail: set[str] = set()
         for i, ref in enumerate(v.failover):
             if ref in seen_fail:
-                problems.append(doc.problem(
-                    f"failover[{i}]", f"site '{ref}' is listed twice; name each site once"))
+                problems.append(
+                    doc.problem(
+                        f"failover[{i}]", f"site '{ref}' is listed twice; name each site once"
+                    )
+                )
             seen_fail.add(ref)
             if ref not in known_sites:
-                problems.append(doc.problem(
-                    f"failover[{i}]",
-                    f"'{ref}' is not a site of the fleet "
-                    f"({valid_names(known_sites, near=ref)})",
-                ))
+                problems.append(
+                    doc.problem(
+                        f"failover[{i}]",
+                        f"'{ref}' is not a site of the fleet "
+                        f"({valid_names(known_sites, near=ref)})",
+                    )
+                )
     return problems
 
 
@@ -250,60 +278,74 @@ def check_catalog(
     seen: set[str] = set()
     for i, (model_id, origin) in enumerate(models):
         if model_id in seen:
-            problems.append(doc.problem(
-                f"models[{i}].id", f"model id '{model_id}' appears twice; ids are unique"))
+            problems.append(
+                doc.problem(
+                    f"models[{i}].id", f"model id '{model_id}' appears twice; ids are unique"
+                )
+            )
         seen.add(model_id)
         if origin not in known_jurisdictions:
-            problems.append(doc.problem(
-                f"models[{i}].origin",
-                f"origin '{origin}' is not a jurisdiction of the fleet "
-                f"({valid_names(known_jurisdictions)})",
-            ))
+            problems.append(
+                doc.problem(
+                    f"models[{i}].origin",
+                    f"origin '{origin}' is not a jurisdiction of the fleet "
+                    f"({valid_names(known_jurisdictions)})",
+                )
+            )
     return problems
 
 
 def _audience_entry_problem(entry: str, ctx: DirectiveContext) -> str | None:
     if entry in ctx.countries or entry in ctx.shadow_jurisdictions or is_country(entry):
         return None
-    return (f"'{entry}' is neither a jurisdiction of the fleet "
-            f"({valid_names(ctx.countries)}) nor an ISO 3166-1 alpha-2 country code "
-            "(e.g. DE, US)")
+    return (
+        f"'{entry}' is neither a jurisdiction of the fleet "
+        f"({valid_names(ctx.countries)}) nor an ISO 3166-1 alpha-2 country code "
+        "(e.g. DE, US)"
+    )
 
 
-def check_directive(d: ParsedDirective, ctx: DirectiveContext, *, require_signature: bool = True
-                    ) -> tuple[list[Problem], tuple[str, ...]]:
-    """Problems of one directive against the fleet, and the authorities whose signature verified.
-    """
+def check_directive(
+    d: ParsedDirective, ctx: DirectiveContext, *, require_signature: bool = True
+) -> tuple[list[Problem], tuple[str, ...]]:
+    """Problems of one directive against the fleet, and the authorities whose signature verified."""
     problems: list[Problem] = []
     v, doc = d.value, d.doc
     jurisdiction_known = v.jurisdiction in ctx.countries
     if not jurisdiction_known and v.jurisdiction not in ctx.shadow_jurisdictions:
-        problems.append(doc.problem(
-            "jurisdiction",
-            f"'{v.jurisdiction}' is not a jurisdiction of the fleet "
-            f"({valid_names(ctx.countries)})",
-        ))
+        problems.append(
+            doc.problem(
+                "jurisdiction",
+                f"'{v.jurisdiction}' is not a jurisdiction of the fleet "
+                f"({valid_names(ctx.countries)})",
+            )
+        )
     own_keys = ctx.authorities.get(v.jurisdiction, {})
     if jurisdiction_known and v.issuer not in own_keys:
-        problems.append(doc.problem(
-            "issuer",
-            f"'{v.issuer}' is not an authority of {v.jurisdiction} "
-            f"({valid_names(own_keys)})",
-        ))
+        problems.append(
+            doc.problem(
+                "issuer",
+                f"'{v.issuer}' is not an authority of {v.jurisdiction} ({valid_names(own_keys)})",
+            )
+        )
     known_models = ctx.models | ctx.shadow_models
     for i, m in enumerate(v.models):
         if m != ALL_MODELS and m not in known_models:
-            problems.append(doc.problem(
-                f"models[{i}]",
-                f"model '{m}' is not in the catalog ({valid_names(known_models, near=m)}, "
-                f"or '{ALL_MODELS}' for every model)",
-            ))
+            problems.append(
+                doc.problem(
+                    f"models[{i}]",
+                    f"model '{m}' is not in the catalog ({valid_names(known_models, near=m)}, "
+                    f"or '{ALL_MODELS}' for every model)",
+                )
+            )
     if v.action == "withdraw" and v.audience is not None:
-        problems.append(doc.problem(
-            "audience",
-            "a withdraw has no audience (it removes the model for everyone); remove "
-            "'audience' or use action: suspend",
-        ))
+        problems.append(
+            doc.problem(
+                "audience",
+                "a withdraw has no audience (it removes the model for everyone); remove "
+                "'audience' or use action: suspend",
+            )
+        )
     if v.audience is not None:
         for name in ("nationality_in", "nationality_not_in", "residency_in", "residency_not_in"):
             entries = getattr(v.audience, name)
@@ -312,46 +354,55 @@ def check_directive(d: ParsedDirective, ctx: DirectiveContext, *, require_signat
                 if why:
                     problems.append(doc.problem(f"audience.{name}[{i}]", why))
     if v.expires is not None and v.expires <= v.effective:
-        problems.append(doc.problem(
-            "expires",
-            f"expires ({v.expires.isoformat()}) must be later than effective "
-            f"({v.effective.isoformat()})",
-        ))
+        problems.append(
+            doc.problem(
+                "expires",
+                f"expires ({v.expires.isoformat()}) must be later than effective "
+                f"({v.effective.isoformat()})",
+            )
+        )
     if v.supersedes is not None:
         target = ctx.existing.get(v.supersedes)
         if v.supersedes == v.id:
             problems.append(doc.problem("supersedes", "a directive cannot supersede itself"))
         elif target is None:
             if v.supersedes not in ctx.shadow_directives:
-                same = sorted(i for i, j in ctx.existing.items()
-                              if j == v.jurisdiction and i != v.id)
-                problems.append(doc.problem(
-                    "supersedes",
-                    f"'{v.supersedes}' is not a directive of the fleet "
-                    f"({valid_names(same, 'directives of ' + v.jurisdiction)})",
-                ))
+                same = sorted(
+                    i for i, j in ctx.existing.items() if j == v.jurisdiction and i != v.id
+                )
+                problems.append(
+                    doc.problem(
+                        "supersedes",
+                        f"'{v.supersedes}' is not a directive of the fleet "
+                        f"({valid_names(same, 'directives of ' + v.jurisdiction)})",
+                    )
+                )
         elif target != v.jurisdiction:
-            problems.append(doc.problem(
-                "supersedes",
-                f"'{v.supersedes}' belongs to jurisdiction {target}; a directive can only "
-                f"supersede one of its own jurisdiction ({v.jurisdiction})",
-            ))
+            problems.append(
+                doc.problem(
+                    "supersedes",
+                    f"'{v.supersedes}' belongs to jurisdiction {target}; a directive can only "
+                    f"supersede one of its own jurisdiction ({v.jurisdiction})",
+                )
+            )
 
     signers: tuple[str, ...] = ()
     if not jurisdiction_known:
         return problems, signers
     if d.sig is None:
         if require_signature:
-            problems.append(Problem(
-                d.sig_file, None, "",
-                f"missing signature file for {doc.file}; sign it with `sovereign directive "
-                f"sign {doc.file} --key KEYFILE --authority ID` "
-                f"({valid_names(own_keys, 'authorities of ' + v.jurisdiction)})",
-            ))
+            problems.append(
+                Problem(
+                    d.sig_file,
+                    None,
+                    "",
+                    f"missing signature file for {doc.file}; sign it with `sovereign directive "
+                    f"sign {doc.file} --key KEYFILE --authority ID` "
+                    f"({valid_names(own_keys, 'authorities of ' + v.jurisdiction)})",
+                )
+            )
         return problems, signers
-    others = {
-        a: j for j, keys in ctx.authorities.items() if j != v.jurisdiction for a in keys
-    }
+    others = {a: j for j, keys in ctx.authorities.items() if j != v.jurisdiction for a in keys}
     result = verify_signatures(d.raw, d.sig, own_keys, others)
     for lp in result.problems:
         problems.append(Problem(d.sig_file, lp.line, "", lp.message))
@@ -359,18 +410,26 @@ def check_directive(d: ParsedDirective, ctx: DirectiveContext, *, require_signat
     threshold = ctx.thresholds.get(v.jurisdiction, 1)
     if len(signers) < threshold:
         got = ", ".join(signers) or "none"
-        problems.append(Problem(
-            d.sig_file, None, "",
-            f"{len(signers)} valid signature(s) (verified: {got}); {v.jurisdiction} requires "
-            f"{threshold} from distinct authorities "
-            f"({valid_names(own_keys, 'authorities')})",
-        ))
+        problems.append(
+            Problem(
+                d.sig_file,
+                None,
+                "",
+                f"{len(signers)} valid signature(s) (verified: {got}); {v.jurisdiction} requires "
+                f"{threshold} from distinct authorities "
+                f"({valid_names(own_keys, 'authorities')})",
+            )
+        )
     elif v.issuer in own_keys and v.issuer not in signers:
-        problems.append(Problem(
-            d.sig_file, None, "",
-            f"the issuer '{v.issuer}' has not signed; a directive must carry its issuer's "
-            f"signature (verified: {', '.join(signers)})",
-        ))
+        problems.append(
+            Problem(
+                d.sig_file,
+                None,
+                "",
+                f"the issuer '{v.issuer}' has not signed; a directive must carry its issuer's "
+                f"signature (verified: {', '.join(signers)})",
+            )
+        )
     return problems, signers
 
 
@@ -384,16 +443,19 @@ def check_supersede_cycles(directives: list[ParsedDirective]) -> list[Problem]:
         current = d.value.supersedes
         while current is not None and current in by_id:
             if current in chain:
-                cycle = chain[chain.index(current):]
+                cycle = chain[chain.index(current) :]
                 # a self-reference is reported by check_directive already
                 if len(cycle) > 1 and not reported.intersection(cycle):
                     reported.update(cycle)
                     head = by_id[cycle[0]]
-                    problems.append(head.doc.problem(
-                        "supersedes",
-                        "supersedes forms a cycle: " + " -> ".join([*cycle, current])
-                        + "; a replacement must point to an earlier directive",
-                    ))
+                    problems.append(
+                        head.doc.problem(
+                            "supersedes",
+                            "supersedes forms a cycle: "
+                            + " -> ".join([*cycle, current])
+                            + "; a replacement must point to an earlier directive",
+                        )
+                    )
                 break
             chain.append(current)
             current = by_id[current].value.supersedes

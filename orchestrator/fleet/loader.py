@@ -87,11 +87,17 @@ _M = TypeVar("_M", bound=BaseModel)
 def read_fleet_files(root: Path) -> dict[str, bytes]:
     """Every file the fleet consists of: fleet-relative posix path -> exact bytes."""
     if not root.is_dir():
-        raise FleetError([Problem(
-            str(root), None, "",
-            "fleet directory not found; pass --fleet DIR (a directory with region profiles, "
-            "models.yaml and directives/)",
-        )])
+        raise FleetError(
+            [
+                Problem(
+                    str(root),
+                    None,
+                    "",
+                    "fleet directory not found; pass --fleet DIR (a directory with region profiles, "
+                    "models.yaml and directives/)",
+                )
+            ]
+        )
     files: dict[str, bytes] = {}
     problems: list[Problem] = []
 
@@ -165,8 +171,14 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
 def _describe(value: Any) -> str:
     if value is None:
         return "null"
-    kind = {bool: "a boolean", int: "a number", float: "a number", str: "a string",
-            list: "a list", dict: "a mapping"}.get(type(value), type(value).__name__)
+    kind = {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a mapping",
+    }.get(type(value), type(value).__name__)
     return kind
 
 
@@ -182,14 +194,16 @@ def validate_doc(doc: Document, cls: type[_M]) -> tuple[_M | None, list[Problem]
             kind = err["type"]
             if kind == "missing":
                 parent = format_path(loc[:-1])
-                problems.append(Problem(doc.file, doc.line_of(parent), path,
-                                        "required field is missing"))
+                problems.append(
+                    Problem(doc.file, doc.line_of(parent), path, "required field is missing")
+                )
                 continue
             if kind == "extra_forbidden":
                 valid = _fields_at(cls, loc[:-1])
                 hint = f"; valid keys here: {', '.join(valid)}" if valid else ""
-                problems.append(Problem(doc.file, doc.line_of(path), path,
-                                        f"unknown key '{loc[-1]}'{hint}"))
+                problems.append(
+                    Problem(doc.file, doc.line_of(path), path, f"unknown key '{loc[-1]}'{hint}")
+                )
                 continue
             message = str(err["msg"]).removeprefix("Value error, ")
             if kind.endswith("_type") or kind == "model_type":
@@ -235,9 +249,9 @@ class _Collected:
     signers: dict[str, tuple[str, ...]] = field(default_factory=dict)  # rel -> verified
 
 
-def _classify(files: Mapping[str, bytes], label: str, out: _Collected) -> tuple[
-    list[str], str | None, str | None, list[str], set[str]
-]:
+def _classify(
+    files: Mapping[str, bytes], label: str, out: _Collected
+) -> tuple[list[str], str | None, str | None, list[str], set[str]]:
     profiles: list[str] = []
     catalog: list[str] = []
     settings: list[str] = []
@@ -258,19 +272,32 @@ def _classify(files: Mapping[str, bytes], label: str, out: _Collected) -> tuple[
         elif len(parts) == 2 and parts[0] == DIRECTIVES_DIR and pure.suffix == SIGNATURE_SUFFIX:
             sigs.add(rel)
         else:
-            out.problems.append(Problem(
-                f"{label}/{rel}", None, "",
-                "not part of the fleet layout: region profiles and models.yaml/fleet.yaml at "
-                "the top, directives and their .sig files in directives/",
-            ))
+            out.problems.append(
+                Problem(
+                    f"{label}/{rel}",
+                    None,
+                    "",
+                    "not part of the fleet layout: region profiles and models.yaml/fleet.yaml at "
+                    "the top, directives and their .sig files in directives/",
+                )
+            )
     for names in (catalog, settings):
         if len(names) > 1:
-            out.problems.append(Problem(
-                f"{label}/{names[1]}", None, "",
-                f"both {names[0]} and {names[1]} exist; keep exactly one",
-            ))
-    return (profiles, catalog[0] if catalog else None, settings[0] if settings else None,
-            directives, sigs)
+            out.problems.append(
+                Problem(
+                    f"{label}/{names[1]}",
+                    None,
+                    "",
+                    f"both {names[0]} and {names[1]} exist; keep exactly one",
+                )
+            )
+    return (
+        profiles,
+        catalog[0] if catalog else None,
+        settings[0] if settings else None,
+        directives,
+        sigs,
+    )
 
 
 def _parse(label: str, rel: str, raw: bytes, out: _Collected) -> Document | None:
@@ -284,15 +311,18 @@ def load_fleet_files(files: Mapping[str, bytes], label: str = "regions") -> Flee
     in problems (the fleet directory as the user named it)."""
     label = label.rstrip("/") or "."
     out = _Collected()
-    profile_rels, catalog_rel, settings_rel, directive_rels, sig_rels = _classify(
-        files, label, out)
+    profile_rels, catalog_rel, settings_rel, directive_rels, sig_rels = _classify(files, label, out)
 
     if catalog_rel is None:
-        out.problems.append(Problem(
-            f"{label}/models.yaml", None, "",
-            "the model catalog is missing; create models.yaml with a 'models:' list "
-            "(id, origin, export_control, artifact)",
-        ))
+        out.problems.append(
+            Problem(
+                f"{label}/models.yaml",
+                None,
+                "",
+                "the model catalog is missing; create models.yaml with a 'models:' list "
+                "(id, origin, export_control, artifact)",
+            )
+        )
         out.catalog_unusable = True
     else:
         doc = _parse(label, catalog_rel, files[catalog_rel], out)
@@ -312,10 +342,14 @@ def load_fleet_files(files: Mapping[str, bytes], label: str = "regions") -> Flee
             out.problems.extend(problems)
 
     if not profile_rels:
-        out.problems.append(Problem(
-            label, None, "",
-            "no region profiles found; add one <jurisdiction>.yaml per jurisdiction",
-        ))
+        out.problems.append(
+            Problem(
+                label,
+                None,
+                "",
+                "no region profiles found; add one <jurisdiction>.yaml per jurisdiction",
+            )
+        )
     for rel in profile_rels:
         doc = _parse(label, rel, files[rel], out)
         if doc is None:
@@ -342,16 +376,23 @@ def load_fleet_files(files: Mapping[str, bytes], label: str = "regions") -> Flee
             if ident is not None:
                 out.shadow_directives.add(ident)
             continue
-        out.directives.append(ParsedDirective(
-            doc, directive, rel, files[rel], f"{label}/{sig_rel}", files.get(sig_rel)))
+        out.directives.append(
+            ParsedDirective(
+                doc, directive, rel, files[rel], f"{label}/{sig_rel}", files.get(sig_rel)
+            )
+        )
     for sig_rel in sorted(sig_rels):
         if sig_rel.removesuffix(SIGNATURE_SUFFIX) not in files:
-            out.problems.append(Problem(
-                f"{label}/{sig_rel}", None, "",
-                f"signature file without a directive (expected "
-                f"{label}/{sig_rel.removesuffix(SIGNATURE_SUFFIX)}); remove it or restore the "
-                "directive",
-            ))
+            out.problems.append(
+                Problem(
+                    f"{label}/{sig_rel}",
+                    None,
+                    "",
+                    f"signature file without a directive (expected "
+                    f"{label}/{sig_rel.removesuffix(SIGNATURE_SUFFIX)}); remove it or restore the "
+                    "directive",
+                )
+            )
 
     _cross_check(out)
     if out.problems:
@@ -367,18 +408,22 @@ def _cross_check(out: _Collected) -> None:
     catalog_models: dict[str, str] | None = None
     if out.catalog is not None:
         catalog_models = {m.id: m.origin for m in out.catalog.models}
-    out.problems.extend(check_profiles(
-        out.profiles,
-        None if out.catalog_unusable and not out.shadow_models else
-        {**{m: "" for m in out.shadow_models}, **(catalog_models or {})},
-        shadow_jurisdictions=frozenset(out.shadow_jurisdictions),
-        shadow_sites=frozenset(out.shadow_sites),
-        shadow_models=frozenset(out.shadow_models),
-    ))
+    out.problems.extend(
+        check_profiles(
+            out.profiles,
+            None
+            if out.catalog_unusable and not out.shadow_models
+            else {**{m: "" for m in out.shadow_models}, **(catalog_models or {})},
+            shadow_jurisdictions=frozenset(out.shadow_jurisdictions),
+            shadow_sites=frozenset(out.shadow_sites),
+            shadow_models=frozenset(out.shadow_models),
+        )
+    )
     known_j = frozenset({p.value.jurisdiction for p in out.profiles} | out.shadow_jurisdictions)
     if out.catalog is not None and out.catalog_doc is not None:
-        out.problems.extend(check_catalog(
-            out.catalog_doc, [(m.id, m.origin) for m in out.catalog.models], known_j))
+        out.problems.extend(
+            check_catalog(out.catalog_doc, [(m.id, m.origin) for m in out.catalog.models], known_j)
+        )
 
     ctx = context_from_profiles(
         out.profiles,
@@ -388,17 +433,17 @@ def _cross_check(out: _Collected) -> None:
     )
     # An unusable catalog must not turn every directive's model list into an error.
     if out.catalog_unusable and not out.shadow_models:
-        ctx.shadow_models = frozenset(
-            m for d in out.directives for m in d.value.models
-        )
+        ctx.shadow_models = frozenset(m for d in out.directives for m in d.value.models)
     first: dict[str, ParsedDirective] = {}
     for d in out.directives:
         if d.value.id in first:
-            out.problems.append(d.doc.problem(
-                "id",
-                f"directive id '{d.value.id}' is already used by {first[d.value.id].doc.file}; "
-                "directive ids are unique",
-            ))
+            out.problems.append(
+                d.doc.problem(
+                    "id",
+                    f"directive id '{d.value.id}' is already used by {first[d.value.id].doc.file}; "
+                    "directive ids are unique",
+                )
+            )
         else:
             first[d.value.id] = d
     ctx.existing = {i: d.value.jurisdiction for i, d in first.items()}
@@ -413,8 +458,9 @@ def _cross_check(out: _Collected) -> None:
 # ---------------------------------------------------------------- building values
 
 
-def _expand(entries: list[str] | None, countries: Mapping[str, frozenset[str]]
-            ) -> frozenset[str] | None:
+def _expand(
+    entries: list[str] | None, countries: Mapping[str, frozenset[str]]
+) -> frozenset[str] | None:
     if entries is None:
         return None
     out: set[str] = set()
@@ -423,8 +469,9 @@ def _expand(entries: list[str] | None, countries: Mapping[str, frozenset[str]]
     return frozenset(out)
 
 
-def build_audience(doc: AudienceDoc | None, action: str,
-                   countries: Mapping[str, frozenset[str]]) -> Audience:
+def build_audience(
+    doc: AudienceDoc | None, action: str, countries: Mapping[str, frozenset[str]]
+) -> Audience:
     """The frozen audience with jurisdiction ids expanded to their countries."""
     if doc is None or action == Action.WITHDRAW:
         return EVERYONE
@@ -437,8 +484,9 @@ def build_audience(doc: AudienceDoc | None, action: str,
     )
 
 
-def build_directive(d: ParsedDirective, countries: Mapping[str, frozenset[str]],
-                    signers: tuple[str, ...]) -> Directive:
+def build_directive(
+    d: ParsedDirective, countries: Mapping[str, frozenset[str]], signers: tuple[str, ...]
+) -> Directive:
     v = d.value
     return Directive(
         id=v.id,
@@ -482,9 +530,7 @@ def _build(out: _Collected, files: Mapping[str, bytes]) -> Fleet:
             id=v.jurisdiction,
             name=v.name,
             countries=frozenset(v.countries),
-            authorities=tuple(
-                Authority(a.id, _b64(a.public_key)) for a in v.authorities
-            ),
+            authorities=tuple(Authority(a.id, _b64(a.public_key)) for a in v.authorities),
             directive_threshold=v.directive_threshold,
             process_in=frozenset(v.residency.process_in),
             export={k: frozenset(t) for k, t in v.export.items()},
@@ -494,9 +540,7 @@ def _build(out: _Collected, files: Mapping[str, bytes]) -> Fleet:
             min_sites_per_model=v.guarantees.min_sites_per_model,
             source=p.rel,
         )
-    models = {
-        m.id: Model(m.id, m.origin, m.export_control, m.artifact) for m in out.catalog.models
-    }
+    models = {m.id: Model(m.id, m.origin, m.export_control, m.artifact) for m in out.catalog.models}
     countries = {j.id: j.countries for j in jurisdictions.values()}
     directives = {
         d.value.id: build_directive(d, countries, out.signers.get(d.rel, ()))
@@ -551,8 +595,9 @@ class DirectiveReport:
         return self.directive is not None
 
 
-def inspect_directive_file(path: Path, fleet: Fleet, *, require_signature: bool = True
-                           ) -> DirectiveReport:
+def inspect_directive_file(
+    path: Path, fleet: Fleet, *, require_signature: bool = True
+) -> DirectiveReport:
     """Check one directive file (and its .sig) against ``fleet``; never raises FleetError."""
     label = str(path)
     try:
@@ -579,28 +624,35 @@ def inspect_directive_file(path: Path, fleet: Fleet, *, require_signature: bool 
     sha = hashlib.sha256(raw).hexdigest()
     existing = fleet.directives.get(value.id)
     if existing is not None and existing.sha256 != sha:
-        problems.append(doc.problem(
-            "id",
-            f"directive id '{value.id}' is already used by {existing.source} in the fleet; "
-            "pick a new id (use supersedes to replace it)",
-        ))
+        problems.append(
+            doc.problem(
+                "id",
+                f"directive id '{value.id}' is already used by {existing.source} in the fleet; "
+                "pick a new id (use supersedes to replace it)",
+            )
+        )
     problems_d, signers = check_directive(parsed, ctx, require_signature=require_signature)
     problems.extend(problems_d)
     chain = [parsed] + [
         ParsedDirective(doc, _as_doc(d), d.source, b"", "", None)
-        for d in fleet.directives.values() if d.id != value.id
+        for d in fleet.directives.values()
+        if d.id != value.id
     ]
     problems.extend(check_supersede_cycles(chain))
     threshold = ctx.thresholds.get(value.jurisdiction)
     if problems:
-        return DirectiveReport(None, tuple(sorted(problems, key=_problem_order)),
-                               value.jurisdiction, signers, threshold)
+        return DirectiveReport(
+            None,
+            tuple(sorted(problems, key=_problem_order)),
+            value.jurisdiction,
+            signers,
+            threshold,
+        )
     directive = build_directive(parsed, ctx.countries, signers)
     return DirectiveReport(directive, (), value.jurisdiction, signers, threshold)
 
 
-def load_directive_file(path: Path, fleet: Fleet, *, require_signature: bool = True
-                        ) -> Directive:
+def load_directive_file(path: Path, fleet: Fleet, *, require_signature: bool = True) -> Directive:
     """Validate one directive file (and its .sig) against ``fleet``, e.g. before adding it.
 
     Its id must not be taken by another directive of the fleet, unless the fleet holds this
@@ -615,4 +667,5 @@ def load_directive_file(path: Path, fleet: Fleet, *, require_signature: bool = T
 def _as_doc(d: Directive) -> DirectiveDoc:
     """Just enough of a DirectiveDoc to follow ``supersedes`` chains through the fleet."""
     return DirectiveDoc.model_construct(
-        id=d.id, jurisdiction=d.jurisdiction, supersedes=d.supersedes)
+        id=d.id, jurisdiction=d.jurisdiction, supersedes=d.supersedes
+    )

@@ -133,8 +133,14 @@ def verify_signatures(
     try:
         text = sig_bytes.decode("utf-8")
     except UnicodeDecodeError:
-        return SignatureCheck((), (SignatureLineProblem(1, "not UTF-8 text; expected lines "
-                                                           "'AUTHORITY_ID BASE64_SIGNATURE'"),))
+        return SignatureCheck(
+            (),
+            (
+                SignatureLineProblem(
+                    1, "not UTF-8 text; expected lines 'AUTHORITY_ID BASE64_SIGNATURE'"
+                ),
+            ),
+        )
     signers: list[str] = []
     problems: list[SignatureLineProblem] = []
     valid_ids = ", ".join(sorted(own)) or "none declared"
@@ -144,14 +150,19 @@ def verify_signatures(
             continue
         parts = stripped.split()
         if len(parts) != 2:
-            problems.append(SignatureLineProblem(
-                number, "malformed line; expected 'AUTHORITY_ID BASE64_SIGNATURE'"))
+            problems.append(
+                SignatureLineProblem(
+                    number, "malformed line; expected 'AUTHORITY_ID BASE64_SIGNATURE'"
+                )
+            )
             continue
         authority, encoded = parts
         if authority not in own:
             if authority in others:
-                why = (f"'{authority}' is an authority of {others[authority]}, not of this "
-                       f"directive's jurisdiction (valid: {valid_ids})")
+                why = (
+                    f"'{authority}' is an authority of {others[authority]}, not of this "
+                    f"directive's jurisdiction (valid: {valid_ids})"
+                )
             else:
                 why = f"unknown authority '{authority}' (valid: {valid_ids})"
             problems.append(SignatureLineProblem(number, why))
@@ -159,21 +170,23 @@ def verify_signatures(
         try:
             signature = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
-            problems.append(SignatureLineProblem(
-                number, f"signature of '{authority}' is not valid base64"))
+            problems.append(
+                SignatureLineProblem(number, f"signature of '{authority}' is not valid base64")
+            )
             continue
         try:
             Ed25519PublicKey.from_public_bytes(own[authority]).verify(signature, data)
         except InvalidSignature:
-            problems.append(SignatureLineProblem(
-                number,
-                f"signature of '{authority}' does not verify: the directive changed after "
-                "signing, or it was signed with another key",
-            ))
+            problems.append(
+                SignatureLineProblem(
+                    number,
+                    f"signature of '{authority}' does not verify: the directive changed after "
+                    "signing, or it was signed with another key",
+                )
+            )
             continue
         except ValueError as exc:
-            problems.append(SignatureLineProblem(
-                number, f"cannot verify '{authority}': {exc}"))
+            problems.append(SignatureLineProblem(number, f"cannot verify '{authority}': {exc}"))
             continue
         if authority not in signers:
             signers.append(authority)

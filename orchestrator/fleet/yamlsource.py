@@ -83,8 +83,14 @@ class _TooLarge(Exception):
     pass
 
 
-def _walk(node: yaml.Node, path: str, lines: dict[str, int], problems: list[Problem], file: str,
-          budget: list[int]) -> None:
+def _walk(
+    node: yaml.Node,
+    path: str,
+    lines: dict[str, int],
+    problems: list[Problem],
+    file: str,
+    budget: list[int],
+) -> None:
     budget[0] -= 1
     if budget[0] < 0:
         raise _TooLarge
@@ -99,9 +105,13 @@ def _walk(node: yaml.Node, path: str, lines: dict[str, int], problems: list[Prob
             child = f"{path}.{key}" if path else key
             if key in seen:
                 problems.append(
-                    Problem(file, line, child,
-                            f"duplicate key '{key}' (first defined on line {seen[key]}); "
-                            "each key may appear once in a mapping")
+                    Problem(
+                        file,
+                        line,
+                        child,
+                        f"duplicate key '{key}' (first defined on line {seen[key]}); "
+                        "each key may appear once in a mapping",
+                    )
                 )
                 continue
             seen[key] = line
@@ -117,19 +127,22 @@ def _walk(node: yaml.Node, path: str, lines: dict[str, int], problems: list[Prob
 def parse_yaml(file: str, raw: bytes) -> tuple[Document | None, list[Problem]]:
     """Parse one YAML file. Returns the document (None if unusable) and every problem found."""
     if b"\x00" in raw:
-        return None, [Problem(file, None, "", "binary file (contains NUL bytes); expected YAML "
-                                              "text in UTF-8")]
+        return None, [
+            Problem(file, None, "", "binary file (contains NUL bytes); expected YAML text in UTF-8")
+        ]
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        return None, [Problem(file, line, "", f"not valid UTF-8 (byte {exc.start}); save the "
-                                               "file as UTF-8")]
+        return None, [
+            Problem(file, line, "", f"not valid UTF-8 (byte {exc.start}); save the file as UTF-8")
+        ]
     try:
         return _parse_text(file, text)
     except RecursionError:
-        return None, [Problem(file, None, "", "the document is nested too deeply to be a fleet "
-                                              "file")]
+        return None, [
+            Problem(file, None, "", "the document is nested too deeply to be a fleet file")
+        ]
 
 
 def _parse_text(file: str, text: str) -> tuple[Document | None, list[Problem]]:
@@ -148,23 +161,42 @@ def _parse_text(file: str, text: str) -> tuple[Document | None, list[Problem]]:
             return None, [Problem(file, None, "", "file is empty; expected a YAML mapping")]
         if not isinstance(node, yaml.MappingNode):
             kind = "a list" if isinstance(node, yaml.SequenceNode) else "a single value"
-            return None, [Problem(file, node.start_mark.line + 1, "",
-                                  f"the top level is {kind}; expected a mapping of keys "
-                                  "(key: value)")]
+            return None, [
+                Problem(
+                    file,
+                    node.start_mark.line + 1,
+                    "",
+                    f"the top level is {kind}; expected a mapping of keys (key: value)",
+                )
+            ]
         problems: list[Problem] = []
         lines: dict[str, int] = {"": node.start_mark.line + 1}
         try:
             _walk(node, "", lines, problems, file, [MAX_NODES])
         except _TooLarge:
-            return None, [Problem(file, None, "", f"the document expands to more than "
-                                                  f"{MAX_NODES} values (aliases?); fleet files "
-                                                  "are small, write values out plainly")]
+            return None, [
+                Problem(
+                    file,
+                    None,
+                    "",
+                    f"the document expands to more than "
+                    f"{MAX_NODES} values (aliases?); fleet files "
+                    "are small, write values out plainly",
+                )
+            ]
         try:
             data = loader.construct_document(node)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
-            return None, [*problems, Problem(file, mark.line + 1 if mark else None, "",
-                                             f"malformed YAML: {exc.problem or exc.context}")]
+            return None, [
+                *problems,
+                Problem(
+                    file,
+                    mark.line + 1 if mark else None,
+                    "",
+                    f"malformed YAML: {exc.problem or exc.context}",
+                ),
+            ]
         except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
             # e.g. a timestamp-shaped value that is not a real date (2026-02-30)
             return None, [*problems, Problem(file, None, "", f"cannot read a value: {exc}")]

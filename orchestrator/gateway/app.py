@@ -46,10 +46,21 @@ __all__ = ["Gateway", "GatewaySettings", "Serving"]
 MODEL_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 _MODEL_PATHS = frozenset(MODEL_PATHS)
 # Never forwarded either way: connection-level headers, and lengths/encodings we recompute.
-_HOP_BY_HOP = frozenset({
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-    "transfer-encoding", "upgrade", "content-length", "date", "server",
-})
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "date",
+        "server",
+    }
+)
 # The only request headers passed upstream: never Authorization (the caller's token is for the
 # gateway alone) and nothing that could pretend to carry principal attributes.
 _FORWARDED_REQUEST_HEADERS = ("content-type", "accept")
@@ -87,10 +98,12 @@ class Serving:
     source: str
 
 
-def _error(status: int, kind: str, message: str, headers: Mapping[str, str] | None = None,
-           **extra: Any) -> JSONResponse:
+def _error(
+    status: int, kind: str, message: str, headers: Mapping[str, str] | None = None, **extra: Any
+) -> JSONResponse:
     return JSONResponse(
-        {"error": {"type": kind, "message": message, **extra}}, status_code=status,
+        {"error": {"type": kind, "message": message, **extra}},
+        status_code=status,
         headers=dict(headers or {}),
     )
 
@@ -113,14 +126,14 @@ class _FastPath:
     (other paths and methods, lifespan) through Starlette's router and middleware, whose
     per-request cost was a measurable share of a proxied request's CPU."""
 
-    def __init__(self, model_request: Callable[[Request], Awaitable[Response]],
-                 rest: Starlette) -> None:
+    def __init__(
+        self, model_request: Callable[[Request], Awaitable[Response]], rest: Starlette
+    ) -> None:
         self._model_request = model_request
         self.rest = rest
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (scope["type"] == "http" and scope["path"] in _MODEL_PATHS
-                and scope["method"] == "POST"):
+        if scope["type"] == "http" and scope["path"] in _MODEL_PATHS and scope["method"] == "POST":
             response = await self._model_request(Request(scope, receive))
             await response(scope, receive, send)
         else:
@@ -130,9 +143,13 @@ class _FastPath:
 class Gateway:
     """The routing gateway: an ASGI app (``.app``) plus its background tasks."""
 
-    def __init__(self, source: FleetSource, verifier: TokenVerifier,
-                 settings: GatewaySettings | None = None,
-                 access_log: AccessLog | None = None) -> None:
+    def __init__(
+        self,
+        source: FleetSource,
+        verifier: TokenVerifier,
+        settings: GatewaySettings | None = None,
+        access_log: AccessLog | None = None,
+    ) -> None:
         self.source = source
         self.verifier = verifier
         self.settings = settings if settings is not None else GatewaySettings()
@@ -145,9 +162,11 @@ class Gateway:
         self._marker: Hashable = None
         self._failed: tuple[Hashable, float] | None = None
         s = self.settings
-        self._upstreams = UpstreamPool(max_connections=s.max_connections_per_upstream,
-                                       timeout_s=s.upstream_timeout_s,
-                                       connect_timeout_s=s.connect_timeout_s)
+        self._upstreams = UpstreamPool(
+            max_connections=s.max_connections_per_upstream,
+            timeout_s=s.upstream_timeout_s,
+            connect_timeout_s=s.connect_timeout_s,
+        )
         self._started = False
         self._tasks: list[asyncio.Task[None]] = []
         routes = [Route(p, self._model_request, methods=["POST"]) for p in MODEL_PATHS]
@@ -156,8 +175,7 @@ class Gateway:
             Route("/healthz", self._healthz, methods=["GET"]),
             Route("/metrics", self._metrics, methods=["GET"]),
         ]
-        self.app = _FastPath(self._model_request,
-                             Starlette(routes=routes, lifespan=self._lifespan))
+        self.app = _FastPath(self._model_request, Starlette(routes=routes, lifespan=self._lifespan))
 
     # -- the served table --------------------------------------------------------------------
 
@@ -177,8 +195,9 @@ class Gateway:
             self._install(table, marker)
         return self.serving
 
-    def _install(self, table: ServingTable, marker: Hashable,
-                 upstreams: dict[str, str] | None = None) -> None:
+    def _install(
+        self, table: ServingTable, marker: Hashable, upstreams: dict[str, str] | None = None
+    ) -> None:
         if upstreams is None:
             upstreams = self._upstreams_for(table.fleet)
         # The one reference swap: requests that already read the old value keep it.
@@ -213,8 +232,9 @@ class Gateway:
             elif site.provider == ProviderName.LOCAL or self.settings.stub_all_sites:
                 stub = self.stubs.get(site.id)
                 if stub is None or not stub.running:
-                    stub = start_stub(site.id, self.settings.stub_host,
-                                      site_dir=self._site_dir(site.id))
+                    stub = start_stub(
+                        site.id, self.settings.stub_host, site_dir=self._site_dir(site.id)
+                    )
                     self.stubs[site.id] = stub
                 upstreams[site.id] = stub.url
             # other sites without an endpoint have no upstream: tried and reported, never used
@@ -244,8 +264,12 @@ class Gateway:
                 if table.serial is not None:
                     self.metrics.table_serial.set(table.serial)
                 # Same verified content under a newer serial: keep the compiled table.
-                self._serving = Serving(ServingTable(current.table.table, serial),
-                                        current.upstreams, current.loaded_at, current.source)
+                self._serving = Serving(
+                    ServingTable(current.table.table, serial),
+                    current.upstreams,
+                    current.loaded_at,
+                    current.source,
+                )
                 self._marker = marker
                 self._failed = None
                 self.reload_error = None
@@ -255,8 +279,9 @@ class Gateway:
             # Invalid input stays invalid until it changes: remember it. Anything else (the
             # store unreachable, a busy database) is retried on the next tick.
             invalid = isinstance(exc, FleetError | SignatureError)
-            self._reload_failed(marker if invalid else None,
-                                str(exc).splitlines()[0] if str(exc) else repr(exc))
+            self._reload_failed(
+                marker if invalid else None, str(exc).splitlines()[0] if str(exc) else repr(exc)
+            )
             return False
         old = current.table.version if current is not None else None
         self._install(table, marker, upstreams)
@@ -270,7 +295,9 @@ class Gateway:
         self.reload_error = message
         self.metrics.reloads.labels("failed").inc()
         self.access_log.event(
-            "table.reload_failed", level="error", error=message,
+            "table.reload_failed",
+            level="error",
+            error=message,
             table=self._serving.table.version if self._serving else None,
         )
 
@@ -294,8 +321,12 @@ class Gateway:
         if s.probe_interval_s > 0:
             self._tasks.append(asyncio.create_task(self._probe_loop(), name="gateway-probe"))
         serving = self.serving
-        self.access_log.event("gateway.started", table=serving.table.version,
-                              serial=serving.table.serial, source=serving.source)
+        self.access_log.event(
+            "gateway.started",
+            table=serving.table.version,
+            serial=serving.table.serial,
+            source=serving.source,
+        )
 
     async def shutdown(self) -> None:
         for task in self._tasks:
@@ -355,13 +386,23 @@ class Gateway:
         except TokenError as exc:
             # The reason may quote attacker-chosen text (an alg name): keep the header valid.
             reason = "".join(c for c in exc.reason if c.isprintable() and c not in '"\\')
-            challenge = (f'Bearer realm="sovereign", error="{exc.error}", '
-                         f'error_description="{reason}"')
+            challenge = (
+                f'Bearer realm="sovereign", error="{exc.error}", error_description="{reason}"'
+            )
             return _error(401, exc.error, exc.reason, {"WWW-Authenticate": challenge})
 
-    def _log(self, request: Request, started: float, status: int, *, model: str | None = None,
-             site: str | None = None, table: str | None = None,
-             token: VerifiedToken | None = None, **extra: Any) -> None:
+    def _log(
+        self,
+        request: Request,
+        started: float,
+        status: int,
+        *,
+        model: str | None = None,
+        site: str | None = None,
+        table: str | None = None,
+        token: VerifiedToken | None = None,
+        **extra: Any,
+    ) -> None:
         self.access_log.write(
             method=request.method,
             path=request.scope["path"],
@@ -388,8 +429,11 @@ class Gateway:
         body = await self._read_body(request)
         if body is None:
             self._log(request, started, 413, table=version, token=token)
-            return _error(413, "request_too_large",
-                          f"request body larger than {self.settings.max_body_bytes} bytes")
+            return _error(
+                413,
+                "request_too_large",
+                f"request body larger than {self.settings.max_body_bytes} bytes",
+            )
         try:
             payload = json.loads(body or b"null")
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -398,8 +442,9 @@ class Gateway:
         if not isinstance(model, str) or not model:
             self.metrics.requests.labels("", "", "bad_request").inc()
             self._log(request, started, 400, table=version, token=token)
-            return _error(400, "invalid_request_error",
-                          "the body must be a JSON object with a string 'model'")
+            return _error(
+                400, "invalid_request_error", "the body must be a JSON object with a string 'model'"
+            )
         principal = token.principal
         at = datetime.now(UTC)
         route = table.route(model, principal, at)
@@ -409,8 +454,7 @@ class Gateway:
         if not table.knows(model):
             self.metrics.requests.labels("unknown", "", "unknown_model").inc()
             self._log(request, started, 404, model=model, table=version, token=token)
-            return _error(404, "model_not_found", f"model {model!r} is not in the fleet",
-                          headers)
+            return _error(404, "model_not_found", f"model {model!r} is not in the fleet", headers)
         if not route:
             self.metrics.requests.labels(model, "", "refused").inc()
             self.metrics.refusals.labels(model).inc()
@@ -430,8 +474,7 @@ class Gateway:
                 headers=headers,
             )
         stream = isinstance(payload, dict) and payload.get("stream") is True
-        return await self._forward(request, body, model, route, serving, token, stream,
-                                   started)
+        return await self._forward(request, body, model, route, serving, token, stream, started)
 
     async def _read_body(self, request: Request) -> bytes | None:
         """The body, or None when it exceeds the limit (checked before it is all in memory)."""
@@ -448,9 +491,17 @@ class Gateway:
             parts.append(chunk)
         return b"".join(parts)
 
-    async def _forward(self, request: Request, body: bytes, model: str, route: tuple[str, ...],
-                       serving: Serving, token: VerifiedToken, stream: bool,
-                       started: float) -> Response:
+    async def _forward(
+        self,
+        request: Request,
+        body: bytes,
+        model: str,
+        route: tuple[str, ...],
+        serving: Serving,
+        token: VerifiedToken,
+        stream: bool,
+        started: float,
+    ) -> Response:
         if not self._started:
             return _error(503, "starting", "the gateway is not started")
         version = serving.table.version
@@ -472,8 +523,9 @@ class Gateway:
             content = b""
             chunks: AsyncIterator[bytes] | None = None
             try:
-                resp = await session.post(self._upstreams.url(base, path), data=body,
-                                          headers=forward_headers)
+                resp = await session.post(
+                    self._upstreams.url(base, path), data=body, headers=forward_headers
+                )
                 if resp.status >= 500:
                     answered_5xx = True
                     failure = f"HTTP {resp.status}"
@@ -504,9 +556,17 @@ class Gateway:
             headers["X-Sovereign-Site"] = site
             headers["X-Sovereign-Table"] = version
             failed_over = [t["site"] for t in tried]
-            self._log(request, started, status, model=model, site=site,
-                      table=version, token=token, stream=stream,
-                      failed_over=failed_over or None)
+            self._log(
+                request,
+                started,
+                status,
+                model=model,
+                site=site,
+                table=version,
+                token=token,
+                stream=stream,
+                failed_over=failed_over or None,
+            )
             if not stream:
                 resp.release()  # read to the end: the connection goes back to the pool
                 return Response(content, status, headers)
@@ -519,16 +579,26 @@ class Gateway:
             )
         status = 502 if answered_5xx else 503
         self.metrics.requests.labels(model, "", "upstream_failed").inc()
-        self._log(request, started, status, model=model, table=version, token=token,
-                  tried=[t["site"] for t in tried])
+        self._log(
+            request,
+            started,
+            status,
+            model=model,
+            table=version,
+            token=token,
+            tried=[t["site"] for t in tried],
+        )
         return _error(
-            status, "upstream_unavailable",
+            status,
+            "upstream_unavailable",
             "every site this principal may use failed; no other site is allowed",
-            {"X-Sovereign-Table": version}, sites_tried=tried,
+            {"X-Sovereign-Table": version},
+            sites_tried=tried,
         )
 
-    async def _relay(self, resp: aiohttp.ClientResponse, first: bytes,
-                     chunks: AsyncIterator[bytes], site: str) -> AsyncIterator[bytes]:
+    async def _relay(
+        self, resp: aiohttp.ClientResponse, first: bytes, chunks: AsyncIterator[bytes], site: str
+    ) -> AsyncIterator[bytes]:
         complete = False
         try:
             if first:
@@ -562,8 +632,9 @@ class Gateway:
             if serving.table.route(m, token.principal, at)
         ]
         self._log(request, started, 200, table=serving.table.version, token=token)
-        return JSONResponse({"object": "list", "data": data},
-                            headers={"X-Sovereign-Table": serving.table.version})
+        return JSONResponse(
+            {"object": "list", "data": data}, headers={"X-Sovereign-Table": serving.table.version}
+        )
 
     async def _healthz(self, request: Request) -> Response:
         serving = self.serving
@@ -572,17 +643,19 @@ class Gateway:
             info["upstream"] = site_id in serving.upstreams
         down = sorted(s for s, info in sites.items() if not info["up"])
         status = "degraded" if self.reload_error or down else "ok"
-        return JSONResponse({
-            "status": status,
-            "table": serving.table.version,
-            "serial": serving.table.serial,
-            "source": serving.source,
-            "loaded_at": serving.loaded_at.isoformat(),
-            "reload_error": self.reload_error,
-            "sites_up": sorted(s for s, info in sites.items() if info["up"]),
-            "sites_down": down,
-            "sites": sites,
-        })
+        return JSONResponse(
+            {
+                "status": status,
+                "table": serving.table.version,
+                "serial": serving.table.serial,
+                "source": serving.source,
+                "loaded_at": serving.loaded_at.isoformat(),
+                "reload_error": self.reload_error,
+                "sites_up": sorted(s for s, info in sites.items() if info["up"]),
+                "sites_down": down,
+                "sites": sites,
+            }
+        )
 
     async def _metrics(self, request: Request) -> Response:
         return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)

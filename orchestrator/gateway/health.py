@@ -28,8 +28,12 @@ class SiteHealth:
 class HealthBook:
     """Passive and active health of upstream sites, keyed by site id."""
 
-    def __init__(self, base_backoff_s: float = 1.0, max_backoff_s: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        base_backoff_s: float = 1.0,
+        max_backoff_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.base_backoff_s = base_backoff_s
         self.max_backoff_s = max_backoff_s
         self._clock = clock

@@ -22,8 +22,22 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 __all__ = ["AccessLog", "GatewayMetrics", "stderr_sink"]
 
 _LATENCY_BUCKETS = (
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0, 10.0,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
 )
 
 
@@ -32,35 +46,51 @@ class GatewayMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
-            "sovereign_gateway_requests", "Requests by model, serving site and outcome",
-            ["model", "site", "outcome"], registry=r,
+            "sovereign_gateway_requests",
+            "Requests by model, serving site and outcome",
+            ["model", "site", "outcome"],
+            registry=r,
         )
         self.refusals = Counter(
-            "sovereign_gateway_refusals", "451 answers (empty route) by model", ["model"],
+            "sovereign_gateway_refusals",
+            "451 answers (empty route) by model",
+            ["model"],
             registry=r,
         )
         self.failovers = Counter(
-            "sovereign_gateway_failovers", "Upstream attempts that failed and moved on",
-            ["model", "site"], registry=r,
+            "sovereign_gateway_failovers",
+            "Upstream attempts that failed and moved on",
+            ["model", "site"],
+            registry=r,
         )
         self.decision_seconds = Histogram(
-            "sovereign_gateway_decision_seconds", "Time to verify the token and route",
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "sovereign_gateway_decision_seconds",
+            "Time to verify the token and route",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.upstream_seconds = Histogram(
-            "sovereign_gateway_upstream_seconds", "Upstream response time (to headers)",
-            ["site"], buckets=_LATENCY_BUCKETS, registry=r,
+            "sovereign_gateway_upstream_seconds",
+            "Upstream response time (to headers)",
+            ["site"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.reloads = Counter(
-            "sovereign_gateway_reloads", "Table reload attempts by result", ["result"],
+            "sovereign_gateway_reloads",
+            "Table reload attempts by result",
+            ["result"],
             registry=r,
         )
         self.site_up = Gauge(
-            "sovereign_gateway_site_up", "1 when the site is considered healthy", ["site"],
+            "sovereign_gateway_site_up",
+            "1 when the site is considered healthy",
+            ["site"],
             registry=r,
         )
         self.table_serial = Gauge(
-            "sovereign_gateway_table_serial", "State serial of the table being served",
+            "sovereign_gateway_table_serial",
+            "State serial of the table being served",
             registry=r,
         )
 

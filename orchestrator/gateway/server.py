@@ -65,17 +65,24 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def serve(gateway: Gateway, host: str = "127.0.0.1", port: int = 8080,
-                sock: socket.socket | None = None) -> None:
+async def serve(
+    gateway: Gateway, host: str = "127.0.0.1", port: int = 8080, sock: socket.socket | None = None
+) -> None:
     """Serve in the foreground until interrupted (SIGINT/SIGTERM stop it gracefully)."""
     gateway.load_initial()
     listener = sock if sock is not None else bind(host, port)
     config = uvicorn.Config(
-        gateway.app, host=host, port=port, log_level="warning", access_log=False,
-        lifespan="on", timeout_graceful_shutdown=5,
+        gateway.app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
         # httptools parses HTTP/1.1 in C when installed (h11 otherwise); the gateway reads no
         # client address, so X-Forwarded-* rewriting would be work for nothing.
-        http="auto", proxy_headers=False,
+        http="auto",
+        proxy_headers=False,
     )
     await uvicorn.Server(config).serve(sockets=[listener])
 
@@ -90,8 +97,9 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-def run(gateway: Gateway, host: str = "127.0.0.1", port: int = 8080,
-        sock: socket.socket | None = None) -> None:
+def run(
+    gateway: Gateway, host: str = "127.0.0.1", port: int = 8080, sock: socket.socket | None = None
+) -> None:
     """``serve`` in the foreground on a fresh event loop (uvloop when installed)."""
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
         runner.run(serve(gateway, host, port, sock))

@@ -57,8 +57,9 @@ class FleetSource(Protocol):
 class AppliedFleetSource:
     """The fleet last recorded by ``sovereign apply`` in the state store."""
 
-    def __init__(self, reader: StateReader,
-                 fleet_from_files: Callable[[Mapping[str, bytes]], Fleet]) -> None:
+    def __init__(
+        self, reader: StateReader, fleet_from_files: Callable[[Mapping[str, bytes]], Fleet]
+    ) -> None:
         self.reader = reader
         self.label = f"applied fleet in {reader.url}"
         self._fleet_from_files = fleet_from_files

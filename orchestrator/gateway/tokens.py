@@ -81,24 +81,32 @@ def _algorithm_for(key: object, source: str) -> str:
     if isinstance(key, ec.EllipticCurvePublicKey):
         alg = _CURVE_ALGS.get(key.curve.name)
         if alg is None:
-            raise UsageError(f"{source}: unsupported EC curve {key.curve.name}",
-                             hint="use P-256 (ES256), P-384 or P-521, or an Ed25519 key")
+            raise UsageError(
+                f"{source}: unsupported EC curve {key.curve.name}",
+                hint="use P-256 (ES256), P-384 or P-521, or an Ed25519 key",
+            )
         return alg
     if isinstance(key, rsa.RSAPublicKey):
         if key.key_size < _MIN_RSA_BITS:
-            raise UsageError(f"{source}: RSA key of {key.key_size} bits is too weak",
-                             hint=f"use an RSA key of at least {_MIN_RSA_BITS} bits")
+            raise UsageError(
+                f"{source}: RSA key of {key.key_size} bits is too weak",
+                hint=f"use an RSA key of at least {_MIN_RSA_BITS} bits",
+            )
         return "RS256"
-    raise UsageError(f"{source}: unsupported key type {type(key).__name__}",
-                     hint="token keys are Ed25519, EC (P-256/384/521) or RSA public keys")
+    raise UsageError(
+        f"{source}: unsupported key type {type(key).__name__}",
+        hint="token keys are Ed25519, EC (P-256/384/521) or RSA public keys",
+    )
 
 
 def _keys_from_jwks(text: str, source: str) -> list[TokenKey]:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UsageError(f"{source}: not valid JSON ({exc.msg})",
-                         hint="a token key file is a PEM public key or a JWKS JSON file") from None
+        raise UsageError(
+            f"{source}: not valid JSON ({exc.msg})",
+            hint="a token key file is a PEM public key or a JWKS JSON file",
+        ) from None
     entries = doc.get("keys") if isinstance(doc, dict) else None
     if not isinstance(entries, list) or not entries:
         raise UsageError(f"{source}: a JWKS file needs a non-empty 'keys' list")
@@ -108,11 +116,15 @@ def _keys_from_jwks(text: str, source: str) -> list[TokenKey]:
         if not isinstance(entry, dict):
             raise UsageError(f"{where}: not an object")
         if entry.get("kty") == "oct":
-            raise UsageError(f"{where}: symmetric (oct) keys are not accepted",
-                             hint="tokens must be signed with an asymmetric key")
+            raise UsageError(
+                f"{where}: symmetric (oct) keys are not accepted",
+                hint="tokens must be signed with an asymmetric key",
+            )
         if "d" in entry:
-            raise UsageError(f"{where}: this is a private key",
-                             hint="configure only the public half of the signing key")
+            raise UsageError(
+                f"{where}: this is a private key",
+                hint="configure only the public half of the signing key",
+            )
         try:
             jwk = jwt.PyJWK.from_dict(entry)
         except jwt.PyJWTError as exc:
@@ -134,24 +146,32 @@ def load_token_keys(paths: Iterable[Path]) -> tuple[TokenKey, ...]:
         try:
             data = path.read_bytes()
         except OSError as exc:
-            raise UsageError(f"cannot read token key {source}: {exc.strerror}",
-                             hint="--token-key takes a PEM public key or JWKS file") from None
+            raise UsageError(
+                f"cannot read token key {source}: {exc.strerror}",
+                hint="--token-key takes a PEM public key or JWKS file",
+            ) from None
         stripped = data.lstrip()
         if stripped.startswith(b"{"):
             keys.extend(_keys_from_jwks(data.decode("utf-8", "replace"), source))
             continue
         if b"PRIVATE KEY" in data:
-            raise UsageError(f"{source} holds a private key",
-                             hint="configure only the public half of the signing key")
+            raise UsageError(
+                f"{source} holds a private key",
+                hint="configure only the public half of the signing key",
+            )
         try:
             key = load_pem_public_key(data)
         except ValueError:
-            raise UsageError(f"{source}: not a PEM public key or JWKS file",
-                             hint="export the public key, e.g. `openssl pkey -pubout`") from None
+            raise UsageError(
+                f"{source}: not a PEM public key or JWKS file",
+                hint="export the public key, e.g. `openssl pkey -pubout`",
+            ) from None
         keys.append(TokenKey(key, _algorithm_for(key, source), None, source))  # type: ignore[arg-type]
     if not keys:
-        raise UsageError("no token keys configured",
-                         hint="pass --token-key FILE (a PEM public key or a JWKS file)")
+        raise UsageError(
+            "no token keys configured",
+            hint="pass --token-key FILE (a PEM public key or a JWKS file)",
+        )
     return tuple(keys)
 
 
@@ -186,9 +206,14 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
 class TokenVerifier:
     """Verifies bearer tokens against pinned public keys and returns the principal."""
 
-    def __init__(self, keys: Sequence[TokenKey], audience: str = DEFAULT_AUDIENCE,
-                 issuer: str | None = None, leeway_s: float = 0.0,
-                 cache_size: int = 4096) -> None:
+    def __init__(
+        self,
+        keys: Sequence[TokenKey],
+        audience: str = DEFAULT_AUDIENCE,
+        issuer: str | None = None,
+        leeway_s: float = 0.0,
+        cache_size: int = 4096,
+    ) -> None:
         if not keys:
             raise UsageError("no token keys configured", hint="pass --token-key FILE")
         self.keys = tuple(keys)
@@ -277,9 +302,7 @@ class TokenVerifier:
                 last = TokenError("token is invalid")
                 break
             sub = claims.get("sub")
-            digest = (
-                hashlib.sha256(sub.encode()).hexdigest()[:16] if isinstance(sub, str) else None
-            )
+            digest = hashlib.sha256(sub.encode()).hexdigest()[:16] if isinstance(sub, str) else None
             exp = float(claims["exp"])
             nbf = float(claims.get("nbf", 0))
             return VerifiedToken(principal_from_claims(claims), digest), exp, nbf

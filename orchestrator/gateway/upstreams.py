@@ -40,14 +40,23 @@ def failure_name(exc: BaseException) -> str:
 class UpstreamPool:
     """Lazily created ``aiohttp.ClientSession`` per upstream base URL."""
 
-    def __init__(self, *, max_connections: int, timeout_s: float, connect_timeout_s: float,
-                 keepalive_s: float = 4.0) -> None:
+    def __init__(
+        self,
+        *,
+        max_connections: int,
+        timeout_s: float,
+        connect_timeout_s: float,
+        keepalive_s: float = 4.0,
+    ) -> None:
         self._max_connections = max_connections
         self._keepalive_s = keepalive_s
         # connect= bounds waiting for a pooled connection plus opening one (httpx's "pool"
         # timeout); sock_connect= the TCP connect itself; sock_read= silence between reads.
         self._timeout = aiohttp.ClientTimeout(
-            total=None, connect=timeout_s, sock_connect=connect_timeout_s, sock_read=timeout_s,
+            total=None,
+            connect=timeout_s,
+            sock_connect=connect_timeout_s,
+            sock_read=timeout_s,
         )
         self._sessions: dict[str, aiohttp.ClientSession] = {}
         self._urls: dict[tuple[str, str], URL] = {}
@@ -58,11 +67,14 @@ class UpstreamPool:
             # Idle connections are dropped before common servers' own keep-alive limit (uvicorn:
             # 5 s), so a request is not sent on a connection the server is just closing.
             connector = aiohttp.TCPConnector(
-                limit=self._max_connections, limit_per_host=self._max_connections,
-                keepalive_timeout=self._keepalive_s, ttl_dns_cache=10,
+                limit=self._max_connections,
+                limit_per_host=self._max_connections,
+                keepalive_timeout=self._keepalive_s,
+                ttl_dns_cache=10,
             )
             session = self._sessions[base] = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout,
+                connector=connector,
+                timeout=self._timeout,
                 trust_env=False,  # never route upstream calls through an environment proxy
                 # Never keep an upstream's cookies: the next request is another principal's.
                 cookie_jar=aiohttp.DummyCookieJar(),

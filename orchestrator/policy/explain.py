@@ -66,9 +66,7 @@ def explain(fleet: Fleet, model_id: str, principal: Principal, at: datetime) -> 
     """The reference explanation: ``rules.decide`` for every site, and the route."""
     check_model(fleet, model_id)
     active = in_force(fleet, at)
-    decisions = {
-        s: decide(fleet, model_id, s, principal, at, active) for s in sorted(fleet.sites)
-    }
+    decisions = {s: decide(fleet, model_id, s, principal, at, active) for s in sorted(fleet.sites)}
     home = fleet.home_of(principal.residency)
     route = order_route(fleet, (s for s, d in decisions.items() if d.allowed), home)
     return Explanation(model_id, principal, at, home, route, MappingProxyType(decisions))
@@ -124,8 +122,11 @@ class Explainer:
         if cached is None:
             # R0's message names the residency, so unlisted principals are not cached
             cached = tuple(
-                tuple(r for r in self._reference(model_id, s, principal).reasons
-                      if r.rule not in (Rule.WITHDRAWN, Rule.DIRECTIVE))
+                tuple(
+                    r
+                    for r in self._reference(model_id, s, principal).reasons
+                    if r.rule not in (Rule.WITHDRAWN, Rule.DIRECTIVE)
+                )
                 for s in self._sites
             )
             if home is not None:

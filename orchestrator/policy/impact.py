@@ -117,9 +117,7 @@ class Impact:
         }
 
 
-def impact(
-    fleet: Fleet, directive: Directive, at: datetime, *, signed: bool = True
-) -> Impact:
+def impact(fleet: Fleet, directive: Directive, at: datetime, *, signed: bool = True) -> Impact:
     """Compare routes without and with ``directive`` at the later of ``at`` and its effective
     instant. ``fleet`` must not already contain it (a directive with the same id is replaced,
     which makes this the what-if of changing that directive)."""
@@ -129,12 +127,15 @@ def impact(
     after_table = RouteTable.compile(with_it, previous=before_table)
     replaced = [
         d
-        for d in (fleet.directives.get(directive.supersedes or ""), fleet.directives.get(
-            directive.id))
+        for d in (
+            fleet.directives.get(directive.supersedes or ""),
+            fleet.directives.get(directive.id),
+        )
         if d is not None
     ]
-    play = {d.id: d for d in (*in_force(fleet, when), *in_force(with_it, when), *replaced,
-                              directive)}
+    play = {
+        d.id: d for d in (*in_force(fleet, when), *in_force(with_it, when), *replaced, directive)
+    }
     residencies = _residency_classes(fleet, play.values())
     nationality_classes = _nationality_classes(play.values())
     group_classes: list[tuple[str, ...]] = [()] + [
@@ -158,8 +159,10 @@ def impact(
                     if not _within_reach(fleet, reach, model, principal, before, after):
                         collateral += 1
                     effect = (
-                        Effect.REFUSED if not after
-                        else Effect.RESTORED if not before
+                        Effect.REFUSED
+                        if not after
+                        else Effect.RESTORED
+                        if not before
                         else Effect.REROUTED
                     )
                     changes.append(

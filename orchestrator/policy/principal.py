@@ -15,7 +15,9 @@ class Principal:
 
     @classmethod
     def of(
-        cls, residency: str, nationalities: tuple[str, ...] | list[str] = (),
+        cls,
+        residency: str,
+        nationalities: tuple[str, ...] | list[str] = (),
         groups: tuple[str, ...] | list[str] = (),
     ) -> Principal:
         return cls(

@@ -68,9 +68,7 @@ def in_force(fleet: Fleet, at: datetime) -> tuple[Directive, ...]:
             (
                 d
                 for d in fleet.directives.values()
-                if d.effective <= at
-                and (d.expires is None or at < d.expires)
-                and d.id not in gone
+                if d.effective <= at and (d.expires is None or at < d.expires) and d.id not in gone
             ),
             key=lambda d: d.id,
         )
@@ -242,7 +240,5 @@ def order_route(fleet: Fleet, allowed_sites: Iterable[str], home_id: str | None)
 def route(fleet: Fleet, model_id: str, principal: Principal, at: datetime) -> tuple[str, ...]:
     """The reference route: every allowed site, in SPEC order."""
     active = in_force(fleet, at)
-    allowed = [
-        s for s in fleet.sites if decide(fleet, model_id, s, principal, at, active).allowed
-    ]
+    allowed = [s for s in fleet.sites if decide(fleet, model_id, s, principal, at, active).allowed]
     return order_route(fleet, allowed, fleet.home_of(principal.residency))

@@ -70,8 +70,17 @@ _Matcher = tuple[
 #  None, residency default, the entry's base route, the route when every suspension matches,
 #  its route memo, sites removed per bit); the routes ride along so the hot path reads one tuple
 _Plan = tuple[
-    int, int, int, dict[str, int], dict[str, int], dict[str, int] | None, int,
-    tuple[str, ...], tuple[str, ...], dict[int, tuple[str, ...]], tuple[frozenset[str], ...],
+    int,
+    int,
+    int,
+    dict[str, int],
+    dict[str, int],
+    dict[str, int] | None,
+    int,
+    tuple[str, ...],
+    tuple[str, ...],
+    dict[int, tuple[str, ...]],
+    tuple[frozenset[str], ...],
 ]
 # Routes memoised per entry: one per class of principal that occurs, capped (see _Entry.miss)
 _MEMO_CAP = 256
@@ -141,8 +150,17 @@ class _Entry:
         every_site = frozenset[str]().union(*removes)
         when_all = tuple(s for s in self.base if s not in every_site)
         plan = (
-            everyone, no_nat_in, shift, by_nat, by_group, by_res, res_default,
-            self.base, when_all, self.routes, removes,
+            everyone,
+            no_nat_in,
+            shift,
+            by_nat,
+            by_group,
+            by_res,
+            res_default,
+            self.base,
+            when_all,
+            self.routes,
+            removes,
         )
         self.plan = plan  # idempotent: threads racing here store equal plans
         return plan
@@ -274,7 +292,9 @@ class RouteTable:
         # skip the per-key bisect. Replaced as one tuple, so readers in other threads see
         # either the old or the new window, never a mix.
         self._window: tuple[datetime, datetime, dict[str, dict[str | None, _Slot]]] = (
-            _LATEST, _EARLIEST, {}  # empty: the first query advances it
+            _LATEST,
+            _EARLIEST,
+            {},  # empty: the first query advances it
         )
 
     # -- compiling ---------------------------------------------------------------------------
@@ -318,8 +338,19 @@ class RouteTable:
         plan = entry.plan
         if plan is None:
             plan = entry.build_plan()
-        (everyone, no_nat_in, shift, by_nat, by_group, by_res, res_default, base, when_all,
-         memo, removes) = plan
+        (
+            everyone,
+            no_nat_in,
+            shift,
+            by_nat,
+            by_group,
+            by_res,
+            res_default,
+            base,
+            when_all,
+            memo,
+            removes,
+        ) = plan
         # Which suspensions match, as bits; same predicates as rules.audience_matches.
         nats = principal.nationalities
         if nats:
@@ -357,9 +388,7 @@ class RouteTable:
             for h, (bounds, entries) in per_home.items():
                 now[h] = entries[bisect_right(bounds, at)] if bounds else entries[0]
             flat[m] = {
-                c: _at_residency(now[h], c)
-                for c, h in self.fleet.country_home.items()
-                if h in now
+                c: _at_residency(now[h], c) for c, h in self.fleet.country_home.items() if h in now
             }
             if None in now:
                 flat[m][None] = now[None]
@@ -387,9 +416,7 @@ class _Compiler:
         sites = fleet.sites
         # R1 and R2 depend on (model, site) only
         self.placeable: dict[str, frozenset[str]] = {
-            m: frozenset(
-                s for s in sites if offered(fleet, m, s) and export_allowed(fleet, m, s)
-            )
+            m: frozenset(s for s in sites if offered(fleet, m, s) and export_allowed(fleet, m, s))
             for m in fleet.models
         }
         # R3 depends on (home, site) only; None is the unlisted home under `any`
@@ -422,9 +449,7 @@ class _Compiler:
             governing: dict[str | None, frozenset[str]] = {}
             for h, r3 in self.homes.items():
                 candidates = self.placeable[m] & r3
-                governing[h] = frozenset(
-                    j for s in candidates for j in fleet.sites[s].governing
-                )
+                governing[h] = frozenset(j for s in candidates for j in fleet.sites[s].governing)
                 if reuse is not None and (m, h) not in stale:
                     per_home[h] = reuse[m][h]
                 else:
@@ -505,7 +530,6 @@ class _Compiler:
             raw.append(entry)
         return tuple(bounds), tuple(_finish(e) for e in raw)
 
-
     @staticmethod
     def _withdrawn_entry(
         ordered: tuple[str, ...],
@@ -531,6 +555,7 @@ class _Compiler:
             if suspension is not None:
                 suspensions.append(suspension)
         return base, tuple(suspensions)
+
 
 def _finish(raw: _RawEntry) -> _Slot:
     """The hot-path form of an interval: the route itself when nothing can change it, else an

@@ -185,8 +185,11 @@ def build_stub_app(
                     "created": created,
                     "model": model,
                     "choices": [
-                        {"index": 0, "delta": {"role": "assistant", "content": part},
-                         "finish_reason": None}
+                        {
+                            "index": 0,
+                            "delta": {"role": "assistant", "content": part},
+                            "finish_reason": None,
+                        }
                     ],
                 }
                 for part in pieces(text)
@@ -198,8 +201,11 @@ def build_stub_app(
                 "created": created,
                 "model": model,
                 "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": text},
-                     "finish_reason": "stop"}
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": "stop",
+                    }
                 ],
                 "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
             },
@@ -249,8 +255,11 @@ def build_stub_app(
                 "model": model,
                 "site": site_id,
                 "data": [
-                    {"object": "embedding", "index": i,
-                     "embedding": _embedding_for(f"{site_id}:{model}:{item}")}
+                    {
+                        "object": "embedding",
+                        "index": i,
+                        "embedding": _embedding_for(f"{site_id}:{model}:{item}"),
+                    }
                     for i, item in enumerate(inputs)
                 ],
             },
@@ -291,8 +300,9 @@ class BackgroundServer:
     and waits for the thread, after which the port refuses connections.
     """
 
-    def __init__(self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0,
-                 name: str = "asgi") -> None:
+    def __init__(
+        self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0, name: str = "asgi"
+    ) -> None:
         if not is_loopback(host):
             raise UsageError(
                 f"refusing to bind {host}: in-process servers listen on loopback only",
@@ -300,7 +310,12 @@ class BackgroundServer:
             )
         self.host = host
         self._config = uvicorn.Config(
-            app, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
             timeout_graceful_shutdown=2,
         )
         self._server = uvicorn.Server(self._config)
@@ -337,8 +352,14 @@ class BackgroundServer:
 class StubServer(BackgroundServer):
     """One stub site running on loopback; ``behaviour`` is live (change it while it runs)."""
 
-    def __init__(self, site_id: str, host: str = "127.0.0.1", port: int = 0,
-                 site_dir: Path | None = None, models: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        site_id: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        site_dir: Path | None = None,
+        models: Iterable[str] = (),
+    ) -> None:
         self.site_id = site_id
         self.site_dir = site_dir
         self.behaviour = StubBehaviour()
@@ -355,8 +376,13 @@ class StubServer(BackgroundServer):
         return sum(self.behaviour.hits.values())
 
 
-def start_stub(site_id: str, host: str = "127.0.0.1", port: int = 0,
-               site_dir: Path | None = None, models: Iterable[str] = ()) -> StubServer:
+def start_stub(
+    site_id: str,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    site_dir: Path | None = None,
+    models: Iterable[str] = (),
+) -> StubServer:
     """Start a stub upstream for ``site_id`` and return it once it accepts connections."""
     stub = StubServer(site_id, host, port, site_dir, models)
     stub.start()

@@ -135,8 +135,9 @@ class AuditLog(Protocol):
 def canonical_json(value: Any) -> str:
     """Sorted keys, no whitespace, UTF-8 text, NaN refused: the one serialisation that is hashed."""
     try:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                          allow_nan=False)
+        return json.dumps(
+            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
     except (TypeError, ValueError) as exc:
         raise AuditError(
             f"audit payload is not plain JSON: {exc}",
@@ -215,33 +216,46 @@ def _find_problem(entries: Sequence[StoredEntry], head: AuditHead | None) -> Aud
         if e.seq > expected:
             missing = f"{expected}" if e.seq == expected + 1 else f"{expected}..{e.seq - 1}"
             return _problem(
-                expected, None, AuditProblemKind.DELETED,
+                expected,
+                None,
+                AuditProblemKind.DELETED,
                 f"entry {missing} is missing (seq jumps from {expected - 1} to {e.seq})",
             )
         if e.seq < expected:
-            where = ("is numbered before the first entry (1)" if index == 0
-                     else f"appears again after entry {expected - 1}")
+            where = (
+                "is numbered before the first entry (1)"
+                if index == 0
+                else f"appears again after entry {expected - 1}"
+            )
             return _problem(e.seq, e.kind, AuditProblemKind.REORDERED, f"entry {e.seq} {where}")
         if not hashes_as(e, e.seq):
             # An intact entry moved to another seq still hashes correctly under its old seq.
             for other in range(1, len(entries) + 2):
                 if other != e.seq and hashes_as(e, other):
                     return _problem(
-                        e.seq, e.kind, AuditProblemKind.REORDERED,
+                        e.seq,
+                        e.kind,
+                        AuditProblemKind.REORDERED,
                         f"entry {e.seq} ({e.kind}) was written as entry {other}",
                     )
             return _problem(
-                e.seq, e.kind, AuditProblemKind.EDITED,
+                e.seq,
+                e.kind,
+                AuditProblemKind.EDITED,
                 f"entry {e.seq} ({e.kind}) does not match its hash: its content was changed",
             )
         if e.prev_hash != prev_hash:
             if e.prev_hash in hashes:
                 return _problem(
-                    e.seq, e.kind, AuditProblemKind.REORDERED,
+                    e.seq,
+                    e.kind,
+                    AuditProblemKind.REORDERED,
                     f"entry {e.seq} ({e.kind}) follows a different entry than the one before it",
                 )
             return _problem(
-                e.seq, e.kind, AuditProblemKind.CHAIN_BROKEN,
+                e.seq,
+                e.kind,
+                AuditProblemKind.CHAIN_BROKEN,
                 f"entry {e.seq} ({e.kind}) does not point at the hash of entry {e.seq - 1}",
             )
         prev_hash = e.hash
@@ -249,25 +263,33 @@ def _find_problem(entries: Sequence[StoredEntry], head: AuditHead | None) -> Aud
     if head is None:
         if last is not None:
             return _problem(
-                None, None, AuditProblemKind.HEAD_TRUNCATED,
+                None,
+                None,
+                AuditProblemKind.HEAD_TRUNCATED,
                 f"the recorded head of the log is missing, but the log has {len(entries)} entries",
             )
         return None
     if last is None or last.seq < head.seq:
         have = last.seq if last else 0
         return _problem(
-            have + 1, None, AuditProblemKind.HEAD_TRUNCATED,
+            have + 1,
+            None,
+            AuditProblemKind.HEAD_TRUNCATED,
             f"the log ends at entry {have} but the store recorded entry {head.seq} as its head: "
             f"entries {have + 1}..{head.seq} were deleted",
         )
     if last.seq > head.seq:
         return _problem(
-            head.seq + 1, entries[head.seq].kind, AuditProblemKind.CHAIN_BROKEN,
+            head.seq + 1,
+            entries[head.seq].kind,
+            AuditProblemKind.CHAIN_BROKEN,
             f"entries after the recorded head {head.seq} were added outside the log",
         )
     if last.hash != head.hash:
         return _problem(
-            last.seq, last.kind, AuditProblemKind.HEAD_TRUNCATED,
+            last.seq,
+            last.kind,
+            AuditProblemKind.HEAD_TRUNCATED,
             f"entry {last.seq} ({last.kind}) is not the entry the store recorded as its head",
         )
     return None
@@ -285,12 +307,16 @@ def verify_chain(
     problem = _find_problem(listed, head)
     if problem is None and require_genesis and not listed:
         problem = _problem(
-            1, None, AuditProblemKind.HEAD_TRUNCATED,
+            1,
+            None,
+            AuditProblemKind.HEAD_TRUNCATED,
             f"the log is empty, but every store starts it with a {STATE_CREATED} entry",
         )
     if problem is None and require_genesis and listed[0].kind != STATE_CREATED:
         problem = _problem(
-            1, listed[0].kind, AuditProblemKind.EDITED,
+            1,
+            listed[0].kind,
+            AuditProblemKind.EDITED,
             f"entry 1 is {listed[0].kind!r}, but every log starts with {STATE_CREATED}",
         )
     head_hash = listed[-1].hash if listed else None
@@ -303,14 +329,43 @@ def verify_chain(
 # so that ``api_key``/``apiKey``/``X-Api-Key`` match but a route's ``key: DE`` does not.
 _SECRET_WORDS = frozenset(
     {
-        "token", "tokens", "secret", "secrets", "password", "passwd", "passphrase", "pwd",
-        "private", "authorization", "auth", "credential", "credentials", "cookie", "apikey",
-        "pem", "jwt", "bearer", "privkey",
+        "token",
+        "tokens",
+        "secret",
+        "secrets",
+        "password",
+        "passwd",
+        "passphrase",
+        "pwd",
+        "private",
+        "authorization",
+        "auth",
+        "credential",
+        "credentials",
+        "cookie",
+        "apikey",
+        "pem",
+        "jwt",
+        "bearer",
+        "privkey",
     }
 )
 # A "key" word is secret when qualified by one of these (``access_key``, ``signing_key``...).
-_KEY_QUALIFIERS = frozenset({"api", "access", "secret", "signing", "private", "session", "master",
-                             "encryption", "ssh", "client", "sign"})
+_KEY_QUALIFIERS = frozenset(
+    {
+        "api",
+        "access",
+        "secret",
+        "signing",
+        "private",
+        "session",
+        "master",
+        "encryption",
+        "ssh",
+        "client",
+        "sign",
+    }
+)
 _WORD_SPLIT = re.compile(r"[_\-.\s/:]+|(?<=[a-z0-9])(?=[A-Z])")
 # Values that are secrets whatever key they sit under.
 _SECRET_VALUE = re.compile(

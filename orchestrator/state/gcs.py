@@ -78,8 +78,9 @@ class GcsBlobs:
                 raise self._error(exc, f"reading {name}") from exc
         raise StateError(f"{name} at {self.url} keeps changing while it is read")
 
-    def put(self, name: str, data: bytes, *, if_version: str | None = None,
-            if_absent: bool = False) -> str:
+    def put(
+        self, name: str, data: bytes, *, if_version: str | None = None, if_absent: bool = False
+    ) -> str:
         match: int | None = None
         if if_absent:
             match = 0
@@ -87,8 +88,9 @@ class GcsBlobs:
             match = int(if_version)
         blob = self._bucket.blob(self._key(name))
         try:
-            blob.upload_from_string(data, content_type="application/json",
-                                    if_generation_match=match)
+            blob.upload_from_string(
+                data, content_type="application/json", if_generation_match=match
+            )
         except gexc.PreconditionFailed as exc:
             raise PreconditionFailed(f"{name} changed at {self.url}") from exc
         except (gexc.GoogleAPIError, auth_exc.GoogleAuthError) as exc:
@@ -106,7 +108,9 @@ class GcsBlobs:
     def list(self, prefix: str) -> list[str]:
         start = len(self._key(""))
         try:
-            return [str(b.name)[start:]
-                    for b in self._client.list_blobs(self._bucket, prefix=self._key(prefix))]
+            return [
+                str(b.name)[start:]
+                for b in self._client.list_blobs(self._bucket, prefix=self._key(prefix))
+            ]
         except (gexc.GoogleAPIError, auth_exc.GoogleAuthError) as exc:
             raise self._error(exc, f"listing {prefix}") from exc

@@ -179,8 +179,6 @@ class Heartbeat:
                 return
 
 
-
-
 @contextmanager
 def hold_lease(
     acquire: Callable[[], Lease],

@@ -93,8 +93,9 @@ class Blobs(Protocol):
         """The object and its version, or None when absent."""
         ...
 
-    def put(self, name: str, data: bytes, *, if_version: str | None = None,
-            if_absent: bool = False) -> str:
+    def put(
+        self, name: str, data: bytes, *, if_version: str | None = None, if_absent: bool = False
+    ) -> str:
         """Write; with ``if_version``/``if_absent`` only if that still holds, else raise
         ``PreconditionFailed``. Returns the new version."""
         ...
@@ -136,8 +137,10 @@ class ObjectAuditLog:
             return None, None
         data = _json(blob, AUDIT_HEAD)
         if not isinstance(data.get("seq"), int) or not isinstance(data.get("hash"), str):
-            raise StateError(f"{AUDIT_HEAD} at {self._blobs.url} is damaged: {data!r:.200}",
-                             hint="run `sovereign audit verify`; restore the head from a backup")
+            raise StateError(
+                f"{AUDIT_HEAD} at {self._blobs.url} is damaged: {data!r:.200}",
+                hint="run `sovereign audit verify`; restore the head from a backup",
+            )
         return AuditHead(data["seq"], data["hash"]), blob.version
 
     def _read_entry(self, seq: int) -> StoredEntry | None:
@@ -203,8 +206,9 @@ class ObjectAuditLog:
             )
         body = _dump({"seq": found.seq, "hash": found.hash})
         try:
-            self._blobs.put(AUDIT_HEAD, body, if_version=head_version,
-                            if_absent=head_version is None)
+            self._blobs.put(
+                AUDIT_HEAD, body, if_version=head_version, if_absent=head_version is None
+            )
         except PreconditionFailed:
             pass  # someone else moved it; the caller re-reads
 
@@ -214,7 +218,7 @@ class ObjectAuditLog:
         for name in sorted(self._blobs.list(AUDIT_DIR)):
             if name == AUDIT_HEAD:
                 continue
-            stem = name[len(AUDIT_DIR):].removesuffix(".json")
+            stem = name[len(AUDIT_DIR) :].removesuffix(".json")
             if not stem.isdigit() or not name.endswith(".json"):
                 raise StateError(f"unexpected object {name!r} in the audit log")
             blob = self._blobs.get(name)
@@ -232,13 +236,22 @@ class ObjectAuditLog:
         if report.ok or report.problem is None:
             return report
         last = stored[-1] if stored else None
-        if (report.problem.what is AuditProblemKind.CHAIN_BROKEN and head is not None
-                and last is not None and last.seq == head.seq + 1):
-            message = (f"{report.problem.message} (entry {last.seq} is past the recorded head: "
-                       "an append was interrupted, or the entry was written outside the log)")
-            return AuditReport(False, report.entries, report.head,
-                               AuditProblem(report.problem.seq, report.problem.kind,
-                                            report.problem.what, message))
+        if (
+            report.problem.what is AuditProblemKind.CHAIN_BROKEN
+            and head is not None
+            and last is not None
+            and last.seq == head.seq + 1
+        ):
+            message = (
+                f"{report.problem.message} (entry {last.seq} is past the recorded head: "
+                "an append was interrupted, or the entry was written outside the log)"
+            )
+            return AuditReport(
+                False,
+                report.entries,
+                report.head,
+                AuditProblem(report.problem.seq, report.problem.kind, report.problem.what, message),
+            )
         return report
 
 
@@ -259,8 +272,13 @@ def stored_entry(seq: int, data: bytes) -> StoredEntry:
     try:
         text = data.decode("utf-8")
         body = json.loads(text)
-        fields = (str(body["ts"]), str(body["kind"]), body["payload"], str(body["prev_hash"]),
-                  str(body["hash"]))
+        fields = (
+            str(body["ts"]),
+            str(body["kind"]),
+            body["payload"],
+            str(body["prev_hash"]),
+            str(body["hash"]),
+        )
     except (ValueError, KeyError, TypeError):
         return StoredEntry(seq, "", "(unreadable)", _NOT_CANONICAL, "", "")
     ts, kind, payload, prev_hash, digest = fields
@@ -277,8 +295,14 @@ def stored_entry(seq: int, data: bytes) -> StoredEntry:
 class ObjectStateStore:
     """The state store over a :class:`Blobs` bucket prefix (S3 or GCS)."""
 
-    def __init__(self, blobs: Blobs, *, create: bool = True, lease_seconds: float = 60.0,
-                 backend: str = "object") -> None:
+    def __init__(
+        self,
+        blobs: Blobs,
+        *,
+        create: bool = True,
+        lease_seconds: float = 60.0,
+        backend: str = "object",
+    ) -> None:
         self._blobs = blobs
         self.url = blobs.url
         self.lease_seconds = lease_seconds
@@ -295,15 +319,24 @@ class ObjectStateStore:
                     hint="nothing was applied with this state yet; check --state",
                 )
             self._check_conditional_writes()
-            doc = {"schema": 1, "lineage": str(uuid.uuid4()), "serial": 0, "resources": {},
-                   "applied_fleet": None}
+            doc = {
+                "schema": 1,
+                "lineage": str(uuid.uuid4()),
+                "serial": 0,
+                "resources": {},
+                "applied_fleet": None,
+            }
             try:
                 self._blobs.put(STATE, _dump(doc), if_absent=True)
             except PreconditionFailed:
                 pass  # another run created it first: use theirs
         state, _ = self._state()
-        if create and self.audit._head()[0] is None and state["serial"] == 0 \
-                and not self._blobs.list(AUDIT_DIR):
+        if (
+            create
+            and self.audit._head()[0] is None
+            and state["serial"] == 0
+            and not self._blobs.list(AUDIT_DIR)
+        ):
             # A new store (or one whose creator died before this): start its log. A store that
             # has moved on (serial > 0) with no log was emptied, and is left for verify to flag.
             self._genesis(state["lineage"], backend)
@@ -326,8 +359,9 @@ class ObjectStateStore:
         )
 
     def _genesis(self, lineage: str, backend: str) -> None:
-        entry, text = make_entry(1, STATE_CREATED, {"lineage": lineage, "backend": backend},
-                                 GENESIS_HASH)
+        entry, text = make_entry(
+            1, STATE_CREATED, {"lineage": lineage, "backend": backend}, GENESIS_HASH
+        )
         try:
             self._blobs.put(audit_name(1), entry_body(entry, text), if_absent=True)
         except PreconditionFailed:
@@ -405,8 +439,10 @@ class ObjectStateStore:
             lease = new_lease(operation, self.lease_seconds, now)
             try:
                 new_version = self._blobs.put(
-                    LOCK, _dump({"holder": lease.to_json()}),
-                    if_version=version, if_absent=version is None,
+                    LOCK,
+                    _dump({"holder": lease.to_json()}),
+                    if_version=version,
+                    if_absent=version is None,
                 )
             except PreconditionFailed:
                 mine, current = self._lock_blob()
@@ -504,8 +540,13 @@ class ObjectStateStore:
             if resource is None:
                 doc["resources"].pop(address, None)
             else:
-                doc["resources"][address] = {"resource": resource, "op": op, "outcome": outcome,
-                                             "serial": doc["serial"], "updated_at": now}
+                doc["resources"][address] = {
+                    "resource": resource,
+                    "op": op,
+                    "outcome": outcome,
+                    "serial": doc["serial"],
+                    "updated_at": now,
+                }
 
         return self._commit(lease, change)
 
@@ -540,5 +581,4 @@ def open_object_store(where: StateLocation, *, create: bool, lease_seconds: floa
         from orchestrator.state.gcs import GcsBlobs
 
         blobs = GcsBlobs(where.bucket, where.prefix)
-    return ObjectStateStore(blobs, create=create, lease_seconds=lease_seconds,
-                            backend=where.scheme)
+    return ObjectStateStore(blobs, create=create, lease_seconds=lease_seconds, backend=where.scheme)

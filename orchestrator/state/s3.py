@@ -26,8 +26,14 @@ _MISSING = {"NoSuchKey", "404", "NotFound"}
 
 
 # Settings that change which account or endpoint a default client talks to.
-_CLIENT_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_REGION",
-               "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID")
+_CLIENT_ENV = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_PROFILE",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ACCESS_KEY_ID",
+)
 
 
 @functools.lru_cache(maxsize=8)
@@ -92,8 +98,9 @@ class S3Blobs:
         except BotoCoreError as exc:
             raise self._error(exc, f"reading {name}") from exc
 
-    def put(self, name: str, data: bytes, *, if_version: str | None = None,
-            if_absent: bool = False) -> str:
+    def put(
+        self, name: str, data: bytes, *, if_version: str | None = None, if_absent: bool = False
+    ) -> str:
         conditions: dict[str, str] = {}
         if if_absent:
             conditions["IfNoneMatch"] = "*"
@@ -101,8 +108,11 @@ class S3Blobs:
             conditions["IfMatch"] = if_version
         try:
             reply = self._client.put_object(
-                Bucket=self.bucket, Key=self._key(name), Body=data,
-                ContentType="application/json", **conditions,
+                Bucket=self.bucket,
+                Key=self._key(name),
+                Body=data,
+                ContentType="application/json",
+                **conditions,
             )
             return str(reply["ETag"])
         except ClientError as exc:

@@ -162,9 +162,7 @@ class SqliteAuditLog:
             head = read_head(conn)
         # Raw edits can leave blobs or numbers in text columns: compare them as text, so that
         # verify reports an edited entry instead of failing on a type.
-        return [
-            StoredEntry(int(seq), *(_text(v) for v in rest)) for seq, *rest in rows
-        ], head
+        return [StoredEntry(int(seq), *(_text(v) for v in rest)) for seq, *rest in rows], head
 
     def entries(self) -> list[AuditEntry]:
         stored, _ = self._stored()
@@ -324,8 +322,7 @@ class SqliteStateStore:
                 ).fetchone()[0]
                 if leftovers:
                     raise StateError(
-                        f"the state database {self.path} has records but no lineage: it is "
-                        "damaged",
+                        f"the state database {self.path} has records but no lineage: it is damaged",
                         hint="restore it from a backup; run `sovereign audit verify` on the copy",
                     )
                 lineage = str(uuid.uuid4())
@@ -418,8 +415,13 @@ class SqliteStateStore:
             return None
         holder_id, pid, host, user, operation, acquired_at, expires_at = row
         return Lease(
-            str(holder_id), int(pid), str(host), str(user), str(operation),
-            parse_time(acquired_at), parse_time(expires_at),
+            str(holder_id),
+            int(pid),
+            str(host),
+            str(user),
+            str(operation),
+            parse_time(acquired_at),
+            parse_time(expires_at),
         )
 
     def _acquire(self, operation: str) -> Lease:
@@ -443,8 +445,13 @@ class SqliteStateStore:
                 "INSERT OR REPLACE INTO lock (id, holder_id, pid, host, user, operation, "
                 "acquired_at, expires_at) VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    lease.holder_id, lease.pid, lease.host, lease.user, lease.operation,
-                    iso_utc(lease.acquired_at), iso_utc(lease.expires_at),
+                    lease.holder_id,
+                    lease.pid,
+                    lease.host,
+                    lease.user,
+                    lease.operation,
+                    iso_utc(lease.acquired_at),
+                    iso_utc(lease.expires_at),
                 ),
             )
         return lease

@@ -59,7 +59,7 @@ def parse_state_url(url: str | None, fleet_dir: Path) -> StateLocation:
             raise _bad(url, "it looks like a URL with a mistyped scheme (write ./NAME for a file)")
         return StateLocation("sqlite", path=Path(url))
     scheme = match.group(1).lower()
-    rest = url[match.end():]
+    rest = url[match.end() :]
     if scheme == "sqlite":
         if not rest.startswith("/") or rest == "/":
             raise _bad(url, "write sqlite:///PATH (three slashes, then the file path)")

@@ -187,8 +187,9 @@ class FleetFactory:
                     continue
                 if content is None or f"{rel}.sig" in contents:
                     continue
-                issuer = issuer_of(content if isinstance(content, str)
-                                   else content.decode("utf-8", "replace"))
+                issuer = issuer_of(
+                    content if isinstance(content, str) else content.decode("utf-8", "replace")
+                )
                 if issuer in keys():
                     sign(root / rel, issuer)
         return root

@@ -34,53 +34,70 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 def run_process(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("SOVEREIGN_DEBUG", None)
-    return subprocess.run([sys.executable, "-m", "orchestrator", *argv], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *argv],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
-def test_validate_example_fleet(capsys: pytest.CaptureFixture[str],
-                                example_fleet_dir: Path) -> None:
+def test_validate_example_fleet(
+    capsys: pytest.CaptureFixture[str], example_fleet_dir: Path
+) -> None:
     code, out, _ = run(["validate", "--fleet", str(example_fleet_dir)], capsys)
     assert code == 0
     assert out.count("\n") == 1
     assert "valid: 5 jurisdictions, 10 sites, 5 models, 1 directive in force now" in out
 
 
-def test_validate_json_valid(capsys: pytest.CaptureFixture[str],
-                             example_fleet_dir: Path) -> None:
+def test_validate_json_valid(capsys: pytest.CaptureFixture[str], example_fleet_dir: Path) -> None:
     code, out, err = run(["validate", "--fleet", str(example_fleet_dir), "--json"], capsys)
     assert code == 0
     assert json.loads(out) == {"valid": True, "errors": []}
     assert err == ""
 
 
-def test_validate_json_invalid(capsys: pytest.CaptureFixture[str],
-                               signed_fleet_factory: FleetFactory) -> None:
+def test_validate_json_invalid(
+    capsys: pytest.CaptureFixture[str], signed_fleet_factory: FleetFactory
+) -> None:
     root = signed_fleet_factory(mutate={"us.yaml": [("process_in: [US]", "process_in: [ZZ]")]})
     code, out, _ = run(["validate", "--fleet", str(root), "--json"], capsys)
     assert code == 1
     payload = json.loads(out)
     assert set(payload) == {"valid", "errors"}
     assert payload["valid"] is False
-    assert payload["errors"] == [{
-        "file": f"{root}/us.yaml", "line": 11, "field": "residency.process_in[0]",
-        "message": "process_in entry 'ZZ' is not a jurisdiction of the fleet (valid: EU, US)",
-    }]
+    assert payload["errors"] == [
+        {
+            "file": f"{root}/us.yaml",
+            "line": 11,
+            "field": "residency.process_in[0]",
+            "message": "process_in entry 'ZZ' is not a jurisdiction of the fleet (valid: EU, US)",
+        }
+    ]
 
 
 def test_validate_prints_file_line_relative_to_what_was_typed(
-        signed_fleet_factory: FleetFactory) -> None:
-    root = signed_fleet_factory(name="regions", mutate={
-        "eu.yaml": [("region: eu-central-1", "region: eu-centrall-1")],
-        "us.yaml": [("process_in: [US]", "process_in: [ZZ]")],
-    })
+    signed_fleet_factory: FleetFactory,
+) -> None:
+    root = signed_fleet_factory(
+        name="regions",
+        mutate={
+            "eu.yaml": [("region: eu-central-1", "region: eu-centrall-1")],
+            "us.yaml": [("process_in: [US]", "process_in: [ZZ]")],
+        },
+    )
     done = run_process(["validate"], cwd=root.parent)
     assert done.returncode == 1
     assert done.stdout == ""
     lines = done.stderr.splitlines()
     assert lines[0] == "error: the fleet is invalid (2 problems)"
-    assert lines[1].startswith("regions/eu.yaml:18: sites[1].region: 'eu-centrall-1' is not a "
-                               "region of aws")
+    assert lines[1].startswith(
+        "regions/eu.yaml:18: sites[1].region: 'eu-centrall-1' is not a region of aws"
+    )
     assert lines[2].startswith("regions/us.yaml:11: residency.process_in[0]: ")
     assert "Traceback" not in done.stderr
 
@@ -94,8 +111,9 @@ DAMAGE = [
 
 
 @pytest.mark.parametrize(("rel", "content"), DAMAGE[:2])
-def test_damaged_fleet_never_shows_a_traceback(signed_fleet_factory: FleetFactory, rel: str,
-                                               content: bytes) -> None:
+def test_damaged_fleet_never_shows_a_traceback(
+    signed_fleet_factory: FleetFactory, rel: str, content: bytes
+) -> None:
     root = signed_fleet_factory({rel: content}, name="regions")
     done = run_process(["validate", "--fleet", "regions"], cwd=root.parent)
     assert done.returncode == 1
@@ -104,8 +122,9 @@ def test_damaged_fleet_never_shows_a_traceback(signed_fleet_factory: FleetFactor
 
 
 @pytest.mark.parametrize(("rel", "content"), DAMAGE)
-def test_damaged_fleet_json(capsys: pytest.CaptureFixture[str],
-                            signed_fleet_factory: FleetFactory, rel: str, content: bytes) -> None:
+def test_damaged_fleet_json(
+    capsys: pytest.CaptureFixture[str], signed_fleet_factory: FleetFactory, rel: str, content: bytes
+) -> None:
     root = signed_fleet_factory({rel: content})
     code, out, err = run(["validate", "--fleet", str(root), "--json"], capsys)
     assert code == 1
@@ -163,12 +182,14 @@ def write_key(tmp_path: Path, authority: str) -> Path:
     return path
 
 
-NEW = DIRECTIVE_YAML.replace("id: us-d1", "id: us-d2").replace("supersedes: null",
-                                                              "supersedes: us-d1")
+NEW = DIRECTIVE_YAML.replace("id: us-d1", "id: us-d2").replace(
+    "supersedes: null", "supersedes: us-d1"
+)
 
 
-def test_sign_then_verify(capsys: pytest.CaptureFixture[str], signed_fleet_factory: FleetFactory,
-                          tmp_path: Path) -> None:
+def test_sign_then_verify(
+    capsys: pytest.CaptureFixture[str], signed_fleet_factory: FleetFactory, tmp_path: Path
+) -> None:
     root = signed_fleet_factory()
     new = root / "directives" / "us-d2.yaml"
     new.write_text(NEW)
@@ -180,8 +201,9 @@ def test_sign_then_verify(capsys: pytest.CaptureFixture[str], signed_fleet_facto
     assert (payload["valid"], payload["signers"], payload["threshold"]) == (False, [], 1)
 
     key = write_key(tmp_path, "us-gov")
-    code, _, err = run(["directive", "sign", str(new), "--key", str(key), "--authority",
-                        "us-gov", *fleet], capsys)
+    code, _, err = run(
+        ["directive", "sign", str(new), "--key", str(key), "--authority", "us-gov", *fleet], capsys
+    )
     assert code == 0, err
     code, out, _ = run(["directive", "verify", str(new), *fleet], capsys)
     assert code == 0
@@ -192,20 +214,33 @@ def test_sign_then_verify(capsys: pytest.CaptureFixture[str], signed_fleet_facto
 
 
 def test_sign_refuses_a_key_that_is_not_the_authoritys(
-        capsys: pytest.CaptureFixture[str], signed_fleet_factory: FleetFactory,
-        tmp_path: Path) -> None:
+    capsys: pytest.CaptureFixture[str], signed_fleet_factory: FleetFactory, tmp_path: Path
+) -> None:
     root = signed_fleet_factory()
     key = write_key(tmp_path, "eu-gov")
     before = (root / (D + ".sig")).read_bytes()
-    code, _, err = run(["directive", "sign", str(root / D), "--key", str(key), "--authority",
-                        "us-gov", "--fleet", str(root)], capsys)
+    code, _, err = run(
+        [
+            "directive",
+            "sign",
+            str(root / D),
+            "--key",
+            str(key),
+            "--authority",
+            "us-gov",
+            "--fleet",
+            str(root),
+        ],
+        capsys,
+    )
     assert code == 1
     assert "is not the key of authority 'us-gov' of US" in err
     assert (root / (D + ".sig")).read_bytes() == before
 
 
-def test_verify_tampered(capsys: pytest.CaptureFixture[str],
-                         signed_fleet_factory: FleetFactory) -> None:
+def test_verify_tampered(
+    capsys: pytest.CaptureFixture[str], signed_fleet_factory: FleetFactory
+) -> None:
     root = signed_fleet_factory()
     path = root / D
     path.write_bytes(path.read_bytes() + b"# edited\n")
@@ -215,11 +250,13 @@ def test_verify_tampered(capsys: pytest.CaptureFixture[str],
     assert "does not verify" in err
 
 
-def test_verify_against_an_invalid_fleet(capsys: pytest.CaptureFixture[str],
-                                         signed_fleet_factory: FleetFactory) -> None:
+def test_verify_against_an_invalid_fleet(
+    capsys: pytest.CaptureFixture[str], signed_fleet_factory: FleetFactory
+) -> None:
     root = signed_fleet_factory(mutate={"us.yaml": [("process_in: [US]", "process_in: [ZZ]")]})
-    code, out, _ = run(["directive", "verify", str(root / D), "--fleet", str(root), "--json"],
-                       capsys)
+    code, out, _ = run(
+        ["directive", "verify", str(root / D), "--fleet", str(root), "--json"], capsys
+    )
     assert code == 1
     payload = json.loads(out)
     assert payload["valid"] is False

@@ -28,8 +28,28 @@ def signed_files() -> dict[str, bytes]:
 BASE = signed_files()
 NAMES = sorted(BASE)
 SCALARS = st.one_of(
-    st.sampled_from(["", "null", "true", "[]", "{}", "- x", "-1", "1.5", "'x'", "[US, ZZ]",
-                     "2026-01-01", "*", "&a x", "*a", "!!binary AAAA", ": :", "{a: [", "NO"]),
+    st.sampled_from(
+        [
+            "",
+            "null",
+            "true",
+            "[]",
+            "{}",
+            "- x",
+            "-1",
+            "1.5",
+            "'x'",
+            "[US, ZZ]",
+            "2026-01-01",
+            "*",
+            "&a x",
+            "*a",
+            "!!binary AAAA",
+            ": :",
+            "{a: [",
+            "NO",
+        ]
+    ),
     st.text(max_size=12),
 )
 
@@ -45,10 +65,21 @@ def damaged(draw: st.DrawFn) -> dict[str, bytes]:
         rel = draw(st.sampled_from(NAMES))
         data = files.get(rel, b"")
         lines = lines_of(data)
-        kind = draw(st.sampled_from([
-            "drop_line", "dup_line", "truncate", "garbage", "replace_value", "rename_key",
-            "delete", "indent", "swap_lines",
-        ]))
+        kind = draw(
+            st.sampled_from(
+                [
+                    "drop_line",
+                    "dup_line",
+                    "truncate",
+                    "garbage",
+                    "replace_value",
+                    "rename_key",
+                    "delete",
+                    "indent",
+                    "swap_lines",
+                ]
+            )
+        )
         at = draw(st.integers(min_value=0, max_value=max(len(lines) - 1, 0)))
         if kind == "drop_line" and lines:
             del lines[at]
@@ -67,8 +98,9 @@ def damaged(draw: st.DrawFn) -> dict[str, bytes]:
                 key = line.split(":", 1)[0]
                 lines[at] = f"{key}: {draw(SCALARS)}".encode()
         elif kind == "rename_key" and lines:
-            lines[at] = re.sub(rb"([a-z_]+):", lambda m: m.group(1)[::-1] + b":", lines[at],
-                                 count=1)
+            lines[at] = re.sub(
+                rb"([a-z_]+):", lambda m: m.group(1)[::-1] + b":", lines[at], count=1
+            )
         elif kind == "delete":
             files.pop(rel, None)
             continue
@@ -103,8 +135,10 @@ def test_damaged_fleets_fail_cleanly(files: dict[str, bytes]) -> None:
 
 
 @settings(max_examples=150, deadline=None)
-@given(rel=st.sampled_from(NAMES), content=st.one_of(st.binary(max_size=300),
-                                                      st.text(max_size=300).map(str.encode)))
+@given(
+    rel=st.sampled_from(NAMES),
+    content=st.one_of(st.binary(max_size=300), st.text(max_size=300).map(str.encode)),
+)
 def test_arbitrary_content_fails_cleanly(rel: str, content: bytes) -> None:
     check({**BASE, rel: content})
 

@@ -45,7 +45,13 @@ def test_read_fleet_files_skips_hidden_and_other_dirs(signed_fleet_factory: Flee
     (root / "notes" / "a.yaml").write_text("x")
     (root / "README.md").write_text("x")
     assert set(read_fleet_files(root)) == {
-        "eu.yaml", "us.yaml", "models.yaml", "fleet.yaml", D, D + ".sig"}
+        "eu.yaml",
+        "us.yaml",
+        "models.yaml",
+        "fleet.yaml",
+        D,
+        D + ".sig",
+    }
     load_fleet(root)
 
 
@@ -69,14 +75,22 @@ def test_in_memory_files_outside_the_layout(signed_fleet_factory: FleetFactory) 
 
 def test_norway_stays_a_country(signed_fleet_factory: FleetFactory) -> None:
     root = signed_fleet_factory(
-        mutate={"eu.yaml": [("countries: [DE, FR]", "countries: [DE, NO]")]})
+        mutate={"eu.yaml": [("countries: [DE, FR]", "countries: [DE, NO]")]}
+    )
     assert load_fleet(root).jurisdictions["EU"].countries == frozenset({"DE", "NO"})
 
 
 def test_audience_expands_jurisdictions(signed_fleet_factory: FleetFactory) -> None:
-    root = signed_fleet_factory(mutate={D: [(
-        "  nationality_not_in: [US]",
-        "  nationality_not_in: [US, CH]\n  residency_in: [EU]\n  except_groups: [ops]")]})
+    root = signed_fleet_factory(
+        mutate={
+            D: [
+                (
+                    "  nationality_not_in: [US]",
+                    "  nationality_not_in: [US, CH]\n  residency_in: [EU]\n  except_groups: [ops]",
+                )
+            ]
+        }
+    )
     audience = load_fleet(root).directives["us-d1"].audience
     assert audience.nationality_not_in == frozenset({"US", "CH"})
     assert audience.residency_in == frozenset({"DE", "FR"})
@@ -85,11 +99,15 @@ def test_audience_expands_jurisdictions(signed_fleet_factory: FleetFactory) -> N
 
 
 def test_withdraw_everyone_and_all_models(signed_fleet_factory: FleetFactory) -> None:
-    root = signed_fleet_factory(mutate={D: [
-        ("action: suspend", "action: withdraw"),
-        ("models: [m-us]", "models: ['*']"),
-        ("audience:\n  nationality_not_in: [US]\n", ""),
-    ]})
+    root = signed_fleet_factory(
+        mutate={
+            D: [
+                ("action: suspend", "action: withdraw"),
+                ("models: [m-us]", "models: ['*']"),
+                ("audience:\n  nationality_not_in: [US]\n", ""),
+            ]
+        }
+    )
     directive = load_fleet(root).directives["us-d1"]
     assert directive.action is Action.WITHDRAW
     assert directive.audience == EVERYONE
@@ -97,10 +115,14 @@ def test_withdraw_everyone_and_all_models(signed_fleet_factory: FleetFactory) ->
 
 
 def test_timestamps_normalise_to_utc(signed_fleet_factory: FleetFactory) -> None:
-    root = signed_fleet_factory(mutate={D: [
-        ("2026-01-01T00:00:00Z", '"2026-01-01T02:00:00+02:00"'),
-        ("expires: null", "expires: 2026-02-01T09:00:00+09:00"),
-    ]})
+    root = signed_fleet_factory(
+        mutate={
+            D: [
+                ("2026-01-01T00:00:00Z", '"2026-01-01T02:00:00+02:00"'),
+                ("expires: null", "expires: 2026-02-01T09:00:00+09:00"),
+            ]
+        }
+    )
     directive = load_fleet(root).directives["us-d1"]
     assert directive.effective.isoformat() == "2026-01-01T00:00:00+00:00"
     assert directive.expires is not None
@@ -108,20 +130,36 @@ def test_timestamps_normalise_to_utc(signed_fleet_factory: FleetFactory) -> None
 
 
 def test_site_extension_fields(signed_fleet_factory: FleetFactory) -> None:
-    root = signed_fleet_factory(mutate={"eu.yaml": [(
-        "    governed_by: [US]\n",
-        "    governed_by: [US]\n    instance_type: ml.g5.xlarge\n    instance_count: 2\n"
-        "    capacity: 3\n    endpoint: https://eu-2.example\n")]})
+    root = signed_fleet_factory(
+        mutate={
+            "eu.yaml": [
+                (
+                    "    governed_by: [US]\n",
+                    "    governed_by: [US]\n    instance_type: ml.g5.xlarge\n    instance_count: 2\n"
+                    "    capacity: 3\n    endpoint: https://eu-2.example\n",
+                )
+            ]
+        }
+    )
     site = load_fleet(root).sites["eu-2"]
     assert (site.instance_type, site.instance_count, site.capacity, site.endpoint) == (
-        "ml.g5.xlarge", 2, 3, "https://eu-2.example")
+        "ml.g5.xlarge",
+        2,
+        3,
+        "https://eu-2.example",
+    )
     assert site.governing == frozenset({"EU", "US"})
     assert load_fleet(root).sites["eu-1"].instance_count == 1
 
 
 def test_dns_settings(signed_fleet_factory: FleetFactory) -> None:
-    root = signed_fleet_factory(mutate={"fleet.yaml": [(
-        "deny\n", "any\ndns:\n  hosted_zone_id: Z1\n  domain: inference.example\n")]})
+    root = signed_fleet_factory(
+        mutate={
+            "fleet.yaml": [
+                ("deny\n", "any\ndns:\n  hosted_zone_id: Z1\n  domain: inference.example\n")
+            ]
+        }
+    )
     settings = load_fleet(root).settings
     assert settings.unlisted_countries.value == "any"
     assert settings.dns is not None
@@ -133,12 +171,14 @@ def test_fleet_yaml_is_optional(signed_fleet_factory: FleetFactory) -> None:
     assert load_fleet(root).settings.unlisted_countries.value == "deny"
 
 
-NEW = DIRECTIVE_YAML.replace("id: us-d1", "id: us-d2").replace("supersedes: null",
-                                                              "supersedes: us-d1")
+NEW = DIRECTIVE_YAML.replace("id: us-d1", "id: us-d2").replace(
+    "supersedes: null", "supersedes: us-d1"
+)
 
 
-def test_load_directive_file_outside_the_fleet(signed_fleet_factory: FleetFactory,
-                                              tmp_path: Path) -> None:
+def test_load_directive_file_outside_the_fleet(
+    signed_fleet_factory: FleetFactory, tmp_path: Path
+) -> None:
     fleet = load_fleet(signed_fleet_factory())
     path = tmp_path / "new.yaml"
     path.write_text(NEW)
@@ -148,12 +188,16 @@ def test_load_directive_file_outside_the_fleet(signed_fleet_factory: FleetFactor
     assert "missing signature file" in caught.value.problems[0].message
     sign(path, "us-gov")
     directive = load_directive_file(path, fleet)
-    assert (directive.id, directive.supersedes, directive.signers) == ("us-d2", "us-d1",
-                                                                       ("us-gov",))
+    assert (directive.id, directive.supersedes, directive.signers) == (
+        "us-d2",
+        "us-d1",
+        ("us-gov",),
+    )
 
 
-def test_load_directive_file_rejects_taken_id(signed_fleet_factory: FleetFactory,
-                                             tmp_path: Path) -> None:
+def test_load_directive_file_rejects_taken_id(
+    signed_fleet_factory: FleetFactory, tmp_path: Path
+) -> None:
     root = signed_fleet_factory()
     fleet = load_fleet(root)
     assert load_directive_file(root / D, fleet).id == "us-d1"  # the fleet's own file is fine
@@ -198,7 +242,13 @@ def test_validation_never_imports_a_cloud_sdk(example_fleet_dir: Path) -> None:
         "assert not loaded, loaded\n"
     )
     repo = example_fleet_dir.parent
-    done = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True,
-                          text=True, timeout=120, check=False,
-                          env={**os.environ, "PYTHONPATH": str(repo)})
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+    )
     assert done.returncode == 0, done.stderr

@@ -43,8 +43,12 @@ def test_tampered_byte_fails(signed_fleet_factory: FleetFactory) -> None:
     path = root / D
     path.write_bytes(path.read_bytes().replace(b"test directive", b"test directivE"))
     got = problems_of(root)
-    assert ("us-d1.yaml.sig", 1, "signature of 'us-gov' does not verify: the directive changed "
-            "after signing, or it was signed with another key") in got
+    assert (
+        "us-d1.yaml.sig",
+        1,
+        "signature of 'us-gov' does not verify: the directive changed "
+        "after signing, or it was signed with another key",
+    ) in got
     assert any("0 valid signature(s)" in m for _, _, m in got)
     assert len(got) == 2
 
@@ -55,56 +59,82 @@ def test_wrong_key_fails(signed_fleet_factory: FleetFactory) -> None:
     path = root / D
     write_signature(path, "us-gov", sign_file_bytes(other_pem, path.read_bytes()))
     got = problems_of(root)
-    assert ("us-d1.yaml.sig", 1, "signature of 'us-gov' does not verify: the directive changed "
-            "after signing, or it was signed with another key") in got
+    assert (
+        "us-d1.yaml.sig",
+        1,
+        "signature of 'us-gov' does not verify: the directive changed "
+        "after signing, or it was signed with another key",
+    ) in got
 
 
 def test_below_threshold(signed_fleet_factory: FleetFactory) -> None:
     root = signed_fleet_factory(
-        mutate={"us.yaml": [("directive_threshold: 1", "directive_threshold: 2")]})
-    assert problems_of(root) == [(
-        "us-d1.yaml.sig", None,
-        "1 valid signature(s) (verified: us-gov); US requires 2 from distinct authorities "
-        "(authorities: us-court, us-gov)",
-    )]
+        mutate={"us.yaml": [("directive_threshold: 1", "directive_threshold: 2")]}
+    )
+    assert problems_of(root) == [
+        (
+            "us-d1.yaml.sig",
+            None,
+            "1 valid signature(s) (verified: us-gov); US requires 2 from distinct authorities "
+            "(authorities: us-court, us-gov)",
+        )
+    ]
 
 
 def test_threshold_two_distinct_authorities(signed_fleet_factory: FleetFactory) -> None:
     root = signed_fleet_factory(
-        mutate={"us.yaml": [("directive_threshold: 1", "directive_threshold: 2")]})
+        mutate={"us.yaml": [("directive_threshold: 1", "directive_threshold: 2")]}
+    )
     sign(root / D, "us-court")
     assert load_fleet(root).directives["us-d1"].signers == ("us-gov", "us-court")
 
 
 def test_duplicate_lines_of_one_authority_count_once(signed_fleet_factory: FleetFactory) -> None:
     root = signed_fleet_factory(
-        mutate={"us.yaml": [("directive_threshold: 1", "directive_threshold: 2")]})
+        mutate={"us.yaml": [("directive_threshold: 1", "directive_threshold: 2")]}
+    )
     sig = root / (D + ".sig")
     line = sig.read_text()
     sig.write_text(line + line)
     got = problems_of(root)
-    assert got == [("us-d1.yaml.sig", None, "1 valid signature(s) (verified: us-gov); US requires "
-                    "2 from distinct authorities (authorities: us-court, us-gov)")]
+    assert got == [
+        (
+            "us-d1.yaml.sig",
+            None,
+            "1 valid signature(s) (verified: us-gov); US requires "
+            "2 from distinct authorities (authorities: us-court, us-gov)",
+        )
+    ]
 
 
 def test_authority_of_another_jurisdiction_does_not_count(
-        signed_fleet_factory: FleetFactory) -> None:
+    signed_fleet_factory: FleetFactory,
+) -> None:
     root = signed_fleet_factory()
     sign(root / D, "eu-gov")
-    assert problems_of(root) == [(
-        "us-d1.yaml.sig", 2,
-        "'eu-gov' is an authority of EU, not of this directive's jurisdiction (valid: "
-        "us-court, us-gov)",
-    )]
+    assert problems_of(root) == [
+        (
+            "us-d1.yaml.sig",
+            2,
+            "'eu-gov' is an authority of EU, not of this directive's jurisdiction (valid: "
+            "us-court, us-gov)",
+        )
+    ]
 
 
-@pytest.mark.parametrize(("line", "message"), [
-    ("us-gov", "malformed line; expected 'AUTHORITY_ID BASE64_SIGNATURE'"),
-    ("us-gov a b", "malformed line; expected 'AUTHORITY_ID BASE64_SIGNATURE'"),
-    ("nobody AAAA", "unknown authority 'nobody' (valid: us-court, us-gov)"),
-    ("us-court !!notbase64!!", "signature of 'us-court' is not valid base64"),
-    ("us-court " + base64.b64encode(b"short").decode(), "signature of 'us-court' does not verify"),
-])
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("us-gov", "malformed line; expected 'AUTHORITY_ID BASE64_SIGNATURE'"),
+        ("us-gov a b", "malformed line; expected 'AUTHORITY_ID BASE64_SIGNATURE'"),
+        ("nobody AAAA", "unknown authority 'nobody' (valid: us-court, us-gov)"),
+        ("us-court !!notbase64!!", "signature of 'us-court' is not valid base64"),
+        (
+            "us-court " + base64.b64encode(b"short").decode(),
+            "signature of 'us-court' does not verify",
+        ),
+    ],
+)
 def test_bad_signature_lines(signed_fleet_factory: FleetFactory, line: str, message: str) -> None:
     root = signed_fleet_factory()
     sig = root / (D + ".sig")
@@ -119,18 +149,24 @@ def test_bad_signature_lines(signed_fleet_factory: FleetFactory, line: str, mess
 def test_issuer_must_sign(signed_fleet_factory: FleetFactory) -> None:
     root = signed_fleet_factory(sign_directives=False)
     sign(root / D, "us-court")
-    assert problems_of(root) == [(
-        "us-d1.yaml.sig", None,
-        "the issuer 'us-gov' has not signed; a directive must carry its issuer's signature "
-        "(verified: us-court)",
-    )]
+    assert problems_of(root) == [
+        (
+            "us-d1.yaml.sig",
+            None,
+            "the issuer 'us-gov' has not signed; a directive must carry its issuer's signature "
+            "(verified: us-court)",
+        )
+    ]
 
 
 def test_binary_signature_file(signed_fleet_factory: FleetFactory) -> None:
     root = signed_fleet_factory({D + ".sig": b"\xff\xfe\x00"})
     got = problems_of(root)
-    assert ("us-d1.yaml.sig", 1, "not UTF-8 text; expected lines "
-            "'AUTHORITY_ID BASE64_SIGNATURE'") in got
+    assert (
+        "us-d1.yaml.sig",
+        1,
+        "not UTF-8 text; expected lines 'AUTHORITY_ID BASE64_SIGNATURE'",
+    ) in got
 
 
 def test_write_signature_replaces_own_line_and_keeps_others(tmp_path: Path) -> None:

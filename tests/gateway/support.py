@@ -39,52 +39,95 @@ PAST = datetime(2026, 1, 1, tzinfo=UTC)
 
 def site(sid: str, juris: str, country: str, governed_by: frozenset[str] = frozenset()) -> Site:
     return Site(
-        id=sid, jurisdiction=juris, provider="local", region="local", country=country,
-        operator=f"op-{juris.lower()}", governed_by=governed_by,
+        id=sid,
+        jurisdiction=juris,
+        provider="local",
+        region="local",
+        country=country,
+        operator=f"op-{juris.lower()}",
+        governed_by=governed_by,
         governing=frozenset({juris}) | governed_by,
     )
 
 
-def jurisdiction(jid: str, countries: set[str], sites: tuple[str, ...], models: set[str],
-                 export: dict[str, frozenset[str]] | None = None) -> Jurisdiction:
+def jurisdiction(
+    jid: str,
+    countries: set[str],
+    sites: tuple[str, ...],
+    models: set[str],
+    export: dict[str, frozenset[str]] | None = None,
+) -> Jurisdiction:
     return Jurisdiction(
-        id=jid, name=jid, countries=frozenset(countries), authorities=(),
-        directive_threshold=1, process_in=frozenset({jid}), export=export or {},
-        models=frozenset(models), sites=sites, failover=sites, min_sites_per_model=1,
+        id=jid,
+        name=jid,
+        countries=frozenset(countries),
+        authorities=(),
+        directive_threshold=1,
+        process_in=frozenset({jid}),
+        export=export or {},
+        models=frozenset(models),
+        sites=sites,
+        failover=sites,
+        min_sites_per_model=1,
         source=f"{jid.lower()}.yaml",
     )
 
 
-def suspend(did: str, models: set[str], audience: Audience, effective: datetime = PAST,
-            jurisdiction_id: str = "US") -> Directive:
+def suspend(
+    did: str,
+    models: set[str],
+    audience: Audience,
+    effective: datetime = PAST,
+    jurisdiction_id: str = "US",
+) -> Directive:
     return Directive(
-        id=did, jurisdiction=jurisdiction_id, issuer="us-commerce", reference=f"ref {did}",
-        action=Action.SUSPEND, models=frozenset(models), audience=audience,
-        effective=effective, expires=None, supersedes=None,
-        source=f"directives/{did}.yaml", sha256=did,
+        id=did,
+        jurisdiction=jurisdiction_id,
+        issuer="us-commerce",
+        reference=f"ref {did}",
+        action=Action.SUSPEND,
+        models=frozenset(models),
+        audience=audience,
+        effective=effective,
+        expires=None,
+        supersedes=None,
+        source=f"directives/{did}.yaml",
+        sha256=did,
     )
 
 
 US_SUSPEND = suspend("us-doc", {"fable-5"}, Audience(nationality_not_in=frozenset({"US"})))
 
 
-def make_fleet(directives: tuple[Directive, ...] = (US_SUSPEND,),
-               us_failover: tuple[str, ...] = ("us-east", "us-west")) -> Fleet:
+def make_fleet(
+    directives: tuple[Directive, ...] = (US_SUSPEND,),
+    us_failover: tuple[str, ...] = ("us-east", "us-west"),
+) -> Fleet:
     """US (us-east, us-west), EU (eu-central, eu-west), JP (jp-us governed by US, jp-kk)."""
     sites = [
-        site("us-east", "US", "US"), site("us-west", "US", "US"),
-        site("eu-central", "EU", "DE"), site("eu-west", "EU", "FR"),
-        site("jp-us", "JP", "JP", frozenset({"US"})), site("jp-kk", "JP", "JP"),
+        site("us-east", "US", "US"),
+        site("us-west", "US", "US"),
+        site("eu-central", "EU", "DE"),
+        site("eu-west", "EU", "FR"),
+        site("jp-us", "JP", "JP", frozenset({"US"})),
+        site("jp-kk", "JP", "JP"),
     ]
-    us = jurisdiction("US", {"US"}, ("us-east", "us-west"), {"fable-5", "olmo-3"},
-                      {"restricted": frozenset({"EU", "JP"})})
-    us = Jurisdiction(**{**{f: getattr(us, f) for f in us.__dataclass_fields__},
-                         "failover": us_failover})
+    us = jurisdiction(
+        "US",
+        {"US"},
+        ("us-east", "us-west"),
+        {"fable-5", "olmo-3"},
+        {"restricted": frozenset({"EU", "JP"})},
+    )
+    us = Jurisdiction(
+        **{**{f: getattr(us, f) for f in us.__dataclass_fields__}, "failover": us_failover}
+    )
     return Fleet(
         jurisdictions={
             "US": us,
-            "EU": jurisdiction("EU", {"DE", "FR"}, ("eu-central", "eu-west"),
-                               {"fable-5", "olmo-3", "mistral"}),
+            "EU": jurisdiction(
+                "EU", {"DE", "FR"}, ("eu-central", "eu-west"), {"fable-5", "olmo-3", "mistral"}
+            ),
             "JP": jurisdiction("JP", {"JP"}, ("jp-us", "jp-kk"), {"fable-5", "olmo-3"}),
         },
         sites={s.id: s for s in sites},
@@ -106,14 +149,25 @@ class Keys:
     issuer: str = "https://idp.test"
     audience: str = "sovereign"
 
-    def token(self, residency: str | None = "US", nationalities: list[str] | None = None,
-              groups: list[str] | None = None, *, exp_in: float | None = 300,
-              key: Ed25519PrivateKey | None = None, raw: dict[str, Any] | None = None,
-              **extra: Any) -> str:
+    def token(
+        self,
+        residency: str | None = "US",
+        nationalities: list[str] | None = None,
+        groups: list[str] | None = None,
+        *,
+        exp_in: float | None = 300,
+        key: Ed25519PrivateKey | None = None,
+        raw: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> str:
         """A signed token; ``raw`` claims are set last, as is (malformed ones included)."""
         now = int(time.time())
-        claims: dict[str, Any] = {"iss": self.issuer, "aud": self.audience, "sub": "alice",
-                                  "iat": now}
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "aud": self.audience,
+            "sub": "alice",
+            "iat": now,
+        }
         if exp_in is not None:
             claims["exp"] = now + int(exp_in)
         if residency is not None:
@@ -133,8 +187,11 @@ class Keys:
 def make_keys(tmp: Path) -> Keys:
     private = Ed25519PrivateKey.generate()
     path = tmp / "idp-public.pem"
-    path.write_bytes(private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    path.write_bytes(
+        private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
     return Keys(private, path)
 
 
@@ -156,12 +213,15 @@ class Running:
 @contextmanager
 def running_gateway(keys: Keys, fleet: Fleet | None = None, **settings: Any) -> Iterator[Running]:
     source = StaticSource(fleet if fleet is not None else make_fleet())
-    verifier = TokenVerifier(load_token_keys([keys.public_pem_path]), keys.audience,
-                             keys.issuer)
+    verifier = TokenVerifier(load_token_keys([keys.public_pem_path]), keys.audience, keys.issuer)
     log: list[str] = []
-    options: dict[str, Any] = {"reload_interval_s": 0.05, "probe_interval_s": 0,
-                               "base_backoff_s": 0.3, "max_backoff_s": 1.0,
-                               "upstream_timeout_s": 5.0}
+    options: dict[str, Any] = {
+        "reload_interval_s": 0.05,
+        "probe_interval_s": 0,
+        "base_backoff_s": 0.3,
+        "max_backoff_s": 1.0,
+        "upstream_timeout_s": 5.0,
+    }
     options.update(settings)
     gateway = Gateway(source, verifier, GatewaySettings(**options), AccessLog(log.append))
     app = GatewayApp(gateway)

@@ -49,8 +49,9 @@ def record(store: StateStore, root: Path, files: dict[str, bytes] | None = None)
 
 
 @contextmanager
-def applied_gateway(keys: Keys, store: StateStore, root: Path) -> Iterator[tuple[GatewayApp,
-                                                                               list[str]]]:
+def applied_gateway(
+    keys: Keys, store: StateStore, root: Path
+) -> Iterator[tuple[GatewayApp, list[str]]]:
     log: list[str] = []
     source = AppliedFleetSource(store, lambda files: load_fleet_files(files, "applied"))
     verifier = TokenVerifier(load_token_keys([keys.public_pem_path]), keys.audience)
@@ -138,22 +139,44 @@ def test_refuses_to_start_without_an_applied_fleet(
         gateway.load_initial()
     assert "sovereign apply" in (info.value.hint or "")
     with pytest.raises(SystemExit) as exit_info:
-        main(["gateway", "--fleet", str(root), "--token-key", str(keys.public_pem_path),
-              "--port", "0"])
+        main(
+            [
+                "gateway",
+                "--fleet",
+                str(root),
+                "--token-key",
+                str(keys.public_pem_path),
+                "--port",
+                "0",
+            ]
+        )
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
     assert "nothing has been applied" in err and "sovereign apply" in err
 
 
-def test_cli_usage_errors(keys: Keys, signed_fleet_factory: FleetFactory,
-                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_usage_errors(
+    keys: Keys, signed_fleet_factory: FleetFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = signed_fleet_factory()
     for argv, expected in [
         (["gateway", "--fleet", str(root)], "--token-key"),
-        (["gateway", "--fleet", str(root), "--token-key", str(root / "us.yaml")],
-         "not a PEM public key"),
-        (["gateway", "--fleet", str(root), "--token-key", str(keys.public_pem_path),
-          "--reload-interval", "0"], "--reload-interval"),
+        (
+            ["gateway", "--fleet", str(root), "--token-key", str(root / "us.yaml")],
+            "not a PEM public key",
+        ),
+        (
+            [
+                "gateway",
+                "--fleet",
+                str(root),
+                "--token-key",
+                str(keys.public_pem_path),
+                "--reload-interval",
+                "0",
+            ],
+            "--reload-interval",
+        ),
     ]:
         with pytest.raises(SystemExit) as info:
             main(argv)
@@ -161,17 +184,32 @@ def test_cli_usage_errors(keys: Keys, signed_fleet_factory: FleetFactory,
         assert expected in capsys.readouterr().err
 
 
-def test_cli_gateway_process(keys: Keys, signed_fleet_factory: FleetFactory,
-                             client: httpx.Client) -> None:
+def test_cli_gateway_process(
+    keys: Keys, signed_fleet_factory: FleetFactory, client: httpx.Client
+) -> None:
     root = signed_fleet_factory()
     deploy(root, "us-1", "m-open", "m-us")
     store = open_store(None, root)
     record(store, root)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "gateway", "--fleet", str(root), "--port", "0",
-         "--token-key", str(keys.public_pem_path), "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "gateway",
+            "--fleet",
+            str(root),
+            "--port",
+            "0",
+            "--token-key",
+            str(keys.public_pem_path),
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
     )
     try:
         assert proc.stdout is not None
@@ -180,9 +218,14 @@ def test_cli_gateway_process(keys: Keys, signed_fleet_factory: FleetFactory,
         assert url.startswith("http://127.0.0.1:") and started["serial"] == store.serial()
         wait_for(lambda: _ready(client, url), timeout=10)
         token = keys.token("US", ["US"])
-        r = client.post(url + CHAT, json={"model": "m-us", "messages": [
-            {"role": "user", "content": "a very private prompt"}]},
-            headers={"Authorization": f"Bearer {token}"})
+        r = client.post(
+            url + CHAT,
+            json={
+                "model": "m-us",
+                "messages": [{"role": "user", "content": "a very private prompt"}],
+            },
+            headers={"Authorization": f"Bearer {token}"},
+        )
         assert r.status_code == 200 and r.headers["x-sovereign-site"] == "us-1"
     finally:
         proc.send_signal(signal.SIGINT)
@@ -212,8 +255,9 @@ def test_working_fleet_reloads_on_file_changes(
     signed = signed_fleet_factory(name="signed")
     verifier = TokenVerifier(load_token_keys([keys.public_pem_path]), keys.audience)
     settings = GatewaySettings(fleet_dir=root, reload_interval_s=0.05, probe_interval_s=0)
-    app = GatewayApp(Gateway(WorkingFleetSource(root, load_fleet), verifier, settings,
-                             AccessLog(None)))
+    app = GatewayApp(
+        Gateway(WorkingFleetSource(root, load_fleet), verifier, settings, AccessLog(None))
+    )
     app.start()
     try:
         h = keys.headers("US", ["DE"])
@@ -224,8 +268,11 @@ def test_working_fleet_reloads_on_file_changes(
         assert client.post(app.url + CHAT, json={"model": "m-us"}, headers=h).status_code == 200
         sig = DIRECTIVE_FILE + ".sig"
         (root / sig).write_bytes((signed / sig).read_bytes())
-        wait_for(lambda: client.post(app.url + CHAT, json={"model": "m-us"},
-                                     headers=h).status_code == 451)
+        wait_for(
+            lambda: (
+                client.post(app.url + CHAT, json={"model": "m-us"}, headers=h).status_code == 451
+            )
+        )
         assert app.gateway.reload_error is None
     finally:
         app.stop()
@@ -240,8 +287,9 @@ def test_a_local_site_with_nothing_deployed_serves_nothing(
     store = open_store(None, root)
     record(store, root)
     with applied_gateway(keys, store, root) as (app, _):
-        r = client.post(app.url + CHAT, json={"model": "m-open"},
-                        headers=keys.headers("US", ["US"]))
+        r = client.post(
+            app.url + CHAT, json={"model": "m-open"}, headers=keys.headers("US", ["US"])
+        )
     assert r.status_code == 404
     assert r.headers["x-sovereign-site"] == "us-1"
     assert "not deployed" in r.text

@@ -24,15 +24,25 @@ def _b64(data: dict[str, Any]) -> str:
 
 
 def _alg_none_token(keys: Keys) -> str:
-    claims = {"iss": keys.issuer, "aud": keys.audience, "exp": int(time.time()) + 300,
-              "residency": "US", "nationalities": ["US"]}
+    claims = {
+        "iss": keys.issuer,
+        "aud": keys.audience,
+        "exp": int(time.time()) + 300,
+        "residency": "US",
+        "nationalities": ["US"],
+    }
     return f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}."
 
 
 def _hs256_with_public_key(keys: Keys) -> str:
     # The classic confusion attack: the public key's bytes used as an HMAC secret.
-    claims = {"iss": keys.issuer, "aud": keys.audience, "exp": int(time.time()) + 300,
-              "residency": "US", "nationalities": ["US"]}
+    claims = {
+        "iss": keys.issuer,
+        "aud": keys.audience,
+        "exp": int(time.time()) + 300,
+        "residency": "US",
+        "nationalities": ["US"],
+    }
     header = _b64({"alg": "HS256", "typ": "JWT"})
     payload = _b64(claims)
     import hashlib
@@ -60,8 +70,9 @@ BAD_TOKENS: dict[str, Callable[[Keys], str]] = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_TOKENS))
-def test_bad_tokens_are_refused(case: str, keys: Keys, shared_gw: Running,
-                                client: httpx.Client) -> None:
+def test_bad_tokens_are_refused(
+    case: str, keys: Keys, shared_gw: Running, client: httpx.Client
+) -> None:
     token = BAD_TOKENS[case](keys)
     before = shared_gw.hits()
     r = client.post(shared_gw.url + CHAT, json=BODY, headers={"Authorization": f"Bearer {token}"})
@@ -73,8 +84,9 @@ def test_bad_tokens_are_refused(case: str, keys: Keys, shared_gw: Running,
 
 
 @pytest.mark.parametrize("header", [None, "Basic dXNlcjpwYXNz", "Bearer", "Token abc"])
-def test_missing_or_malformed_authorization(header: str | None, shared_gw: Running,
-                                            client: httpx.Client) -> None:
+def test_missing_or_malformed_authorization(
+    header: str | None, shared_gw: Running, client: httpx.Client
+) -> None:
     headers = {} if header is None else {"Authorization": header}
     r = client.post(shared_gw.url + CHAT, json=BODY, headers=headers)
     assert r.status_code == 401
@@ -88,52 +100,67 @@ def test_valid_token_is_served(keys: Keys, shared_gw: Running, client: httpx.Cli
     assert r.headers["x-sovereign-site"] == "us-east"
 
 
-def test_headers_and_query_cannot_set_principal(keys: Keys, shared_gw: Running,
-                                                 client: httpx.Client) -> None:
+def test_headers_and_query_cannot_set_principal(
+    keys: Keys, shared_gw: Running, client: httpx.Client
+) -> None:
     # A German national located in the US is suspended from fable-5 at every US site.
     token = keys.headers("US", ["DE"])
     spoof = {
-        "X-Residency": "DE", "X-Nationality": "US", "X-Nationalities": "US",
-        "X-Groups": "trusted-partners", "X-Sovereign-Principal": '{"residency":"DE"}',
-        "X-Forwarded-For": "10.0.0.1", "X-Sovereign-Site": "eu-central",
+        "X-Residency": "DE",
+        "X-Nationality": "US",
+        "X-Nationalities": "US",
+        "X-Groups": "trusted-partners",
+        "X-Sovereign-Principal": '{"residency":"DE"}',
+        "X-Forwarded-For": "10.0.0.1",
+        "X-Sovereign-Site": "eu-central",
     }
     url = shared_gw.url + CHAT + "?residency=DE&nationalities=US&site=eu-central"
-    r = client.post(url, json={"model": "fable-5", **{"residency": "DE"}},
-                    headers={**token, **spoof})
+    r = client.post(
+        url, json={"model": "fable-5", **{"residency": "DE"}}, headers={**token, **spoof}
+    )
     assert r.status_code == 451
     assert r.json()["explanation"]["principal"] == {
-        "residency": "US", "nationalities": ["DE"], "groups": []}
+        "residency": "US",
+        "nationalities": ["DE"],
+        "groups": [],
+    }
     # And the other way: a US national located in the US stays on US sites whatever we claim.
-    r = client.post(url, json={"model": "fable-5"}, headers={**keys.headers("US", ["US"]),
-                                                             **spoof})
+    r = client.post(url, json={"model": "fable-5"}, headers={**keys.headers("US", ["US"]), **spoof})
     assert r.status_code == 200
     assert r.headers["x-sovereign-site"] == "us-east"
 
 
-def test_gateway_does_not_forward_the_token(keys: Keys, shared_gw: Running,
-                                            client: httpx.Client) -> None:
-    r = client.post(shared_gw.url + CHAT, json=BODY,
-                    headers={**keys.headers("US", ["US"]), "X-Residency": "US"})
+def test_gateway_does_not_forward_the_token(
+    keys: Keys, shared_gw: Running, client: httpx.Client
+) -> None:
+    r = client.post(
+        shared_gw.url + CHAT, json=BODY, headers={**keys.headers("US", ["US"]), "X-Residency": "US"}
+    )
     assert r.status_code == 200
     seen = shared_gw.stubs["us-east"].behaviour.last_headers
     assert seen["content-type"] == "application/json"
     assert "authorization" not in seen and "x-residency" not in seen
 
 
-def test_token_must_be_for_this_verifier_algorithms(keys: Keys, shared_gw: Running,
-                                                    client: httpx.Client) -> None:
+def test_token_must_be_for_this_verifier_algorithms(
+    keys: Keys, shared_gw: Running, client: httpx.Client
+) -> None:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     es_key = ec.generate_private_key(ec.SECP256R1())
-    token = jwt.encode({"aud": keys.audience, "iss": keys.issuer, "residency": "US",
-                        "exp": int(time.time()) + 60}, es_key, algorithm="ES256")
+    token = jwt.encode(
+        {"aud": keys.audience, "iss": keys.issuer, "residency": "US", "exp": int(time.time()) + 60},
+        es_key,
+        algorithm="ES256",
+    )
     r = client.post(shared_gw.url + CHAT, json=BODY, headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 401
     assert "ES256" in r.json()["error"]["message"]
 
 
-def test_hostile_alg_cannot_break_the_challenge_header(keys: Keys, shared_gw: Running,
-                                                       client: httpx.Client) -> None:
+def test_hostile_alg_cannot_break_the_challenge_header(
+    keys: Keys, shared_gw: Running, client: httpx.Client
+) -> None:
     header = _b64({"alg": 'x"\r\nSet-Cookie: a=b', "typ": "JWT"})
     token = header + "." + _b64({}) + "."
     r = client.post(shared_gw.url + CHAT, json=BODY, headers={"Authorization": f"Bearer {token}"})

@@ -30,7 +30,7 @@ def test_order_is_a_permutation_of_the_route(route: list[str], failed: list[str]
     assert sorted(ordered) == sorted(route)  # never adds, never drops
     up = [s for s in route if s not in failed]
     assert list(ordered[: len(up)]) == up  # healthy first, in route order
-    assert list(ordered[len(up):]) == [s for s in route if s in failed]
+    assert list(ordered[len(up) :]) == [s for s in route if s in failed]
 
 
 def test_backoff_doubles_to_cap_and_success_clears() -> None:
@@ -44,4 +44,8 @@ def test_backoff_doubles_to_cap_and_success_clears() -> None:
     assert book.record_failure("a", "x") == 1.0
     assert book.snapshot(["a", "b"])["a"]["up"] is False
     assert book.snapshot(["a", "b"])["b"] == {
-        "up": True, "consecutive_failures": 0, "last_error": None, "retry_in_s": 0.0}
+        "up": True,
+        "consecutive_failures": 0,
+        "last_error": None,
+        "retry_in_s": 0.0,
+    }

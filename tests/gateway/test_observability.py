@@ -12,8 +12,7 @@ CHAT = "/v1/chat/completions"
 PROMPT = "my secret prompt about project zebra"
 
 
-def test_metrics_and_access_log_hold_no_token_or_prompt(keys: Keys,
-                                                        client: httpx.Client) -> None:
+def test_metrics_and_access_log_hold_no_token_or_prompt(keys: Keys, client: httpx.Client) -> None:
     with running_gateway(keys) as gw:
         good = keys.token("US", ["US"], sub="alice@example.com")
         refused = keys.token("US", ["DE"], sub="bob@example.com")
@@ -23,14 +22,21 @@ def test_metrics_and_access_log_hold_no_token_or_prompt(keys: Keys,
             r = client.post(gw.url + CHAT, json=body, headers={"Authorization": f"Bearer {token}"})
             assert r.status_code == status
         gw.stubs["us-east"].stop()
-        assert client.post(gw.url + CHAT, json=body,
-                           headers={"Authorization": f"Bearer {good}"}).status_code == 200
+        assert (
+            client.post(
+                gw.url + CHAT, json=body, headers={"Authorization": f"Bearer {good}"}
+            ).status_code
+            == 200
+        )
         metrics = client.get(gw.url + "/metrics").text
         log = "\n".join(gw.log)
-    assert 'sovereign_gateway_requests_total{model="fable-5",outcome="ok",site="us-east"} 1.0' \
+    assert (
+        'sovereign_gateway_requests_total{model="fable-5",outcome="ok",site="us-east"} 1.0'
         in metrics
-    assert 'sovereign_gateway_requests_total{model="fable-5",outcome="refused",site=""} 1.0' \
-        in metrics
+    )
+    assert (
+        'sovereign_gateway_requests_total{model="fable-5",outcome="refused",site=""} 1.0' in metrics
+    )
     assert 'sovereign_gateway_refusals_total{model="fable-5"} 1.0' in metrics
     assert 'sovereign_gateway_failovers_total{model="fable-5",site="us-east"} 1.0' in metrics
     assert "sovereign_gateway_decision_seconds_bucket" in metrics
@@ -42,8 +48,17 @@ def test_metrics_and_access_log_hold_no_token_or_prompt(keys: Keys,
     requests = [r for r in records if r.get("path") == CHAT]
     assert [r["status"] for r in requests] == [200, 451, 401, 200]
     first = requests[0]
-    assert {"ts", "method", "path", "model", "status", "site", "table", "latency_ms",
-            "residency"} <= set(first)
+    assert {
+        "ts",
+        "method",
+        "path",
+        "model",
+        "status",
+        "site",
+        "table",
+        "latency_ms",
+        "residency",
+    } <= set(first)
     assert first["site"] == "us-east" and first["residency"] == "US"
     assert first["sub_hash"] and len(first["sub_hash"]) == 16
     assert requests[3]["site"] == "us-west" and requests[3]["failed_over"] == ["us-east"]
@@ -65,6 +80,12 @@ def test_healthz_reports_table_and_sites(keys: Keys, client: httpx.Client) -> No
         assert health["status"] == "ok"
         assert health["table"] == gw.gateway.serving.table.version
         assert health["sites_down"] == []
-        assert set(health["sites_up"]) == {"us-east", "us-west", "eu-central", "eu-west",
-                                           "jp-us", "jp-kk"}
+        assert set(health["sites_up"]) == {
+            "us-east",
+            "us-west",
+            "eu-central",
+            "eu-west",
+            "jp-us",
+            "jp-kk",
+        }
         assert all(info["upstream"] for info in health["sites"].values())

@@ -44,10 +44,14 @@ def test_swap_under_concurrent_load_drops_nothing(keys: Keys, gw: Running) -> No
             async def worker() -> None:
                 while not queue.empty():
                     queue.get_nowait()
-                    r = await client.post(gw.url + CHAT, json={"model": "olmo-3"},
-                                          headers=headers)
-                    seen[(r.status_code, r.headers.get("x-sovereign-table", ""),
-                          r.headers.get("x-sovereign-site", ""))] += 1
+                    r = await client.post(gw.url + CHAT, json={"model": "olmo-3"}, headers=headers)
+                    seen[
+                        (
+                            r.status_code,
+                            r.headers.get("x-sovereign-table", ""),
+                            r.headers.get("x-sovereign-site", ""),
+                        )
+                    ] += 1
 
             async def swapper() -> None:
                 nonlocal swaps
@@ -69,11 +73,13 @@ def test_swap_under_concurrent_load_drops_nothing(keys: Keys, gw: Running) -> No
     assert len(reloaded) >= 3
 
 
-def test_failed_reload_keeps_the_last_verified_table(keys: Keys, gw: Running,
-                                                     client: httpx.Client) -> None:
+def test_failed_reload_keeps_the_last_verified_table(
+    keys: Keys, gw: Running, client: httpx.Client
+) -> None:
     version = gw.gateway.serving.table.version
-    gw.source.fail_next(FleetError([Problem("directives/x.yaml", 3, "signature",
-                                            "no valid signature of US")]))
+    gw.source.fail_next(
+        FleetError([Problem("directives/x.yaml", 3, "signature", "no valid signature of US")])
+    )
     wait_for(lambda: gw.gateway.reload_error is not None)
     health = client.get(gw.url + "/healthz").json()
     assert health["status"] == "degraded"
@@ -82,8 +88,9 @@ def test_failed_reload_keeps_the_last_verified_table(keys: Keys, gw: Running,
     r = client.post(gw.url + CHAT, json={"model": "olmo-3"}, headers=keys.headers("US", ["US"]))
     assert r.status_code == 200 and r.headers["x-sovereign-table"] == version
     assert any('"event":"table.reload_failed"' in line for line in gw.log)
-    assert "sovereign_gateway_reloads_total{result=\"failed\"}" in client.get(
-        gw.url + "/metrics").text
+    assert (
+        'sovereign_gateway_reloads_total{result="failed"}' in client.get(gw.url + "/metrics").text
+    )
     # A good fleet afterwards is picked up and clears the error.
     gw.source.set(make_fleet(us_failover=("us-west", "us-east")))
     wait_for(lambda: gw.gateway.reload_error is None)

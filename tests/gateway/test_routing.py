@@ -25,14 +25,17 @@ from tests.gateway.support import (
 CHAT = "/v1/chat/completions"
 
 
-def chat(client: httpx.Client, gw: Running, headers: dict[str, str], model: str,
-         **body: object) -> httpx.Response:
-    return client.post(gw.url + CHAT, json={"model": model, "messages": [], **body},
-                       headers=headers)
+def chat(
+    client: httpx.Client, gw: Running, headers: dict[str, str], model: str, **body: object
+) -> httpx.Response:
+    return client.post(
+        gw.url + CHAT, json={"model": model, "messages": [], **body}, headers=headers
+    )
 
 
-def test_served_by_first_site_of_route(keys: Keys, shared_gw: Running,
-                                       client: httpx.Client) -> None:
+def test_served_by_first_site_of_route(
+    keys: Keys, shared_gw: Running, client: httpx.Client
+) -> None:
     r = chat(client, shared_gw, keys.headers("DE", ["DE"]), "fable-5")
     assert r.status_code == 200
     assert r.headers["x-sovereign-site"] == "eu-central"
@@ -43,16 +46,17 @@ def test_served_by_first_site_of_route(keys: Keys, shared_gw: Running,
 
 def test_every_endpoint_is_routed(keys: Keys, shared_gw: Running, client: httpx.Client) -> None:
     h = keys.headers("JP", ["JP"])
-    c = client.post(shared_gw.url + "/v1/completions", json={"model": "olmo-3", "prompt": "x"},
-                    headers=h)
-    e = client.post(shared_gw.url + "/v1/embeddings", json={"model": "olmo-3", "input": "x"},
-                    headers=h)
+    c = client.post(
+        shared_gw.url + "/v1/completions", json={"model": "olmo-3", "prompt": "x"}, headers=h
+    )
+    e = client.post(
+        shared_gw.url + "/v1/embeddings", json={"model": "olmo-3", "input": "x"}, headers=h
+    )
     assert c.status_code == 200 and c.headers["x-sovereign-site"] == "jp-us"
     assert e.status_code == 200 and e.json()["site"] == "jp-us"
 
 
-def test_451_carries_the_explanation(keys: Keys, shared_gw: Running,
-                                     client: httpx.Client) -> None:
+def test_451_carries_the_explanation(keys: Keys, shared_gw: Running, client: httpx.Client) -> None:
     before = shared_gw.hits()
     r = chat(client, shared_gw, keys.headers("US", ["DE"]), "fable-5")
     assert r.status_code == 451
@@ -64,8 +68,13 @@ def test_451_carries_the_explanation(keys: Keys, shared_gw: Running,
     for sid in ("us-east", "us-west"):
         assert explanation["sites"][sid] == {
             "allowed": False,
-            "reasons": [{"rule": "directive", "ref": "us-doc",
-                         "message": "suspended by US for this principal: ref us-doc"}],
+            "reasons": [
+                {
+                    "rule": "directive",
+                    "ref": "us-doc",
+                    "message": "suspended by US for this principal: ref us-doc",
+                }
+            ],
         }
     # Exactly what `sovereign explain` says for the same query.
     fleet = shared_gw.gateway.serving.table.fleet
@@ -74,16 +83,16 @@ def test_451_carries_the_explanation(keys: Keys, shared_gw: Running,
     assert shared_gw.hits() == before
 
 
-def test_451_for_residency_outside_every_jurisdiction(keys: Keys, shared_gw: Running,
-                                                      client: httpx.Client) -> None:
+def test_451_for_residency_outside_every_jurisdiction(
+    keys: Keys, shared_gw: Running, client: httpx.Client
+) -> None:
     r = chat(client, shared_gw, keys.headers("BR", ["BR"]), "olmo-3")
     assert r.status_code == 451
     reasons = r.json()["explanation"]["sites"]["us-east"]["reasons"]
     assert reasons[0]["rule"] == "no_jurisdiction"
 
 
-def test_unknown_model_and_bad_body(keys: Keys, shared_gw: Running,
-                                    client: httpx.Client) -> None:
+def test_unknown_model_and_bad_body(keys: Keys, shared_gw: Running, client: httpx.Client) -> None:
     h = keys.headers("US", ["US"])
     assert chat(client, shared_gw, h, "no-such-model").status_code == 404
     r = client.post(shared_gw.url + CHAT, content=b"{not json", headers=h)
@@ -92,8 +101,7 @@ def test_unknown_model_and_bad_body(keys: Keys, shared_gw: Running,
     assert r.status_code == 400
 
 
-def test_models_listed_per_principal(keys: Keys, shared_gw: Running,
-                                     client: httpx.Client) -> None:
+def test_models_listed_per_principal(keys: Keys, shared_gw: Running, client: httpx.Client) -> None:
     def models(*principal: object) -> list[str]:
         r = client.get(shared_gw.url + "/v1/models", headers=keys.headers(*principal))
         assert r.status_code == 200
@@ -181,16 +189,19 @@ def test_active_probe_marks_sites(keys: Keys, client: httpx.Client) -> None:
         wait_for(lambda: client.get(gw.url + "/healthz").json()["sites_down"] == [])
 
 
-def test_stream_passes_through_unbuffered(keys: Keys, gw: Running,
-                                          client: httpx.Client) -> None:
+def test_stream_passes_through_unbuffered(keys: Keys, gw: Running, client: httpx.Client) -> None:
     stub = gw.stubs["us-east"]
     stub.behaviour.stream_chunks = 4
     stub.behaviour.chunk_delay_s = 0.25
     started = time.monotonic()
     arrivals: list[float] = []
     lines: list[str] = []
-    with client.stream("POST", gw.url + CHAT, json={"model": "olmo-3", "stream": True},
-                       headers=keys.headers("US", ["US"])) as r:
+    with client.stream(
+        "POST",
+        gw.url + CHAT,
+        json={"model": "olmo-3", "stream": True},
+        headers=keys.headers("US", ["US"]),
+    ) as r:
         assert r.status_code == 200
         assert r.headers["x-sovereign-site"] == "us-east"
         assert r.headers["content-type"].startswith("text/event-stream")
@@ -206,11 +217,16 @@ def test_stream_passes_through_unbuffered(keys: Keys, gw: Running,
     assert arrivals[0] < arrivals[-1] - 0.5
 
 
-def test_stream_fails_over_before_the_first_byte(keys: Keys, gw: Running,
-                                                 client: httpx.Client) -> None:
+def test_stream_fails_over_before_the_first_byte(
+    keys: Keys, gw: Running, client: httpx.Client
+) -> None:
     gw.stubs["us-east"].behaviour.fail_status = 500
-    with client.stream("POST", gw.url + CHAT, json={"model": "olmo-3", "stream": True},
-                       headers=keys.headers("US", ["US"])) as r:
+    with client.stream(
+        "POST",
+        gw.url + CHAT,
+        json={"model": "olmo-3", "stream": True},
+        headers=keys.headers("US", ["US"]),
+    ) as r:
         body = r.read().decode()
     assert r.headers["x-sovereign-site"] == "us-west"
     assert "chatcmpl-us-west" in body and body.endswith("data: [DONE]\n\n")
@@ -250,9 +266,14 @@ def test_timeouts_fail_over_and_a_hanging_site_starves_nothing(keys: Keys) -> No
 
         async def burst() -> list[httpx.Response]:
             async with httpx.AsyncClient(trust_env=False, timeout=10) as c:
-                return list(await asyncio.gather(*(
-                    c.post(gw.url + CHAT, json={"model": "olmo-3"}, headers=h)
-                    for _ in range(12))))
+                return list(
+                    await asyncio.gather(
+                        *(
+                            c.post(gw.url + CHAT, json={"model": "olmo-3"}, headers=h)
+                            for _ in range(12)
+                        )
+                    )
+                )
 
         responses = asyncio.run(burst())
         # More requests than us-east's pool holds: they queue there, time out, and us-west,

@@ -52,9 +52,7 @@ def test_stream_sends_chunks_then_done(stub: StubServer) -> None:
                 arrivals.append(time.monotonic() - started)
                 lines.append(line)
     assert lines[-1] == "data: [DONE]"
-    text = "".join(
-        json.loads(line[6:])["choices"][0]["delta"]["content"] for line in lines[:-1]
-    )
+    text = "".join(json.loads(line[6:])["choices"][0]["delta"]["content"] for line in lines[:-1])
     assert text == "served by site-a (m1)"
     # Chunks are spaced out by the stub, so the first arrives well before the last.
     assert arrivals[-1] - arrivals[0] >= 0.1
@@ -69,8 +67,10 @@ def test_site_dir_serves_only_deployed_models(tmp_path: Path) -> None:
     try:
         ok = httpx.post(f"{server.url}/v1/chat/completions", json={"model": "olmo-3"})
         missing = httpx.post(f"{server.url}/v1/chat/completions", json={"model": "fable-5"})
-        broken = [httpx.post(f"{server.url}/v1/chat/completions", json={"model": m}).status_code
-                  for m in ("mythos-5", "sarvam-2")]
+        broken = [
+            httpx.post(f"{server.url}/v1/chat/completions", json={"model": m}).status_code
+            for m in ("mythos-5", "sarvam-2")
+        ]
         sneaky = httpx.post(f"{server.url}/v1/chat/completions", json={"model": "../x"})
         listed = httpx.get(f"{server.url}/v1/models").json()
     finally:

@@ -26,12 +26,20 @@ from orchestrator.policy.principal import Principal
 
 def _pub_pem(key: Any) -> bytes:
     return key.public_key().public_bytes(  # type: ignore[no-any-return]
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def _claims(**extra: Any) -> dict[str, Any]:
-    return {"aud": "sovereign", "exp": int(time.time()) + 60, "residency": "de",
-            "nationalities": ["DE", "fr"], "groups": ["staff"], "sub": "bob", **extra}
+    return {
+        "aud": "sovereign",
+        "exp": int(time.time()) + 60,
+        "residency": "de",
+        "nationalities": ["DE", "fr"],
+        "groups": ["staff"],
+        "sub": "bob",
+        **extra,
+    }
 
 
 @pytest.mark.parametrize("kind", ["ed25519", "p256", "p384", "rsa"])
@@ -56,11 +64,16 @@ def test_each_key_type_verifies_its_algorithm_only(kind: str, tmp_path: Path) ->
 
 def test_jwks_file_with_kid(tmp_path: Path) -> None:
     k1, k2 = ed25519.Ed25519PrivateKey.generate(), ec.generate_private_key(ec.SECP256R1())
-    jwks = {"keys": [
-        {**json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(k1.public_key())), "kid": "one"},
-        {**json.loads(jwt.algorithms.ECAlgorithm.to_jwk(k2.public_key())), "kid": "two",
-         "alg": "ES256"},
-    ]}
+    jwks = {
+        "keys": [
+            {**json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(k1.public_key())), "kid": "one"},
+            {
+                **json.loads(jwt.algorithms.ECAlgorithm.to_jwk(k2.public_key())),
+                "kid": "two",
+                "alg": "ES256",
+            },
+        ]
+    }
     path = tmp_path / "jwks.json"
     path.write_text(json.dumps(jwks))
     verifier = TokenVerifier(load_token_keys([path]))
@@ -70,12 +83,15 @@ def test_jwks_file_with_kid(tmp_path: Path) -> None:
     assert verifier.verify(t2).principal.residency == "DE"
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----\n", "private key"),
-    (b"hello", "not a PEM public key"),
-    (b'{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}', "symmetric"),
-    (b'{"keys": []}', "non-empty"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----\n", "private key"),
+        (b"hello", "not a PEM public key"),
+        (b'{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}', "symmetric"),
+        (b'{"keys": []}', "non-empty"),
+    ],
+)
 def test_unusable_key_files(content: bytes, message: str, tmp_path: Path) -> None:
     path = tmp_path / "key"
     path.write_bytes(content)
@@ -119,15 +135,19 @@ def test_issuer_required_when_configured(tmp_path: Path) -> None:
 
 
 claim_values = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.text(max_size=5),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.text(max_size=5),
     st.lists(st.one_of(st.text(max_size=4), st.integers(), st.none()), max_size=4),
     st.sampled_from(["US", "de", "XX", "ZZ", "GB"]),
     st.lists(st.sampled_from(["US", "de", "XX", "trusted-partners", ""]), max_size=4),
 )
 
 
-@given(st.dictionaries(st.sampled_from(["residency", "nationalities", "groups", "x"]),
-                       claim_values))
+@given(
+    st.dictionaries(st.sampled_from(["residency", "nationalities", "groups", "x"]), claim_values)
+)
 def test_claims_parse_or_refuse_never_crash(claims: dict[str, Any]) -> None:
     try:
         principal = principal_from_claims(claims)

@@ -25,8 +25,11 @@ async def _chat(request: Request) -> Response:
     seen = {"cookie": request.headers.get("cookie")}
     payload = json.dumps(seen).encode()
     if (await request.json()).get("gzip"):
-        return Response(gzip.compress(payload), media_type="application/json",
-                        headers={"Content-Encoding": "gzip"})
+        return Response(
+            gzip.compress(payload),
+            media_type="application/json",
+            headers={"Content-Encoding": "gzip"},
+        )
     response = Response(payload, media_type="application/json")
     response.set_cookie("session", "whoever-came-first")
     return response
@@ -38,8 +41,9 @@ async def _healthz(request: Request) -> Response:
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[str]:
-    app = Starlette(routes=[Route(CHAT, _chat, methods=["POST"]),
-                            Route("/healthz", _healthz, methods=["GET"])])
+    app = Starlette(
+        routes=[Route(CHAT, _chat, methods=["POST"]), Route("/healthz", _healthz, methods=["GET"])]
+    )
     server = BackgroundServer(app, name="cookie-upstream")
     server.start()
     try:
@@ -48,30 +52,38 @@ def upstream() -> Iterator[str]:
         server.stop()
 
 
-def test_upstream_cookies_are_never_replayed(keys: Keys, upstream: str,
-                                             client: httpx.Client) -> None:
+def test_upstream_cookies_are_never_replayed(
+    keys: Keys, upstream: str, client: httpx.Client
+) -> None:
     with running_gateway(keys, upstream_overrides={"us-east": upstream}) as gw:
-        first = client.post(gw.url + CHAT, json={"model": "olmo-3"},
-                            headers=keys.headers("US", ["US"], sub="alice"))
-        second = client.post(gw.url + CHAT, json={"model": "olmo-3"},
-                             headers=keys.headers("US", ["US"], sub="bob"))
+        first = client.post(
+            gw.url + CHAT, json={"model": "olmo-3"}, headers=keys.headers("US", ["US"], sub="alice")
+        )
+        second = client.post(
+            gw.url + CHAT, json={"model": "olmo-3"}, headers=keys.headers("US", ["US"], sub="bob")
+        )
     assert first.status_code == second.status_code == 200
     assert second.headers["x-sovereign-site"] == "us-east"
     assert second.json() == {"cookie": None}
 
 
-def test_compressed_answers_are_passed_on_decoded(keys: Keys, upstream: str,
-                                                  client: httpx.Client) -> None:
+def test_compressed_answers_are_passed_on_decoded(
+    keys: Keys, upstream: str, client: httpx.Client
+) -> None:
     with running_gateway(keys, upstream_overrides={"us-east": upstream}) as gw:
-        r = client.post(gw.url + CHAT, json={"model": "olmo-3", "gzip": True},
-                        headers={**keys.headers("US", ["US"]), "Accept-Encoding": "identity"})
+        r = client.post(
+            gw.url + CHAT,
+            json={"model": "olmo-3", "gzip": True},
+            headers={**keys.headers("US", ["US"]), "Accept-Encoding": "identity"},
+        )
     assert r.status_code == 200
     assert "content-encoding" not in r.headers
     assert r.content == b'{"cookie": null}'
 
 
-def test_other_methods_on_model_paths_go_to_the_router(keys: Keys, upstream: str,
-                                                       client: httpx.Client) -> None:
+def test_other_methods_on_model_paths_go_to_the_router(
+    keys: Keys, upstream: str, client: httpx.Client
+) -> None:
     with running_gateway(keys, upstream_overrides={"us-east": upstream}) as gw:
         r = client.get(gw.url + CHAT, headers=keys.headers("US", ["US"]))
     assert r.status_code == 405

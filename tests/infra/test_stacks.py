@@ -47,8 +47,9 @@ def declare(fleet: Fleet, jurisdiction: str) -> list[tuple[str, str, dict[str, A
 
     @pulumi.runtime.test
     def program() -> pulumi.Output[Any]:
-        stack = JurisdictionStack(jurisdiction, fleet, at=AT,
-                                  settings=StackSettings(bucket_suffix="t"))
+        stack = JurisdictionStack(
+            jurisdiction, fleet, at=AT, settings=StackSettings(bucket_suffix="t")
+        )
         return pulumi.Output.from_input(stack.bucket_names)
 
     program()
@@ -77,18 +78,26 @@ def test_a_stack_never_declares_another_jurisdictions_sites(
         region = inputs.get("region") or inputs.get("location")
         if region is not None:
             assert str(region).lower() in own_regions, (typ, name, region)
-    declared_buckets = {i.get("bucket") or i.get("name") for t, _, i in cloud
-                        if t in {"aws:s3/bucket:Bucket", "gcp:storage/bucket:Bucket"}}
-    expected = {bucket_name(s, "t") if fleet.sites[s].provider == "aws" else
-                gcs_bucket_name(s, "t") for s in own}
+    declared_buckets = {
+        i.get("bucket") or i.get("name")
+        for t, _, i in cloud
+        if t in {"aws:s3/bucket:Bucket", "gcp:storage/bucket:Bucket"}
+    }
+    expected = {
+        bucket_name(s, "t") if fleet.sites[s].provider == "aws" else gcs_bucket_name(s, "t")
+        for s in own
+    }
     assert declared_buckets == expected
 
 
 def test_endpoints_are_exactly_the_desired_deployments_with_provider_names(fleet: Fleet) -> None:
     resources = declare(fleet, "JP")
     endpoints = {i["name"] for t, _, i in resources if t == "aws:sagemaker/endpoint:Endpoint"}
-    wanted = {sagemaker_base_name(s, m) for m, s in desired_pairs(fleet, AT)
-              if s in fleet.jurisdictions["JP"].sites and fleet.sites[s].provider == "aws"}
+    wanted = {
+        sagemaker_base_name(s, m)
+        for m, s in desired_pairs(fleet, AT)
+        if s in fleet.jurisdictions["JP"].sites and fleet.sites[s].provider == "aws"
+    }
     assert endpoints == wanted and wanted
     for typ, _, inputs in resources:
         if typ.startswith("aws:sagemaker/"):

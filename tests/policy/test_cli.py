@@ -27,8 +27,8 @@ def explain_args(*extra: str) -> list[str]:
 
 def test_explain_json_is_only_json_with_the_spec_shape(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(
-        capsys, *explain_args("-m", "fable-5", "-r", "us", "-n", "de", "--at", "2026-06-13",
-                              "--json")
+        capsys,
+        *explain_args("-m", "fable-5", "-r", "us", "-n", "de", "--at", "2026-06-13", "--json"),
     )
     assert code == 0
     doc = json.loads(out)
@@ -39,8 +39,8 @@ def test_explain_json_is_only_json_with_the_spec_shape(capsys: pytest.CaptureFix
 
 def test_explain_human_output_names_rules_and_route(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(
-        capsys, *explain_args("-m", "fable-5", "-r", "JP", "-n", "JP", "--at",
-                              "2026-06-13T00:00:00Z")
+        capsys,
+        *explain_args("-m", "fable-5", "-r", "JP", "-n", "JP", "--at", "2026-06-13T00:00:00Z"),
     )
     assert code == 0
     assert "route: gcp-asia-northeast1" in out
@@ -54,7 +54,14 @@ def test_explain_human_output_names_rules_and_route(capsys: pytest.CaptureFixtur
         (("-m", "fable-5", "-r", "Germany"), "invalid residency", "ISO 3166-1 alpha-2"),
         (("-m", "fable-5", "-r", "DE", "-n", "QQ"), "invalid nationality", "ISO 3166-1"),
         (("-m", "fable-5", "-r", "DE", "--at", "tomorrow"), "invalid time", "ISO 8601"),
-        (("-m", "fable-5",), "needs --model and --residency", "sovereign explain"),
+        (
+            (
+                "-m",
+                "fable-5",
+            ),
+            "needs --model and --residency",
+            "sovereign explain",
+        ),
     ],
 )
 def test_explain_rejects_bad_input_with_a_hint(
@@ -72,8 +79,13 @@ def test_batch_answers_every_line_in_order(
     queries = [
         {"model": "fable-5", "residency": "US", "nationalities": ["DE"], "at": "2026-06-11"},
         {"model": "fable-5", "residency": "US", "nationalities": ["DE"], "at": "2026-06-13"},
-        {"model": "mythos-5", "residency": "US", "nationalities": ["DE"],
-         "groups": ["trusted-partners"], "at": "2026-06-27T00:00:00Z"},
+        {
+            "model": "mythos-5",
+            "residency": "US",
+            "nationalities": ["DE"],
+            "groups": ["trusted-partners"],
+            "at": "2026-06-27T00:00:00Z",
+        },
         {"model": "olmo-3", "residency": "JP"},
     ]
     batch = tmp_path / "q.jsonl"
@@ -88,8 +100,8 @@ def test_batch_answers_every_line_in_order(
     assert lines[3]["principal"] == {"residency": "JP", "nationalities": [], "groups": []}
     # each line equals the single-query answer
     code, single, _ = run(
-        capsys, *explain_args("-m", "fable-5", "-r", "US", "-n", "DE", "--at", "2026-06-13",
-                              "--json")
+        capsys,
+        *explain_args("-m", "fable-5", "-r", "US", "-n", "DE", "--at", "2026-06-13", "--json"),
     )
     assert json.loads(single) == lines[1]
 
@@ -120,9 +132,7 @@ def test_impact_of_an_unsigned_directive_warns_and_reports(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     draft = tmp_path / "draft.yaml"
-    draft.write_text(
-        JUNE_12.read_text().replace("id: us-doc-2026-06-12", "id: us-draft")
-    )
+    draft.write_text(JUNE_12.read_text().replace("id: us-doc-2026-06-12", "id: us-draft"))
     code, out, err = run(
         capsys, "impact", str(draft), "--fleet", str(REGIONS), "--at", "2026-06-01", "--json"
     )
@@ -156,16 +166,15 @@ def test_impact_of_a_fleet_directive_is_compared_without_it(
 
 
 def test_impact_human_output_counts_collateral(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "impact", str(JUNE_12), "--fleet", str(REGIONS), "--at",
-                       "2026-06-13")
+    code, out, _ = run(
+        capsys, "impact", str(JUNE_12), "--fleet", str(REGIONS), "--at", "2026-06-13"
+    )
     assert code == 0
     assert "refused" in out and "rerouted" in out
     assert "collateral (changes outside the directive's reach): 0" in out
 
 
-def test_impact_refuses_a_bad_signature(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
+def test_impact_refuses_a_bad_signature(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     draft = tmp_path / "draft.yaml"
     draft.write_text(JUNE_12.read_text().replace("id: us-doc-2026-06-12", "id: us-draft"))
     (tmp_path / "draft.yaml.sig").write_text(

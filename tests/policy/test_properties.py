@@ -160,8 +160,9 @@ def test_next_change_after_is_the_next_directive_instant(fleet: Fleet, at: datet
 
 def _without_supersedes(d: Directive) -> Directive:
     """A fresh directive that replaces nothing: its effect is only ever a removal."""
-    return Directive(**{f: getattr(d, f) for f in Directive.__slots__ if f != "supersedes"},
-                     supersedes=None)
+    return Directive(
+        **{f: getattr(d, f) for f in Directive.__slots__ if f != "supersedes"}, supersedes=None
+    )
 
 
 @settings(max_examples=60, deadline=None)
@@ -179,4 +180,3 @@ def test_impact_has_no_collateral_and_matches_the_rules(
         assert c.after == rules.route(with_it, c.model, p, result.at)
         if new.supersedes is None:
             assert c.effect is not Effect.RESTORED  # only a replacement can give back
-

@@ -54,9 +54,7 @@ class Env:
         }
         base.update(options)
         return AwsProvider(
-            ProviderContext(
-                state_dir=self.tmp, models=(fleet or self.fleet).models, options=base
-            )
+            ProviderContext(state_dir=self.tmp, models=(fleet or self.fleet).models, options=base)
         )
 
     def aws_sites(self, fleet: Fleet | None = None) -> list[str]:
@@ -91,8 +89,12 @@ def converged(
     """One fleet applied once, shared by the tests that only read it back (saves a converge
     per test). Returns the env, its provider and how many changes the first apply made."""
     tag = unique()
-    env = Env(cloud_fleet(tag, artifact_bucket=source_bucket), tag, moto_url,
-              tmp_path_factory.mktemp("aws"))
+    env = Env(
+        cloud_fleet(tag, artifact_bucket=source_bucket),
+        tag,
+        moto_url,
+        tmp_path_factory.mktemp("aws"),
+    )
     provider = env.provider()
     return env, provider, env.converge(provider)
 
@@ -133,10 +135,16 @@ def test_apply_creates_tagged_private_versioned_bucket_and_endpoints(
     config = sm.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
     variant = config["ProductionVariants"][0]
     assert (variant["InstanceType"], variant["InitialInstanceCount"]) == (MOTO_INSTANCE_TYPE, 2)
-    for arn in (endpoint["EndpointArn"], config["EndpointConfigArn"],
-                sm.describe_model(ModelName=name)["ModelArn"]):
+    for arn in (
+        endpoint["EndpointArn"],
+        config["EndpointConfigArn"],
+        sm.describe_model(ModelName=name)["ModelArn"],
+    ):
         assert {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=arn)["Tags"]} == {
-            "sovereign:managed": "true", "sovereign:site": eu.id, "sovereign:model": "fable-5"}
+            "sovereign:managed": "true",
+            "sovereign:site": eu.id,
+            "sovereign:model": "fable-5",
+        }
     model = sm.describe_model(ModelName=name)
     data = model["PrimaryContainer"].get("ModelDataSource", {}).get("S3DataSource", {})
     assert data.get("S3Uri", f"s3://{bucket}/fable-5/") == f"s3://{bucket}/fable-5/"
@@ -150,9 +158,10 @@ def test_second_apply_is_a_no_op(converged: tuple[Env, AwsProvider, int]) -> Non
     eu = env.fleet.sites[_site(env, "aws-eu-central-1")]
     for resource in desired_site_resources(env.fleet, [eu.id])[eu.id]:
         provider.apply(eu, ResourceChange(Op.CREATE, None, resource))
-    assert changes_between(
-        desired_site_resources(env.fleet, [eu.id])[eu.id], provider.observe(eu)
-    ) == []
+    assert (
+        changes_between(desired_site_resources(env.fleet, [eu.id])[eu.id], provider.observe(eu))
+        == []
+    )
 
 
 def test_resources_deleted_behind_our_back_show_up_as_drift(env: Env) -> None:
@@ -180,8 +189,10 @@ def test_a_deleted_bucket_is_observed_gone_and_recreated(env: Env) -> None:
     s3 = env.client("s3", us.region)
     bucket = bucket_name(us.id, env.tag)
     versions = s3.list_object_versions(Bucket=bucket)
-    doomed = [{"Key": v["Key"], "VersionId": v["VersionId"]}
-              for v in versions.get("Versions", []) + versions.get("DeleteMarkers", [])]
+    doomed = [
+        {"Key": v["Key"], "VersionId": v["VersionId"]}
+        for v in versions.get("Versions", []) + versions.get("DeleteMarkers", [])
+    ]
     s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed})
     s3.delete_bucket(Bucket=bucket)
     assert {r.kind for r in provider.observe(us)} == {ResourceKind.DEPLOYMENT}
@@ -196,25 +207,39 @@ def test_untagged_resources_are_never_observed_modified_or_deleted(env: Env) -> 
     sm = env.client("sagemaker", eu.region)
     # An untagged namesake of our bucket, and an untagged endpoint named like ours.
     namesake = bucket_name(eu.id, env.tag)
-    s3.create_bucket(Bucket=namesake,
-                     CreateBucketConfiguration={"LocationConstraint": eu.region})
-    s3.put_object(Bucket=namesake, Key=f"fable-5/{MANIFEST}",
-                  Body=b'{"source": "s3://x/", "objects": []}')
+    s3.create_bucket(Bucket=namesake, CreateBucketConfiguration={"LocationConstraint": eu.region})
+    s3.put_object(
+        Bucket=namesake, Key=f"fable-5/{MANIFEST}", Body=b'{"source": "s3://x/", "objects": []}'
+    )
     foreign = sagemaker_base_name(eu.id, "olmo-3")
-    sm.create_model(ModelName=foreign, ExecutionRoleArn=ROLE,
-                    PrimaryContainer={"Image": "123456789012.dkr.ecr.eu-central-1.amazonaws.com/x"})
-    sm.create_endpoint_config(EndpointConfigName=f"{foreign}-cfg", ProductionVariants=[{
-        "VariantName": "v", "ModelName": foreign, "InstanceType": MOTO_INSTANCE_TYPE,
-        "InitialInstanceCount": 1}])
+    sm.create_model(
+        ModelName=foreign,
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer={"Image": "123456789012.dkr.ecr.eu-central-1.amazonaws.com/x"},
+    )
+    sm.create_endpoint_config(
+        EndpointConfigName=f"{foreign}-cfg",
+        ProductionVariants=[
+            {
+                "VariantName": "v",
+                "ModelName": foreign,
+                "InstanceType": MOTO_INSTANCE_TYPE,
+                "InitialInstanceCount": 1,
+            }
+        ],
+    )
     sm.create_endpoint(EndpointName=foreign, EndpointConfigName=f"{foreign}-cfg")
 
     assert provider.observe(eu) == frozenset()
-    artifact = Resource(ResourceKind.ARTIFACT, eu.id, "fable-5",
-                        spec=spec_of(source=env.fleet.models["fable-5"].artifact))
+    artifact = Resource(
+        ResourceKind.ARTIFACT,
+        eu.id,
+        "fable-5",
+        spec=spec_of(source=env.fleet.models["fable-5"].artifact),
+    )
     with pytest.raises(PermanentProviderError, match="not tagged as Sovereign's"):
         provider.apply(eu, ResourceChange(Op.CREATE, None, artifact))
-    deployment = Resource(ResourceKind.DEPLOYMENT, eu.id, "olmo-3",
-                          spec=spec_of(instance_count=2))
+    deployment = Resource(ResourceKind.DEPLOYMENT, eu.id, "olmo-3", spec=spec_of(instance_count=2))
     with pytest.raises(PermanentProviderError, match="not tagged as Sovereign's"):
         provider.apply(eu, ResourceChange(Op.CREATE, None, deployment))
     # Deletes addressed at them do nothing.
@@ -224,7 +249,8 @@ def test_untagged_resources_are_never_observed_modified_or_deleted(env: Env) -> 
     assert "TagSet" not in _safe(lambda: s3.get_bucket_tagging(Bucket=namesake))
     assert s3.get_bucket_versioning(Bucket=namesake).get("Status") is None
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=namesake)["Contents"]] == [
-        f"fable-5/{MANIFEST}"]
+        f"fable-5/{MANIFEST}"
+    ]
     assert sm.describe_endpoint(EndpointName=foreign)["EndpointConfigName"] == f"{foreign}-cfg"
     assert sm.describe_model(ModelName=foreign)["ModelName"] == foreign
 
@@ -242,8 +268,11 @@ def test_withdraw_removes_artifact_versions_and_endpoint(env: Env) -> None:
     env.converge(provider)
     eu = env.fleet.sites[_site(env, "aws-eu-central-1")]
     # A US withdraw of fable-5 binds the EU AWS site too: it is governed by the US.
-    withdrawn = cloud_fleet(env.tag, artifact_bucket=_source(env),
-                            directives=[withdraw("us-withdraw", "US", ["fable-5"])])
+    withdrawn = cloud_fleet(
+        env.tag,
+        artifact_bucket=_source(env),
+        directives=[withdraw("us-withdraw", "US", ["fable-5"])],
+    )
     assert env.converge(provider, withdrawn) > 0
     assert {r.model for r in provider.observe(eu)} == {"olmo-3"}
     s3 = env.client("s3", eu.region)
@@ -252,8 +281,11 @@ def test_withdraw_removes_artifact_versions_and_endpoint(env: Env) -> None:
     sm = env.client("sagemaker", eu.region)
     names = {e["EndpointName"] for e in sm.list_endpoints()["Endpoints"]}
     assert sagemaker_base_name(eu.id, "fable-5") not in names
-    assert not [c for c in sm.list_endpoint_configs()["EndpointConfigs"]
-                if c["EndpointConfigName"].startswith(sagemaker_base_name(eu.id, "fable-5"))]
+    assert not [
+        c
+        for c in sm.list_endpoint_configs()["EndpointConfigs"]
+        if c["EndpointConfigName"].startswith(sagemaker_base_name(eu.id, "fable-5"))
+    ]
 
 
 def _source(env: Env) -> str:

@@ -87,8 +87,13 @@ dns:
 
 def _sovereign(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "orchestrator", *args], capture_output=True, text=True,
-        cwd=ROOT, env=env, timeout=240, check=False,
+        [sys.executable, "-m", "orchestrator", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=240,
+        check=False,
     )
 
 
@@ -117,38 +122,45 @@ def test_apply_with_one_region_down_exits_3_and_the_rerun_converges(
         "SOVEREIGN_RETRY_BASE_DELAY": "0.01",
     }
     plan_file = tmp_path / "plan.json"
-    planned = _sovereign(["plan", "--fleet", str(fleet), "--state", state, "--out",
-                          str(plan_file), "--json"], env)
+    planned = _sovereign(
+        ["plan", "--fleet", str(fleet), "--state", state, "--out", str(plan_file), "--json"], env
+    )
     assert planned.returncode == 0, planned.stderr
     changes: list[dict[str, Any]] = json.loads(plan_file.read_text())["changes"]
-    assert {c["target"] for c in changes} >= {"aws-us-east-1", "gcp-us-central1",
-                                              "aws-eu-central-1"}
+    assert {c["target"] for c in changes} >= {
+        "aws-us-east-1",
+        "gcp-us-central1",
+        "aws-eu-central-1",
+    }
 
     closed = f"http://127.0.0.1:{free_port()}"
     down = {**env, "SOVEREIGN_AWS_ENDPOINT_URL__EU_CENTRAL_1": closed}
-    applied = _sovereign(["apply", str(plan_file), "--fleet", str(fleet), "--state", state,
-                          "--json"], down)
+    applied = _sovereign(
+        ["apply", str(plan_file), "--fleet", str(fleet), "--state", state, "--json"], down
+    )
     assert applied.returncode == 3, applied.stderr
     result = json.loads(applied.stdout)["result"]
     text = json.dumps(result)
     assert "aws-eu-central-1" in text and "cannot reach the AWS endpoint" in text
     s3 = boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1")
-    us_keys = {o["Key"] for o in s3.list_objects_v2(
-        Bucket=bucket_name("aws-us-east-1", tag))["Contents"]}
+    us_keys = {
+        o["Key"] for o in s3.list_objects_v2(Bucket=bucket_name("aws-us-east-1", tag))["Contents"]
+    }
     assert {f"fable-5/{k}" for k in WEIGHTS} <= us_keys
     eu_s3 = boto3.client("s3", endpoint_url=moto_url, region_name="eu-central-1")
     assert bucket_name("aws-eu-central-1", tag) not in {
-        b["Name"] for b in eu_s3.list_buckets()["Buckets"]}
+        b["Name"] for b in eu_s3.list_buckets()["Buckets"]
+    }
 
     # The region is back: a fresh apply converges, and then there is nothing left to do.
-    healed = _sovereign(["apply", "--yes", "--fleet", str(fleet), "--state", state, "--json"],
-                        env)
+    healed = _sovereign(["apply", "--yes", "--fleet", str(fleet), "--state", state, "--json"], env)
     assert healed.returncode == 0, healed.stderr
     sm = boto3.client("sagemaker", endpoint_url=moto_url, region_name="eu-central-1")
     assert sm.describe_endpoint(EndpointName=sagemaker_base_name("aws-eu-central-1", "fable-5"))
     records = r53.list_resource_record_sets(HostedZoneId=zone_id)["ResourceRecordSets"]
     ours = {(r["SetIdentifier"], r["Type"]) for r in records if "SetIdentifier" in r}
     assert ("sovereign:fable-5:DE", "CNAME") in ours and ("sovereign:olmo-3:US", "TXT") in ours
-    again = _sovereign(["plan", "--detailed-exitcode", "--fleet", str(fleet), "--state", state,
-                        "--json"], env)
+    again = _sovereign(
+        ["plan", "--detailed-exitcode", "--fleet", str(fleet), "--state", state, "--json"], env
+    )
     assert again.returncode == 0, again.stdout + again.stderr

@@ -40,9 +40,18 @@ def _records(records: frozenset[Resource]) -> dict[tuple[str, str], dict[str, st
 
 def _suspend(directive_id: str, models: list[str], audience: Audience) -> Directive:
     return Directive(
-        id=directive_id, jurisdiction="US", issuer="us-commerce", reference="test",
-        action=Action.SUSPEND, models=frozenset(models), audience=audience, effective=T0,
-        expires=None, supersedes=None, source="d.yaml", sha256="0",
+        id=directive_id,
+        jurisdiction="US",
+        issuer="us-commerce",
+        reference="test",
+        action=Action.SUSPEND,
+        models=frozenset(models),
+        audience=audience,
+        effective=T0,
+        expires=None,
+        supersedes=None,
+        source="d.yaml",
+        sha256="0",
     )
 
 
@@ -54,11 +63,15 @@ def test_each_country_points_at_the_first_site_of_its_fail_closed_route() -> Non
     fleet = cloud_fleet("t", dns=DnsSettings("Z1", DOMAIN + "."))
     records = _records(desired_dns_records(fleet, T0))
     assert records[("fable-5", "US")] == {
-        "site": "aws-us-east-1-t", "name": f"fable-5.{DOMAIN}",
-        "value": "us.inference.example.com"}  # the site's endpoint host
+        "site": "aws-us-east-1-t",
+        "name": f"fable-5.{DOMAIN}",
+        "value": "us.inference.example.com",
+    }  # the site's endpoint host
     assert records[("fable-5", "DE")] == {
-        "site": "aws-eu-central-1-t", "name": f"fable-5.{DOMAIN}",
-        "value": f"aws-eu-central-1-t.{DOMAIN}"}  # derived when the site has no endpoint
+        "site": "aws-eu-central-1-t",
+        "name": f"fable-5.{DOMAIN}",
+        "value": f"aws-eu-central-1-t.{DOMAIN}",
+    }  # derived when the site has no endpoint
     # local-9 may not leave the US: Europeans get no record, and there is no default record.
     assert {k for k in records if k[0] == "local-9"} == {("local-9", "US")}
     assert not [k for k in records if k[1] == DEFAULT_KEY]
@@ -87,8 +100,9 @@ def test_the_default_record_respects_residency_predicates_on_unlisted_countries(
     # Suspended for people located in MX (unlisted): the default record must not answer MX
     # with a site the suspension covers.
     directive = _suspend("us-mx", ["olmo-3"], Audience(residency_in=frozenset({"MX"})))
-    fleet = cloud_fleet("t", dns=DnsSettings("Z1", DOMAIN), unlisted=Unlisted.ANY,
-                        directives=[directive])
+    fleet = cloud_fleet(
+        "t", dns=DnsSettings("Z1", DOMAIN), unlisted=Unlisted.ANY, directives=[directive]
+    )
     site = _records(desired_dns_records(fleet, T0))[("olmo-3", DEFAULT_KEY)]["site"]
     assert site in route(fleet, "olmo-3", Principal("MX"), T0)
     assert site == "gcp-europe-west4-t"  # the first site the US does not govern
@@ -138,7 +152,8 @@ def _provider(moto_url: str, tmp_path: Path) -> Route53Provider:
 def _raw(moto_url: str, zone_id: str) -> list[dict[str, Any]]:
     r53 = boto3.client("route53", endpoint_url=moto_url, region_name="us-east-1")
     sets: list[dict[str, Any]] = r53.list_resource_record_sets(HostedZoneId=zone_id)[
-        "ResourceRecordSets"]
+        "ResourceRecordSets"
+    ]
     return sets
 
 
@@ -155,14 +170,25 @@ def test_route53_records_converge_and_leave_foreign_records_alone(
     r53 = boto3.client("route53", endpoint_url=moto_url, region_name="us-east-1")
     zone_id, domain = zone
     foreign = [
-        {"Name": f"fable-5.{domain}", "Type": "CNAME", "SetIdentifier": "someone-else:DE",
-         "GeoLocation": {"CountryCode": "FR"}, "TTL": 300,
-         "ResourceRecords": [{"Value": "elsewhere.example.com"}]},
-        {"Name": f"www.{domain}", "Type": "A", "TTL": 300,
-         "ResourceRecords": [{"Value": "192.0.2.1"}]},
+        {
+            "Name": f"fable-5.{domain}",
+            "Type": "CNAME",
+            "SetIdentifier": "someone-else:DE",
+            "GeoLocation": {"CountryCode": "FR"},
+            "TTL": 300,
+            "ResourceRecords": [{"Value": "elsewhere.example.com"}],
+        },
+        {
+            "Name": f"www.{domain}",
+            "Type": "A",
+            "TTL": 300,
+            "ResourceRecords": [{"Value": "192.0.2.1"}],
+        },
     ]
-    r53.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={"Changes": [
-        {"Action": "CREATE", "ResourceRecordSet": r} for r in foreign]})
+    r53.change_resource_record_sets(
+        HostedZoneId=zone_id,
+        ChangeBatch={"Changes": [{"Action": "CREATE", "ResourceRecordSet": r} for r in foreign]},
+    )
     provider = _provider(moto_url, tmp_path)
     target = f"dns:{zone_id}"
     fleet = cloud_fleet("t", dns=DnsSettings(zone_id, domain), unlisted=Unlisted.ANY)
@@ -172,29 +198,39 @@ def test_route53_records_converge_and_leave_foreign_records_alone(
     assert _converge(provider, desired, target) == len(desired)
     assert provider.observe_routes(target) == desired
     assert _converge(provider, desired, target) == 0
-    ours = [r for r in _raw(moto_url, zone_id)
-            if r.get("SetIdentifier", "").startswith("sovereign:")]
+    ours = [
+        r for r in _raw(moto_url, zone_id) if r.get("SetIdentifier", "").startswith("sovereign:")
+    ]
     assert {(r["SetIdentifier"], r["Type"]) for r in ours} == {
-        (f"sovereign:{r.model}:{r.key}", t) for r in desired for t in ("CNAME", "TXT")}
-    default = next(r for r in ours if r["SetIdentifier"] == "sovereign:fable-5:*"
-                   and r["Type"] == "CNAME")
+        (f"sovereign:{r.model}:{r.key}", t) for r in desired for t in ("CNAME", "TXT")
+    }
+    default = next(
+        r for r in ours if r["SetIdentifier"] == "sovereign:fable-5:*" and r["Type"] == "CNAME"
+    )
     assert default["GeoLocation"] == {"CountryCode": "*"}
 
     # A directive moves Germany elsewhere: one update, stale values replaced.
     directive = _suspend("us-doc", ["fable-5"], Audience(nationality_not_in=frozenset({"US"})))
     moved = desired_dns_records(
-        cloud_fleet("t", dns=DnsSettings(zone_id, domain), unlisted=Unlisted.ANY,
-                    directives=[directive]), T0)
+        cloud_fleet(
+            "t", dns=DnsSettings(zone_id, domain), unlisted=Unlisted.ANY, directives=[directive]
+        ),
+        T0,
+    )
     assert _converge(provider, moved, target) > 0
     assert provider.observe_routes(target) == moved
     de = [r for r in _raw(moto_url, zone_id) if r.get("SetIdentifier") == "sovereign:fable-5:DE"]
     assert sorted(r["ResourceRecords"][0]["Value"].strip('"') for r in de) == [
-        f"gcp-europe-west4-t.{domain}", "sovereign-site=gcp-europe-west4-t"]
+        f"gcp-europe-west4-t.{domain}",
+        "sovereign-site=gcp-europe-west4-t",
+    ]
 
     # Drift: a record deleted behind our back is observed missing, and recreated.
     cname = next(r for r in de if r["Type"] == "CNAME")
-    r53.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={"Changes": [
-        {"Action": "DELETE", "ResourceRecordSet": cname}]})
+    r53.change_resource_record_sets(
+        HostedZoneId=zone_id,
+        ChangeBatch={"Changes": [{"Action": "DELETE", "ResourceRecordSet": cname}]},
+    )
     assert ("fable-5", "DE") not in {(r.model, r.key) for r in provider.observe_routes(target)}
     assert _converge(provider, moved, target) == 1
 
@@ -203,8 +239,9 @@ def test_route53_records_converge_and_leave_foreign_records_alone(
     left = _raw(moto_url, zone_id)
     assert not [r for r in left if r.get("SetIdentifier", "").startswith("sovereign:")]
     for record in foreign:
-        assert any(r["Name"].rstrip(".") == record["Name"] and r["Type"] == record["Type"]
-                   for r in left)
+        assert any(
+            r["Name"].rstrip(".") == record["Name"] and r["Type"] == record["Type"] for r in left
+        )
     # Deleting what is already gone is a no-op.
     gone = next(iter(moved))
     provider.apply_route(target, ResourceChange(Op.DELETE, gone, None))
@@ -216,8 +253,13 @@ def test_an_ip_address_value_becomes_an_a_record(
     zone_id, domain = zone
     provider = _provider(moto_url, tmp_path)
     target = f"dns:{zone_id}"
-    record = Resource(ResourceKind.ROUTE, target, "olmo-3", key="JP",
-                      spec=spec_of(site="s1", name=f"olmo-3.{domain}", value="192.0.2.7"))
+    record = Resource(
+        ResourceKind.ROUTE,
+        target,
+        "olmo-3",
+        key="JP",
+        spec=spec_of(site="s1", name=f"olmo-3.{domain}", value="192.0.2.7"),
+    )
     provider.apply_route(target, ResourceChange(Op.CREATE, None, record))
     assert provider.observe_routes(target) == {record}
     types = {r["Type"] for r in _raw(moto_url, zone_id) if r.get("SetIdentifier")}

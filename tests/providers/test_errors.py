@@ -23,8 +23,10 @@ from tests.cloud_servers import free_port, gcs_client
 
 def _client_error(code: str, status: int, operation: str = "PutBucketVersioning") -> ClientError:
     return ClientError(
-        {"Error": {"Code": code, "Message": f"{code} happened"},
-         "ResponseMetadata": {"HTTPStatusCode": status}},
+        {
+            "Error": {"Code": code, "Message": f"{code} happened"},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        },
         operation,
     )
 
@@ -35,8 +37,10 @@ def test_real_not_found_answers_are_absence_not_errors(moto_url: str) -> None:
     r53 = boto3.client("route53", endpoint_url=moto_url, region_name="us-east-1")
     assert lookup("s1", "s3:GetBucketTagging", s3.get_bucket_tagging, Bucket="no-such-b") is None
     assert lookup("s1", "s3:ListBucket", s3.head_bucket, Bucket="no-such-b") is None
-    assert lookup("s1", "sagemaker:DescribeEndpoint", sm.describe_endpoint,
-                  EndpointName="nope") is None
+    assert (
+        lookup("s1", "sagemaker:DescribeEndpoint", sm.describe_endpoint, EndpointName="nope")
+        is None
+    )
     assert lookup("s1", "route53:GetHostedZone", r53.get_hosted_zone, Id="ZNOPE") is None
     with pytest.raises(PermanentProviderError) as caught:
         call("s1", "sagemaker:DescribeEndpoint", sm.describe_endpoint, EndpointName="nope")
@@ -53,24 +57,30 @@ def test_a_real_validation_error_is_permanent_and_names_action_and_site(moto_url
 
 
 def test_a_closed_port_is_transient() -> None:
-    clients = AwsClients({"aws_endpoint_url": f"http://127.0.0.1:{free_port()}",
-                          "aws_max_attempts": "1"})
+    clients = AwsClients(
+        {"aws_endpoint_url": f"http://127.0.0.1:{free_port()}", "aws_max_attempts": "1"}
+    )
     s3 = clients.client("s3", "eu-west-2")
     with pytest.raises(TransientProviderError, match="cannot reach the AWS endpoint"):
         call("aws-eu-west-2", "s3:ListBucket", s3.head_bucket, Bucket="anything")
 
 
 def test_per_region_endpoint_overrides_win() -> None:
-    clients = AwsClients({"aws_endpoint_url": "http://127.0.0.1:1",
-                          "aws_endpoint_url.eu-west-2": "http://127.0.0.1:2"})
+    clients = AwsClients(
+        {
+            "aws_endpoint_url": "http://127.0.0.1:1",
+            "aws_endpoint_url.eu-west-2": "http://127.0.0.1:2",
+        }
+    )
     assert clients.endpoint_for("eu-west-2") == "http://127.0.0.1:2"
     assert clients.endpoint_for("us-east-1") == "http://127.0.0.1:1"
     assert AwsClients({}).endpoint_for("us-east-1") is None  # boto3's own AWS_ENDPOINT_URL
 
 
 def test_access_denied_names_the_missing_iam_action_and_site() -> None:
-    error = map_aws_error(_client_error("AccessDenied", 403), action="s3:PutBucketVersioning",
-                          site="aws-eu-central-1")
+    error = map_aws_error(
+        _client_error("AccessDenied", 403), action="s3:PutBucketVersioning", site="aws-eu-central-1"
+    )
     assert isinstance(error, PermanentProviderError)
     assert "s3:PutBucketVersioning" in error.message and "aws-eu-central-1" in error.message
     assert error.hint is not None and "s3:PutBucketVersioning" in error.hint
@@ -116,8 +126,13 @@ def test_gcs_closed_port_is_transient() -> None:
 
     client = gcs_client(f"http://127.0.0.1:{free_port()}")
     with pytest.raises(TransientProviderError):
-        gcp_errors.call("g1", "storage.buckets.get", client.get_bucket, "b",
-                        retry=DEFAULT_RETRY.with_timeout(0.5))
+        gcp_errors.call(
+            "g1",
+            "storage.buckets.get",
+            client.get_bucket,
+            "b",
+            retry=DEFAULT_RETRY.with_timeout(0.5),
+        )
 
 
 @pytest.mark.parametrize(
@@ -142,8 +157,9 @@ def test_google_errors_map_to_transient_or_permanent(
 
 
 def test_gcs_forbidden_names_the_permission() -> None:
-    error = gcp_errors.map_gcp_error(gex.Forbidden("denied"), permission="storage.buckets.create",
-                                     site="gcp-europe-west4")
+    error = gcp_errors.map_gcp_error(
+        gex.Forbidden("denied"), permission="storage.buckets.create", site="gcp-europe-west4"
+    )
     assert "storage.buckets.create" in error.message and "gcp-europe-west4" in error.message
 
 
@@ -162,6 +178,11 @@ def test_importing_the_providers_does_not_import_the_sdks(tmp_path: Path) -> Non
         assert not loaded, loaded
         """
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=Path(__file__).resolve().parents[2], check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        check=False,
+    )
     assert result.returncode == 0, result.stderr

@@ -45,7 +45,8 @@ class Env:
 
     def provider(self, fleet: Fleet | None = None, **options: str) -> GcpProvider:
         context = ProviderContext(
-            state_dir=self.tmp, models=(fleet or self.fleet).models,
+            state_dir=self.tmp,
+            models=(fleet or self.fleet).models,
             options={**self.options, **options},
         )
         provider = create_provider("gcp", context)
@@ -62,8 +63,9 @@ class Env:
         url = self.eu_url if "europe" in site_id else self.us_url
         return gcs_client(url).bucket(gcs_bucket_name(site_id, self.tag))
 
-    def converge(self, provider: GcpProvider, fleet: Fleet | None = None,
-                 sites: list[str] | None = None) -> int:
+    def converge(
+        self, provider: GcpProvider, fleet: Fleet | None = None, sites: list[str] | None = None
+    ) -> int:
         f = fleet or self.fleet
         done = 0
         for sid, wanted in desired_site_resources(f, sites or self.gcp_sites()).items():
@@ -74,13 +76,15 @@ class Env:
 
 
 @pytest.fixture
-def env(moto_url: str, gcs_url: str, gcs_eu_url: str, source_bucket: str,
-        tmp_path: Path) -> Iterator[Env]:
+def env(
+    moto_url: str, gcs_url: str, gcs_eu_url: str, source_bucket: str, tmp_path: Path
+) -> Iterator[Env]:
     yield _make_env(moto_url, gcs_url, gcs_eu_url, source_bucket, tmp_path)
 
 
-def _make_env(moto_url: str, gcs_url: str, gcs_eu_url: str, source_bucket: str,
-              tmp_path: Path) -> Env:
+def _make_env(
+    moto_url: str, gcs_url: str, gcs_eu_url: str, source_bucket: str, tmp_path: Path
+) -> Env:
     tag = unique()
     options = {
         "gcs_endpoint_url": gcs_url,
@@ -90,13 +94,17 @@ def _make_env(moto_url: str, gcs_url: str, gcs_eu_url: str, source_bucket: str,
         "aws_endpoint_url": moto_url,
         "aws_max_attempts": "1",
     }
-    return Env(cloud_fleet(tag, artifact_bucket=source_bucket), tag, options, tmp_path,
-               gcs_url, gcs_eu_url)
+    return Env(
+        cloud_fleet(tag, artifact_bucket=source_bucket), tag, options, tmp_path, gcs_url, gcs_eu_url
+    )
 
 
 @pytest.fixture(scope="module")
 def converged(
-    moto_url: str, gcs_url: str, gcs_eu_url: str, source_bucket: str,
+    moto_url: str,
+    gcs_url: str,
+    gcs_eu_url: str,
+    source_bucket: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[Env, GcpProvider, int]:
     """One fleet applied once, shared by the tests that only read it back."""
@@ -158,16 +166,20 @@ def test_an_unlabelled_namesake_bucket_is_never_observed_or_touched(env: Env) ->
     client = gcs_client(env.us_url)
     namesake = client.create_bucket(gcs_bucket_name(us_id, env.tag))
     namesake.blob("deployments/fable-5.json").upload_from_string(
-        json.dumps({"site": us_id, "spec": {"instance_count": "1"}}))
+        json.dumps({"site": us_id, "spec": {"instance_count": "1"}})
+    )
     provider = env.provider()
     site = env.fleet.sites[us_id]
     assert provider.observe(site) == frozenset()
-    artifact = Resource(ResourceKind.ARTIFACT, us_id, "fable-5",
-                        spec=spec_of(source=env.fleet.models["fable-5"].artifact))
+    artifact = Resource(
+        ResourceKind.ARTIFACT,
+        us_id,
+        "fable-5",
+        spec=spec_of(source=env.fleet.models["fable-5"].artifact),
+    )
     with pytest.raises(PermanentProviderError, match="not labelled as Sovereign's"):
         provider.apply(site, ResourceChange(Op.CREATE, None, artifact))
-    deployment = Resource(ResourceKind.DEPLOYMENT, us_id, "fable-5",
-                          spec=spec_of(instance_count=1))
+    deployment = Resource(ResourceKind.DEPLOYMENT, us_id, "fable-5", spec=spec_of(instance_count=1))
     provider.apply(site, ResourceChange(Op.DELETE, deployment, None))
     provider.apply(site, ResourceChange(Op.DELETE, artifact, None))
     assert _names(namesake) == {"deployments/fable-5.json"}
@@ -176,8 +188,11 @@ def test_an_unlabelled_namesake_bucket_is_never_observed_or_touched(env: Env) ->
 def test_withdraw_removes_every_generation(env: Env) -> None:
     provider = env.provider()
     env.converge(provider)
-    withdrawn = cloud_fleet(env.tag, artifact_bucket=env.fleet.models["fable-5"].artifact
-                            .split("/")[2], directives=[withdraw("eu-w", "EU", ["fable-5"])])
+    withdrawn = cloud_fleet(
+        env.tag,
+        artifact_bucket=env.fleet.models["fable-5"].artifact.split("/")[2],
+        directives=[withdraw("eu-w", "EU", ["fable-5"])],
+    )
     assert env.converge(provider, withdrawn) > 0
     eu_id = env.site("gcp-europe-west4")
     assert {r.model for r in provider.observe(env.fleet.sites[eu_id])} == {"olmo-3"}
@@ -203,8 +218,12 @@ def test_a_bucket_that_lands_outside_the_site_region_is_refused(env: Env) -> Non
     # Point the us-central1 site at the emulator that puts buckets in EUROPE-WEST4.
     provider = env.provider(**{"gcs_endpoint_url.us-central1": env.eu_url})
     site = env.fleet.sites[env.site("gcp-us-central1")]
-    artifact = Resource(ResourceKind.ARTIFACT, site.id, "local-9",
-                        spec=spec_of(source=env.fleet.models["local-9"].artifact))
+    artifact = Resource(
+        ResourceKind.ARTIFACT,
+        site.id,
+        "local-9",
+        spec=spec_of(source=env.fleet.models["local-9"].artifact),
+    )
     with pytest.raises(PermanentProviderError, match="outside the site's region"):
         provider.apply(site, ResourceChange(Op.CREATE, None, artifact))
     stray = gcs_client(env.eu_url).bucket(gcs_bucket_name(site.id, env.tag))
@@ -217,8 +236,11 @@ def test_gs_sources_are_copied_server_side(env: Env) -> None:
     for key, body in WEIGHTS.items():
         source.blob(f"olmo-3/{key}").upload_from_string(body)
     source.blob("olmo-3-old/stale.bin").upload_from_string(b"not part of olmo-3/")
-    fleet = cloud_fleet(env.tag, artifact_bucket=env.fleet.models["fable-5"].artifact
-                        .split("/")[2], gcs_source=f"gs://{source.name}/olmo-3/")
+    fleet = cloud_fleet(
+        env.tag,
+        artifact_bucket=env.fleet.models["fable-5"].artifact.split("/")[2],
+        gcs_source=f"gs://{source.name}/olmo-3/",
+    )
     provider = env.provider(fleet)
     us_id = env.site("gcp-us-central1")
     env.converge(provider, fleet, sites=[us_id])
@@ -229,12 +251,17 @@ def test_gs_sources_are_copied_server_side(env: Env) -> None:
 
 
 def test_offline_artifacts_stage_a_synthetic_object(env: Env, tmp_path: Path) -> None:
-    context = ProviderContext(state_dir=tmp_path, models=env.fleet.models,
-                              offline_artifacts=True, options=env.options)
+    context = ProviderContext(
+        state_dir=tmp_path, models=env.fleet.models, offline_artifacts=True, options=env.options
+    )
     provider = GcpProvider(context)
     site = env.fleet.sites[env.site("gcp-us-central1")]
-    artifact = Resource(ResourceKind.ARTIFACT, site.id, "fable-5",
-                        spec=spec_of(source=env.fleet.models["fable-5"].artifact))
+    artifact = Resource(
+        ResourceKind.ARTIFACT,
+        site.id,
+        "fable-5",
+        spec=spec_of(source=env.fleet.models["fable-5"].artifact),
+    )
     provider.apply(site, ResourceChange(Op.CREATE, None, artifact))
     assert provider.observe(site) == {artifact}
     assert _names(env.bucket(site.id)) >= {"fable-5/weights.synthetic"}
@@ -253,8 +280,10 @@ def test_one_unreachable_region_fails_alone_and_the_rerun_converges(env: Env) ->
             failed[sid] = exc.message
     eu_id, us_id = env.site("gcp-europe-west4"), env.site("gcp-us-central1")
     assert set(failed) == {eu_id} and eu_id in failed[eu_id]
-    assert provider.observe(env.fleet.sites[us_id]) == desired_site_resources(
-        env.fleet, [us_id])[us_id]
+    assert (
+        provider.observe(env.fleet.sites[us_id])
+        == desired_site_resources(env.fleet, [us_id])[us_id]
+    )
     healed = env.provider()
     assert env.converge(healed) > 0
     assert env.converge(healed) == 0
@@ -264,8 +293,11 @@ def test_resizing_rewrites_the_deployment_record(env: Env) -> None:
     provider = env.provider()
     env.converge(provider)
     site = replace(env.fleet.sites[env.site("gcp-us-central1")], instance_count=3)
-    before = next(r for r in provider.observe(site)
-                  if r.kind is ResourceKind.DEPLOYMENT and r.model == "olmo-3")
+    before = next(
+        r
+        for r in provider.observe(site)
+        if r.kind is ResourceKind.DEPLOYMENT and r.model == "olmo-3"
+    )
     after = replace(before, spec=spec_of(instance_count=3))
     provider.apply(site, ResourceChange(Op.UPDATE, before, after))
     assert after in provider.observe(site)

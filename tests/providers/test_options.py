@@ -26,7 +26,8 @@ def role_env() -> Iterator[str]:
 def test_env_names() -> None:
     assert option_env_name("aws_sagemaker_role_arn") == "SOVEREIGN_AWS_SAGEMAKER_ROLE_ARN"
     assert option_env_name("aws_endpoint_url.eu-central-1") == (
-        "SOVEREIGN_AWS_ENDPOINT_URL__EU_CENTRAL_1")
+        "SOVEREIGN_AWS_ENDPOINT_URL__EU_CENTRAL_1"
+    )
 
 
 def test_explicit_options_win_over_the_environment(role_env: str) -> None:

@@ -61,8 +61,13 @@ def test_the_hash_is_sha256_of_the_canonical_json_of_the_entry(store: SqliteStat
     import hashlib
 
     entry = store.audit.append("plan.created", {"b": [1, 2], "a": "é"})
-    body = {"seq": entry.seq, "ts": entry.ts, "kind": entry.kind, "payload": dict(entry.payload),
-            "prev_hash": entry.prev_hash}
+    body = {
+        "seq": entry.seq,
+        "ts": entry.ts,
+        "kind": entry.kind,
+        "payload": dict(entry.payload),
+        "prev_hash": entry.prev_hash,
+    }
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     assert entry.hash == hashlib.sha256(text.encode()).hexdigest()
     assert entry.ts.endswith("Z")
@@ -127,9 +132,7 @@ def test_an_emptied_log_is_detected(store: SqliteStateStore, db_path: Path) -> N
     assert report.problem is not None and report.problem.what is AuditProblemKind.HEAD_TRUNCATED
 
 
-def test_two_swapped_entries_are_named_as_reordered(
-    store: SqliteStateStore, db_path: Path
-) -> None:
+def test_two_swapped_entries_are_named_as_reordered(store: SqliteStateStore, db_path: Path) -> None:
     fill(store)
     with raw(db_path) as conn:
         conn.execute("UPDATE audit SET seq = -1 WHERE seq = 3")
@@ -175,14 +178,30 @@ def test_payloads_that_are_not_json_are_refused(store: SqliteStateStore) -> None
 
 @pytest.mark.parametrize(
     "key",
-    ["token", "id_token", "accessToken", "client_secret", "password", "db-password",
-     "private_key", "privateKey", "Authorization", "api_key", "X-Api-Key", "aws_access_key",
-     "signing_key", "credentials", "session_token", "passphrase"],
+    [
+        "token",
+        "id_token",
+        "accessToken",
+        "client_secret",
+        "password",
+        "db-password",
+        "private_key",
+        "privateKey",
+        "Authorization",
+        "api_key",
+        "X-Api-Key",
+        "aws_access_key",
+        "signing_key",
+        "credentials",
+        "session_token",
+        "passphrase",
+    ],
 )
 def test_secret_looking_keys_are_redacted(key: str) -> None:
     assert is_secret_key(key)
     assert redact({key: "s3cr3t", "nested": [{key: {"deep": 1}}]}) == {
-        key: REDACTED, "nested": [{key: REDACTED}]
+        key: REDACTED,
+        "nested": [{key: REDACTED}],
     }
 
 
@@ -194,9 +213,12 @@ def test_ordinary_keys_are_kept(key: str) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEI\n-----END PRIVATE KEY-----",
-     "Bearer abc.def", "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl",
-     "AKIAIOSFODNN7EXAMPLE"],
+    [
+        "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEI\n-----END PRIVATE KEY-----",
+        "Bearer abc.def",
+        "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl",
+        "AKIAIOSFODNN7EXAMPLE",
+    ],
 )
 def test_secret_looking_values_are_redacted_under_any_key(value: str) -> None:
     assert redact({"note": value, "list": [value]}) == {"note": REDACTED, "list": [REDACTED]}
@@ -212,13 +234,15 @@ def test_secrets_never_reach_the_stored_log(store: SqliteStateStore, db_path: Pa
 # --- properties -----------------------------------------------------------------------------
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
-                                                                max_size=3),
+    st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
     max_leaves=8,
 )
-payloads = st.dictionaries(st.sampled_from(["model", "site", "n", "reason", "é"]), json_values,
-                           max_size=4)
+payloads = st.dictionaries(
+    st.sampled_from(["model", "site", "n", "reason", "é"]), json_values, max_size=4
+)
 kinds = st.sampled_from(["plan.created", "change.applied", "directive.added", "apply.finished"])
 
 
@@ -250,7 +274,7 @@ def tamper_byte(text: str, index: int, replacement: str) -> str:
         return replacement
     if text[i] == replacement:
         replacement = "#" if replacement != "#" else "@"
-    return text[:i] + replacement + text[i + 1:]
+    return text[:i] + replacement + text[i + 1 :]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -292,7 +316,7 @@ def test_dropping_any_entry_is_detected(
     chain = build_chain(items)
     head = AuditHead(chain[-1].seq, chain[-1].hash)
     victim = data.draw(st.integers(0, len(chain) - 1))
-    dropped = chain[:victim] + chain[victim + 1:]
+    dropped = chain[:victim] + chain[victim + 1 :]
     report = verify_chain(dropped, head)
     assert not report.ok and report.problem is not None
     assert report.problem.seq == victim + 1

@@ -21,7 +21,12 @@ def sovereign(*args: str) -> subprocess.CompletedProcess[str]:
     env.pop("SOVEREIGN_DEBUG", None)
     return subprocess.run(
         [sys.executable, "-m", "orchestrator", *args],
-        cwd=ROOT, env=env, text=True, capture_output=True, timeout=60, check=False,
+        cwd=ROOT,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -71,9 +76,7 @@ def test_verify_without_a_state_fails_instead_of_creating_one(tmp_path: Path) ->
     assert not (tmp_path / ".sovereign").exists()
 
 
-def run_in_process(
-    capsys: pytest.CaptureFixture[str], *args: str
-) -> tuple[int, str, str]:
+def run_in_process(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     """The same entry point in this process (cheaper than a subprocess for the details)."""
     with pytest.raises(SystemExit) as info:
         main(list(args))
@@ -98,17 +101,16 @@ def test_log_shows_the_last_entries_redacted(
     doc = json.loads(out)
     assert [e["seq"] for e in doc] == [3, 4]
     assert doc[-1]["payload"] == {"address": "site/2", "token": "[redacted]"}
-    code, out, _ = run_in_process(capsys, "audit", "log", "--fleet", str(fleet),
-                                  "--kind", "state.created")
+    code, out, _ = run_in_process(
+        capsys, "audit", "log", "--fleet", str(fleet), "--kind", "state.created"
+    )
     assert code == 0
     assert "state.created" in out and "change.applied" not in out
     code, out, _ = run_in_process(capsys, "audit", "log", "--fleet", str(fleet))
     assert code == 0 and out.count("change.applied") == 3 and "hide-me" not in out
 
 
-def test_log_refuses_a_negative_limit(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_log_refuses_a_negative_limit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     fleet, _ = make_fleet_state(tmp_path)
     code, _, err = run_in_process(capsys, "audit", "log", "--fleet", str(fleet), "--limit", "-1")
     assert code == 1 and "--limit" in err

@@ -41,9 +41,7 @@ def make_blobs(url: str) -> Blobs:
 
 
 @pytest.fixture(params=BACKENDS)
-def object_url(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[str]:
+def object_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A fresh bucket on the backend's local server; the env points the SDKs at it."""
     bucket = f"state-{uuid.uuid4().hex[:12]}"
     if request.param == "s3":
@@ -102,8 +100,9 @@ def test_a_missing_bucket_is_a_state_error_with_a_hint(object_url: str, tmp_path
     assert info.value.hint and "create" in info.value.hint
 
 
-def test_the_lock_names_its_holder_and_is_released(ostore: StateStore, object_url: str,
-                                                   tmp_path: Path) -> None:
+def test_the_lock_names_its_holder_and_is_released(
+    ostore: StateStore, object_url: str, tmp_path: Path
+) -> None:
     other = open_store(object_url, tmp_path)
     with ostore.lock("apply") as lease:
         with pytest.raises(StateLockedError) as info, other.lock("plan"):
@@ -316,8 +315,9 @@ class CarelessBlobs:
         data = self.objects.get(name)
         return None if data is None else Blob(data, str(hash(data)))
 
-    def put(self, name: str, data: bytes, *, if_version: str | None = None,
-            if_absent: bool = False) -> str:
+    def put(
+        self, name: str, data: bytes, *, if_version: str | None = None, if_absent: bool = False
+    ) -> str:
         self.objects[name] = data
         return str(hash(data))
 

@@ -85,9 +85,7 @@ def test_fleet_digest_depends_on_names_and_bytes() -> None:
 
 
 @pytest.mark.parametrize("name", ["/etc/passwd", "../x.yaml", "a/../../b", ""])
-def test_applied_fleet_names_must_stay_inside_the_fleet(
-    store: SqliteStateStore, name: str
-) -> None:
+def test_applied_fleet_names_must_stay_inside_the_fleet(store: SqliteStateStore, name: str) -> None:
     with store.lock("apply") as lease, pytest.raises(StateError, match="fleet-relative"):
         store.record_applied_fleet(lease, {name: b"x"})
     assert store.serial() == 0
@@ -219,7 +217,13 @@ def test_the_default_store_never_imports_a_cloud_sdk(tmp_path: Path) -> None:
         "s.audit.verify(); sdks = ('boto3', 'botocore', 'google'); "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in sdks))"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60, check=False, cwd=Path(__file__).resolve().parents[2])
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

@@ -22,8 +22,10 @@ FLEET = Path("fleet")
         ("/var/lib/s.db", StateLocation("sqlite", path=Path("/var/lib/s.db"))),
         ("sqlite:///rel/s.db", StateLocation("sqlite", path=Path("rel/s.db"))),
         ("sqlite:////abs/s.db", StateLocation("sqlite", path=Path("/abs/s.db"))),
-        ("s3://my-bucket/sovereign/prod", StateLocation("s3", bucket="my-bucket",
-                                                        prefix="sovereign/prod")),
+        (
+            "s3://my-bucket/sovereign/prod",
+            StateLocation("s3", bucket="my-bucket", prefix="sovereign/prod"),
+        ),
         ("s3://my-bucket", StateLocation("s3", bucket="my-bucket", prefix="")),
         ("gs://my_bucket/p/", StateLocation("gs", bucket="my_bucket", prefix="p")),
     ],
@@ -34,8 +36,21 @@ def test_valid_forms(url: str | None, expected: StateLocation) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["", " state.db", "ftp://host/x", "file:///tmp/x", "sqlite://x", "sqlite:///",
-     "s3://", "s3://UPPER/x", "gs://a/../b", "s3://bucket/a//b", "s3:/bucket/x", "gs:b", "https://example.com/s"],
+    [
+        "",
+        " state.db",
+        "ftp://host/x",
+        "file:///tmp/x",
+        "sqlite://x",
+        "sqlite:///",
+        "s3://",
+        "s3://UPPER/x",
+        "gs://a/../b",
+        "s3://bucket/a//b",
+        "s3:/bucket/x",
+        "gs:b",
+        "https://example.com/s",
+    ],
 )
 def test_anything_else_is_refused_with_the_valid_forms(url: str) -> None:
     with pytest.raises(UsageError) as info:

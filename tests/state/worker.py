@@ -73,8 +73,10 @@ def open_txn(db: str) -> int:
         raw.execute("BEGIN IMMEDIATE")
         raw.execute("UPDATE meta SET value = '999' WHERE key = 'serial'")
         raw.execute("DELETE FROM resources")
-        raw.execute("INSERT INTO audit (seq, ts, kind, payload, prev_hash, hash) "
-                    "VALUES (1000, 'x', 'half', '{}', 'x', 'x')")
+        raw.execute(
+            "INSERT INTO audit (seq, ts, kind, payload, prev_hash, hash) "
+            "VALUES (1000, 'x', 'half', '{}', 'x', 'x')"
+        )
         say("in-transaction")
         time.sleep(600)
     return 0

@@ -49,7 +49,9 @@ class AwsProvider(SiteProvider):
 
     def put_artifact(self, site: Site, resource: Resource) -> None:
         self.buckets.put(
-            site, resource.model, self.artifact_source(resource),
+            site,
+            resource.model,
+            self.artifact_source(resource),
             offline=self._context.offline_artifacts,
         )
 

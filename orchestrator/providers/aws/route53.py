@@ -41,7 +41,7 @@ def parse_set_identifier(value: str) -> tuple[str, str] | None:
     """``sovereign:<model>:<country>`` -> (model, country); None for anyone else's record."""
     if not value.startswith(SET_PREFIX):
         return None
-    model, sep, key = value[len(SET_PREFIX):].rpartition(":")
+    model, sep, key = value[len(SET_PREFIX) :].rpartition(":")
     return (model, key) if sep and model and key else None
 
 
@@ -90,8 +90,11 @@ class Route53Provider:
         """Every raw record set of the zone whose set identifier is Sovereign's."""
         zone = self._zone(target)
         found = pages(
-            target, "route53:ListResourceRecordSets", self._route53(),
-            "list_resource_record_sets", HostedZoneId=zone,
+            target,
+            "route53:ListResourceRecordSets",
+            self._route53(),
+            "list_resource_record_sets",
+            HostedZoneId=zone,
         )
         return [
             rrset
@@ -139,7 +142,10 @@ class Route53Provider:
         set_id = set_identifier(resource.model, resource.key)
         geo = {"CountryCode": resource.key}
         common: Mapping[str, Any] = {
-            "Name": spec["name"], "SetIdentifier": set_id, "GeoLocation": geo, "TTL": self._ttl,
+            "Name": spec["name"],
+            "SetIdentifier": set_id,
+            "GeoLocation": geo,
+            "TTL": self._ttl,
         }
         kind = "A" if _is_ip(spec["value"]) else "CNAME"
         return [
@@ -155,14 +161,14 @@ class Route53Provider:
         resource = change.resource
         if resource.kind is not ResourceKind.ROUTE or resource.target != target:
             raise PermanentProviderError(
-                f"the route53 provider manages ROUTE resources of {target}, "
-                f"not {resource.address}"
+                f"the route53 provider manages ROUTE resources of {target}, not {resource.address}"
             )
         wanted = [] if change.op is Op.DELETE else self._record_sets(resource)
         keep = {_name_type(r) for r in wanted}
         set_id = set_identifier(resource.model, resource.key)
         stale = [
-            r for r in self._ours(target)
+            r
+            for r in self._ours(target)
             if r["SetIdentifier"] == set_id and _name_type(r) not in keep
         ]
         changes = [{"Action": "DELETE", "ResourceRecordSet": r} for r in stale] + [
@@ -171,8 +177,12 @@ class Route53Provider:
         if not changes:
             return  # deleting what is already gone
         call(
-            target, "route53:ChangeResourceRecordSets", self._route53().change_resource_record_sets,
+            target,
+            "route53:ChangeResourceRecordSets",
+            self._route53().change_resource_record_sets,
             HostedZoneId=self._zone(target),
-            ChangeBatch={"Comment": f"sovereign {change.op.value} {resource.address}",
-                         "Changes": changes},
+            ChangeBatch={
+                "Comment": f"sovereign {change.op.value} {resource.address}",
+                "Changes": changes,
+            },
         )

@@ -176,7 +176,11 @@ class ArtifactBuckets:
 
     def _keys(self, site: Site, bucket: str, prefix: str) -> dict[str, int] | None:
         found = pages(
-            site.id, "s3:ListBucket", self._s3(site), "list_objects_v2", Bucket=bucket,
+            site.id,
+            "s3:ListBucket",
+            self._s3(site),
+            "list_objects_v2",
+            Bucket=bucket,
             Prefix=prefix,
         )
         if found is None:
@@ -229,9 +233,14 @@ class ArtifactBuckets:
         if offline:
             written = [f"{model_id}/{SYNTHETIC_OBJECT}"]
             call(
-                site.id, "s3:PutObject", s3.put_object, Bucket=bucket, Key=written[0],
+                site.id,
+                "s3:PutObject",
+                s3.put_object,
+                Bucket=bucket,
+                Key=written[0],
                 Body=f"synthetic weights of {model_id} (offline demo)\n".encode(),
-                Metadata=metadata, Tagging=_tagging_header(tags),
+                Metadata=metadata,
+                Tagging=_tagging_header(tags),
             )
         else:
             written = self._copy_from(site, bucket, model_id, source, tags, metadata)
@@ -240,13 +249,24 @@ class ArtifactBuckets:
         self._delete_versions(site, bucket, sorted(stale))
         manifest = {"model": model_id, "source": source, "objects": written}
         call(
-            site.id, "s3:PutObject", s3.put_object, Bucket=bucket, Key=f"{model_id}/{MANIFEST}",
-            Body=json.dumps(manifest, sort_keys=True).encode(), ContentType="application/json",
-            Metadata={"sovereign-model": model_id}, Tagging=_tagging_header(tags),
+            site.id,
+            "s3:PutObject",
+            s3.put_object,
+            Bucket=bucket,
+            Key=f"{model_id}/{MANIFEST}",
+            Body=json.dumps(manifest, sort_keys=True).encode(),
+            ContentType="application/json",
+            Metadata={"sovereign-model": model_id},
+            Tagging=_tagging_header(tags),
         )
 
     def _copy_from(
-        self, site: Site, bucket: str, model_id: str, source: str, tags: dict[str, str],
+        self,
+        site: Site,
+        bucket: str,
+        model_id: str,
+        source: str,
+        tags: dict[str, str],
         metadata: dict[str, str],
     ) -> list[str]:
         src_bucket, prefix = parse_s3_uri(source)
@@ -258,7 +278,8 @@ class ArtifactBuckets:
             )
         # "s3://b/dir" means the object "dir" or the objects under "dir/", never "dir-old/...".
         objects = {
-            k: size for k, size in listed.items()
+            k: size
+            for k, size in listed.items()
             if prefix.endswith("/") or not prefix or k == prefix or k.startswith(prefix + "/")
         }
         objects = {k: s for k, s in objects.items() if not k.endswith("/")}  # folder markers
@@ -269,11 +290,15 @@ class ArtifactBuckets:
             )
         written: list[str] = []
         for key in sorted(objects):
-            relative = key[len(prefix):].lstrip("/") or posixpath.basename(key)
+            relative = key[len(prefix) :].lstrip("/") or posixpath.basename(key)
             dest = f"{model_id}/{relative}"
             call(
-                site.id, "s3:PutObject", s3.copy,
-                CopySource={"Bucket": src_bucket, "Key": key}, Bucket=bucket, Key=dest,
+                site.id,
+                "s3:PutObject",
+                s3.copy,
+                CopySource={"Bucket": src_bucket, "Key": key},
+                Bucket=bucket,
+                Key=dest,
                 ExtraArgs={
                     "MetadataDirective": "REPLACE",
                     "Metadata": metadata,
@@ -290,8 +315,12 @@ class ArtifactBuckets:
         if bucket is None:
             return  # nothing of ours is there (an untagged bucket is never touched)
         found = pages(
-            site.id, "s3:ListBucketVersions", self._s3(site), "list_object_versions",
-            Bucket=bucket, Prefix=f"{model_id}/",
+            site.id,
+            "s3:ListBucketVersions",
+            self._s3(site),
+            "list_object_versions",
+            Bucket=bucket,
+            Prefix=f"{model_id}/",
         )
         versions = [
             {"Key": v["Key"], "VersionId": v["VersionId"]}
@@ -305,11 +334,15 @@ class ArtifactBuckets:
         if not wanted:
             return
         found = pages(
-            site.id, "s3:ListBucketVersions", self._s3(site), "list_object_versions",
+            site.id,
+            "s3:ListBucketVersions",
+            self._s3(site),
+            "list_object_versions",
             Bucket=bucket,
         )
         self._delete(
-            site, bucket,
+            site,
+            bucket,
             [
                 {"Key": v["Key"], "VersionId": v["VersionId"]}
                 for page in found or []
@@ -323,7 +356,10 @@ class ArtifactBuckets:
         for start in range(0, len(objects), _DELETE_BATCH):
             batch = objects[start : start + _DELETE_BATCH]
             result = call(
-                site.id, "s3:DeleteObjectVersion", s3.delete_objects, Bucket=bucket,
+                site.id,
+                "s3:DeleteObjectVersion",
+                s3.delete_objects,
+                Bucket=bucket,
                 Delete={"Objects": batch, "Quiet": True},
             )
             errors = [e for e in result.get("Errors", []) if e.get("Code") != "NoSuchKey"]

@@ -74,23 +74,33 @@ class Deployments:
         """Endpoints tagged for this site, with their declared size. Untagged ones are skipped
         before anything else is read about them."""
         sm = self._sm(site)
-        listed = pages(
-            site.id, "sagemaker:ListEndpoints", sm, "list_endpoints",
-            NameContains=sagemaker_site_prefix(site.id),
-        ) or []
+        listed = (
+            pages(
+                site.id,
+                "sagemaker:ListEndpoints",
+                sm,
+                "list_endpoints",
+                NameContains=sagemaker_site_prefix(site.id),
+            )
+            or []
+        )
         found: set[Resource] = set()
         for endpoint in (e for page in listed for e in page.get("Endpoints", [])):
             tags = self._tags(site, endpoint["EndpointArn"])
             if not is_managed_by(tags, site.id) or TAG_MODEL not in tags:
                 continue
             described = lookup(
-                site.id, "sagemaker:DescribeEndpoint", sm.describe_endpoint,
+                site.id,
+                "sagemaker:DescribeEndpoint",
+                sm.describe_endpoint,
                 EndpointName=endpoint["EndpointName"],
             )
             if described is None or described.get("EndpointStatus") in {"Deleting", "Failed"}:
                 continue  # a failed endpoint is not serving: report it missing so it is redone
             config = lookup(
-                site.id, "sagemaker:DescribeEndpointConfig", sm.describe_endpoint_config,
+                site.id,
+                "sagemaker:DescribeEndpointConfig",
+                sm.describe_endpoint_config,
                 EndpointConfigName=described["EndpointConfigName"],
             )
             variant = ((config or {}).get("ProductionVariants") or [{}])[0]
@@ -128,8 +138,12 @@ class Deployments:
         model = lookup(site.id, "sagemaker:DescribeModel", sm.describe_model, ModelName=name)
         if not self._owned(site, model, "ModelArn"):
             call(
-                site.id, "sagemaker:CreateModel", sm.create_model, ModelName=name,
-                ExecutionRoleArn=self._role, Tags=tags,
+                site.id,
+                "sagemaker:CreateModel",
+                sm.create_model,
+                ModelName=name,
+                ExecutionRoleArn=self._role,
+                Tags=tags,
                 PrimaryContainer={
                     "Image": self._image.format(region=site.region),
                     "ModelDataSource": {
@@ -146,13 +160,18 @@ class Deployments:
             name, json.dumps([instance_type, count, self._image, bucket])
         )
         config = lookup(
-            site.id, "sagemaker:DescribeEndpointConfig", sm.describe_endpoint_config,
+            site.id,
+            "sagemaker:DescribeEndpointConfig",
+            sm.describe_endpoint_config,
             EndpointConfigName=config_name,
         )
         if not self._owned(site, config, "EndpointConfigArn"):
             call(
-                site.id, "sagemaker:CreateEndpointConfig", sm.create_endpoint_config,
-                EndpointConfigName=config_name, Tags=tags,
+                site.id,
+                "sagemaker:CreateEndpointConfig",
+                sm.create_endpoint_config,
+                EndpointConfigName=config_name,
+                Tags=tags,
                 ProductionVariants=[
                     {
                         "VariantName": VARIANT,
@@ -167,15 +186,17 @@ class Deployments:
         )
         if not self._owned(site, endpoint, "EndpointArn"):
             call(
-                site.id, "sagemaker:CreateEndpoint", sm.create_endpoint, EndpointName=name,
-                EndpointConfigName=config_name, Tags=tags,
+                site.id,
+                "sagemaker:CreateEndpoint",
+                sm.create_endpoint,
+                EndpointName=name,
+                EndpointConfigName=config_name,
+                Tags=tags,
             )
         elif endpoint is not None:
             self._settle(site, name, endpoint, config_name)
 
-    def _settle(
-        self, site: Site, name: str, endpoint: Mapping[str, Any], config_name: str
-    ) -> None:
+    def _settle(self, site: Site, name: str, endpoint: Mapping[str, Any], config_name: str) -> None:
         """Move an existing endpoint of ours onto ``config_name``, as far as its state allows."""
         sm = self._sm(site)
         status = endpoint.get("EndpointStatus")
@@ -195,7 +216,10 @@ class Deployments:
             )
         if endpoint.get("EndpointConfigName") != config_name:
             call(
-                site.id, "sagemaker:UpdateEndpoint", sm.update_endpoint, EndpointName=name,
+                site.id,
+                "sagemaker:UpdateEndpoint",
+                sm.update_endpoint,
+                EndpointName=name,
                 EndpointConfigName=config_name,
             )
 
@@ -206,19 +230,28 @@ class Deployments:
         endpoint = lookup(
             site.id, "sagemaker:DescribeEndpoint", sm.describe_endpoint, EndpointName=name
         )
-        if endpoint is not None and is_managed_by(self._tags(site, endpoint["EndpointArn"]),
-                                                  site.id):
+        if endpoint is not None and is_managed_by(
+            self._tags(site, endpoint["EndpointArn"]), site.id
+        ):
             lookup(site.id, "sagemaker:DeleteEndpoint", sm.delete_endpoint, EndpointName=name)
-        configs = pages(
-            site.id, "sagemaker:ListEndpointConfigs", sm, "list_endpoint_configs",
-            NameContains=name,
-        ) or []
+        configs = (
+            pages(
+                site.id,
+                "sagemaker:ListEndpointConfigs",
+                sm,
+                "list_endpoint_configs",
+                NameContains=name,
+            )
+            or []
+        )
         for config in (c for page in configs for c in page.get("EndpointConfigs", [])):
             if not config["EndpointConfigName"].startswith(f"{name}-"):
                 continue
             if is_managed_by(self._tags(site, config["EndpointConfigArn"]), site.id):
                 lookup(
-                    site.id, "sagemaker:DeleteEndpointConfig", sm.delete_endpoint_config,
+                    site.id,
+                    "sagemaker:DeleteEndpointConfig",
+                    sm.delete_endpoint_config,
                     EndpointConfigName=config["EndpointConfigName"],
                 )
         model = lookup(site.id, "sagemaker:DescribeModel", sm.describe_model, ModelName=name)

@@ -54,7 +54,9 @@ class GcpProvider(SiteProvider):
 
     def put_artifact(self, site: Site, resource: Resource) -> None:
         self.store.put_artifact(
-            site, resource.model, self.artifact_source(resource),
+            site,
+            resource.model,
+            self.artifact_source(resource),
             offline=self._context.offline_artifacts,
         )
 

@@ -126,7 +126,10 @@ class SiteStore:
     def _get(self, site: Site) -> Any | None:
         client = self._clients.client(site.region)
         return lookup(
-            site.id, "storage.buckets.get", client.get_bucket, self.bucket_for(site),
+            site.id,
+            "storage.buckets.get",
+            client.get_bucket,
+            self.bucket_for(site),
             retry=self._clients.retry(),
         )
 
@@ -135,7 +138,10 @@ class SiteStore:
         if any(k.startswith("sovereign-") for k in labels):
             return labels == {**labels, **ownership(site.id)}
         marker = lookup(
-            site.id, "storage.objects.get", bucket.get_blob, BUCKET_MARKER,
+            site.id,
+            "storage.objects.get",
+            bucket.get_blob,
+            BUCKET_MARKER,
             retry=self._clients.retry(),
         )
         meta = dict(getattr(marker, "metadata", None) or {})
@@ -172,6 +178,7 @@ class SiteStore:
         bucket.labels = ownership(site.id)
         bucket.iam_configuration.uniform_bucket_level_access_enabled = True
         bucket.iam_configuration.public_access_prevention = "enforced"
+
         def create() -> bool:
             try:
                 bucket.create(location=site.region, retry=self._clients.retry())
@@ -191,8 +198,11 @@ class SiteStore:
         marker = bucket.blob(BUCKET_MARKER)
         marker.metadata = {LABEL_MANAGED: "true", LABEL_SITE: site.id}
         call(
-            site.id, "storage.objects.create", marker.upload_from_string,
-            json.dumps({"site": site.id}), content_type="application/json",
+            site.id,
+            "storage.objects.create",
+            marker.upload_from_string,
+            json.dumps({"site": site.id}),
+            content_type="application/json",
         )
         return self._get(site) or bucket
 
@@ -259,8 +269,12 @@ class SiteStore:
         if offline:
             blob = bucket.blob(f"{model_id}/{SYNTHETIC_OBJECT}")
             blob.metadata = meta
-            call(site.id, "storage.objects.create", blob.upload_from_string,
-                 f"synthetic weights of {model_id} (offline demo)\n")
+            call(
+                site.id,
+                "storage.objects.create",
+                blob.upload_from_string,
+                f"synthetic weights of {model_id} (offline demo)\n",
+            )
             written = [blob.name]
         else:
             scheme = urlsplit(source).scheme
@@ -280,7 +294,9 @@ class SiteStore:
         manifest = bucket.blob(f"{model_id}/{MANIFEST}")
         manifest.metadata = meta
         call(
-            site.id, "storage.objects.create", manifest.upload_from_string,
+            site.id,
+            "storage.objects.create",
+            manifest.upload_from_string,
             json.dumps({"model": model_id, "source": source, "objects": written}, sort_keys=True),
             content_type="application/json",
         )
@@ -289,14 +305,15 @@ class SiteStore:
     def _selected(prefix: str, keys: list[str]) -> list[str]:
         # "x://b/dir" means the object "dir" or the objects under "dir/", never "dir-old/...".
         return sorted(
-            k for k in keys
+            k
+            for k in keys
             if not k.endswith("/")
             and (prefix.endswith("/") or not prefix or k == prefix or k.startswith(prefix + "/"))
         )
 
     @staticmethod
     def _relative(prefix: str, key: str) -> str:
-        return key[len(prefix):].lstrip("/") or posixpath.basename(key)
+        return key[len(prefix) :].lstrip("/") or posixpath.basename(key)
 
     def _copy_gcs(
         self, site: Site, bucket: Any, model_id: str, source: str, meta: dict[str, str]
@@ -307,8 +324,9 @@ class SiteStore:
         src = client.bucket(parts.netloc)
 
         def names() -> list[str]:
-            return [b.name for b in client.list_blobs(src, prefix=prefix,
-                                                       retry=self._clients.retry())]
+            return [
+                b.name for b in client.list_blobs(src, prefix=prefix, retry=self._clients.retry())
+            ]
 
         listed = lookup(site.id, "storage.objects.list", names)
         keys = self._selected(prefix, listed or [])
@@ -324,7 +342,11 @@ class SiteStore:
             token: str | None = None
             while True:  # rewrite copies large objects in several calls, across locations
                 token, _done, _total = call(
-                    site.id, "storage.objects.create", dest.rewrite, src.blob(key), token=token,
+                    site.id,
+                    "storage.objects.create",
+                    dest.rewrite,
+                    src.blob(key),
+                    token=token,
                     retry=self._clients.retry(),
                 )
                 if token is None:
@@ -356,18 +378,26 @@ class SiteStore:
             )
         written: list[str] = []
         for key in keys:
-            got = aws_errors.call(site.id, "s3:GetObject", s3.get_object, Bucket=src_bucket,
-                                  Key=key)
+            got = aws_errors.call(
+                site.id, "s3:GetObject", s3.get_object, Bucket=src_bucket, Key=key
+            )
             dest = bucket.blob(f"{model_id}/{self._relative(prefix, key)}")
             dest.metadata = meta
             body = got["Body"]
             try:  # stream through: the weights never touch local disk
-                call(site.id, "storage.objects.create", dest.upload_from_file, body,
-                     size=int(got["ContentLength"]), rewind=False)
+                call(
+                    site.id,
+                    "storage.objects.create",
+                    dest.upload_from_file,
+                    body,
+                    size=int(got["ContentLength"]),
+                    rewind=False,
+                )
             except Exception as exc:
                 if aws_errors.is_sdk_error(exc):  # the S3 side failed mid-stream
-                    raise aws_errors.map_aws_error(exc, action="s3:GetObject",
-                                                   site=site.id) from exc
+                    raise aws_errors.map_aws_error(
+                        exc, action="s3:GetObject", site=site.id
+                    ) from exc
                 raise
             finally:
                 body.close()
@@ -388,14 +418,21 @@ class SiteStore:
         client = self._clients.client(site.region)
 
         def generations() -> list[Any]:
-            return list(client.list_blobs(bucket, prefix=prefix, versions=True,
-                                          retry=self._clients.retry()))
+            return list(
+                client.list_blobs(bucket, prefix=prefix, versions=True, retry=self._clients.retry())
+            )
 
         for blob in lookup(site.id, "storage.objects.list", generations) or []:
             if only is not None and blob.name not in only:
                 continue
-            lookup(site.id, "storage.objects.delete", bucket.delete_blob, blob.name,
-                   generation=blob.generation, retry=self._clients.retry())
+            lookup(
+                site.id,
+                "storage.objects.delete",
+                bucket.delete_blob,
+                blob.name,
+                generation=blob.generation,
+                retry=self._clients.retry(),
+            )
 
     # -- deployment manifests --------------------------------------------------------------
 
@@ -411,11 +448,20 @@ class SiteStore:
             "status": "declared",
             "note": "intent record; serving capacity is provisioned by the Pulumi stack in infra/",
         }
-        call(site.id, "storage.objects.create", blob.upload_from_string,
-             json.dumps(record, sort_keys=True), content_type="application/json")
+        call(
+            site.id,
+            "storage.objects.create",
+            blob.upload_from_string,
+            json.dumps(record, sort_keys=True),
+            content_type="application/json",
+        )
 
     def remove_deployment(self, site: Site, model_id: str) -> None:
         bucket = self.managed_bucket(site)
         if bucket is not None:
-            self._delete_all(site, bucket, f"{DEPLOYMENTS}{model_id}.json",
-                             only={f"{DEPLOYMENTS}{model_id}.json"})
+            self._delete_all(
+                site,
+                bucket,
+                f"{DEPLOYMENTS}{model_id}.json",
+                only={f"{DEPLOYMENTS}{model_id}.json"},
+            )
