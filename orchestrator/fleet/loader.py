@@ -93,8 +93,8 @@ def read_fleet_files(root: Path) -> dict[str, bytes]:
                     str(root),
                     None,
                     "",
-                    "fleet directory not found; pass --fleet DIR (a directory with region profiles, "
-                    "models.yaml and directives/)",
+                    "fleet directory not found; pass --fleet DIR (a directory with region "
+                    "profiles, models.yaml and directives/)",
                 )
             ]
         )

@@ -135,7 +135,8 @@ def test_site_extension_fields(signed_fleet_factory: FleetFactory) -> None:
             "eu.yaml": [
                 (
                     "    governed_by: [US]\n",
-                    "    governed_by: [US]\n    instance_type: ml.g5.xlarge\n    instance_count: 2\n"
+                    "    governed_by: [US]\n    instance_type: ml.g5.xlarge\n"
+                    "    instance_count: 2\n"
                     "    capacity: 3\n    endpoint: https://eu-2.example\n",
                 )
             ]
