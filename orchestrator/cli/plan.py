@@ -18,14 +18,15 @@ from rich.table import Table
 
 from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt, StateOpt, YesOpt
 from orchestrator.cli.output import emit_json, err_console
-from orchestrator.errors import UsageError
+from orchestrator.errors import RefusedError, UsageError
 from orchestrator.planning.plan import Change, Plan
 from orchestrator.providers.base import Op
-from orchestrator.reconcile.apply import ApplyResult, apply_plan, check_fresh
+from orchestrator.reconcile.apply import ApplyResult, apply_plan
 from orchestrator.reconcile.interlock import enforce
 from orchestrator.reconcile.progress import ProgressObserver
 from orchestrator.reconcile.session import Session, make_plan, open_session
 from orchestrator.reconcile.status import Status, collect_status
+from orchestrator.reconcile.verify import nonlocal_targets, refuse_unreal_time, verify_saved_plan
 
 AtOpt = Annotated[
     str | None,
@@ -263,9 +264,10 @@ def plan_command(
     if out is not None:
         out.write_text(plan.dumps())
     if json_out:
-        emit_json(plan.to_json())
+        emit_json(plan.to_json_with_digest())
     else:
         render_plan(err_console, plan, fleet)
+        err_console.print(f"Plan SHA-256: {plan.sha256()}", highlight=False)
         if out is not None:
             err_console.print(f"Plan written to {out}: apply it with `sovereign apply {out}`.")
     enforce(plan.interlocks, None)  # refused plans exit 1, after showing (and saving) them
@@ -303,21 +305,28 @@ def apply_command(
     """
     saved = None
     if planfile is not None:
+        if at is not None:
+            raise UsageError(
+                "--at cannot be combined with PLANFILE: a saved plan carries its own instant",
+                hint="apply the file alone (`sovereign apply FILE`)",
+            )
         try:
-            saved = Plan.loads(planfile.read_text())
+            saved = Plan.loads(planfile.read_bytes())
         except OSError as exc:
             raise UsageError(
                 f"cannot read the plan file {planfile}: {exc.strerror}",
                 hint="pass a file written by `sovereign plan --out FILE`",
             ) from None
-    when = saved.at if saved is not None else parse_at(at)
-    session = open_session(fleet, state, at=when, sites_local=sites_local(sites))
+    requested = parse_at(at)
+    session = open_session(fleet, state, at=requested, sites_local=sites_local(sites))
     try:
         with session.store.lock("apply") as lease:
             if saved is not None:
-                check_fresh(session, saved)
-                plan = saved
+                if not nonlocal_targets(session):
+                    session.at = saved.at  # a rehearsal on local sites keeps its instant
+                plan = verify_saved_plan(session, saved)
             else:
+                refuse_unreal_time(session)
                 plan = make_plan(session)
             if not json_out:
                 render_plan(err_console, plan, fleet)
@@ -342,6 +351,14 @@ def apply_command(
         emit_json({"plan": plan.to_json(), "result": result.to_json()})
     else:
         render_result(err_console, result)
+    if result.refused_targets:
+        raise RefusedError(
+            "the law refused changes at "
+            + ", ".join(result.refused_targets)
+            + "; nothing was written there (see the audit log, change.refused)",
+            hint="make a fresh plan with `sovereign plan`: the planner only asks for what "
+            "R1, R2 and R4 allow",
+        )
     if not result.ok:
         raise typer.Exit(3)
 

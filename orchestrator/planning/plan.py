@@ -8,6 +8,7 @@ whose state moved. Counts per operation and per jurisdiction are derived, never 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Mapping
@@ -162,6 +163,13 @@ def change_order(change: Change) -> tuple[int, str, int, str, str, str]:
     return (fleet_wide, change.target, phase, change.model, change.key, change.op)
 
 
+def _instant(value: Any) -> datetime:
+    parsed = datetime.fromisoformat(str(value))
+    if parsed.tzinfo is None:
+        raise ValueError(f"instant {value!r} has no time zone")
+    return parsed
+
+
 @dataclass(frozen=True)
 class Plan:
     lineage: str
@@ -216,8 +224,20 @@ class Plan:
             "sites": self.sites,
         }
 
+    def sha256(self) -> str:
+        """SHA-256 of the plan's canonical JSON (sorted keys, no whitespace, UTF-8): what a pull
+        request pins, and what ``apply`` records in the audit log."""
+        canonical = json.dumps(
+            self.to_json(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        )
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    def to_json_with_digest(self) -> dict[str, Any]:
+        """``to_json`` plus ``sha256`` (what ``plan --json`` and ``plan --out`` write)."""
+        return {**self.to_json(), "sha256": self.sha256()}
+
     def dumps(self) -> str:
-        return json.dumps(self.to_json(), indent=2) + "\n"
+        return json.dumps(self.to_json_with_digest(), indent=2) + "\n"
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Plan:
@@ -231,30 +251,36 @@ class Plan:
                 lineage=str(data["lineage"]),
                 serial=int(data["serial"]),
                 fleet_digest=str(data["fleet_digest"]),
-                created_at=datetime.fromisoformat(data["created_at"]),
-                at=datetime.fromisoformat(data["at"]),
+                created_at=_instant(data["created_at"]),
+                at=_instant(data["at"]),
                 changes=tuple(Change.from_json(c) for c in data["changes"]),
                 interlocks=tuple(InterlockViolation.from_json(v) for v in data["interlocks"]),
                 sites=None if data.get("sites") is None else str(data["sites"]),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise UsageError(
                 f"the plan file is malformed: {exc}",
                 hint="pass a file written by `sovereign plan --out FILE`",
             ) from exc
 
     @classmethod
-    def loads(cls, text: str) -> Plan:
+    def loads(cls, text: str | bytes) -> Plan:
+        """Parse a plan file; ``UsageError`` (never a traceback) for anything that is not one."""
+        hint = "pass a file written by `sovereign plan --out FILE`"
+        if isinstance(text, bytes):
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise UsageError(
+                    f"the plan file is not UTF-8 text (byte {exc.start}); it is not a plan",
+                    hint=hint,
+                ) from None
         try:
             data = json.loads(text)
         except ValueError as exc:
-            raise UsageError(
-                f"the plan file is not JSON: {exc}",
-                hint="pass a file written by `sovereign plan --out FILE`",
-            ) from exc
+            raise UsageError(f"the plan file is not JSON: {exc}", hint=hint) from None
+        except RecursionError:
+            raise UsageError("the plan file is nested too deeply to be a plan", hint=hint) from None
         if not isinstance(data, dict):
-            raise UsageError(
-                "the plan file is not a JSON object",
-                hint="pass a file written by `sovereign plan --out FILE`",
-            )
+            raise UsageError("the plan file is not a JSON object", hint=hint)
         return cls.from_json(data)

@@ -8,6 +8,10 @@ routing before anything is removed:
    gateway hot-reloads) and DNS records;
 3. deletes, every site concurrently (a site that failed in phase 1 does nothing more).
 
+Before any provider is called, a placement (artifact or deployment, created or updated) is
+checked against R1, R2 and R4 for its (model, site) (``reconcile.law``): whoever asked for it,
+a change the law forbids is refused, audited as ``change.refused`` and never written.
+
 Every change is: provider apply (transient errors retried with full-jitter backoff) ->
 ``store.record_change`` -> audit ``change.applied``/``change.failed``. Recording happens on the
 calling thread only (store backends need not be thread-safe); a worker waits until its step is
@@ -25,6 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from orchestrator.errors import (
@@ -38,6 +43,7 @@ from orchestrator.planning.desired import TABLE_TARGET
 from orchestrator.planning.plan import Change, Plan
 from orchestrator.providers.base import Op, Resource, ResourceKind
 from orchestrator.reconcile.interlock import enforce
+from orchestrator.reconcile.law import forbidden_placement, instants_for
 from orchestrator.reconcile.retry import RetryPolicy, call_with_retry
 from orchestrator.reconcile.session import Session
 from orchestrator.state.lease import Lease
@@ -69,6 +75,7 @@ class TargetResult:
     applied: int = 0
     failed: int = 0
     skipped: int = 0
+    refused: int = 0  # changes the law forbade at the point of action (counted in failed)
     error: str | None = None
 
     @property
@@ -82,6 +89,7 @@ class TargetResult:
             "applied": self.applied,
             "failed": self.failed,
             "skipped": self.skipped,
+            "refused": self.refused,
             "error": self.error,
         }
 
@@ -100,11 +108,17 @@ class ApplyResult:
     def ok(self) -> bool:
         return not self.failed_targets
 
+    @property
+    def refused_targets(self) -> tuple[str, ...]:
+        """Targets where the law refused a change (SPEC 4): the apply exits 1, not 3."""
+        return tuple(t for t, r in sorted(self.results.items()) if r.refused)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
             "serial": self.serial,
             "failed": list(self.failed_targets),
+            "refused": list(self.refused_targets),
             "targets": [r.to_json() for _, r in sorted(self.results.items())],
             "interlock_override": self.overridden,
         }
@@ -155,6 +169,7 @@ class _Step:
     ok: bool
     attempts: int
     error: str | None
+    refused: bool = False  # the law forbade it: nothing was written, nothing is recorded
     done: threading.Event = field(default_factory=threading.Event)
     failure: BaseException | None = None
 
@@ -186,6 +201,12 @@ class _Runner:
         c = step.change
         rc = c.to_resource_change()
         try:
+            if step.refused:
+                self.session.store.audit.append(
+                    "change.refused",
+                    {"address": c.address, "op": c.op.value, "cause": c.cause, "law": step.error},
+                )
+                return
             if c.kind is ResourceKind.ROUTE and c.target == TABLE_TARGET:
                 if step.ok:
                     self.serial = self.session.store.record_applied_fleet(
@@ -249,6 +270,11 @@ class _Runner:
         fleet, rc = self.session.fleet, change.to_resource_change()
         if change.kind is ResourceKind.ROUTE and change.target == TABLE_TARGET:
             return _Step(change, True, 1, None)  # recorded, not carried out by a provider
+        refusal = forbidden_placement(
+            fleet, change, instants_for(fleet, self.session.at, datetime.now(UTC))
+        )
+        if refusal is not None:
+            return _Step(change, False, 0, f"refused by the law: {refusal}", refused=True)
         action: Callable[[], None]
         if change.kind is ResourceKind.ROUTE:
             route_provider = self.session.providers.for_route(change.target)
@@ -296,6 +322,7 @@ class _Runner:
                 result.applied += 1
             else:
                 result.failed += 1
+                result.refused += 1 if step.refused else 0
                 result.error = step.error
         return result
 
@@ -351,7 +378,12 @@ def apply_plan(
         )
     audit.append(
         "apply.started",
-        {"serial": plan.serial, "fleet_digest": plan.fleet_digest, "summary": plan.summary()},
+        {
+            "serial": plan.serial,
+            "fleet_digest": plan.fleet_digest,
+            "plan_sha256": plan.sha256(),
+            "summary": plan.summary(),
+        },
     )
     runner = _Runner(
         session,
