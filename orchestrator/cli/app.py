@@ -13,7 +13,7 @@ import sys
 import typer
 
 from orchestrator import __version__
-from orchestrator.cli import audit, demo, directive, explain, gateway, plan, validate
+from orchestrator.cli import audit, demo, directive, explain, export, gateway, plan, validate
 from orchestrator.cli.output import err_console, print_problems
 from orchestrator.errors import FleetError, SovereignError
 
@@ -38,7 +38,7 @@ def version() -> None:
     typer.echo(__version__)
 
 
-for module in (validate, directive, explain, plan, audit, gateway, demo):
+for module in (validate, directive, explain, plan, audit, gateway, demo, export):
     module.register(app)
 
 
