@@ -1,4 +1,4 @@
-"""Options every command shares (SPEC 5): --fleet, --json, --state, --yes."""
+"""Options every command shares (SPEC 5): --fleet, --json, --state, --yes, --jurisdiction."""
 
 from __future__ import annotations
 
@@ -31,3 +31,12 @@ YesOpt = Annotated[
 ]
 
 DEFAULT_FLEET = Path("regions")
+JurisdictionOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--jurisdiction",
+        metavar="J",
+        help="Act only on the sites of jurisdiction J (repeatable); the routing table is always "
+        "recompiled for the whole fleet. Default: every jurisdiction.",
+    ),
+]

@@ -13,13 +13,22 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt, StateOpt, YesOpt
+from orchestrator.cli.options import (
+    DEFAULT_FLEET,
+    FleetOpt,
+    JsonOpt,
+    JurisdictionOpt,
+    StateOpt,
+    YesOpt,
+)
 from orchestrator.cli.output import emit_json, err_console
 from orchestrator.errors import RefusedError, UsageError
 from orchestrator.planning.plan import Change, Plan
+from orchestrator.planning.scope import describe_scope
 from orchestrator.providers.base import Op
 from orchestrator.reconcile.apply import ApplyResult, apply_plan
 from orchestrator.reconcile.interlock import enforce
@@ -110,7 +119,8 @@ def render_change(console: Console, c: Change) -> None:
 
 def render_plan(console: Console, plan: Plan, fleet_dir: Path) -> None:
     console.print(
-        f"[bold]Plan[/] for {fleet_dir} at {plan.at.isoformat()} (state serial {plan.serial})",
+        f"[bold]Plan[/] for {fleet_dir} at {plan.at.isoformat()} (state serial {plan.serial})"
+        + ("" if plan.scope is None else f", only {describe_scope(plan.scope)}"),
         highlight=False,
     )
     if plan.empty:
@@ -128,6 +138,8 @@ def render_plan(console: Console, plan: Plan, fleet_dir: Path) -> None:
             f"  {j}: +{counts['create']} ~{counts['update']} -{counts['delete']}",
             highlight=False,
         )
+    for w in plan.warnings:
+        console.print(f"[yellow]warning:[/] {escape(w.message)}", highlight=False)
     for v in plan.interlocks:
         console.print(f"[bold red]interlock:[/] {v.message}", highlight=False)
 
@@ -219,6 +231,8 @@ def render_status(console: Console, status: Status) -> None:
             " > ".join(r.route) if r.route else "[red]451 refused[/]",
         )
     console.print(routes)
+    for w in status.shortfalls:
+        console.print(f"[yellow]warning:[/] {escape(w.message)}", highlight=False)
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -240,13 +254,17 @@ def plan_command(
     ] = False,
     at: AtOpt = None,
     sites: SitesOpt = None,
+    jurisdiction: JurisdictionOpt = None,
 ) -> None:
     """Compare the desired state with what the sites really hold.
 
     Every change names its cause: config, drift, or directive:<id>. A plan
-    that would leave a model under-served in a jurisdiction
-    (min_sites_per_model) for a cause other than a directive is refused
-    (exit 1); the plan is still written with --out.
+    that deletes deployments for a cause other than a directive and so
+    leaves a model at fewer of a jurisdiction's sites than its
+    min_sites_per_model is refused (exit 1), naming the jurisdiction; the
+    plan is still written with --out. A shortfall the plan does not cause
+    (a first rollout, export rules, residency, a withdraw) is a warning.
+    --jurisdiction J (repeatable) plans only those jurisdictions' sites.
 
     Examples:
 
@@ -255,8 +273,12 @@ def plan_command(
       sovereign plan --sites local --out plan.json
 
       sovereign plan --detailed-exitcode --json > plan.json   # CI: 2 = changes
+
+      sovereign plan --jurisdiction EU --jurisdiction UK --out eu-uk.json
     """
-    session = open_session(fleet, state, at=parse_at(at), sites_local=sites_local(sites))
+    session = open_session(
+        fleet, state, at=parse_at(at), sites_local=sites_local(sites), jurisdictions=jurisdiction
+    )
     try:
         plan = make_plan(session)
     finally:
@@ -270,7 +292,9 @@ def plan_command(
         err_console.print(f"Plan SHA-256: {plan.sha256()}", highlight=False)
         if out is not None:
             err_console.print(f"Plan written to {out}: apply it with `sovereign apply {out}`.")
-    enforce(plan.interlocks, None)  # refused plans exit 1, after showing (and saving) them
+    enforce(
+        plan.interlocks, None, changed=plan.jurisdictions()
+    )  # refused plans exit 1, after showing (and saving) them
     if detailed_exitcode and not plan.empty:
         raise typer.Exit(2)
 
@@ -286,6 +310,7 @@ def apply_command(
     allow_outage: AllowOutageOpt = None,
     at: AtOpt = None,
     sites: SitesOpt = None,
+    jurisdiction: JurisdictionOpt = None,
 ) -> None:
     """Carry a plan out: sites in parallel, each site's changes in order.
 
@@ -293,7 +318,9 @@ def apply_command(
     terminal (--yes for scripts). A saved plan is refused if the state or
     the fleet moved since it was made. Exit 0 when everything applied, 3
     when some sites failed (the rest applied and was recorded; re-running
-    converges), 4 when another run holds the state lock.
+    converges), 4 when another run holds the state lock. --jurisdiction J
+    (repeatable) changes only those jurisdictions' sites (a saved plan
+    records its scope and is applied with it).
 
     Examples:
 
@@ -318,7 +345,11 @@ def apply_command(
                 hint="pass a file written by `sovereign plan --out FILE`",
             ) from None
     requested = parse_at(at)
-    session = open_session(fleet, state, at=requested, sites_local=sites_local(sites))
+    if saved is not None and not jurisdiction:
+        jurisdiction = list(saved.scope or ())  # a saved plan carries its own scope
+    session = open_session(
+        fleet, state, at=requested, sites_local=sites_local(sites), jurisdictions=jurisdiction
+    )
     try:
         with session.store.lock("apply") as lease:
             if saved is not None:
@@ -330,7 +361,7 @@ def apply_command(
                 plan = make_plan(session)
             if not json_out:
                 render_plan(err_console, plan, fleet)
-            enforce(plan.interlocks, allow_outage)
+            enforce(plan.interlocks, allow_outage, changed=plan.jurisdictions())
             if plan.empty:
                 if json_out:
                     emit_json({"plan": plan.to_json(), "result": ApplyResult().to_json()})

@@ -19,8 +19,10 @@ import typer
 from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt
 from orchestrator.cli.output import emit_json, err_console, print_problems
 from orchestrator.errors import FleetError, UsageError
-from orchestrator.fleet.loader import load_fleet
+from orchestrator.fleet.loader import load_fleet_files, read_fleet_files
 from orchestrator.fleet.signing import generate_key
+from orchestrator.planning.desired import desired_pairs
+from orchestrator.planning.guarantees import capacity_problems, shortfalls
 from orchestrator.policy.rules import in_force
 
 VALIDATE_HELP = """Check the fleet: every file, every reference, every directive signature.
@@ -31,8 +33,13 @@ per line, as FILE:LINE: field.path: message and exit 1, e.g.
 \b
   regions/eu.yaml:20: sites\\[0].region: 'eu-centrall-1' is not a region of aws
 
-With --json, stdout holds exactly \
-{"valid": true|false, "errors": \\[{"file", "line", "field", "message"}, ...]}.
+Guarantees the fleet cannot keep (a model a jurisdiction lists but that export rules, \
+residency or a withdraw keep from enough of its sites: min_sites_per_model) are printed as \
+warnings naming the model, the jurisdiction and the rule; they do not make the fleet invalid.
+
+With --json, stdout holds \
+{"valid": true|false, "errors": \\[{"file", "line", "field", "message"}, ...], \
+"warnings": \\[...]} ("warnings" only when valid).
 
 \b
 The fleet directory (default: regions/):
@@ -81,17 +88,25 @@ Examples:
 
 def validate_command(fleet: FleetOpt = DEFAULT_FLEET, json_out: JsonOpt = False) -> None:
     try:
-        loaded = load_fleet(fleet)
+        files = read_fleet_files(fleet)
+        loaded = load_fleet_files(files, label=str(fleet))
+        over_capacity = capacity_problems(loaded, files, label=str(fleet))
+        if over_capacity:
+            raise FleetError(over_capacity)
     except FleetError as exc:
         if json_out:
             emit_json({"valid": False, "errors": [p.to_json() for p in exc.problems]})
         else:
             print_problems(exc.problems)
         raise typer.Exit(1) from None
-    if json_out:
-        emit_json({"valid": True, "errors": []})
-        return
     now = datetime.now(UTC)
+    # Guarantees the fleet cannot keep (SPEC 4): warnings, the fleet is still valid.
+    warnings = shortfalls(loaded, now, desired_pairs(loaded, now))
+    if json_out:
+        emit_json({"valid": True, "errors": [], "warnings": [w.to_json() for w in warnings]})
+        return
+    for w in warnings:
+        err_console.print(f"warning: {w.message}", markup=False, highlight=False, soft_wrap=True)
     active = len(in_force(loaded, now))
     total = len(loaded.directives)
     typer.echo(

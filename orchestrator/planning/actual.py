@@ -10,7 +10,7 @@ against an unknown actual state could delete or duplicate things (fail closed).
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,10 +78,14 @@ def applied_table(store: StateReader) -> frozenset[Resource]:
 
 
 def observe_sites(
-    fleet: Fleet, providers: Providers, *, concurrency: int = 8
+    fleet: Fleet,
+    providers: Providers,
+    *,
+    concurrency: int = 8,
+    site_ids: Iterable[str] | None = None,
 ) -> frozenset[Resource]:
-    """What every site holds now, observed concurrently."""
-    site_ids = sorted(fleet.sites)
+    """What every site (or every one of ``site_ids``) holds now, observed concurrently."""
+    site_ids = sorted(fleet.sites if site_ids is None else site_ids)
 
     def one(site_id: str) -> frozenset[Resource]:
         return providers.for_site(fleet, site_id).observe(fleet.sites[site_id])
@@ -110,9 +114,13 @@ def observe_actual(
     *,
     route_targets: set[str] | None = None,
     concurrency: int = 8,
+    site_ids: Iterable[str] | None = None,
 ) -> frozenset[Resource]:
-    """The whole actual state: sites, the applied routing table and any route targets."""
-    actual = observe_sites(fleet, providers, concurrency=concurrency) | applied_table(store)
+    """The whole actual state: sites (or ``site_ids``), the applied routing table and any
+    route targets."""
+    actual = observe_sites(
+        fleet, providers, concurrency=concurrency, site_ids=site_ids
+    ) | applied_table(store)
     if route_targets:
         actual |= observe_routes(route_targets, providers)
     return actual

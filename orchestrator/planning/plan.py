@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from orchestrator.errors import UsageError
 from orchestrator.planning.gcpause import gc_paused
@@ -144,6 +144,61 @@ class InterlockViolation:
         )
 
 
+class Blocker(NamedTuple):
+    """What keeps a model from counting at one site (``site`` is "" for the jurisdiction)."""
+
+    site: str
+    rule: str  # export | residency | withdrawn | sites | not_deployed
+    ref: str  # the origin, the jurisdiction or the directive id the rule refers to
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"site": self.site, "rule": self.rule, "ref": self.ref, "message": self.message}
+
+
+class Shortfall(NamedTuple):
+    """A jurisdiction's ``min_sites_per_model`` not met, and why: a warning, never a refusal
+    on its own (SPEC 4: the interlock guards only what a plan takes away)."""
+
+    jurisdiction: str
+    model: str
+    deployed: int  # deployments of the model at the jurisdiction's sites
+    required: int
+    blockers: tuple[Blocker, ...]
+
+    @property
+    def message(self) -> str:
+        why = "; ".join(f"{b.site}: {b.message}" if b.site else b.message for b in self.blockers)
+        return (
+            f"{self.model} is deployed at {self.deployed} of {self.jurisdiction}'s sites, fewer "
+            f"than min_sites_per_model {self.required}" + (f" ({why})" if why else "")
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rule": "min_sites_per_model",
+            "jurisdiction": self.jurisdiction,
+            "model": self.model,
+            "count": self.deployed,
+            "required": self.required,
+            "blockers": [b.to_json() for b in self.blockers],
+            "message": self.message,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Shortfall:
+        return cls(
+            str(data["jurisdiction"]),
+            str(data["model"]),
+            int(data["count"]),
+            int(data["required"]),
+            tuple(
+                Blocker(str(b["site"]), str(b["rule"]), str(b["ref"]), str(b["message"]))
+                for b in data["blockers"]
+            ),
+        )
+
+
 # Within a site: artifacts arrive before the deployments that need them; deployments go before
 # the artifacts they use. Fleet-wide route resources sort after every site.
 _PHASE = {
@@ -180,6 +235,10 @@ class Plan:
     changes: tuple[Change, ...]
     interlocks: tuple[InterlockViolation, ...] = field(default=())
     sites: str | None = None  # "local" when made with --sites local: apply must match
+    # shortfalls the plan does not cause or deepen (SPEC 4): reported, never refused
+    warnings: tuple[Shortfall, ...] = field(default=())
+    # the jurisdictions whose sites the plan covers (--jurisdiction); None: the whole fleet
+    scope: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         with gc_paused():
@@ -189,6 +248,10 @@ class Plan:
     @property
     def empty(self) -> bool:
         return not self.changes
+
+    def jurisdictions(self) -> tuple[str, ...]:
+        """The jurisdictions whose sites the plan changes."""
+        return tuple(sorted({c.jurisdiction for c in self.changes if c.jurisdiction}))
 
     def by_target(self) -> dict[str, tuple[Change, ...]]:
         groups: dict[str, list[Change]] = {}
@@ -222,6 +285,8 @@ class Plan:
             "summary": self.summary(),
             "interlocks": [v.to_json() for v in self.interlocks],
             "sites": self.sites,
+            "warnings": [w.to_json() for w in self.warnings],
+            "scope": None if self.scope is None else list(self.scope),
         }
 
     def sha256(self) -> str:
@@ -256,6 +321,8 @@ class Plan:
                 changes=tuple(Change.from_json(c) for c in data["changes"]),
                 interlocks=tuple(InterlockViolation.from_json(v) for v in data["interlocks"]),
                 sites=None if data.get("sites") is None else str(data["sites"]),
+                warnings=tuple(Shortfall.from_json(w) for w in data.get("warnings", [])),
+                scope=(None if data.get("scope") is None else tuple(str(j) for j in data["scope"])),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise UsageError(

@@ -41,6 +41,7 @@ from orchestrator.errors import (
 )
 from orchestrator.planning.desired import TABLE_TARGET
 from orchestrator.planning.plan import Change, Plan
+from orchestrator.planning.scope import describe_scope, outside_scope
 from orchestrator.providers.base import Op, Resource, ResourceKind
 from orchestrator.reconcile.interlock import enforce
 from orchestrator.reconcile.law import forbidden_placement, instants_for
@@ -155,6 +156,20 @@ def check_fresh(session: Session, plan: Plan) -> None:
             f"the plan was made {'with' if plan.sites else 'without'} --sites local; this "
             f"apply runs {'with' if made_for else 'without'} it",
             hint="apply with the same --sites option the plan was made with",
+        )
+    if plan.scope != session.scope:
+        raise StalePlanError(
+            f"the plan was made for {describe_scope(plan.scope)}; this apply covers "
+            f"{describe_scope(session.scope)}",
+            hint="apply a saved plan without --jurisdiction (its recorded scope is used), or "
+            "with exactly the --jurisdiction options it was made with",
+        )
+    stray = outside_scope(plan.changes, plan.scope)
+    if stray:
+        raise StalePlanError(
+            f"the plan changes {stray[0].address} ({stray[0].jurisdiction}), outside its "
+            f"recorded scope {describe_scope(plan.scope)}",
+            hint="the plan file was edited; make a new plan: sovereign plan --out FILE",
         )
     if plan.fleet_digest != session.digest:
         raise StalePlanError(
@@ -363,7 +378,7 @@ def apply_plan(
     concurrency: int | None = None,
 ) -> ApplyResult:
     """Carry ``plan`` out under ``lease``. The caller holds the lock and checked freshness."""
-    enforce(plan.interlocks, allow_outage)
+    enforce(plan.interlocks, allow_outage, changed=plan.jurisdictions())
     audit = session.store.audit
     overridden = None
     if plan.interlocks:

@@ -1,15 +1,17 @@
-"""Safety interlocks (SPEC 4): refuse a plan that would leave a jurisdiction under-served.
+"""The safety interlock (SPEC 4), with the meaning of a Kubernetes PodDisruptionBudget.
 
-For every jurisdiction J and every model m in ``J.models``, the deployments of m at J's sites
-after the plan (the desired pairs) must number at least ``J.min_sites_per_model``. A shortfall
-is accepted only when directives explain it: counting also the sites where nothing but an
-in-force withdraw blocks m would meet the minimum. Any other shortfall is refused, whether it
-comes from deletions or from configuration (the model is not offered at enough sites, export
-rules forbid it, nobody may be processed there): the reading that fails closed.
+It guards against what a plan takes away, never against what it adds. For a jurisdiction J and
+a model m in ``J.models``, a plan is refused when it **deletes** a deployment of m at a site of
+J for a cause other than a directive (``config``, e.g. a site or model that left the fleet) and
+leaves fewer than ``J.min_sites_per_model`` deployments of m at J's sites. A shortfall the plan
+does not cause or deepen (a first rollout, export rules or residency keeping m from J's sites, a
+withdraw) is a warning (``planning.guarantees``), never a refusal: refusing it would leave
+every jurisdiction with nothing, and hold back the jurisdictions that are fine.
 
-Site ``capacity`` is checked too: more desired deployments than a site can hold refuses the plan
-naming the site, instead of silently dropping some (no override: it cannot be carried out).
-Pure: fleet and desired pairs in, violations out.
+A refusal names its jurisdictions; the hint names the others that have changes, so that one
+jurisdiction's interlock never has to hold back another's (``--jurisdiction``).
+Site capacity is a fleet error caught before any plan (``planning.guarantees``).
+Pure: fleet, desired pairs and changes in, violations out.
 """
 
 from __future__ import annotations
@@ -19,26 +21,25 @@ from datetime import datetime
 
 from orchestrator.errors import RefusedError
 from orchestrator.fleet.model import Fleet
-from orchestrator.planning.plan import Change, InterlockViolation
-from orchestrator.policy.rules import export_allowed, in_force, offered, reachable, withdrawals
+from orchestrator.planning.guarantees import CAPACITY, MIN_SITES, shortfalls
+from orchestrator.planning.plan import CauseKind, Change, InterlockViolation, Shortfall, cause_kind
 from orchestrator.providers.base import Op, ResourceKind
 
-MIN_SITES = "min_sites_per_model"
-CAPACITY = "capacity"
+__all__ = ["CAPACITY", "MIN_SITES", "check_interlocks", "enforce", "plan_warnings"]
 
 
-def _blocking_changes(
-    changes: Iterable[Change], model_id: str, sites: Iterable[str]
-) -> tuple[str, ...]:
-    site_set = set(sites)
-    return tuple(
-        c.address
-        for c in changes
-        if c.kind is ResourceKind.DEPLOYMENT
-        and c.op is Op.DELETE
-        and c.model == model_id
-        and c.target in site_set
-    )
+def disruptions(changes: Iterable[Change]) -> dict[tuple[str, str], list[str]]:
+    """(jurisdiction, model) -> addresses of deployment deletions not caused by a directive."""
+    out: dict[tuple[str, str], list[str]] = {}
+    for c in changes:
+        if (
+            c.kind is ResourceKind.DEPLOYMENT
+            and c.op is Op.DELETE
+            and cause_kind(c.cause) is not CauseKind.DIRECTIVE
+            and c.jurisdiction
+        ):
+            out.setdefault((c.jurisdiction, c.model), []).append(c.address)
+    return out
 
 
 def check_interlocks(
@@ -47,97 +48,91 @@ def check_interlocks(
     desired_pairs: frozenset[tuple[str, str]],
     changes: Iterable[Change] = (),
 ) -> tuple[InterlockViolation, ...]:
-    """Every interlock the state after the plan would break, in a stable order."""
-    changes = tuple(changes)
-    active = in_force(fleet, at)
+    """Every deletion that takes a jurisdiction's model below its budget, in a stable order.
+
+    After the plan, J's sites hold exactly the desired pairs (a plan converges the sites it
+    covers; sites it does not cover have no deletions, so they are never judged here).
+    """
+    del at  # the desired pairs already reflect the law at the plan's instant
+    deleting = disruptions(changes)
     violations: list[InterlockViolation] = []
-    for j in sorted(fleet.jurisdictions.values(), key=lambda j: j.id):
+    for (jid, m), addresses in sorted(deleting.items()):
+        j = fleet.jurisdictions.get(jid)
+        if j is None or m not in j.models:
+            continue  # no guarantee: the jurisdiction or its listing of m left the fleet
         need = j.min_sites_per_model
-        for m in sorted(j.models):
-            if m not in fleet.models:
-                continue
-            count = sum(1 for s in j.sites if (m, s) in desired_pairs)
-            if count >= need:
-                continue
-            # Sites where only a withdraw keeps m away: a directive-caused shortfall is lawful.
-            blocked_by_law = [
-                s
-                for s in j.sites
-                if (m, s) not in desired_pairs
-                and offered(fleet, m, s)
-                and export_allowed(fleet, m, s)
-                and reachable(fleet, s)
-                and withdrawals(fleet, m, s, active)
-            ]
-            if count + len(blocked_by_law) >= need:
-                continue
-            breaking = _blocking_changes(changes, m, j.sites)
-            why = (
-                f"the plan deletes {', '.join(breaking)}"
-                if breaking
-                else "the fleet configuration does not place it at enough sites "
-                "(not offered, export rules, or no one may be processed there)"
+        count = sum(1 for s in j.sites if (m, s) in desired_pairs)
+        if count >= need:
+            continue
+        violations.append(
+            InterlockViolation(
+                rule=MIN_SITES,
+                jurisdiction=jid,
+                subject=m,
+                count=count,
+                required=need,
+                changes=tuple(sorted(addresses)),
+                message=(
+                    f"{jid}: the plan deletes {', '.join(sorted(addresses))} for a cause other "
+                    f"than a directive, leaving {m} at {count} of {jid}'s sites, fewer than "
+                    f"min_sites_per_model {need}"
+                ),
+                overridable=True,
             )
-            violations.append(
-                InterlockViolation(
-                    rule=MIN_SITES,
-                    jurisdiction=j.id,
-                    subject=m,
-                    count=count,
-                    required=need,
-                    changes=breaking,
-                    message=(
-                        f"{m} would be deployed at {count} of {j.id}'s sites, fewer than "
-                        f"min_sites_per_model {need}, for a cause other than a directive: {why}"
-                    ),
-                    overridable=True,
-                )
-            )
-    per_site: dict[str, int] = {}
-    for _m, s in desired_pairs:
-        per_site[s] = per_site.get(s, 0) + 1
-    for site_id in sorted(per_site):
-        site = fleet.sites[site_id]
-        if site.capacity is not None and per_site[site_id] > site.capacity:
-            creates = tuple(
-                c.address
-                for c in changes
-                if c.kind is ResourceKind.DEPLOYMENT and c.op is Op.CREATE and c.target == site_id
-            )
-            violations.append(
-                InterlockViolation(
-                    rule=CAPACITY,
-                    jurisdiction=site.jurisdiction,
-                    subject=site_id,
-                    count=per_site[site_id],
-                    required=site.capacity,
-                    changes=creates,
-                    message=(
-                        f"site {site_id} would hold {per_site[site_id]} model deployments, more "
-                        f"than its capacity {site.capacity}"
-                    ),
-                    overridable=False,
-                )
-            )
+        )
     return tuple(violations)
 
 
-def enforce(violations: Iterable[InterlockViolation], allow_outage: str | None) -> None:
-    """Raise ``RefusedError`` unless every violation is overridable and a reason was given."""
+def plan_warnings(
+    fleet: Fleet,
+    at: datetime,
+    desired_pairs: frozenset[tuple[str, str]],
+    violations: Iterable[InterlockViolation],
+    jurisdictions: Iterable[str] | None = None,
+) -> tuple[Shortfall, ...]:
+    """Shortfalls after the plan that it neither causes nor deepens (those are violations)."""
+    refused = {(v.jurisdiction, v.subject) for v in violations if v.rule == MIN_SITES}
+    return tuple(
+        s
+        for s in shortfalls(fleet, at, desired_pairs, jurisdictions)
+        if (s.jurisdiction, s.model) not in refused
+    )
+
+
+def enforce(
+    violations: Iterable[InterlockViolation],
+    allow_outage: str | None,
+    *,
+    changed: Iterable[str] = (),
+) -> None:
+    """Raise ``RefusedError`` unless every violation is overridable and a reason was given.
+
+    ``changed`` is every jurisdiction the plan has changes for: those without a violation are
+    suggested for ``--jurisdiction``, so that they need not wait.
+    """
     violations = tuple(violations)
     if not violations:
         return
+    concerned = sorted({v.jurisdiction for v in violations})
+    others = sorted(set(changed) - set(concerned) - {""})
     hard = [v for v in violations if not v.overridable]
     if hard:
         raise RefusedError(
-            "the plan is refused: " + "; ".join(v.message for v in hard),
+            f"the plan is refused for {', '.join(sorted({v.jurisdiction for v in hard}))}: "
+            + "; ".join(v.message for v in hard),
             hint="raise the site's capacity in its region profile, or list fewer models in its "
             "jurisdiction (capacity cannot be overridden)",
         )
     if allow_outage is None or not allow_outage.strip():
         details = "; ".join(v.message for v in violations)
+        hint = (
+            'fix the fleet, or accept the outage with --allow-outage "REASON" (the reason is '
+            "recorded in the audit log)"
+        )
+        if others:
+            flags = " ".join(f"--jurisdiction {j}" for j in others)
+            hint += f"; the other jurisdictions' changes can go ahead alone: {flags}"
         raise RefusedError(
-            f"the plan is refused by the safety interlock: {details}",
-            hint='fix the fleet, or accept the outage with --allow-outage "REASON" (the reason '
-            "is recorded in the audit log)",
+            f"the plan is refused by the safety interlock for {', '.join(concerned)}: {details}",
+            hint=hint,
         )

@@ -8,19 +8,23 @@ only presentation and the demo drives exactly what a user runs.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from orchestrator.errors import FleetError
 from orchestrator.fleet.loader import load_fleet_files, read_fleet_files
 from orchestrator.fleet.model import Fleet
 from orchestrator.planning.actual import Providers, observe_actual
 from orchestrator.planning.causes import cause_context, directive_events
 from orchestrator.planning.desired import desired_pairs, desired_state, fleet_files_digest
 from orchestrator.planning.diff import diff
+from orchestrator.planning.guarantees import capacity_problems
 from orchestrator.planning.plan import Plan
+from orchestrator.planning.scope import Scope, parse_scope, resource_in_scope, sites_in_scope
 from orchestrator.providers.base import Resource, ResourceKind
-from orchestrator.reconcile.interlock import check_interlocks
+from orchestrator.reconcile.interlock import check_interlocks, plan_warnings
 from orchestrator.state import open_store
 from orchestrator.state.base import StateStore
 
@@ -35,6 +39,7 @@ class Session:
     providers: Providers
     at: datetime
     sites_local: bool
+    scope: Scope = None  # --jurisdiction: only these jurisdictions' sites (None: all)
 
     def close(self) -> None:
         self.store.close()
@@ -46,10 +51,19 @@ class Session:
 
 
 def open_session(
-    fleet_dir: Path, state_url: str | None, *, at: datetime | None = None, sites_local: bool = False
+    fleet_dir: Path,
+    state_url: str | None,
+    *,
+    at: datetime | None = None,
+    sites_local: bool = False,
+    jurisdictions: Iterable[str] | None = None,
 ) -> Session:
     files = read_fleet_files(fleet_dir)
     fleet = load_fleet_files(files, label=str(fleet_dir))
+    over_capacity = capacity_problems(fleet, files, label=str(fleet_dir))
+    if over_capacity:
+        raise FleetError(over_capacity)
+    scope = parse_scope(fleet, jurisdictions)
     store = open_store(state_url, fleet_dir)
     return Session(
         fleet_dir=fleet_dir,
@@ -60,13 +74,17 @@ def open_session(
         providers=Providers.for_fleet(fleet, fleet_dir, sites_local=sites_local),
         at=at if at is not None else datetime.now(UTC),
         sites_local=sites_local,
+        scope=scope,
     )
 
 
 def desired_of(session: Session) -> frozenset[Resource]:
-    return desired_state(
+    desired = desired_state(
         session.fleet, session.at, fleet_digest=session.digest, include_dns=session.include_dns
     )
+    if session.scope is None:
+        return desired
+    return frozenset(r for r in desired if resource_in_scope(session.fleet, r, session.scope))
 
 
 def actual_of(session: Session, desired: frozenset[Resource]) -> frozenset[Resource]:
@@ -74,7 +92,11 @@ def actual_of(session: Session, desired: frozenset[Resource]) -> frozenset[Resou
         r.target for r in desired if r.kind is ResourceKind.ROUTE and r.target != "table"
     }
     return observe_actual(
-        session.fleet, session.providers, session.store, route_targets=route_targets
+        session.fleet,
+        session.providers,
+        session.store,
+        route_targets=route_targets,
+        site_ids=sites_in_scope(session.fleet, session.scope),
     )
 
 
@@ -96,12 +118,14 @@ def make_plan(session: Session, *, audit: bool = True) -> Plan:
         at=session.at,
         changes=changes,
         sites="local" if session.sites_local else None,
+        scope=session.scope,
     )
+    pairs = desired_pairs(session.fleet, session.at)
+    violations = check_interlocks(session.fleet, session.at, pairs, plan.changes)
     plan = replace(
         plan,
-        interlocks=check_interlocks(
-            session.fleet, session.at, desired_pairs(session.fleet, session.at), plan.changes
-        ),
+        interlocks=violations,
+        warnings=plan_warnings(session.fleet, session.at, pairs, violations, session.scope),
     )
     if audit:
         audit_plan(session, plan, applied_files)
@@ -125,6 +149,7 @@ def audit_plan(session: Session, plan: Plan, applied_files: dict[str, bytes] | N
         {
             "lineage": plan.lineage,
             "serial": plan.serial,
+            "scope": None if plan.scope is None else list(plan.scope),
             "fleet_digest": plan.fleet_digest,
             "at": plan.at.isoformat(),
             "summary": plan.summary(),

@@ -17,6 +17,8 @@ from orchestrator.fleet.loader import load_fleet_files
 from orchestrator.fleet.model import Fleet
 from orchestrator.planning.actual import observe_sites
 from orchestrator.planning.desired import desired_pairs, fleet_files_digest
+from orchestrator.planning.guarantees import shortfalls
+from orchestrator.planning.plan import Shortfall
 from orchestrator.policy.principal import Principal
 from orchestrator.policy.table import RouteTable
 from orchestrator.providers.base import ResourceKind
@@ -69,6 +71,8 @@ class Status:
     missing: tuple[tuple[str, str], ...]  # desired (model, site) pairs not deployed
     routes: tuple[RouteStatus, ...]
     routes_from: str  # "applied" (what the gateway serves) or "working" (nothing applied yet)
+    # min_sites_per_model not met by the healthy deployments observed now, and why
+    shortfalls: tuple[Shortfall, ...] = ()
 
     @property
     def in_sync(self) -> bool:
@@ -87,6 +91,7 @@ class Status:
             "missing": [{"model": m, "site": s} for m, s in self.missing],
             "routing": [r.to_json() for r in self.routes],
             "routing_from": self.routes_from,
+            "warnings": [w.to_json() for w in self.shortfalls],
         }
 
 
@@ -143,4 +148,5 @@ def collect_status(session: Session) -> Status:
         missing=tuple(sorted(want - have, key=lambda p: (p[1], p[0]))),
         routes=routes_per_jurisdiction(routed_fleet, session.at),
         routes_from="working" if applied is None else "applied",
+        shortfalls=shortfalls(fleet, session.at, have),
     )

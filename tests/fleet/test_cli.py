@@ -57,8 +57,40 @@ def test_validate_example_fleet(
 def test_validate_json_valid(capsys: pytest.CaptureFixture[str], example_fleet_dir: Path) -> None:
     code, out, err = run(["validate", "--fleet", str(example_fleet_dir), "--json"], capsys)
     assert code == 0
-    assert json.loads(out) == {"valid": True, "errors": []}
+    assert json.loads(out) == {"valid": True, "errors": [], "warnings": []}
     assert err == ""
+
+
+def test_validate_warns_of_guarantees_the_fleet_cannot_keep(
+    capsys: pytest.CaptureFixture[str], signed_fleet_factory: FleetFactory
+) -> None:
+    # The US no longer exports m-us to the EU: EU lists it, but no EU site may hold it.
+    root = signed_fleet_factory(mutate={"us.yaml": [("restricted: [EU]", "restricted: []")]})
+    code, out, err = run(["validate", "--fleet", str(root)], capsys)
+    assert code == 0 and "valid:" in out
+    (line,) = [x for x in err.splitlines() if x.startswith("warning:")]
+    assert "m-us" in line and "EU" in line and "export rules" in line
+    code, out, _ = run(["validate", "--fleet", str(root), "--json"], capsys)
+    payload = json.loads(out)
+    assert payload["valid"] is True
+    ((warning),) = payload["warnings"]
+    assert (warning["jurisdiction"], warning["model"], warning["count"]) == ("EU", "m-us", 0)
+    assert {b["rule"] for b in warning["blockers"]} == {"export"}
+
+
+def test_validate_capacity_overflow_is_an_error_naming_the_site(
+    capsys: pytest.CaptureFixture[str], signed_fleet_factory: FleetFactory
+) -> None:
+    root = signed_fleet_factory(
+        mutate={"us.yaml": [("operator: op-us\n", "operator: op-us\n    capacity: 1\n")]}
+    )
+    code, out, _ = run(["validate", "--fleet", str(root), "--json"], capsys)
+    assert code == 1
+    ((error),) = json.loads(out)["errors"]
+    assert error["file"] == f"{root}/us.yaml" and error["field"] == "sites[0].capacity"
+    assert "us-1" in error["message"] and "capacity 1" in error["message"]
+    code, _, err = run(["validate", "--fleet", str(root)], capsys)
+    assert code == 1 and f"{root}/us.yaml:" in err and "us-1" in err
 
 
 def test_validate_json_invalid(

@@ -133,21 +133,32 @@ def test_a_withdraw_deletes_with_the_directive_as_cause(local_fleet: LocalFleet)
 def test_interlock_refuses_then_override_is_audited(local_fleet: LocalFleet) -> None:
     root = local_fleet(mutate={"eu.yaml": [("min_sites_per_model: 1", "min_sites_per_model: 3")]})
     plan = fresh_plan(root)
-    assert [(v.subject, v.count, v.required) for v in plan.interlocks] == [
+    # A first rollout takes nothing away: EU's shortfall (2 sites of 3) is only a warning.
+    assert plan.interlocks == ()
+    assert [(w.model, w.deployed, w.required) for w in plan.warnings] == [
         ("m-open", 2, 3),
         ("m-us", 2, 3),
+    ]
+    _, result = run(root)
+    assert result.ok
+    # The US stops exporting m-us to the EU: deleting it there leaves EU below its budget.
+    us = root / "us.yaml"
+    us.write_text(us.read_text().replace("restricted: [EU]", "restricted: []"))
+    plan = fresh_plan(root)
+    assert [(v.jurisdiction, v.subject, v.count, v.required) for v in plan.interlocks] == [
+        ("EU", "m-us", 0, 3)
     ]
     with pytest.raises(RefusedError) as err:
         run(root)
     assert err.value.hint is not None and "--allow-outage" in err.value.hint
-    assert not (root / ".sovereign" / "sites").exists()  # nothing was applied
-    _, result = run(root, allow_outage="EU runs on two sites until CHG-7")
-    assert result.ok and result.overridden == "EU runs on two sites until CHG-7"
+    assert (root / ".sovereign" / "sites" / "eu-1" / "deployments" / "m-us.json").exists()
+    _, result = run(root, allow_outage="EU loses m-us until CHG-7")
+    assert result.ok and result.overridden == "EU loses m-us until CHG-7"
     session = open_session(root, None, at=AT)
     try:
         (entry,) = [e for e in session.store.audit.entries() if e.kind == "interlock.overridden"]
-        assert entry.payload["reason"] == "EU runs on two sites until CHG-7"
-        assert entry.payload["violations"][0]["subject"] == "m-open"
+        assert entry.payload["reason"] == "EU loses m-us until CHG-7"
+        assert entry.payload["violations"][0]["subject"] == "m-us"
     finally:
         session.close()
 

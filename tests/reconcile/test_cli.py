@@ -94,12 +94,22 @@ def test_interlock_refusal_and_audited_override(
 ) -> None:
     us = ws.fleet_dir / "us.yaml"
     us.write_text(us.read_text().replace("min_sites_per_model: 1", "min_sites_per_model: 3"))
+    # A first rollout takes nothing away: the US shortfall is a warning, not a refusal.
+    code, _, err = cli(capsys, "plan", *fleet_args(ws))
+    assert code == 0, err
+    assert "warning:" in err and "fewer than min_sites_per_model 3" in err
+    code, _, err = cli(capsys, "apply", *fleet_args(ws), "--yes")
+    assert code == 0, err
+    # The US stops exporting restricted models to the EU: the plan deletes them there.
+    us.write_text(us.read_text().replace("restricted: [EU, UK, JP]", "restricted: [UK, JP]"))
     code, _, err = cli(capsys, "plan", *fleet_args(ws))
     assert code == 1
-    assert "min_sites_per_model 3" in err and '--allow-outage "REASON"' in err
+    assert "for EU" in err and "deployment.aws-eu-central-1.fable-5" in err
+    assert '--allow-outage "REASON"' in err
     code, _, _ = cli(capsys, "apply", *fleet_args(ws), "--yes")
-    assert code == 1 and not (ws.fleet_dir / ".sovereign" / "sites").exists()
-    reason = "US runs two sites until the third is built (CHG-42)"
+    kept = ws.fleet_dir / ".sovereign" / "sites" / "aws-eu-central-1" / "deployments"
+    assert code == 1 and (kept / "fable-5.json").exists()
+    reason = "EU loses fable-5 until the export licence is renewed (CHG-42)"
     code, _, err = cli(capsys, "apply", *fleet_args(ws), "--yes", "--allow-outage", reason)
     assert code == 0, err
     code, out, _ = cli(
@@ -128,3 +138,45 @@ def test_bad_options_are_usage_errors(ws: Workspace, capsys: pytest.CaptureFixtu
     bad.write_text("{}")
     code, _, err = cli(capsys, "apply", str(bad), "--fleet", str(ws.fleet_dir))
     assert code == 1 and "plan format" in err
+
+
+def test_jurisdiction_scope_keeps_one_refusal_from_holding_back_another(
+    ws: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = fleet_args(ws)
+    code, _, err = cli(capsys, "apply", *args, "--yes")
+    assert code == 0, err
+    sites = ws.fleet_dir / ".sovereign" / "sites"
+    # EU loses fable-5 (the US stops exporting to it: refused), UK drops olmo-3 (no guarantee).
+    us, uk = ws.fleet_dir / "us.yaml", ws.fleet_dir / "uk.yaml"
+    us.write_text(us.read_text().replace("restricted: [EU, UK, JP]", "restricted: [UK, JP]"))
+    uk.write_text(uk.read_text().replace("mistral-large-3, olmo-3]", "mistral-large-3]"))
+    code, _, err = cli(capsys, "plan", *args)
+    assert code == 1 and "for EU" in err and "--jurisdiction UK" in err
+    code, _, err = cli(capsys, "plan", *args, "--jurisdiction", "XX")
+    assert code == 1 and "XX" in err and "EU, IN, JP, UK, US" in err
+    planfile = ws.root / "uk.json"
+    code, out, err = cli(
+        capsys, "plan", *args, "--jurisdiction", "UK", "--json", "--out", str(planfile)
+    )
+    assert code == 0, err
+    plan = json.loads(out)
+    assert plan["scope"] == ["UK"]
+    assert {c["jurisdiction"] for c in plan["changes"]} == {"UK", ""}  # "" = the routing table
+    assert {c["address"] for c in plan["changes"] if c["op"] == "delete"} == {
+        f"{kind}.{site}.olmo-3"
+        for kind in ("artifact", "deployment")
+        for site in ("aws-eu-west-2", "gcp-europe-west2")
+    }
+    assert "route.table.*" in {c["address"] for c in plan["changes"]}
+    base = ["--fleet", str(ws.fleet_dir), "--sites", "local"]
+    code, _, err = cli(capsys, "apply", str(planfile), *base, "--jurisdiction", "EU")
+    assert code == 1 and "--jurisdiction UK" in err and "--jurisdiction EU" in err
+    code, _, err = cli(capsys, "apply", str(planfile), *base)
+    assert code == 0, err
+    assert not (sites / "aws-eu-west-2" / "deployments" / "olmo-3.json").exists()
+    assert (sites / "aws-eu-central-1" / "deployments" / "fable-5.json").exists()
+    # UK is done; EU's refusal is still there, and only EU's.
+    code, out, _ = cli(capsys, "plan", *args, "--json")
+    assert code == 1
+    assert {c["jurisdiction"] for c in json.loads(out)["changes"]} == {"EU"}
