@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 
 from orchestrator.fleet.checks import ParsedDirective, ParsedProfile
+from orchestrator.fleet.artifacts import artifact_spec
 from orchestrator.fleet.model import (
     EVERYONE,
     Action,
@@ -120,7 +121,10 @@ def build_fleet(
             min_sites_per_model=v.guarantees.min_sites_per_model,
             source=p.rel,
         )
-    models = {m.id: Model(m.id, m.origin, m.export_control, m.artifact) for m in catalog.models}
+    models = {
+        m.id: Model(m.id, m.origin, m.export_control, artifact_spec(m.artifact))
+        for m in catalog.models
+    }
     countries = {j.id: j.countries for j in jurisdictions.values()}
     directives = {
         d.value.id: build_directive(d, countries, signers.get(d.rel, ())) for d in parsed_directives

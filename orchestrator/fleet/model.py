@@ -81,7 +81,7 @@ class Model:
     id: str
     origin: str
     export_control: str  # classification label; "open" when omitted
-    artifact: str
+    artifact: str  # one source, or mirrors as a JSON list (``fleet.artifacts.artifact_spec``)
 
 
 @dataclass(frozen=True, slots=True)

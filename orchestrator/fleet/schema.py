@@ -18,12 +18,20 @@ from typing import Annotated, Literal
 from urllib.parse import urlparse
 
 import pycountry
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+)
+
+from orchestrator.fleet.artifacts import source_problem
 
 JURISDICTION_ID = re.compile(r"^[A-Z0-9][A-Z0-9-]*$")
 SITE_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 NAME_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-ARTIFACT_SCHEMES = ("s3", "gs", "https", "http", "file")
 
 
 def is_country(code: str) -> bool:
@@ -92,14 +100,25 @@ def _http_url(value: str) -> str:
     return value
 
 
-def _artifact(value: str) -> str:
-    parsed = urlparse(value)
-    if parsed.scheme not in ARTIFACT_SCHEMES or not (parsed.netloc or parsed.path):
+def _artifact(value: object) -> tuple[str, ...]:
+    """One source or a non-empty list of mirrors, each an artifact source (SPEC 1)."""
+    if isinstance(value, str):
+        problem = source_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return (value,)
+    if not isinstance(value, list) or not value:
         raise ValueError(
-            f"'{value}' is not an artifact URI; use one of "
-            f"{', '.join(s + '://' for s in ARTIFACT_SCHEMES)}, e.g. s3://acme-models/fable-5/"
+            "expected a source URL or a non-empty list of mirror URLs, e.g. "
+            "s3://acme-models/fable-5/ or [s3://acme-models/fable-5/, gs://acme-eu/fable-5/]"
         )
-    return value
+    for i, mirror in enumerate(value):
+        if not isinstance(mirror, str):
+            raise ValueError(f"mirror {i + 1} is not a string")
+        problem = source_problem(mirror)
+        if problem is not None:
+            raise ValueError(f"mirror {i + 1}: {problem}")
+    return tuple(value)
 
 
 def _timestamp(value: object) -> object:
@@ -182,7 +201,9 @@ class ModelDoc(_Strict):
     id: NameId
     origin: JurisdictionId
     export_control: NonEmpty = "open"
-    artifact: Annotated[str, AfterValidator(_artifact)]
+    # one source, or a list of mirrors (a site takes the first in its own cloud, else the
+    # first it can read); always a tuple once validated
+    artifact: Annotated[tuple[str, ...], PlainValidator(_artifact)]
 
 
 class CatalogDoc(_Strict):

@@ -345,8 +345,18 @@ CASES = [
     ),
     Case(
         "artifact",
-        [("models.yaml", 5, "models[0].artifact", "not an artifact URI; use one of s3://")],
-        mutate={"models.yaml": [("s3://bucket/m-us/", "bucket/m-us")]},
+        [("models.yaml", 5, "models[0].artifact", "not an artifact source; use an s3://")],
+        mutate={"models.yaml": [("s3://bucket/m-us/", "ftp://bucket/m-us")]},
+    ),
+    Case(
+        "artifact plain http",
+        [("models.yaml", 5, "models[0].artifact", "'http://example.com/m' is not an artifact")],
+        mutate={"models.yaml": [("s3://bucket/m-us/", "http://example.com/m")]},
+    ),
+    Case(
+        "artifact mirror",
+        [("models.yaml", 5, "models[0].artifact", "mirror 2: 'gopher://x/y' is not an artifact")],
+        mutate={"models.yaml": [("s3://bucket/m-us/", "[s3://bucket/m-us/, gopher://x/y]")]},
     ),
     Case(
         "catalog missing",
