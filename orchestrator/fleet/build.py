@@ -11,8 +11,8 @@ import base64
 import hashlib
 from collections.abc import Mapping, Sequence
 
-from orchestrator.fleet.checks import ParsedDirective, ParsedProfile
 from orchestrator.fleet.artifacts import artifact_spec
+from orchestrator.fleet.checks import ParsedDirective, ParsedProfile
 from orchestrator.fleet.model import (
     EVERYONE,
     Action,
