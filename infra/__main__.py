@@ -2,32 +2,29 @@
 
     cd infra && pulumi stack select EU && pulumi preview
 
-The fleet is read with the same loader as the CLI (signatures included), and what to declare
-comes from the same desired-state rules as ``sovereign plan``: a stack can only ever declare
-its own jurisdiction's sites, and only deployments the law allows there.
+What to declare is the jurisdiction's export (``sovereign export``; see components/inputs.py
+for where it is read from), so a stack can only ever declare its own jurisdiction's sites, and
+only deployments and weights the law allows there. See README.md.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pulumi
-from components.jurisdiction import JurisdictionStack, StackSettings
+from components.inputs import load_stack_input
+from components.jurisdiction import JurisdictionStack
+from components.settings import StackSettings
 
-from orchestrator.fleet.loader import load_fleet
-
+here = Path(__file__).parent
 config = pulumi.Config("sovereign")
-fleet_dir = (Path(__file__).parent / (config.get("fleet") or "../regions")).resolve()
-at_text = config.get("at")
-at = datetime.fromisoformat(at_text.replace("Z", "+00:00")) if at_text else datetime.now(UTC)
-
+fleet_dir = str((here / (config.get("fleet") or "../regions")).resolve())
 stack = JurisdictionStack(
     pulumi.get_stack(),
-    load_fleet(fleet_dir),
-    at=at,
-    settings=StackSettings.from_config(config),
+    load_stack_input(config, pulumi.get_stack(), here),
+    settings=StackSettings.from_config(config, fleet_dir),
 )
 pulumi.export("jurisdiction", stack.jurisdiction_id)
 pulumi.export("artifact_buckets", stack.bucket_names)
 pulumi.export("deployments", stack.deployment_addresses)
+pulumi.export("artifacts", stack.artifact_addresses)

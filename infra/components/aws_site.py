@@ -1,22 +1,23 @@
-"""One AWS site: its artifact bucket and a SageMaker model, endpoint configuration and endpoint
-per deployment, with the names and tags the ``aws`` provider uses (so each recognises the
-other's resources as Sovereign's, and nothing is declared outside the site's region)."""
+"""One AWS site: its artifact bucket, the weights placed in it, and a SageMaker model,
+endpoint configuration and endpoint per deployment, with the names and tags the ``aws``
+provider uses (so each recognises the other's resources as Sovereign's, and nothing is
+declared outside the site's region). Tags come from the export, verbatim."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 import pulumi
 import pulumi_aws as aws
 
-from orchestrator.fleet.model import Site
+from orchestrator.planning.export import ArtifactInput, DeploymentInput, SiteInput
 from orchestrator.providers.aws.naming import (
     bucket_name,
     endpoint_config_name,
-    managed_tags,
     sagemaker_base_name,
 )
+from orchestrator.providers.pulumi.artifacts import ArtifactPlacement
 
 from .settings import StackSettings
 
@@ -24,31 +25,34 @@ from .settings import StackSettings
 class AwsSite(pulumi.ComponentResource):
     def __init__(
         self,
-        site: Site,
-        models: Iterable[str],
+        jurisdiction: str,
+        site: SiteInput,
+        deployments: Sequence[DeploymentInput],
+        artifacts: Sequence[ArtifactInput],
         settings: StackSettings,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("sovereign:aws:Site", site.id, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        self.leaves: list[pulumi.Resource] = []
         region = site.region
         self.bucket_name = bucket_name(site.id, settings.bucket_suffix)
         bucket = aws.s3.Bucket(
-            f"{site.id}-artifacts",
+            f"{site.id}/bucket",
             bucket=self.bucket_name,
             region=region,
-            tags=managed_tags(site.id),
+            tags=dict(site.tags),
             opts=child,
         )
-        aws.s3.BucketVersioning(
-            f"{site.id}-artifacts-versioning",
+        versioning = aws.s3.BucketVersioning(
+            f"{site.id}/bucket-versioning",
             bucket=bucket.id,
             region=region,
             versioning_configuration={"status": "Enabled"},
             opts=child,
         )
-        aws.s3.BucketPublicAccessBlock(
-            f"{site.id}-artifacts-private",
+        private = aws.s3.BucketPublicAccessBlock(
+            f"{site.id}/bucket-private",
             bucket=bucket.id,
             region=region,
             block_public_acls=True,
@@ -57,14 +61,33 @@ class AwsSite(pulumi.ComponentResource):
             restrict_public_buckets=True,
             opts=child,
         )
-        instance_type = site.instance_type or settings.default_instance_type
+        self.leaves += [bucket, versioning, private]
+        placed: dict[str, ArtifactPlacement] = {}
+        self.artifacts: list[str] = []
+        for a in artifacts:
+            placed[a.model] = ArtifactPlacement(
+                a.address,
+                {
+                    **settings.artifact_props(jurisdiction),
+                    "address": a.address,
+                    "site": _site_props(site),
+                    "model": a.model,
+                    "source": a.source,
+                    "tags": dict(a.tags),
+                },
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[bucket]),
+            )
+            self.leaves.append(placed[a.model])
+            self.artifacts.append(a.address)
         image = settings.sagemaker_image.format(region=region)
         self.deployments: list[str] = []
-        for model_id in sorted(models):
-            name = sagemaker_base_name(site.id, model_id)
-            tags = managed_tags(site.id, model_id)
+        for d in deployments:
+            instance_type = d.instance_type or settings.default_instance_type
+            name = sagemaker_base_name(site.id, d.model)
+            tags = dict(d.tags)
+            weights = [placed[d.model]] if d.model in placed else []
             model = aws.sagemaker.Model(
-                f"{site.id}-{model_id}-model",
+                f"{d.address}/model",
                 name=name,
                 region=region,
                 execution_role_arn=settings.sagemaker_role_arn,
@@ -72,7 +95,7 @@ class AwsSite(pulumi.ComponentResource):
                     "image": image,
                     "model_data_source": {
                         "s3_data_source": {
-                            "s3_uri": f"s3://{self.bucket_name}/{model_id}/",
+                            "s3_uri": f"s3://{self.bucket_name}/{d.model}/",
                             "s3_data_type": "S3Prefix",
                             "compression_type": "None",
                         }
@@ -80,17 +103,17 @@ class AwsSite(pulumi.ComponentResource):
                     "environment": {"HF_MODEL_ID": "/opt/ml/model"},
                 },
                 tags=tags,
-                opts=child,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=weights),
             )
             config = aws.sagemaker.EndpointConfiguration(
-                f"{site.id}-{model_id}-config",
+                f"{d.address}/config",
                 # The same name the aws provider derives, so both address one configuration.
                 name=endpoint_config_name(
                     name,
                     json.dumps(
                         [
                             instance_type,
-                            site.instance_count,
+                            d.instance_count,
                             settings.sagemaker_image,
                             self.bucket_name,
                         ]
@@ -102,19 +125,30 @@ class AwsSite(pulumi.ComponentResource):
                         "variant_name": "primary",
                         "model_name": model.name,
                         "instance_type": instance_type,
-                        "initial_instance_count": site.instance_count,
+                        "initial_instance_count": d.instance_count,
                     }
                 ],
                 tags=tags,
                 opts=child,
             )
-            aws.sagemaker.Endpoint(
-                f"{site.id}-{model_id}-endpoint",
+            endpoint = aws.sagemaker.Endpoint(
+                d.address,
                 name=name,
                 region=region,
                 endpoint_config_name=config.name,
                 tags=tags,
                 opts=child,
             )
-            self.deployments.append(f"deployment.{site.id}.{model_id}")
+            self.leaves += [model, config, endpoint]
+            self.deployments.append(d.address)
         self.register_outputs({"bucket": self.bucket_name})
+
+
+def _site_props(site: SiteInput) -> dict[str, str]:
+    return {
+        "id": site.id,
+        "provider": site.provider,
+        "region": site.region,
+        "country": site.country,
+        "operator": site.operator,
+    }

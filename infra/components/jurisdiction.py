@@ -1,63 +1,63 @@
-"""The stack of one jurisdiction: every site it declares, nothing else.
+"""The stack of one jurisdiction: every site its export declares, nothing else.
 
-Which models each site serves comes from ``orchestrator.planning.desired.desired_pairs``, the
-same rule ``sovereign plan`` uses (R1, R2, R4 and reachability), so the stack never declares a
-deployment or bucket content the law forbids there. A stack named after no jurisdiction of the
-fleet is refused rather than declaring nothing (fail closed, and loud).
+What to declare comes from the stack input (``sovereign export``, see
+``orchestrator.planning.export``), computed by the same rules as ``sovereign plan``: the stack
+never decides the law itself, so it cannot declare a deployment or weights the planner would
+refuse. An input for another jurisdiction, or naming another jurisdiction's site, is refused
+rather than declared (fail closed, and loud).
+
+Logical names: the serving resource of a deployment and the artifact placement are named by
+their Sovereign address (``deployment.<site>.<model>``, ``artifact.<site>.<model>``), their
+helpers ``<address>/<part>``, site-wide resources ``<site>/<part>``. That is how the engine maps
+a preview step back to a plan change, and targets one change's resources on ``up``.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import pulumi
 
-from orchestrator.fleet.model import Fleet
-from orchestrator.planning.desired import desired_pairs
+from orchestrator.planning.export import StackInput
 
 from .aws_site import AwsSite
 from .gcp_site import GcpSite
 from .settings import StackSettings
 
 
-class UnknownJurisdictionError(ValueError):
-    """The stack name is not a jurisdiction of the fleet."""
-
-
 class JurisdictionStack(pulumi.ComponentResource):
     def __init__(
         self,
-        jurisdiction_id: str,
-        fleet: Fleet,
+        stack: str,
+        stack_input: StackInput,
         *,
-        at: datetime,
         settings: StackSettings,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        if jurisdiction_id not in fleet.jurisdictions:
-            valid = ", ".join(sorted(fleet.jurisdictions))
-            raise UnknownJurisdictionError(
-                f"stack {jurisdiction_id!r} is not a jurisdiction of the fleet; "
-                f"name the stack after one of: {valid}"
-            )
-        super().__init__("sovereign:Jurisdiction", jurisdiction_id, None, opts)
+        stack_input.check(stack)
+        super().__init__("sovereign:Jurisdiction", stack, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.jurisdiction_id = jurisdiction_id
-        pairs = desired_pairs(fleet, at)
+        self.jurisdiction_id = stack
         self.bucket_names: list[str] = []
         self.deployment_addresses: list[str] = []
-        for site_id in fleet.jurisdictions[jurisdiction_id].sites:
-            site = fleet.sites[site_id]
-            models = sorted(m for m, s in pairs if s == site_id)
+        self.artifact_addresses: list[str] = []
+        self.leaves: list[pulumi.Resource] = []  # every cloud resource declared
+        for site in stack_input.sites:
+            deployments = [d for d in stack_input.deployments if d.site == site.id]
+            artifacts = [a for a in stack_input.artifacts if a.site == site.id]
             component: AwsSite | GcpSite
             if site.provider == "aws":
-                component = AwsSite(site, models, settings, opts=child)
+                component = AwsSite(stack, site, deployments, artifacts, settings, opts=child)
             elif site.provider == "gcp":
-                component = GcpSite(site, models, settings, opts=child)
+                component = GcpSite(stack, site, deployments, artifacts, settings, opts=child)
             else:
                 continue  # local sites are directories on the orchestrator host
+            self.leaves.extend(component.leaves)
             self.bucket_names.append(component.bucket_name)
             self.deployment_addresses.extend(component.deployments)
+            self.artifact_addresses.extend(component.artifacts)
         self.register_outputs(
-            {"buckets": self.bucket_names, "deployments": self.deployment_addresses}
+            {
+                "buckets": self.bucket_names,
+                "deployments": self.deployment_addresses,
+                "artifacts": self.artifact_addresses,
+            }
         )

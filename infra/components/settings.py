@@ -20,13 +20,23 @@ class StackSettings:
     sagemaker_image: str = DEFAULT_IMAGE
     default_instance_type: str = DEFAULT_INSTANCE_TYPE
     gcp_project: str | None = None
+    fleet_dir: str = "../regions"  # relative artifact sources are resolved against it
 
     @classmethod
-    def from_config(cls, config: pulumi.Config) -> StackSettings:
+    def from_config(cls, config: pulumi.Config, fleet_dir: str) -> StackSettings:
         return cls(
             bucket_suffix=config.get("bucketSuffix") or "",
             sagemaker_role_arn=config.get("sagemakerRoleArn") or DEFAULT_ROLE_ARN,
             sagemaker_image=config.get("sagemakerImage") or DEFAULT_IMAGE,
             default_instance_type=config.get("defaultInstanceType") or DEFAULT_INSTANCE_TYPE,
             gcp_project=pulumi.Config("gcp").get("project"),
+            fleet_dir=fleet_dir,
         )
+
+    def artifact_props(self, jurisdiction: str) -> dict[str, str]:
+        """What every artifact placement needs besides its own entry."""
+        return {
+            "jurisdiction": jurisdiction,
+            "bucket_suffix": self.bucket_suffix,
+            "fleet_dir": self.fleet_dir,
+        }

@@ -1,8 +1,17 @@
-"""The Pulumi program under ``pulumi.runtime.set_mocks``: a jurisdiction's stack declares its
-own sites only, in their regions, with the providers' names and tags."""
+"""The Pulumi program under ``pulumi.runtime.set_mocks``: a jurisdiction's stack declares what
+its export says (its own sites, in their regions, with the providers' names and tags) and
+nothing else.
+
+The mocks are installed BEFORE the program is imported, and every program test is decorated
+with ``@pulumi.runtime.test`` and RETURNS an Output whose ``apply`` holds the assertions: a test
+that returned nothing would finish before Pulumi resolved anything, and assert nothing.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -10,23 +19,14 @@ from typing import Any
 import pulumi
 import pytest
 
-from infra.components.jurisdiction import JurisdictionStack, UnknownJurisdictionError
-from infra.components.settings import StackSettings
-from orchestrator.fleet.loader import load_fleet
-from orchestrator.fleet.model import Fleet
-from orchestrator.planning.desired import desired_pairs
-from orchestrator.providers.aws.naming import bucket_name, sagemaker_base_name
-from orchestrator.providers.gcp.storage import gcs_bucket_name
-
-REGIONS = Path(__file__).resolve().parents[2] / "regions"
-AT = datetime(2026, 7, 1, tzinfo=UTC)
-
 
 class Recorder(pulumi.runtime.Mocks):
     """Records every resource the program declares; the cloud is never contacted."""
 
     def __init__(self) -> None:
         self.resources: list[tuple[str, str, dict[str, Any]]] = []
+        self.declared = 0  # stacks run by this test
+        self.checked = 0  # of those, how many had their assertions run
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         self.resources.append((args.typ, args.name, dict(args.inputs)))
@@ -36,85 +36,279 @@ class Recorder(pulumi.runtime.Mocks):
         return {}
 
 
-@pytest.fixture(scope="module")
-def fleet() -> Fleet:
-    return load_fleet(REGIONS)
+RECORDER = Recorder()
+# One loop for the module: set_mocks creates the root stack resource on it, and every test's
+# resources are registered under that root (a per-test loop would orphan them).
+LOOP = asyncio.new_event_loop()
+asyncio.set_event_loop(LOOP)
+pulumi.runtime.set_mocks(RECORDER, project="sovereign", stack="test", preview=False)
+
+# The program, imported only now that the mocks are in place.
+from infra.components.gcp_site import labels_of  # noqa: E402
+from infra.components.jurisdiction import JurisdictionStack  # noqa: E402
+from infra.components.settings import StackSettings  # noqa: E402
+from orchestrator.cli.app import main  # noqa: E402
+from orchestrator.errors import UsageError  # noqa: E402
+from orchestrator.fleet.loader import load_fleet  # noqa: E402
+from orchestrator.fleet.model import EVERYONE, Action, Directive, Fleet  # noqa: E402
+from orchestrator.planning.desired import desired_pairs  # noqa: E402
+from orchestrator.planning.export import StackInput, export_stack_input  # noqa: E402
+from orchestrator.policy.rules import export_allowed  # noqa: E402
+from orchestrator.providers.aws.naming import bucket_name, sagemaker_base_name  # noqa: E402
+from orchestrator.providers.gcp.storage import gcs_bucket_name  # noqa: E402
+
+REGIONS = Path(__file__).resolve().parents[2] / "regions"
+AT = datetime(2026, 7, 1, tzinfo=UTC)
+FLEET = load_fleet(REGIONS)
+JURISDICTIONS = tuple(sorted(FLEET.jurisdictions))
+ARTIFACT = "pulumi-python:dynamic:Resource"
+BUCKETS = {"aws:s3/bucket:Bucket", "gcp:storage/bucket:Bucket"}
+Declared = list[tuple[str, str, dict[str, Any]]]
 
 
-def declare(fleet: Fleet, jurisdiction: str) -> list[tuple[str, str, dict[str, Any]]]:
-    recorder = Recorder()
-    pulumi.runtime.set_mocks(recorder, project="sovereign", stack=jurisdiction, preview=False)
+@pytest.fixture(autouse=True)
+def pulumi_event_loop() -> Iterator[None]:
+    """Overrides conftest's per-test loop: this module's root stack lives on ``LOOP``. Each
+    test starts with an empty record."""
+    asyncio.set_event_loop(LOOP)
+    RECORDER.resources.clear()
+    RECORDER.declared = RECORDER.checked = 0
+    try:
+        yield
+    finally:
+        asyncio.set_event_loop(None)
+    # A program test whose Output was not returned would pass without asserting anything.
+    assert RECORDER.checked == RECORDER.declared, "a stack's assertions never ran"
 
-    @pulumi.runtime.test
-    def program() -> pulumi.Output[Any]:
-        stack = JurisdictionStack(
-            jurisdiction, fleet, at=AT, settings=StackSettings(bucket_suffix="t")
-        )
-        return pulumi.Output.from_input(stack.bucket_names)
 
-    program()
-    return recorder.resources
+def declare(stack_input: StackInput, check: Any) -> pulumi.Output[Any]:
+    """Run the stack of ``stack_input`` under the mocks; ``check(resources)`` once every
+    resource is registered (the Output the test returns)."""
+    stack = JurisdictionStack(
+        stack_input.jurisdiction, stack_input, settings=StackSettings(bucket_suffix="t")
+    )
+    RECORDER.declared += 1
+
+    def run_check(_: Any) -> None:
+        check(list(RECORDER.resources))
+        RECORDER.checked += 1
+
+    return pulumi.Output.all(stack.urn, *(r.urn for r in stack.leaves)).apply(run_check)
 
 
-def _site_of(inputs: dict[str, Any]) -> str | None:
+def input_of(fleet: Fleet, jurisdiction: str) -> StackInput:
+    return StackInput.from_json(export_stack_input(fleet, AT, jurisdiction), stack=jurisdiction)
+
+
+def site_of(inputs: dict[str, Any]) -> str | None:
+    """The site a resource says it belongs to (its tags, labels or placement)."""
+    if isinstance(inputs.get("site"), dict):  # an artifact placement
+        return str(inputs["site"]["id"])
     tags = inputs.get("tags") or {}
     labels = inputs.get("labels") or {}
     return tags.get("sovereign:site") or labels.get("sovereign-site")
 
 
-@pytest.mark.parametrize("jurisdiction", ["US", "EU", "UK", "JP", "IN"])
-def test_a_stack_never_declares_another_jurisdictions_sites(
-    fleet: Fleet, jurisdiction: str
-) -> None:
-    resources = declare(fleet, jurisdiction)
-    own = set(fleet.jurisdictions[jurisdiction].sites)
-    own_regions = {fleet.sites[s].region for s in own}
-    cloud = [(t, n, i) for t, n, i in resources if not t.startswith("sovereign:")]
-    assert cloud, "the stack declares something"
-    for typ, name, inputs in cloud:
-        site = _site_of(inputs)
-        if site is not None:
-            assert site in own, (typ, name, site)
-        region = inputs.get("region") or inputs.get("location")
-        if region is not None:
-            assert str(region).lower() in own_regions, (typ, name, region)
-    declared_buckets = {
-        i.get("bucket") or i.get("name")
-        for t, _, i in cloud
-        if t in {"aws:s3/bucket:Bucket", "gcp:storage/bucket:Bucket"}
-    }
-    expected = {
-        bucket_name(s, "t") if fleet.sites[s].provider == "aws" else gcs_bucket_name(s, "t")
-        for s in own
-    }
-    assert declared_buckets == expected
+def named_site(name: str) -> str:
+    """The site in a logical name: ``<site>/<part>`` or ``<kind>.<site>.<model>[/<part>]``."""
+    head = name.split("/", maxsplit=1)[0]
+    return head.split(".")[1] if "." in head else head
 
 
-def test_endpoints_are_exactly_the_desired_deployments_with_provider_names(fleet: Fleet) -> None:
-    resources = declare(fleet, "JP")
-    endpoints = {i["name"] for t, _, i in resources if t == "aws:sagemaker/endpoint:Endpoint"}
+def cloud(resources: Declared) -> Declared:
+    return [(t, n, i) for t, n, i in resources if not t.startswith("sovereign:")]
+
+
+@pytest.mark.parametrize("jurisdiction", JURISDICTIONS)
+@pulumi.runtime.test
+def test_resources_land_in_their_sites_regions(jurisdiction: str) -> pulumi.Output[Any]:
+    def check(resources: Declared) -> None:
+        own = FLEET.jurisdictions[jurisdiction].sites
+        declared = cloud(resources)
+        assert declared, "the stack declares something"
+        for typ, name, inputs in declared:
+            site = site_of(inputs) or named_site(name)
+            assert site in own and site == named_site(name), (typ, name, site)
+            region = inputs.get("region") or inputs.get("location")
+            if typ == ARTIFACT:
+                region = inputs["site"]["region"]
+            assert str(region).lower() == FLEET.sites[site].region, (typ, name, region)
+
+    return declare(input_of(FLEET, jurisdiction), check)
+
+
+@pulumi.runtime.test
+def test_the_eu_stack_holds_only_eu_owned_sites() -> pulumi.Output[Any]:
+    eu = set(FLEET.jurisdictions["EU"].sites)
+    cloud_sites = {s for s in eu if FLEET.sites[s].provider in ("aws", "gcp")}
+
+    def check(resources: Declared) -> None:
+        declared = cloud(resources)
+        assert {named_site(n) for _, n, _ in declared} == cloud_sites
+        components = {n for t, n, _ in resources if t.startswith("sovereign:") and "Site" in t}
+        assert components == cloud_sites
+        buckets = {i.get("bucket") or i.get("name") for t, _, i in declared if t in BUCKETS}
+        assert buckets == {
+            bucket_name(s, "t") if FLEET.sites[s].provider == "aws" else gcs_bucket_name(s, "t")
+            for s in cloud_sites
+        }
+
+    return declare(input_of(FLEET, "EU"), check)
+
+
+def _withdraw(fleet: Fleet, model: str, jurisdiction: str) -> Fleet:
+    withdraw = Directive(
+        id="test-withdraw",
+        jurisdiction=jurisdiction,
+        issuer="test",
+        reference="test",
+        action=Action.WITHDRAW,
+        models=frozenset({model}),
+        audience=EVERYONE,
+        effective=datetime(2026, 6, 1, tzinfo=UTC),
+        expires=None,
+        supersedes=None,
+        source="directives/test-withdraw.yaml",
+        sha256="0" * 64,
+    )
+    return fleet.with_directives({**fleet.directives, withdraw.id: withdraw})
+
+
+@pulumi.runtime.test
+def test_a_withdrawn_model_has_no_resources() -> pulumi.Output[Any]:
+    before = input_of(FLEET, "US")
+    assert any(d.model == "fable-5" for d in before.deployments), "fable-5 is served in the US"
+    withdrawn = input_of(_withdraw(FLEET, "fable-5", "US"), "US")
+
+    def check(resources: Declared) -> None:
+        declared = cloud(resources)
+        assert declared
+        for typ, name, inputs in declared:
+            assert "fable-5" not in name, (typ, name)
+            assert (inputs.get("tags") or {}).get("sovereign:model") != "fable-5"
+            assert inputs.get("model") != "fable-5"
+        assert any(i.get("model") == "mythos-5" for t, _, i in declared if t == ARTIFACT)
+
+    return declare(withdrawn, check)
+
+
+@pytest.mark.parametrize("jurisdiction", JURISDICTIONS)
+@pulumi.runtime.test
+def test_restricted_weights_are_placed_only_where_export_rules_allow(
+    jurisdiction: str,
+) -> pulumi.Output[Any]:
+    restricted = {m for m, model in FLEET.models.items() if model.export_control != "open"}
+    assert restricted, "the shipped fleet has restricted models"
+
+    def check(resources: Declared) -> None:
+        placements = [(i["model"], i["site"]["id"]) for t, _, i in resources if t == ARTIFACT]
+        for model, site in placements:
+            if model in restricted:
+                assert export_allowed(FLEET, model, site), (model, site)
+        expected = {
+            (m, s)
+            for m, s in desired_pairs(FLEET, AT)
+            if FLEET.sites[s].jurisdiction == jurisdiction
+            and FLEET.sites[s].provider in ("aws", "gcp")
+        }
+        assert set(placements) == expected
+
+    return declare(input_of(FLEET, jurisdiction), check)
+
+
+@pytest.mark.parametrize("jurisdiction", JURISDICTIONS)
+@pulumi.runtime.test
+def test_every_resource_carries_the_managed_tags(jurisdiction: str) -> pulumi.Output[Any]:
+    def check(resources: Declared) -> None:
+        for typ, name, inputs in cloud(resources):
+            if typ in {"aws:s3/bucketVersioning:BucketVersioning",
+                       "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"}:  # fmt: skip
+                continue  # settings of a bucket, not taggable resources of their own
+            if typ.startswith("gcp:"):
+                marks = inputs["labels"]
+                assert marks["sovereign-managed"] == "true", (typ, name)
+            else:
+                marks = inputs["tags"]
+                assert marks["sovereign:managed"] == "true", (typ, name)
+            assert site_of(inputs) == named_site(name), (typ, name)
+            assert named_site(name) in FLEET.jurisdictions[jurisdiction].sites
+            if "." in name:  # a deployment's or an artifact's resource names its model
+                model = name.split("/")[0].split(".", 2)[2]
+                assert model in (marks.get("sovereign:model"), marks.get("sovereign-model"))
+
+    return declare(input_of(FLEET, jurisdiction), check)
+
+
+@pulumi.runtime.test
+def test_sagemaker_names_are_the_aws_providers() -> pulumi.Output[Any]:
+    jp = FLEET.jurisdictions["JP"].sites
     wanted = {
         sagemaker_base_name(s, m)
-        for m, s in desired_pairs(fleet, AT)
-        if s in fleet.jurisdictions["JP"].sites and fleet.sites[s].provider == "aws"
+        for m, s in desired_pairs(FLEET, AT)
+        if s in jp and FLEET.sites[s].provider == "aws"
     }
-    assert endpoints == wanted and wanted
-    for typ, _, inputs in resources:
-        if typ.startswith("aws:sagemaker/"):
-            assert inputs["tags"]["sovereign:managed"] == "true"
-            assert inputs["tags"]["sovereign:model"]
+    assert wanted
+
+    def check(resources: Declared) -> None:
+        endpoints = {i["name"] for t, _, i in resources if t == "aws:sagemaker/endpoint:Endpoint"}
+        assert endpoints == wanted
+
+    return declare(input_of(FLEET, "JP"), check)
 
 
-def test_gcp_buckets_are_private_and_labelled_in_region(fleet: Fleet) -> None:
-    resources = declare(fleet, "EU")
-    buckets = [i for t, _, i in resources if t == "gcp:storage/bucket:Bucket"]
-    assert buckets
-    for inputs in buckets:
-        assert inputs["labels"]["sovereign-managed"] == "true"
-        assert inputs["publicAccessPrevention"] == "enforced"
-        assert inputs["uniformBucketLevelAccess"] is True
+@pulumi.runtime.test
+def test_gcp_buckets_are_private_and_labelled() -> pulumi.Output[Any]:
+    def check(resources: Declared) -> None:
+        buckets = [i for t, _, i in resources if t == "gcp:storage/bucket:Bucket"]
+        assert buckets
+        for inputs in buckets:
+            assert inputs["labels"]["sovereign-managed"] == "true"
+            assert inputs["publicAccessPrevention"] == "enforced"
+            assert inputs["uniformBucketLevelAccess"] is True
+
+    return declare(input_of(FLEET, "EU"), check)
 
 
-def test_a_stack_named_after_no_jurisdiction_is_refused(fleet: Fleet) -> None:
-    with pytest.raises(UnknownJurisdictionError, match="US"):
-        JurisdictionStack("MARS", fleet, at=AT, settings=StackSettings())
+def _exported(capsys: pytest.CaptureFixture[str], jurisdiction: str) -> dict[str, Any]:
+    with pytest.raises(SystemExit) as exited:
+        main(["export", "--fleet", str(REGIONS), "-j", jurisdiction, "--at", AT.isoformat()])
+    out, err = capsys.readouterr()
+    assert exited.value.code == 0, err
+    document: dict[str, Any] = json.loads(out)
+    return document
+
+
+@pytest.mark.parametrize("jurisdiction", JURISDICTIONS)
+def test_the_shipped_fleets_export_drives_the_program(
+    capsys: pytest.CaptureFixture[str], jurisdiction: str
+) -> None:
+    document = _exported(capsys, jurisdiction)
+    stack_input = StackInput.from_json(document, stack=jurisdiction)
+    cloud_sites = {s.id for s in stack_input.sites if s.provider in ("aws", "gcp")}
+    served = {d.address for d in stack_input.deployments if d.site in cloud_sites}
+    placed = {a.address for a in stack_input.artifacts if a.site in cloud_sites}
+
+    @pulumi.runtime.test
+    def program() -> pulumi.Output[Any]:
+        def check(resources: Declared) -> None:
+            names = {n for _, n, _ in resources}
+            assert served <= names and placed <= names
+            anchors = {n for _, n, _ in cloud(resources) if "/" not in n}
+            assert anchors == served | placed
+            assert {named_site(n) for _, n, _ in cloud(resources)} == cloud_sites
+
+        return declare(stack_input, check)
+
+    program()
+
+
+def test_a_stack_given_another_jurisdictions_input_is_refused() -> None:
+    with pytest.raises(UsageError, match="stack 'US' was given the desired state of 'EU'"):
+        JurisdictionStack("US", input_of(FLEET, "EU"), settings=StackSettings())
+
+
+def test_gcp_labels_are_the_gcp_providers() -> None:
+    assert labels_of({"sovereign:managed": "true", "sovereign:site": "gcp-x"}) == {
+        "sovereign-managed": "true",
+        "sovereign-site": "gcp-x",
+    }
