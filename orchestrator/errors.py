@@ -11,6 +11,7 @@ bug and shows a traceback only when ``SOVEREIGN_DEBUG=1``.
     ├── RefusedError                    an interlock refused the plan (min_sites_per_model)
     ├── StateError                      the state store cannot be read or written
     │   ├── StateLockedError            exit 4: another run holds the lock
+    │   ├── LeaseLostError              this run lost the lock it held (taken over, expired)
     │   └── StalePlanError              a saved plan was made from another state serial
     ├── AuditError                      the audit chain is broken or cannot be appended to
     └── ProviderError                   a provider failed; no SDK exception escapes a provider
@@ -83,6 +84,10 @@ class StateLockedError(StateError):
     """Another run holds the state lock."""
 
     exit_code = 4
+
+
+class LeaseLostError(StateError):
+    """This run no longer holds the state lock it took: it must stop writing at once."""
 
 
 class StalePlanError(StateError):

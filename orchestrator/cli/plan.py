@@ -7,9 +7,11 @@ status). Human output goes to stderr, ``--json`` output alone to stdout.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -30,12 +32,12 @@ from orchestrator.errors import RefusedError, UsageError
 from orchestrator.planning.plan import Change, Plan
 from orchestrator.planning.scope import describe_scope
 from orchestrator.providers.base import Op
-from orchestrator.reconcile.apply import ApplyResult, apply_plan
+from orchestrator.reconcile.apply import ApplyObserver, ApplyResult
 from orchestrator.reconcile.interlock import enforce
 from orchestrator.reconcile.progress import ProgressObserver
-from orchestrator.reconcile.session import Session, make_plan, open_session
+from orchestrator.reconcile.sequence import plan_and_apply
+from orchestrator.reconcile.session import make_plan, open_session
 from orchestrator.reconcile.status import Status, collect_status
-from orchestrator.reconcile.verify import nonlocal_targets, refuse_unreal_time, verify_saved_plan
 
 AtOpt = Annotated[
     str | None,
@@ -178,18 +180,36 @@ def progress_display(console: Console) -> Progress:
     )
 
 
-def run_apply(
-    session: Session,
-    plan: Plan,
-    lease: Any,
-    *,
-    allow_outage: str | None,
-    console: Console,
-) -> ApplyResult:
-    with progress_display(console) as progress:
-        return apply_plan(
-            session, plan, lease, allow_outage=allow_outage, observer=ProgressObserver(progress)
+class ApplyDisplay:
+    """Shows the sequence on stderr: the plan (unless --json), then one progress bar per
+    target."""
+
+    def __init__(self, console: Console, fleet_dir: Path, *, show_plan: bool) -> None:
+        self.console = console
+        self.fleet_dir = fleet_dir
+        self.show_plan = show_plan
+
+    def planned(self, plan: Plan) -> None:
+        if self.show_plan:
+            render_plan(self.console, plan, self.fleet_dir)
+
+    @contextmanager
+    def applying(self, plan: Plan) -> Iterator[ApplyObserver]:
+        del plan
+        with progress_display(self.console) as progress:
+            yield ProgressObserver(progress)
+
+
+def confirm_on_terminal(plan: Plan) -> bool:
+    """Ask on the terminal; refuse (exit 1) when there is none to ask on."""
+    del plan  # already shown
+    if not sys.stdin.isatty():
+        raise UsageError(
+            "refusing to apply without confirmation (no terminal to ask on)",
+            hint="pass --yes to apply from a script, or save the plan with "
+            "`sovereign plan --out FILE` and review it first",
         )
+    return typer.confirm("Apply these changes?", default=False, err=True)
 
 
 def render_status(console: Console, status: Status) -> None:
@@ -351,46 +371,30 @@ def apply_command(
         fleet, state, at=requested, sites_local=sites_local(sites), jurisdictions=jurisdiction
     )
     try:
-        with session.store.lock("apply") as lease:
-            if saved is not None:
-                if not nonlocal_targets(session):
-                    session.at = saved.at  # a rehearsal on local sites keeps its instant
-                plan = verify_saved_plan(session, saved)
-            else:
-                refuse_unreal_time(session)
-                plan = make_plan(session)
-            if not json_out:
-                render_plan(err_console, plan, fleet)
-            enforce(plan.interlocks, allow_outage, changed=plan.jurisdictions())
-            if plan.empty:
-                if json_out:
-                    emit_json({"plan": plan.to_json(), "result": ApplyResult().to_json()})
-                return
-            if saved is None and not yes:
-                if not sys.stdin.isatty():
-                    raise UsageError(
-                        "refusing to apply without confirmation (no terminal to ask on)",
-                        hint="pass --yes to apply from a script, or save the plan with "
-                        "`sovereign plan --out FILE` and review it first",
-                    )
-                if not typer.confirm("Apply these changes?", default=False, err=True):
-                    raise typer.Abort()
-            result = run_apply(session, plan, lease, allow_outage=allow_outage, console=err_console)
+        done = plan_and_apply(
+            session,
+            saved=saved,
+            allow_outage=allow_outage,
+            confirm=None if saved is not None or yes else confirm_on_terminal,
+            observer=ApplyDisplay(err_console, fleet, show_plan=not json_out),
+        )
     finally:
         session.close()
+    if done.result is None:
+        raise typer.Abort()
     if json_out:
-        emit_json({"plan": plan.to_json(), "result": result.to_json()})
-    else:
-        render_result(err_console, result)
-    if result.refused_targets:
+        emit_json({"plan": done.plan.to_json(), "result": done.result.to_json()})
+    elif not done.plan.empty:
+        render_result(err_console, done.result)
+    if done.result.refused_targets:
         raise RefusedError(
             "the law refused changes at "
-            + ", ".join(result.refused_targets)
+            + ", ".join(done.result.refused_targets)
             + "; nothing was written there (see the audit log, change.refused)",
             hint="make a fresh plan with `sovereign plan`: the planner only asks for what "
             "R1, R2 and R4 allow",
         )
-    if not result.ok:
+    if not done.result.ok:
         raise typer.Exit(3)
 
 

@@ -11,13 +11,15 @@
    (signed tokens, local stub upstreams), and fails over inside the legal route.
 6. The audit chain is verified.
 
-Everything goes through the same session, plan, interlock and apply code the CLI uses.
+Every step goes through ``reconcile.sequence.plan_and_apply``, the sequence the CLI uses.
 """
 
 from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,9 +50,10 @@ from orchestrator.policy.impact import impact
 from orchestrator.policy.principal import Principal
 from orchestrator.policy.table import RouteTable
 from orchestrator.providers.base import ResourceKind
-from orchestrator.reconcile.apply import ApplyResult, apply_plan
+from orchestrator.reconcile.apply import ApplyObserver, ApplyResult
 from orchestrator.reconcile.progress import ProgressObserver
-from orchestrator.reconcile.session import make_plan, open_session
+from orchestrator.reconcile.sequence import plan_and_apply
+from orchestrator.reconcile.session import open_session
 
 DAY_BEFORE = datetime(2026, 6, 11, tzinfo=UTC)
 DIRECTIVE_DAY_AFTER = datetime(2026, 6, 13, tzinfo=UTC)
@@ -84,19 +87,32 @@ def _plan_summary(console: Console, plan: Plan) -> None:
             console.print(f"  {c.op.value} {c.address} [dim]({c.cause})[/]")
 
 
-def plan_and_apply(ws: Workspace, at: datetime, console: Console) -> Step:
+class _StoryDisplay:
+    """The demo's view of the apply sequence: a plan summary, then compact progress bars."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def planned(self, plan: Plan) -> None:
+        _plan_summary(self.console, plan)
+
+    @contextmanager
+    def applying(self, plan: Plan) -> Iterator[ApplyObserver]:
+        del plan
+        with Progress(
+            TextColumn("  {task.description:<22}"),
+            BarColumn(bar_width=30),
+            MofNCompleteColumn(),
+            console=self.console,
+        ) as progress:
+            yield ProgressObserver(progress)
+
+
+def apply_step(ws: Workspace, at: datetime, console: Console) -> Step:
     session = open_session(ws.fleet_dir, None, at=at, sites_local=True)
     try:
-        with session.store.lock("demo apply") as lease:
-            plan = make_plan(session)
-            _plan_summary(console, plan)
-            with Progress(
-                TextColumn("  {task.description:<22}"),
-                BarColumn(bar_width=30),
-                MofNCompleteColumn(),
-                console=console,
-            ) as progress:
-                result = apply_plan(session, plan, lease, observer=ProgressObserver(progress))
+        done = plan_and_apply(session, operation="demo apply", observer=_StoryDisplay(console))
+        assert done.result is not None  # nothing to confirm in the demo
         applied_fleet = session.store.applied_fleet()
         assert applied_fleet is not None
         applied = load_fleet_files(applied_fleet.files, label="applied")
@@ -108,9 +124,10 @@ def plan_and_apply(ws: Workspace, at: datetime, console: Console) -> Step:
         )
     finally:
         session.close()
+    result = done.result
     status = "[green]ok[/]" if result.ok else f"[red]failed: {', '.join(result.failed_targets)}[/]"
     console.print(f"Apply {status}; state serial {result.serial}.")
-    return Step(plan, result, applied, served)
+    return Step(done.plan, result, applied, served)
 
 
 def _show_impact(console: Console, ws: Workspace, name: str, at: datetime) -> None:
@@ -160,7 +177,7 @@ def run_story(ws: Workspace, console: Console) -> bool:
     """The whole story in ``ws``; True when everything applied and the audit chain verifies."""
     console.print(Rule("1. 2026-06-11: the fleet, before any directive"))
     console.print(f"Workspace {ws.fleet_dir} (every site on the local provider).")
-    first = plan_and_apply(ws, DAY_BEFORE, console)
+    first = apply_step(ws, DAY_BEFORE, console)
     m1 = routing_matrix(first.applied, DAY_BEFORE)
     console.print(matrix_table("Routing on 2026-06-11 (first serving site, or 451)", m1))
 
@@ -168,7 +185,7 @@ def run_story(ws: Workspace, console: Console) -> bool:
     _show_impact(console, ws, DIRECTIVE, DIRECTIVE_DAY_AFTER)
     ws.add_directive(DIRECTIVE)
     console.print(f"Added directives/{DIRECTIVE} and its signature; planning on 2026-06-13.")
-    second = plan_and_apply(ws, DIRECTIVE_DAY_AFTER, console)
+    second = apply_step(ws, DIRECTIVE_DAY_AFTER, console)
     m2 = routing_matrix(second.applied, DIRECTIVE_DAY_AFTER)
     console.print(matrix_table("Routing on 2026-06-13 (* changed)", m2, m1))
     _narrate_changes(console, m1, m2)
@@ -184,7 +201,7 @@ def run_story(ws: Workspace, console: Console) -> bool:
     _show_impact(console, ws, AMENDMENT, AMENDMENT_DAY_AFTER)
     ws.add_directive(AMENDMENT)
     console.print(f"Added directives/{AMENDMENT}; planning on 2026-06-27.")
-    third = plan_and_apply(ws, AMENDMENT_DAY_AFTER, console)
+    third = apply_step(ws, AMENDMENT_DAY_AFTER, console)
     m3 = routing_matrix(third.applied, AMENDMENT_DAY_AFTER)
     console.print(matrix_table("Routing on 2026-06-27 (* changed)", m3, m2))
     _narrate_changes(console, m2, m3)

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 from orchestrator.errors import (
     AuditError,
+    LeaseLostError,
     ProviderError,
     StalePlanError,
     StateError,
@@ -49,7 +50,6 @@ from orchestrator.reconcile.retry import RetryPolicy, call_with_retry
 from orchestrator.reconcile.session import Session
 from orchestrator.state.lease import Lease
 
-ENV_STEP_DELAY = "SOVEREIGN_APPLY_STEP_DELAY"  # test-only: seconds to wait before each change
 ENV_CONCURRENCY = "SOVEREIGN_APPLY_CONCURRENCY"
 
 
@@ -67,6 +67,11 @@ class _Silent:
 
     def advanced(self, target: str, change: Change, ok: bool) -> None:
         del target, change, ok
+
+
+def silent_observer() -> ApplyObserver:
+    """An ``ApplyObserver`` that reports nothing."""
+    return _Silent()
 
 
 @dataclass
@@ -359,14 +364,6 @@ def _concurrency_from_env() -> int:
     return max(1, int(raw)) if raw.isdigit() else 8
 
 
-def _step_delay_from_env() -> float:
-    raw = os.environ.get(ENV_STEP_DELAY, "")
-    try:
-        return max(0.0, float(raw)) if raw else 0.0
-    except ValueError:
-        return 0.0
-
-
 def apply_plan(
     session: Session,
     plan: Plan,
@@ -376,8 +373,11 @@ def apply_plan(
     observer: ApplyObserver | None = None,
     retry: RetryPolicy | None = None,
     concurrency: int | None = None,
+    step_delay: float = 0.0,
 ) -> ApplyResult:
-    """Carry ``plan`` out under ``lease``. The caller holds the lock and checked freshness."""
+    """Carry ``plan`` out under ``lease``. The caller holds the lock and checked freshness
+    (``reconcile.sequence.plan_and_apply`` does both). ``step_delay`` seconds are waited before
+    each change, so that a test can catch the apply in the middle."""
     enforce(plan.interlocks, allow_outage, changed=plan.jurisdictions())
     audit = session.store.audit
     overridden = None
@@ -406,7 +406,7 @@ def apply_plan(
         observer or _Silent(),
         retry or RetryPolicy.from_env(),
         concurrency or _concurrency_from_env(),
-        _step_delay_from_env(),
+        max(0.0, step_delay),
     )
     results: dict[str, TargetResult] = {
         t: TargetResult(t, len(cs)) for t, cs in plan.by_target().items()
@@ -433,6 +433,14 @@ def apply_plan(
         for t, cs in site_down.items():
             if not results[t].ok:
                 results[t].skipped += len(cs)
+    if isinstance(runner.fatal, LeaseLostError):
+        # Not a damaged log: another run holds the state now, and it records its own steps.
+        raise LeaseLostError(
+            f"the apply stopped: {runner.fatal.message}",
+            hint="nothing more was written by this run; wait for the other run to finish "
+            "(`sovereign status` shows the state), then re-run `sovereign apply`: it converges "
+            "from what the sites really hold",
+        ) from runner.fatal
     if runner.fatal is not None and not isinstance(runner.fatal, (AuditError, StateError)):
         raise runner.fatal
     if runner.fatal is not None:

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import StateError, StateLockedError
+from orchestrator.errors import LeaseLostError, StateError, StateLockedError
 
 DEFAULT_LEASE_SECONDS = 60.0
 
@@ -138,8 +138,8 @@ def locked_error(holder: Lease) -> StateLockedError:
     )
 
 
-def lost_error(lease: Lease, why: str) -> StateError:
-    return StateError(
+def lost_error(lease: Lease, why: str) -> LeaseLostError:
+    return LeaseLostError(
         f"this run no longer holds the state lock it took for {lease.operation!r}: {why}",
         hint="another run took the lock over; nothing more was written. Re-run the command.",
     )

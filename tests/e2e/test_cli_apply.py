@@ -39,13 +39,24 @@ def sovereign(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def start(*args: str, **extra: str) -> subprocess.Popen[str]:
+def start_slow_apply(w: Workspace, step_delay: float, concurrency: int) -> subprocess.Popen[str]:
+    """``sovereign apply --yes`` in a real process, waiting ``step_delay`` s before each change
+    (tests/e2e/slow_apply.py runs the same sequence with that parameter)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", *args],
+        [
+            sys.executable,
+            "-m",
+            "tests.e2e.slow_apply",
+            str(w.fleet_dir),
+            AT,
+            str(step_delay),
+            str(concurrency),
+        ],
+        cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=env(**extra),
+        env=env(),
         stdin=subprocess.DEVNULL,
     )
 
@@ -84,13 +95,7 @@ def test_plan_apply_then_plan_is_clean(ws: Workspace) -> None:
 
 
 def test_sigkill_mid_apply_then_rerun_converges(ws: Workspace) -> None:
-    proc = start(
-        "apply",
-        *fleet_args(ws),
-        "--yes",
-        SOVEREIGN_APPLY_STEP_DELAY="0.05",
-        SOVEREIGN_APPLY_CONCURRENCY="2",
-    )
+    proc = start_slow_apply(ws, step_delay=0.05, concurrency=2)
     try:
         wait_for(lambda: deployments(ws) >= 3)
     finally:
@@ -107,13 +112,7 @@ def test_sigkill_mid_apply_then_rerun_converges(ws: Workspace) -> None:
 
 
 def test_concurrent_apply_exits_4_naming_the_holder(ws: Workspace) -> None:
-    first = start(
-        "apply",
-        *fleet_args(ws),
-        "--yes",
-        SOVEREIGN_APPLY_STEP_DELAY="0.1",
-        SOVEREIGN_APPLY_CONCURRENCY="1",
-    )
+    first = start_slow_apply(ws, step_delay=0.1, concurrency=1)
     try:
         wait_for(lambda: deployments(ws) >= 1)
         second = sovereign("apply", *fleet_args(ws), "--yes")

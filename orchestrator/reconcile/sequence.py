@@ -1,0 +1,123 @@
+"""The apply sequence, once: lock -> freshness -> plan -> interlock -> confirm -> apply.
+
+``sovereign apply``, the demo, and the runbook commands and controller that change the sites
+all carry a plan out the same way; writing the order down once means none of them can skip a
+step (plan outside the lock, apply a refused plan, apply a saved plan the state moved past).
+The callers keep only what is theirs: how a plan is shown, how progress is drawn, and how a
+person is asked. Those arrive as an observer and a confirmation callback, so this module prints
+nothing and never reads a terminal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from typing import Protocol
+
+from orchestrator.planning.plan import Plan
+from orchestrator.reconcile.apply import (
+    ApplyObserver,
+    ApplyResult,
+    apply_plan,
+    silent_observer,
+)
+from orchestrator.reconcile.interlock import enforce
+from orchestrator.reconcile.retry import RetryPolicy
+from orchestrator.reconcile.session import Session, make_plan
+from orchestrator.reconcile.verify import nonlocal_targets, refuse_unreal_time, verify_saved_plan
+
+Confirm = Callable[[Plan], bool]
+"""Asked once, with the plan, after the interlocks passed and before anything is changed;
+False declines (nothing is applied). Not asked for an empty plan."""
+
+
+class SequenceObserver(Protocol):
+    """What the caller shows while the sequence runs."""
+
+    def planned(self, plan: Plan) -> None:
+        """The plan about to be checked and applied (shown before a refusal, too)."""
+        ...
+
+    def applying(self, plan: Plan) -> AbstractContextManager[ApplyObserver]:
+        """Entered around the apply itself; yields the per-change progress observer."""
+        ...
+
+
+class QuietSequence:
+    """A ``SequenceObserver`` that shows nothing (scripts, the controller, tests)."""
+
+    def planned(self, plan: Plan) -> None:
+        del plan
+
+    @contextmanager
+    def applying(self, plan: Plan) -> Iterator[ApplyObserver]:
+        del plan
+        yield silent_observer()
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What one pass of the sequence did. ``result`` is None when the confirmation declined."""
+
+    plan: Plan
+    result: ApplyResult | None
+
+    @property
+    def declined(self) -> bool:
+        return self.result is None
+
+
+def plan_and_apply(
+    session: Session,
+    *,
+    saved: Plan | None = None,
+    allow_outage: str | None = None,
+    confirm: Confirm | None = None,
+    observer: SequenceObserver | None = None,
+    operation: str = "apply",
+    retry: RetryPolicy | None = None,
+    concurrency: int | None = None,
+    step_delay: float = 0.0,
+) -> Applied:
+    """Carry the fleet of ``session`` out under the state lock, in the one safe order.
+
+    1. take the state lock for ``operation`` (``StateLockedError``, exit 4, names the holder);
+    2. a ``saved`` plan must have been made from this very state and fleet (``StalePlanError``)
+       and be exactly the plan recomputed now (``RefusedError``; ``reconcile.verify``); without
+       one, a fresh plan is made and audited, for real time unless every target is local;
+    3. ``observer.planned`` shows it; the interlocks are enforced (``RefusedError`` unless
+       ``allow_outage`` gives a reason for every overridable violation);
+    4. an empty plan ends here; otherwise ``confirm`` (when given) is asked;
+    5. the plan is applied while the lease is held (``apply_plan``).
+
+    ``step_delay`` waits that many seconds before each change (tests that need to catch an
+    apply in the middle); ``retry`` and ``concurrency`` default as in ``apply_plan``.
+    """
+    shown = observer or QuietSequence()
+    with session.store.lock(operation) as lease:
+        if saved is not None:
+            if not nonlocal_targets(session):
+                session.at = saved.at  # a rehearsal on local sites keeps its instant
+            plan = verify_saved_plan(session, saved)
+        else:
+            refuse_unreal_time(session)
+            plan = make_plan(session)
+        shown.planned(plan)
+        enforce(plan.interlocks, allow_outage, changed=plan.jurisdictions())
+        if plan.empty:
+            return Applied(plan, ApplyResult(serial=plan.serial))
+        if confirm is not None and not confirm(plan):
+            return Applied(plan, None)
+        with shown.applying(plan) as progress:
+            result = apply_plan(
+                session,
+                plan,
+                lease,
+                allow_outage=allow_outage,
+                observer=progress,
+                retry=retry,
+                concurrency=concurrency,
+                step_delay=step_delay,
+            )
+    return Applied(plan, result)
