@@ -21,7 +21,6 @@ the fleet (the default state store lives in ``.sovereign/`` inside it).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -37,6 +36,7 @@ from orchestrator.fleet.checks import (
     check_supersede_cycles,
     context_from_profiles,
 )
+from orchestrator.fleet.digest import fleet_digest
 from orchestrator.fleet.directive_file import (
     DirectiveReport,
     inspect_directive_file,
@@ -66,17 +66,6 @@ __all__ = [
     "load_fleet_files",
     "read_fleet_files",
 ]
-
-
-def fleet_digest(files: Mapping[str, bytes]) -> str:
-    """sha256 over the sorted (path, sha256(bytes)) pairs: names exactly what was loaded."""
-    h = hashlib.sha256()
-    for rel in sorted(files):
-        h.update(rel.encode("utf-8"))
-        h.update(b"\0")
-        h.update(hashlib.sha256(files[rel]).hexdigest().encode("ascii"))
-        h.update(b"\n")
-    return h.hexdigest()
 
 
 def load_fleet(root: Path) -> Fleet:

@@ -13,6 +13,8 @@ from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
 
+from orchestrator.fleet.digest import derived_digest
+
 ALL_MODELS = "*"
 
 
@@ -150,7 +152,8 @@ class Fleet:
     settings: FleetSettings = field(default_factory=FleetSettings)
     # country code -> jurisdiction id, derived from the profiles' countries
     country_home: Mapping[str, str] = field(default_factory=dict)
-    # digest of every input file (path -> sha256), so plans and audits can name what they saw
+    # fleet.digest.fleet_digest of the input files, so plans, the state and the gateway can
+    # name what they saw ("" for a fleet built in memory)
     digest: str = ""
 
     def __post_init__(self) -> None:
@@ -169,7 +172,14 @@ class Fleet:
         return self.jurisdictions[self.sites[site_id].jurisdiction]
 
     def with_directives(self, directives: Mapping[str, Directive]) -> Fleet:
-        """The same fleet with another directive set (for impact what-ifs and tests)."""
+        """The same fleet with another directive set (for impact what-ifs and tests).
+
+        Another directive set is another fleet, so it gets another digest (derived, never
+        equal to the digest of any files); the same directive set keeps this one.
+        """
+        digest = self.digest
+        if digest and dict(directives) != dict(self.directives):
+            digest = derived_digest(digest, directives)
         return Fleet(
             jurisdictions=self.jurisdictions,
             sites=self.sites,
@@ -177,5 +187,5 @@ class Fleet:
             directives=directives,
             settings=self.settings,
             country_home=self.country_home,
-            digest=self.digest,
+            digest=digest,
         )

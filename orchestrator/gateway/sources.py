@@ -11,7 +11,6 @@ when its files change; ``StaticSource`` holds a fleet in memory (tests, the demo
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
@@ -27,19 +26,11 @@ __all__ = [
     "LoadedFleet",
     "StaticSource",
     "WorkingFleetSource",
-    "files_digest",
 ]
 
 LoadedFleet = tuple[Fleet, int | None]  # the fleet, and the state serial it was applied under
 
 _FLEET_SUFFIXES = (".yaml", ".yml", ".sig")
-
-
-def files_digest(files: Mapping[str, bytes]) -> str:
-    h = hashlib.sha256()
-    for path in sorted(files):
-        h.update(path.encode() + b"\0" + hashlib.sha256(files[path]).digest())
-    return h.hexdigest()
 
 
 class FleetSource(Protocol):
@@ -76,7 +67,7 @@ class AppliedFleetSource:
                 hint="run `sovereign apply` first (or pass --serve-working-fleet to serve the "
                 "fleet directory as it is, for development)",
             )
-        digest = files_digest(applied.files)
+        digest = applied.digest  # the one fleet digest, verified by the store on read
         if self._last is not None and self._last[0] == digest:
             # The serial moved for another reason (a recorded change): same verified files.
             return self._last[1], applied.serial

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.fleet.model import Fleet
-from orchestrator.planning.desired import fleet_files_digest, table_resource
+from orchestrator.planning.desired import table_resource
 from orchestrator.providers import create_provider
 from orchestrator.providers.base import (
     Provider,
@@ -74,7 +74,7 @@ def applied_table(store: StateReader) -> frozenset[Resource]:
     applied = store.applied_fleet()
     if applied is None:
         return frozenset()
-    return frozenset({table_resource(fleet_files_digest(applied.files))})
+    return frozenset({table_resource(applied.digest)})
 
 
 def observe_sites(

@@ -12,11 +12,10 @@ only the pairs it can reach are recomputed (the incremental path ``bench/plan.py
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from orchestrator.fleet.loader import fleet_digest
 from orchestrator.fleet.model import ALL_MODELS, Action, Directive, Fleet, Unlisted
 from orchestrator.planning.dns import desired_dns_records
 from orchestrator.planning.gcpause import gc_paused
@@ -27,14 +26,10 @@ TABLE_TARGET = "table"
 TABLE_MODEL = "*"
 
 
-def fleet_files_digest(files: Mapping[str, bytes]) -> str:
-    """The digest of a fleet's exact files (the loader's ``Fleet.digest``): the routing
-    table's identity, compared between the working fleet and the applied one."""
-    return fleet_digest(files)
-
-
 def table_resource(fleet_digest: str) -> Resource:
-    """The published routing table, standing for the applied fleet."""
+    """The published routing table, standing for the applied fleet: its spec is the fleet
+    digest (``fleet.digest.fleet_digest``, i.e. ``Fleet.digest``), compared between the
+    working fleet and the applied one."""
     return Resource(
         ResourceKind.ROUTE, TABLE_TARGET, TABLE_MODEL, spec=spec_of(fleet_digest=fleet_digest)
     )

@@ -18,7 +18,7 @@ from orchestrator.fleet.loader import load_fleet_files, read_fleet_files
 from orchestrator.fleet.model import Fleet
 from orchestrator.planning.actual import Providers, observe_actual
 from orchestrator.planning.causes import cause_context, directive_events
-from orchestrator.planning.desired import desired_pairs, desired_state, fleet_files_digest
+from orchestrator.planning.desired import desired_pairs, desired_state
 from orchestrator.planning.diff import diff
 from orchestrator.planning.guarantees import capacity_problems
 from orchestrator.planning.plan import Plan
@@ -69,7 +69,7 @@ def open_session(
         fleet_dir=fleet_dir,
         files=files,
         fleet=fleet,
-        digest=fleet_files_digest(files),
+        digest=fleet.digest,
         store=store,
         providers=Providers.for_fleet(fleet, fleet_dir, sites_local=sites_local),
         at=at if at is not None else datetime.now(UTC),

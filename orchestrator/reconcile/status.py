@@ -16,7 +16,7 @@ from typing import Any
 from orchestrator.fleet.loader import load_fleet_files
 from orchestrator.fleet.model import Fleet
 from orchestrator.planning.actual import observe_sites
-from orchestrator.planning.desired import desired_pairs, fleet_files_digest
+from orchestrator.planning.desired import desired_pairs
 from orchestrator.planning.guarantees import shortfalls
 from orchestrator.planning.plan import Shortfall
 from orchestrator.policy.principal import Principal
@@ -143,7 +143,7 @@ def collect_status(session: Session) -> Status:
         lineage=session.store.lineage(),
         serial=session.store.serial(),
         working_digest=session.digest,
-        applied_digest=None if applied is None else fleet_files_digest(applied.files),
+        applied_digest=None if applied is None else applied.digest,
         deployments=deployments,
         missing=tuple(sorted(want - have, key=lambda p: (p[1], p[0]))),
         routes=routes_per_jurisdiction(routed_fleet, session.at),

@@ -20,6 +20,7 @@ from orchestrator.state.lease import Lease
 class AppliedFleet:
     serial: int
     files: Mapping[str, bytes]  # fleet-relative path -> exact bytes, as applied
+    digest: str  # fleet.digest.fleet_digest(files): equals Fleet.digest of the applied fleet
 
 
 class StateReader(Protocol):

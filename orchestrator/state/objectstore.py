@@ -35,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from orchestrator.errors import AuditError, StateError
+from orchestrator.fleet.digest import fleet_digest
 from orchestrator.state.audit import (
     GENESIS_HASH,
     STATE_CREATED,
@@ -60,7 +61,7 @@ from orchestrator.state.lease import (
     new_lease,
     takeover_reason,
 )
-from orchestrator.state.sqlite import check_change, check_fleet_files, fleet_digest
+from orchestrator.state.records import check_change, check_fleet_files, verified_applied_fleet
 
 if TYPE_CHECKING:
     from orchestrator.state.base import StateStore
@@ -403,13 +404,7 @@ class ObjectStateStore:
             raise StateError(f"the applied fleet {digest[:12]} is missing from {self.url}")
         raw = _json(blob, "applied fleet")
         files = {path: base64.b64decode(data) for path, data in raw.get("files", {}).items()}
-        if fleet_digest(files) != digest:
-            raise StateError(
-                f"the applied fleet recorded at serial {applied['serial']} does not match its "
-                "digest",
-                hint="the state was altered; re-apply the fleet to record it again",
-            )
-        return AppliedFleet(serial=int(applied["serial"]), files=files)
+        return verified_applied_fleet(int(applied["serial"]), files, digest)
 
     def recorded_resources(self) -> list[dict[str, Any]]:
         doc, _ = self._state()

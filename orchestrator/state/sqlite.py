@@ -20,7 +20,6 @@ plan can tell whether the state moved since it was made.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import threading
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import AuditError, StateError
+from orchestrator.fleet.digest import fleet_digest
 from orchestrator.state.audit import (
     GENESIS_HASH,
     STATE_CREATED,
@@ -39,7 +39,6 @@ from orchestrator.state.audit import (
     AuditHead,
     AuditReport,
     StoredEntry,
-    canonical_json,
     make_entry,
     parse_entry,
     verify_chain,
@@ -56,6 +55,7 @@ from orchestrator.state.lease import (
     parse_time,
     takeover_reason,
 )
+from orchestrator.state.records import check_change, check_fleet_files, verified_applied_fleet
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -104,38 +104,6 @@ CREATE TABLE IF NOT EXISTS lock (
 TABLES = frozenset({"meta", "resources", "applied_fleet", "applied_fleet_file", "audit", "lock"})
 SCHEMA_VERSION = "1"
 BUSY_TIMEOUT_MS = 10_000
-
-
-def fleet_digest(files: Mapping[str, bytes]) -> str:
-    """sha256 over the sorted (path, sha256(bytes)) list: one id for an exact set of files."""
-    listing = [[path, hashlib.sha256(data).hexdigest()] for path, data in sorted(files.items())]
-    return hashlib.sha256(canonical_json(listing).encode("utf-8")).hexdigest()
-
-
-def check_fleet_files(files: Mapping[str, bytes]) -> dict[str, bytes]:
-    out: dict[str, bytes] = {}
-    for path, data in files.items():
-        if not isinstance(path, str) or not path or path.startswith("/") or ".." in path.split("/"):
-            raise StateError(f"applied fleet file name {path!r} is not a fleet-relative path")
-        if not isinstance(data, bytes | bytearray):
-            raise StateError(f"applied fleet file {path!r} must be bytes")
-        out[path] = bytes(data)
-    return out
-
-
-def check_change(address: str, op: str, outcome: str, resource: dict[str, Any] | None) -> str:
-    """Validate one recorded change; return the resource's canonical JSON ('' for None)."""
-    for name, value in (("address", address), ("op", op), ("outcome", outcome)):
-        if not isinstance(value, str) or not value:
-            raise StateError(f"record_change: {name} must be a non-empty string, got {value!r}")
-    if resource is None:
-        return ""
-    if not isinstance(resource, dict):
-        raise StateError(f"record_change: resource must be a dict or None, got {type(resource)}")
-    try:
-        return canonical_json(resource)
-    except AuditError as exc:
-        raise StateError(f"record_change: resource for {address} is not JSON: {exc}") from exc
 
 
 class SqliteAuditLog:
@@ -373,12 +341,7 @@ class SqliteStateStore:
                     "SELECT path, data FROM applied_fleet_file WHERE serial = ?", (serial,)
                 )
             }
-        if fleet_digest(files) != digest:
-            raise StateError(
-                f"the applied fleet recorded at serial {serial} does not match its digest",
-                hint="the state database was altered; re-apply the fleet to record it again",
-            )
-        return AppliedFleet(serial=serial, files=files)
+        return verified_applied_fleet(serial, files, digest)
 
     def recorded_resources(self) -> list[dict[str, Any]]:
         with self._read() as conn:

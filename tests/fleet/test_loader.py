@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import FleetError
+from orchestrator.fleet.digest import fleet_digest
 from orchestrator.fleet.loader import (
-    fleet_digest,
     load_directive_file,
     load_fleet,
     load_fleet_files,

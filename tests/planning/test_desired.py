@@ -9,6 +9,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from orchestrator.fleet.digest import fleet_digest
 from orchestrator.fleet.loader import load_fleet, read_fleet_files
 from orchestrator.fleet.model import Action, Fleet
 from orchestrator.planning.causes import cause_context, directive_events
@@ -17,7 +18,6 @@ from orchestrator.planning.desired import (
     DesiredPairs,
     desired_pairs,
     desired_state,
-    fleet_files_digest,
 )
 from orchestrator.policy.rules import deployable, in_force
 from orchestrator.providers.base import ResourceKind
@@ -97,10 +97,10 @@ def test_example_fleet_keeps_suspended_deployments(example_fleet_dir: Path) -> N
 
 def test_table_digest_is_the_fleet_digest(example_fleet_dir: Path) -> None:
     files = read_fleet_files(example_fleet_dir)
-    assert fleet_files_digest(files) == load_fleet(example_fleet_dir).digest
+    assert fleet_digest(files) == load_fleet(example_fleet_dir).digest
     changed = dict(files)
     changed["fleet.yaml"] = files["fleet.yaml"] + b"\n# comment\n"
-    assert fleet_files_digest(changed) != fleet_files_digest(files)
+    assert fleet_digest(changed) != fleet_digest(files)
 
 
 def test_directive_events_and_table_cause(example_fleet_dir: Path) -> None:
