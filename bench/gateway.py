@@ -107,7 +107,7 @@ supersedes: null
 def serve_stub(port_file: Path) -> None:
     import uvicorn
 
-    from orchestrator.providers.stub_upstream import build_stub_app
+    from orchestrator.stubs.upstream import build_stub_app
 
     # IPPROTO_TCP so that asyncio sets TCP_NODELAY on accepted connections (see server.bind).
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)

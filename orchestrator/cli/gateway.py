@@ -118,8 +118,8 @@ def register(app: typer.Typer) -> None:
         from orchestrator.gateway.server import bind, run
         from orchestrator.gateway.sources import AppliedFleetSource, WorkingFleetSource
         from orchestrator.gateway.tokens import TokenVerifier, load_token_keys
-        from orchestrator.providers.stub_upstream import is_loopback
         from orchestrator.state import open_store
+        from orchestrator.stubs.server import is_loopback
 
         verifier = TokenVerifier(load_token_keys(token_key), token_audience, token_issuer)
         if not fleet.is_dir():

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 __all__ = ["AccessLog", "GatewayMetrics", "stderr_sink"]
 
+_MAX_CACHED_CHILDREN = 4096
 _LATENCY_BUCKETS = (
     0.0001,
     0.00025,
@@ -93,6 +94,30 @@ class GatewayMetrics:
             "State serial of the table being served",
             registry=r,
         )
+
+        # Labelled children the hot path asks for on every request, looked up once each
+        # (``labels()`` takes a lock and builds a key per call). Bounded like the labels.
+        self._requests: dict[tuple[str, str, str], Any] = {}
+        self._upstreams: dict[str, Any] = {}
+
+    def request(self, model: str, site: str, outcome: str) -> Any:
+        """The ``requests`` counter for these labels."""
+        key = (model, site, outcome)
+        child = self._requests.get(key)
+        if child is None:
+            if len(self._requests) > _MAX_CACHED_CHILDREN:
+                self._requests.clear()
+            child = self._requests[key] = self.requests.labels(model, site, outcome)
+        return child
+
+    def upstream(self, site: str) -> Any:
+        """The ``upstream_seconds`` histogram of this site."""
+        child = self._upstreams.get(site)
+        if child is None:
+            if len(self._upstreams) > _MAX_CACHED_CHILDREN:
+                self._upstreams.clear()
+            child = self._upstreams[site] = self.upstream_seconds.labels(site)
+        return child
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

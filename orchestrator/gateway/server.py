@@ -15,7 +15,7 @@ import uvicorn
 
 from orchestrator.errors import UsageError
 from orchestrator.gateway.app import Gateway
-from orchestrator.providers.stub_upstream import BackgroundServer
+from orchestrator.stubs.server import BackgroundServer
 
 __all__ = ["GatewayApp", "bind", "event_loop_factory", "run", "serve"]
 

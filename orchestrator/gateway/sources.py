@@ -4,6 +4,8 @@ In production the gateway serves the fleet that was last *applied*, read back fr
 store and re-verified (signatures included) before it is compiled: a file edited in the working
 tree but never applied is never served. ``marker`` is the cheap question asked every reload
 interval (the state serial); ``load`` is the expensive answer, asked only when the marker moved.
+A source may also offer a ``change_signal`` (see ``changes``): an even cheaper question, asked
+every few milliseconds, so that an apply reaches the gateway well before the next interval.
 
 For development ``WorkingFleetSource`` serves the fleet directory as it is on disk and reloads
 when its files change; ``StaticSource`` holds a fleet in memory (tests, the demo).
@@ -18,6 +20,7 @@ from typing import Protocol
 
 from orchestrator.errors import StateError
 from orchestrator.fleet.model import Fleet
+from orchestrator.gateway.changes import ChangeSignal, CounterSignal, SqliteDataVersion
 from orchestrator.state.base import StateReader
 
 __all__ = [
@@ -45,6 +48,16 @@ class FleetSource(Protocol):
         ...
 
 
+def change_signal(source: FleetSource) -> ChangeSignal | None:
+    """The source's fast change signal, if it has one (sources need not)."""
+    make = getattr(source, "change_signal", None)
+    signal: ChangeSignal | None = make() if callable(make) else None
+    return signal
+
+
+_SQLITE_PREFIX = "sqlite:///"
+
+
 class AppliedFleetSource:
     """The fleet last recorded by ``sovereign apply`` in the state store."""
 
@@ -58,6 +71,17 @@ class AppliedFleetSource:
 
     def marker(self) -> Hashable:
         return self.reader.serial()
+
+    def change_signal(self) -> ChangeSignal | None:
+        """SQLite's ``data_version`` for a state file; None for object stores (their serial is
+        read every reload interval)."""
+        url = self.reader.url
+        if not url.startswith(_SQLITE_PREFIX):
+            return None
+        try:
+            return SqliteDataVersion(Path(url[len(_SQLITE_PREFIX) :]))
+        except Exception:  # noqa: BLE001 - no signal only means the interval poll alone
+            return None
 
     def load(self) -> LoadedFleet:
         applied = self.reader.applied_fleet()
@@ -124,6 +148,9 @@ class StaticSource:
 
     def marker(self) -> Hashable:
         return self._generation
+
+    def change_signal(self) -> ChangeSignal:
+        return CounterSignal(lambda: self._generation)
 
     def load(self) -> LoadedFleet:
         with self._lock:

@@ -13,8 +13,9 @@ caller types. ``TokenVerifier`` checks a ``Bearer`` JWT against configured *publ
 
 Clients reuse a token for many requests and a signature check costs more than the rest of the
 routing decision, so verified tokens are remembered (bounded LRU, keyed by the exact token
-string). Only the signature and claim checks are reused: ``exp`` and ``nbf`` are compared with
-the clock again on every use, so a remembered token expires exactly when it would have.
+bytes as they arrive in the header, so a hit costs no decoding). Only the signature and claim
+checks are reused: ``exp`` and ``nbf`` are compared with the clock again on every use, and an
+entry found expired is dropped, so a remembered token is never accepted past its own life.
 """
 
 from __future__ import annotations
@@ -221,34 +222,49 @@ class TokenVerifier:
         self.issuer = issuer
         self.leeway_s = leeway_s
         self._algorithms = frozenset(k.algorithm for k in self.keys)
-        # token -> (verified, exp, nbf); only tokens that fully verified are kept
-        self._cache: OrderedDict[str, tuple[VerifiedToken, float, float]] = OrderedDict()
+        # token bytes -> (verified, exp, nbf); only tokens that fully verified are kept
+        self._cache: OrderedDict[bytes, tuple[VerifiedToken, float, float]] = OrderedDict()
         self.cache_size = cache_size
 
-    def verify_header(self, authorization: str | None) -> VerifiedToken:
-        """Verify an ``Authorization`` header value."""
+    def verify_header(self, authorization: str | bytes | None) -> VerifiedToken:
+        """Verify an ``Authorization`` header value (bytes as received, or text)."""
         if not authorization:
             raise TokenError("missing bearer token", "invalid_request")
-        scheme, _, token = authorization.strip().partition(" ")
+        raw = authorization if isinstance(authorization, bytes) else authorization.encode()
+        if raw[:7] == b"Bearer " and raw[7:8] not in (b"", b" "):
+            cached = self._cached(raw[7:])  # the common exact form: no parsing on a hit
+            if cached is not None:
+                return cached
+        scheme, _, token = raw.decode("latin-1").strip().partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise TokenError("authorization must be 'Bearer <token>'", "invalid_request")
         return self.verify(token.strip())
 
+    def _cached(self, key: bytes) -> VerifiedToken | None:
+        cached = self._cache.get(key)
+        if cached is None:
+            return None
+        verified, exp, nbf = cached
+        now = time.time()
+        if now >= exp + self.leeway_s:
+            del self._cache[key]
+            raise TokenError("token expired")
+        if now < nbf - self.leeway_s:
+            raise TokenError("token not yet valid (nbf)")
+        self._cache.move_to_end(key)
+        return verified
+
     def verify(self, token: str) -> VerifiedToken:
-        cached = self._cache.get(token)
+        try:
+            key = token.encode("ascii")  # a JWT is ASCII; the key is then the header's bytes
+        except UnicodeEncodeError:
+            raise TokenError("malformed token") from None
+        cached = self._cached(key)
         if cached is not None:
-            verified, exp, nbf = cached
-            now = time.time()
-            if now >= exp + self.leeway_s:
-                self._cache.pop(token, None)
-                raise TokenError("token expired")
-            if now < nbf - self.leeway_s:
-                raise TokenError("token not yet valid (nbf)")
-            self._cache.move_to_end(token)
-            return verified
+            return cached
         verified, exp, nbf = self._verify_uncached(token)
         if self.cache_size > 0:
-            self._cache[token] = (verified, exp, nbf)
+            self._cache[key] = (verified, exp, nbf)
             if len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         return verified

@@ -117,7 +117,7 @@ def test_cached_token_still_expires(tmp_path: Path) -> None:
     verifier = TokenVerifier(load_token_keys([path]))
     token = jwt.encode(_claims(exp=int(time.time()) + 1), key, algorithm="EdDSA")
     verifier.verify(token)
-    assert token in verifier._cache
+    assert token.encode() in verifier._cache
     time.sleep(1.2)
     with pytest.raises(TokenError, match="expired"):
         verifier.verify(token)

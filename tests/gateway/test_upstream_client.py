@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from orchestrator.providers.stub_upstream import BackgroundServer
+from orchestrator.stubs.server import BackgroundServer
 from tests.gateway.support import Keys, running_gateway
 
 CHAT = "/v1/chat/completions"

@@ -1,4 +1,4 @@
-"""A stand-in OpenAI-compatible model server for one site, on loopback.
+"""A stand-in OpenAI-compatible model server for one site, on loopback (development only).
 
 Local sites have no real inference endpoint, yet the gateway must send their traffic somewhere
 real so that routing, failover and streaming are exercised over actual HTTP. This stub is that
@@ -9,17 +9,16 @@ With ``site_dir`` the stub serves only the models the local provider deployed th
 ``<site_dir>/deployments/<model>.json`` with ``"status": "serving"``) and answers 404 for the
 rest: it serves what was really deployed, not what someone hoped was.
 
-``BackgroundServer`` runs any ASGI app under uvicorn in a thread; ``start_stub`` uses it, and
-so does the gateway when it is started in-process.
+Streams end as OpenAI's do: content chunks, then one chunk with an empty delta and
+``finish_reason: "stop"``, then ``data: [DONE]`` (clients such as the official ``openai``
+package read the finish reason from that last chunk).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import ipaddress
 import json
-import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable
@@ -27,36 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
-from starlette.types import ASGIApp
 
-from orchestrator.errors import UsageError
+from orchestrator.stubs.server import BackgroundServer
 
-__all__ = [
-    "BackgroundServer",
-    "StubBehaviour",
-    "StubServer",
-    "build_stub_app",
-    "is_loopback",
-    "start_stub",
-]
+__all__ = ["StubBehaviour", "StubServer", "build_stub_app", "start_stub"]
 
-_STARTUP_TIMEOUT_S = 10.0
 _EMBEDDING_DIM = 8
-
-
-def is_loopback(host: str) -> bool:
-    """True for names and addresses that never leave this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass
@@ -178,21 +157,19 @@ def build_stub_app(
         rid = f"chatcmpl-{site_id}-{state.hits[model]}"
         created = int(time.time())
         if body.get("stream") is True:
-            return sse(
-                {
+
+            def chunk(delta: dict[str, str], finish: str | None) -> dict[str, Any]:
+                return {
                     "id": rid,
                     "object": "chat.completion.chunk",
                     "created": created,
                     "model": model,
-                    "choices": [
-                        {
-                            "index": 0,
-                            "delta": {"role": "assistant", "content": part},
-                            "finish_reason": None,
-                        }
-                    ],
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
                 }
-                for part in pieces(text)
+
+            return sse(
+                [chunk({"role": "assistant", "content": part}, None) for part in pieces(text)]
+                + [chunk({}, "stop")]
             )
         return JSONResponse(
             {
@@ -227,9 +204,9 @@ def build_stub_app(
                     "object": "text_completion",
                     "created": created,
                     "model": model,
-                    "choices": [{"index": 0, "text": part, "finish_reason": None}],
+                    "choices": [{"index": 0, "text": part, "finish_reason": finish}],
                 }
-                for part in pieces(text)
+                for part, finish in [*((p, None) for p in pieces(text)), ("", "stop")]
             )
         return JSONResponse(
             {
@@ -291,62 +268,6 @@ def build_stub_app(
             Route("/healthz", healthz, methods=["GET"]),
         ]
     )
-
-
-class BackgroundServer:
-    """An ASGI app under uvicorn in a daemon thread, bound to loopback.
-
-    ``start`` returns once the socket accepts connections; ``stop`` shuts the server down
-    and waits for the thread, after which the port refuses connections.
-    """
-
-    def __init__(
-        self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0, name: str = "asgi"
-    ) -> None:
-        if not is_loopback(host):
-            raise UsageError(
-                f"refusing to bind {host}: in-process servers listen on loopback only",
-                hint="use 127.0.0.1, ::1 or localhost",
-            )
-        self.host = host
-        self._config = uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            log_level="warning",
-            access_log=False,
-            lifespan="on",
-            timeout_graceful_shutdown=2,
-        )
-        self._server = uvicorn.Server(self._config)
-        self._thread = threading.Thread(target=self._server.run, name=name, daemon=True)
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    def start(self) -> str:
-        self._thread.start()
-        deadline = time.monotonic() + _STARTUP_TIMEOUT_S
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"server on {self.host} did not start")
-            time.sleep(0.005)
-        self.port = int(self._server.servers[0].sockets[0].getsockname()[1])
-        return self.url
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-        if self._thread.is_alive():
-            self._server.force_exit = True
-            self._thread.join(timeout=5)
-
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive() and self._server.started
 
 
 class StubServer(BackgroundServer):

@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from orchestrator.errors import UsageError
-from orchestrator.providers.stub_upstream import StubServer, is_loopback, start_stub
+from orchestrator.stubs.server import is_loopback
+from orchestrator.stubs.upstream import StubServer, start_stub
 
 
 @pytest.fixture
@@ -52,8 +53,12 @@ def test_stream_sends_chunks_then_done(stub: StubServer) -> None:
                 arrivals.append(time.monotonic() - started)
                 lines.append(line)
     assert lines[-1] == "data: [DONE]"
-    text = "".join(json.loads(line[6:])["choices"][0]["delta"]["content"] for line in lines[:-1])
+    chunks = [json.loads(line[6:])["choices"][0] for line in lines[:-1]]
+    text = "".join(c["delta"].get("content", "") for c in chunks)
     assert text == "served by site-a (m1)"
+    # Like OpenAI: every content chunk has no finish reason; one last chunk says "stop".
+    assert [c["finish_reason"] for c in chunks] == [None] * (len(chunks) - 1) + ["stop"]
+    assert chunks[-1]["delta"] == {}
     # Chunks are spaced out by the stub, so the first arrives well before the last.
     assert arrivals[-1] - arrivals[0] >= 0.1
 

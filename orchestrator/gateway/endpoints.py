@@ -1,0 +1,103 @@
+"""The gateway's other endpoints: ``GET /v1/models``, ``/healthz`` and ``/metrics``.
+
+They go through Starlette's router (the hot path, model requests, does not; see ``proxy``).
+``/v1/models`` lists the models this principal may be served now (a route exists); ``/healthz``
+says which table is served, from where, whether the last reload failed, and which sites look
+down; ``/metrics`` is Prometheus text.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from orchestrator.gateway.health import HealthBook
+from orchestrator.gateway.metrics import AccessLog, GatewayMetrics
+from orchestrator.gateway.reload import TableKeeper
+from orchestrator.gateway.responses import unauthorized_response
+from orchestrator.gateway.tokens import TokenError, TokenVerifier
+
+__all__ = ["Endpoints"]
+
+
+class Endpoints:
+    """Starlette endpoints over the gateway's parts."""
+
+    def __init__(
+        self,
+        keeper: TableKeeper,
+        verifier: TokenVerifier,
+        health: HealthBook,
+        metrics: GatewayMetrics,
+        access_log: AccessLog,
+    ) -> None:
+        self._keeper = keeper
+        self._verifier = verifier
+        self._health = health
+        self._metrics = metrics
+        self._access_log = access_log
+
+    async def list_models(self, request: Request) -> Response:
+        started = time.perf_counter()
+        serving = self._keeper.serving
+        assert serving is not None
+        version = serving.table.version
+
+        def log(status: int, residency: str | None = None, sub: str | None = None) -> None:
+            self._access_log.write(
+                method=request.method,
+                path=request.scope["path"],
+                model=None,
+                status=status,
+                site=None,
+                table=version,
+                latency_ms=round((time.perf_counter() - started) * 1000, 3),
+                residency=residency,
+                sub_hash=sub,
+            )
+
+        try:
+            token = self._verifier.verify_header(request.headers.get("authorization"))
+        except TokenError as exc:
+            log(401)
+            return unauthorized_response(exc)
+        at = datetime.now(UTC)
+        fleet = serving.table.fleet
+        data = [
+            {"id": m, "object": "model", "owned_by": fleet.models[m].origin}
+            for m in sorted(fleet.models)
+            if serving.table.route(m, token.principal, at)
+        ]
+        log(200, token.principal.residency, token.subject_hash)
+        return JSONResponse(
+            {"object": "list", "data": data}, headers={"X-Sovereign-Table": version}
+        )
+
+    async def healthz(self, request: Request) -> Response:
+        serving = self._keeper.serving
+        assert serving is not None
+        sites = self._health.snapshot(serving.table.fleet.sites)
+        for site_id, info in sites.items():
+            info["upstream"] = site_id in serving.upstreams
+        down = sorted(s for s, info in sites.items() if not info["up"])
+        reload_error = self._keeper.reload_error
+        return JSONResponse(
+            {
+                "status": "degraded" if reload_error or down else "ok",
+                "table": serving.table.version,
+                "serial": serving.table.serial,
+                "source": serving.source,
+                "loaded_at": serving.loaded_at.isoformat(),
+                "reload_error": reload_error,
+                "sites_up": sorted(s for s, info in sites.items() if info["up"]),
+                "sites_down": down,
+                "sites": sites,
+            }
+        )
+
+    async def metrics(self, request: Request) -> Response:
+        return Response(self._metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,31 @@
+"""The gateway's own error answers: one JSON shape, and RFC 6750 challenges for bad tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.responses import JSONResponse
+
+from orchestrator.gateway.tokens import TokenError
+
+__all__ = ["error_response", "unauthorized_response"]
+
+
+def error_response(
+    status: int, kind: str, message: str, headers: Mapping[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    """``{"error": {"type", "message", ...}}`` with ``status``."""
+    return JSONResponse(
+        {"error": {"type": kind, "message": message, **extra}},
+        status_code=status,
+        headers=dict(headers or {}),
+    )
+
+
+def unauthorized_response(exc: TokenError) -> JSONResponse:
+    """401 with a ``WWW-Authenticate: Bearer`` challenge naming the RFC 6750 error."""
+    # The reason may quote attacker-chosen text (an alg name): keep the header valid.
+    reason = "".join(c for c in exc.reason if c.isprintable() and c not in '"\\')
+    challenge = f'Bearer realm="sovereign", error="{exc.error}", error_description="{reason}"'
+    return error_response(401, exc.error, exc.reason, {"WWW-Authenticate": challenge})
