@@ -6,6 +6,7 @@ bug and shows a traceback only when ``SOVEREIGN_DEBUG=1``.
 
     SovereignError                      exit 1
     ├── UsageError                      a command-line argument is wrong
+    │   └── EngineUnavailableError      --engine pulumi without the Pulumi CLI (or passphrase)
     ├── FleetError                      the fleet is invalid; carries every Problem found
     ├── SignatureError                  a directive signature is missing or does not verify
     ├── RefusedError                    an interlock refused the plan (min_sites_per_model)
@@ -56,6 +57,10 @@ class SovereignError(Exception):
 
 class UsageError(SovereignError):
     """A command-line argument or option value is wrong."""
+
+
+class EngineUnavailableError(UsageError):
+    """The requested engine cannot run here (e.g. the Pulumi CLI is not installed)."""
 
 
 class FleetError(SovereignError):

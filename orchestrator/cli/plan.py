@@ -54,6 +54,14 @@ SitesOpt = Annotated[
         ".sovereign/sites, synthetic artifacts for s3:// and gs:// sources).",
     ),
 ]
+EngineOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--engine",
+        help="Who carries out aws and gcp sites: 'builtin' (default, each site's provider) or "
+        "'pulumi' (each jurisdiction's stack of infra/, through the Pulumi CLI).",
+    ),
+]
 AllowOutageOpt = Annotated[
     str | None,
     typer.Option(
@@ -275,6 +283,7 @@ def plan_command(
     at: AtOpt = None,
     sites: SitesOpt = None,
     jurisdiction: JurisdictionOpt = None,
+    engine: EngineOpt = None,
 ) -> None:
     """Compare the desired state with what the sites really hold.
 
@@ -297,7 +306,12 @@ def plan_command(
       sovereign plan --jurisdiction EU --jurisdiction UK --out eu-uk.json
     """
     session = open_session(
-        fleet, state, at=parse_at(at), sites_local=sites_local(sites), jurisdictions=jurisdiction
+        fleet,
+        state,
+        at=parse_at(at),
+        sites_local=sites_local(sites),
+        jurisdictions=jurisdiction,
+        engine=engine,
     )
     try:
         plan = make_plan(session)
@@ -331,6 +345,7 @@ def apply_command(
     at: AtOpt = None,
     sites: SitesOpt = None,
     jurisdiction: JurisdictionOpt = None,
+    engine: EngineOpt = None,
 ) -> None:
     """Carry a plan out: sites in parallel, each site's changes in order.
 
@@ -367,8 +382,15 @@ def apply_command(
     requested = parse_at(at)
     if saved is not None and not jurisdiction:
         jurisdiction = list(saved.scope or ())  # a saved plan carries its own scope
+    if saved is not None and engine is None:
+        engine = saved.engine  # and its own engine
     session = open_session(
-        fleet, state, at=requested, sites_local=sites_local(sites), jurisdictions=jurisdiction
+        fleet,
+        state,
+        at=requested,
+        sites_local=sites_local(sites),
+        jurisdictions=jurisdiction,
+        engine=engine,
     )
     try:
         done = plan_and_apply(

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from orchestrator.fleet.model import Fleet
 from orchestrator.planning.desired import table_resource
+from orchestrator.planning.engine import provider_for
 from orchestrator.providers import create_provider
 from orchestrator.providers.base import (
     Provider,
@@ -36,19 +37,28 @@ class Providers:
 
     context: ProviderContext
     sites_local: bool = False
+    engine: str = "builtin"  # "pulumi": aws and gcp sites go to their jurisdiction's stack
     _by_name: dict[str, Provider | RouteProvider] = field(default_factory=dict)
     # Sites are observed and applied from worker threads: create each provider once.
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def for_fleet(cls, fleet: Fleet, fleet_dir: Path, *, sites_local: bool) -> Providers:
+    def for_fleet(
+        cls,
+        fleet: Fleet,
+        fleet_dir: Path,
+        *,
+        sites_local: bool,
+        engine: str = "builtin",
+        engine_options: Mapping[str, str] | None = None,
+    ) -> Providers:
         context = ProviderContext(
             state_dir=fleet_dir / ".sovereign",
             models=dict(fleet.models),
             offline_artifacts=sites_local,
-            options={"fleet_dir": str(fleet_dir)},
+            options={"fleet_dir": str(fleet_dir), **(engine_options or {})},
         )
-        return cls(context, sites_local)
+        return cls(context, sites_local, engine)
 
     def _named(self, name: str) -> Provider | RouteProvider:
         with self._lock:
@@ -57,7 +67,11 @@ class Providers:
             return self._by_name[name]
 
     def for_site(self, fleet: Fleet, site_id: str) -> Provider:
-        name = "local" if self.sites_local else fleet.sites[site_id].provider
+        name = (
+            "local"
+            if self.sites_local
+            else provider_for(self.engine, fleet.sites[site_id].provider)
+        )
         provider = self._named(name)
         assert isinstance(provider, Provider), f"provider {name} cannot hold sites"
         return provider

@@ -10,14 +10,18 @@ Format (``format: 1``)::
     {"format": 1, "jurisdiction": "EU", "at": ISO8601, "fleet_digest": HEX,
      "sites":       [{"id", "provider", "region", "country", "operator",
                       "instance_type", "instance_count", "tags"}],
-     "deployments": [{"address", "site", "model", "instance_type", "instance_count", "tags"}],
-     "artifacts":   [{"address", "site", "model", "source", "origin", "export_control", "tags"}],
+     "deployments": [{"address", "site", "model", "instance_type", "instance_count", "spec",
+                      "tags"}],
+     "artifacts":   [{"address", "site", "model", "source", "origin", "export_control", "spec",
+                      "tags"}],
      "tags": {...}}
 
 ``tags`` are the ownership tags the built-in providers put on what they create (so either side
 recognises the other's resources); the top-level ``tags`` are those every resource of the stack
-carries. ``StackInput.from_json`` reads the document back and refuses one that is malformed or
-that names a site of another jurisdiction (fail closed: a stack never spills into another).
+carries; ``spec`` is the resource's spec as ``sovereign plan`` compares it (what the Pulumi
+engine reports a site holds when the stack matches). ``StackInput.from_json`` reads the
+document back and refuses one that is malformed or that names a site of another jurisdiction
+(fail closed: a stack never spills into another).
 """
 
 from __future__ import annotations
@@ -81,6 +85,7 @@ def export_stack_input(fleet: Fleet, at: datetime, jurisdiction_id: str) -> dict
                 "model": model_id,
                 "instance_type": spec.get("instance_type"),
                 "instance_count": int(spec["instance_count"]),
+                "spec": spec,
                 "tags": managed_tags(site_id, model_id),
             }
         )
@@ -92,6 +97,7 @@ def export_stack_input(fleet: Fleet, at: datetime, jurisdiction_id: str) -> dict
                 "source": artifact.spec_dict()["source"],
                 "origin": model.origin,
                 "export_control": model.export_control,
+                "spec": artifact.spec_dict(),
                 "tags": managed_tags(site_id, model_id),
             }
         )

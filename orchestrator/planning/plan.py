@@ -239,6 +239,7 @@ class Plan:
     warnings: tuple[Shortfall, ...] = field(default=())
     # the jurisdictions whose sites the plan covers (--jurisdiction); None: the whole fleet
     scope: tuple[str, ...] | None = None
+    engine: str | None = None  # "pulumi" when made with --engine pulumi: apply must match
 
     def __post_init__(self) -> None:
         with gc_paused():
@@ -287,6 +288,7 @@ class Plan:
             "sites": self.sites,
             "warnings": [w.to_json() for w in self.warnings],
             "scope": None if self.scope is None else list(self.scope),
+            "engine": self.engine,
         }
 
     def sha256(self) -> str:
@@ -323,6 +325,7 @@ class Plan:
                 sites=None if data.get("sites") is None else str(data["sites"]),
                 warnings=tuple(Shortfall.from_json(w) for w in data.get("warnings", [])),
                 scope=(None if data.get("scope") is None else tuple(str(j) for j in data["scope"])),
+                engine=None if data.get("engine") is None else str(data["engine"]),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise UsageError(

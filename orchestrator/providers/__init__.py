@@ -17,6 +17,7 @@ _REGISTRY: dict[str, str] = {
     "aws": "orchestrator.providers.aws:AwsProvider",
     "gcp": "orchestrator.providers.gcp:GcpProvider",
     "route53": "orchestrator.providers.aws.route53:Route53Provider",
+    "pulumi": "orchestrator.providers.pulumi:PulumiEngine",  # --engine pulumi (aws, gcp sites)
 }
 
 

@@ -162,6 +162,13 @@ def check_fresh(session: Session, plan: Plan) -> None:
             f"apply runs {'with' if made_for else 'without'} it",
             hint="apply with the same --sites option the plan was made with",
         )
+    made_by = None if session.engine == "builtin" else session.engine
+    if plan.engine != made_by:
+        raise StalePlanError(
+            f"the plan was made with --engine {plan.engine or 'builtin'}; this apply runs "
+            f"--engine {session.engine}",
+            hint="apply with the same --engine option the plan was made with",
+        )
     if plan.scope != session.scope:
         raise StalePlanError(
             f"the plan was made for {describe_scope(plan.scope)}; this apply covers "

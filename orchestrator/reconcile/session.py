@@ -13,17 +13,19 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from orchestrator.errors import FleetError
+from orchestrator.errors import FleetError, UsageError
 from orchestrator.fleet.loader import load_fleet_files, read_fleet_files
 from orchestrator.fleet.model import Fleet
 from orchestrator.planning.actual import Providers, observe_actual
 from orchestrator.planning.causes import cause_context, directive_events
 from orchestrator.planning.desired import desired_pairs, desired_state
 from orchestrator.planning.diff import diff
+from orchestrator.planning.engine import check_engine, engine_options
 from orchestrator.planning.guarantees import capacity_problems
 from orchestrator.planning.plan import Plan
 from orchestrator.planning.scope import Scope, parse_scope, resource_in_scope, sites_in_scope
 from orchestrator.providers.base import Resource, ResourceKind
+from orchestrator.providers.pulumi.automation import require_cli
 from orchestrator.reconcile.interlock import check_interlocks, plan_warnings
 from orchestrator.state import open_store
 from orchestrator.state.base import StateStore
@@ -40,6 +42,7 @@ class Session:
     at: datetime
     sites_local: bool
     scope: Scope = None  # --jurisdiction: only these jurisdictions' sites (None: all)
+    engine: str = "builtin"  # --engine: who carries out aws and gcp sites (planning.engine)
 
     def close(self) -> None:
         self.store.close()
@@ -57,13 +60,25 @@ def open_session(
     at: datetime | None = None,
     sites_local: bool = False,
     jurisdictions: Iterable[str] | None = None,
+    engine: str | None = None,
 ) -> Session:
+    engine = check_engine(engine)
+    if engine == "pulumi":
+        if sites_local:
+            raise UsageError(
+                "--engine pulumi and --sites local exclude each other",
+                hint="--sites local runs every site on the local provider; --engine pulumi "
+                "carries out aws and gcp sites through their jurisdiction's Pulumi stack",
+            )
+        require_cli()  # before anything is read or opened: without the CLI nothing happens
     files = read_fleet_files(fleet_dir)
     fleet = load_fleet_files(files, label=str(fleet_dir))
     over_capacity = capacity_problems(fleet, files, label=str(fleet_dir))
     if over_capacity:
         raise FleetError(over_capacity)
     scope = parse_scope(fleet, jurisdictions)
+    when = at if at is not None else datetime.now(UTC)
+    options = engine_options(fleet, fleet_dir, when, state_url) if engine == "pulumi" else None
     store = open_store(state_url, fleet_dir)
     return Session(
         fleet_dir=fleet_dir,
@@ -71,10 +86,13 @@ def open_session(
         fleet=fleet,
         digest=fleet.digest,
         store=store,
-        providers=Providers.for_fleet(fleet, fleet_dir, sites_local=sites_local),
-        at=at if at is not None else datetime.now(UTC),
+        providers=Providers.for_fleet(
+            fleet, fleet_dir, sites_local=sites_local, engine=engine, engine_options=options
+        ),
+        at=when,
         sites_local=sites_local,
         scope=scope,
+        engine=engine,
     )
 
 
@@ -118,6 +136,7 @@ def make_plan(session: Session, *, audit: bool = True) -> Plan:
         at=session.at,
         changes=changes,
         sites="local" if session.sites_local else None,
+        engine=None if session.engine == "builtin" else session.engine,
         scope=session.scope,
     )
     pairs = desired_pairs(session.fleet, session.at)

@@ -75,6 +75,22 @@ def parse_state_url(url: str | None, fleet_dir: Path) -> StateLocation:
     raise _bad(url, f"unknown scheme {scheme}://")
 
 
+PULUMI_DIR = "pulumi"
+
+
+def pulumi_backend_url(url: str | None, fleet_dir: Path) -> str:
+    """The Pulumi backend that keeps the stacks beside the state ``url`` names: the directory
+    ``pulumi/`` next to the SQLite file (``file://``, absolute), or the prefix ``<PREFIX>/pulumi``
+    of the same bucket (``s3://``, ``gs://``). The stacks then live, and are backed up and
+    access-controlled, wherever the state already is."""
+    where = parse_state_url(url, fleet_dir)
+    if where.scheme == "sqlite":
+        assert where.path is not None
+        return (where.path.parent.resolve() / PULUMI_DIR).as_uri()
+    prefix = "/".join(p for p in (where.prefix, PULUMI_DIR) if p)
+    return f"{where.scheme}://{where.bucket}/{prefix}"
+
+
 def open_store(
     url: str | None,
     fleet_dir: Path,
