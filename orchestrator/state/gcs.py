@@ -1,4 +1,4 @@
-"""The GCS side of object-storage state: :class:`~orchestrator.state.objectstore.Blobs` on
+"""The GCS side of object-storage state: :class:`~orchestrator.state.blobs.Blobs` on
 google-cloud-storage.
 
 GCS gives compare-and-swap on single objects through generation preconditions:
@@ -23,7 +23,7 @@ with warnings.catch_warnings():
     from google.cloud import storage
 
 from orchestrator.errors import StateError
-from orchestrator.state.objectstore import Blob, PreconditionFailed
+from orchestrator.state.blobs import Blob, PreconditionFailed
 
 _RETRIES = 5
 

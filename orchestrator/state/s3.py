@@ -1,4 +1,4 @@
-"""The S3 side of object-storage state: :class:`~orchestrator.state.objectstore.Blobs` on boto3.
+"""The S3 side of object-storage state: :class:`~orchestrator.state.blobs.Blobs` on boto3.
 
 S3 gives compare-and-swap on single objects through conditional writes: ``put_object`` with
 ``IfNoneMatch="*"`` (create only if absent) or ``IfMatch=ETAG`` (replace only if unchanged); a
@@ -19,7 +19,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from orchestrator.errors import StateError
-from orchestrator.state.objectstore import Blob, PreconditionFailed
+from orchestrator.state.blobs import Blob, PreconditionFailed
 
 _LOST_RACE = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 _MISSING = {"NoSuchKey", "404", "NotFound"}

@@ -109,6 +109,17 @@ def open_store(
 
         assert where.path is not None
         return SqliteStateStore(where.path, create=create, lease_seconds=lease_seconds)
-    from orchestrator.state.objectstore import open_object_store
+    # Object storage: the bucket client and its SDK are imported only for the scheme named.
+    from orchestrator.state.blobs import Blobs
+    from orchestrator.state.objectstore import ObjectStateStore
 
-    return open_object_store(where, create=create, lease_seconds=lease_seconds)
+    blobs: Blobs
+    if where.scheme == "s3":
+        from orchestrator.state.s3 import S3Blobs
+
+        blobs = S3Blobs(where.bucket, where.prefix)
+    else:
+        from orchestrator.state.gcs import GcsBlobs
+
+        blobs = GcsBlobs(where.bucket, where.prefix)
+    return ObjectStateStore(blobs, create=create, lease_seconds=lease_seconds, backend=where.scheme)

@@ -1,0 +1,308 @@
+"""``ObjectStateStore``: the ``StateStore`` over a ``Blobs`` bucket prefix (S3 or GCS).
+
+Each recorded step is a single CAS on ``state.json``, so it is all or nothing. The lease is
+checked just before that CAS and must have a sixth of its lifetime left; a taker must wait for
+it to expire, so a writer that lost its lease cannot land a write after the takeover.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from orchestrator.errors import AuditError, StateError
+from orchestrator.fleet.digest import fleet_digest
+from orchestrator.state.base import AppliedFleet
+from orchestrator.state.blobs import (
+    CAS_ATTEMPTS,
+    Blobs,
+    PreconditionFailed,
+    dump_json,
+    read_json,
+)
+from orchestrator.state.lease import (
+    Lease,
+    hold_lease,
+    iso_utc,
+    locked_error,
+    lost_error,
+    new_lease,
+    takeover_reason,
+)
+from orchestrator.state.objectstore.audit import AUDIT_DIR, ObjectAuditLog, write_genesis
+from orchestrator.state.records import check_change, check_fleet_files, verified_applied_fleet
+
+STATE = "state.json"
+LOCK = "lock.json"
+FLEET_DIR = "fleet/"
+
+
+class ObjectStateStore:
+    """The state store over a :class:`Blobs` bucket prefix (S3 or GCS)."""
+
+    def __init__(
+        self,
+        blobs: Blobs,
+        *,
+        create: bool = True,
+        lease_seconds: float = 60.0,
+        backend: str = "object",
+    ) -> None:
+        self._blobs = blobs
+        self.url = blobs.url
+        self.lease_seconds = lease_seconds
+        self.audit = ObjectAuditLog(blobs)
+        self._lock_versions: dict[str, str] = {}  # holder id -> version of lock.json we wrote
+        self._init(create, backend)
+
+    def _init(self, create: bool, backend: str) -> None:
+        existing = self._blobs.get(STATE)
+        if existing is None:
+            if not create:
+                raise StateError(
+                    f"no state at {self.url}",
+                    hint="nothing was applied with this state yet; check --state",
+                )
+            self._check_conditional_writes()
+            doc = {
+                "schema": 1,
+                "lineage": str(uuid.uuid4()),
+                "serial": 0,
+                "resources": {},
+                "applied_fleet": None,
+            }
+            try:
+                self._blobs.put(STATE, dump_json(doc), if_absent=True)
+            except PreconditionFailed:
+                pass  # another run created it first: use theirs
+        state, _ = self._state()
+        if (
+            create
+            and self.audit._head()[0] is None
+            and state["serial"] == 0
+            and not self._blobs.list(AUDIT_DIR)
+        ):
+            # A new store (or one whose creator died before this): start its log. A store that
+            # has moved on (serial > 0) with no log was emptied, and is left for verify to flag.
+            write_genesis(self._blobs, state["lineage"], backend)
+
+    def _check_conditional_writes(self) -> None:
+        """Refuse a server that ignores conditional writes (some S3-compatible ones do):
+        without them the lock would let two applies run at once."""
+        probe = f"probe/{uuid.uuid4().hex}"
+        self._blobs.put(probe, b"1", if_absent=True)
+        try:
+            self._blobs.put(probe, b"2", if_absent=True)
+        except PreconditionFailed:
+            return
+        finally:
+            self._blobs.delete(probe)
+        raise StateError(
+            f"the server behind {self.url} ignores conditional writes (If-None-Match)",
+            hint="object-storage state needs S3 conditional writes or GCS generation "
+            "preconditions; use another server or the SQLite state",
+        )
+
+    def close(self) -> None:
+        """Nothing to release: every call is a self-contained request."""
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def _state(self) -> tuple[dict[str, Any], str]:
+        blob = self._blobs.get(STATE)
+        if blob is None:
+            raise StateError(f"the state object {STATE} disappeared from {self.url}")
+        doc = read_json(blob, STATE)
+        for key, kind in (("lineage", str), ("serial", int), ("resources", dict)):
+            if not isinstance(doc.get(key), kind):
+                raise StateError(f"{STATE} at {self.url} has no valid {key!r}: it is damaged")
+        return doc, blob.version
+
+    def serial(self) -> int:
+        return int(self._state()[0]["serial"])
+
+    def lineage(self) -> str:
+        return str(self._state()[0]["lineage"])
+
+    def applied_fleet(self) -> AppliedFleet | None:
+        doc, _ = self._state()
+        applied = doc.get("applied_fleet")
+        if not applied:
+            return None
+        digest = str(applied["digest"])
+        blob = self._blobs.get(f"{FLEET_DIR}{digest}.json")
+        if blob is None:
+            raise StateError(f"the applied fleet {digest[:12]} is missing from {self.url}")
+        raw = read_json(blob, "applied fleet")
+        files = {path: base64.b64decode(data) for path, data in raw.get("files", {}).items()}
+        return verified_applied_fleet(int(applied["serial"]), files, digest)
+
+    def recorded_resources(self) -> list[dict[str, Any]]:
+        doc, _ = self._state()
+        resources: dict[str, dict[str, Any]] = doc["resources"]
+        return [{"address": address, **resources[address]} for address in sorted(resources)]
+
+    # --- the lock ---------------------------------------------------------------------------
+
+    def _lock_blob(self) -> tuple[Lease | None, str | None]:
+        blob = self._blobs.get(LOCK)
+        if blob is None:
+            return None, None
+        holder = read_json(blob, LOCK).get("holder")
+        return (Lease.from_json(holder) if holder else None), blob.version
+
+    def _acquire(self, operation: str) -> Lease:
+        if not isinstance(operation, str) or not operation:
+            raise StateError("lock: operation must be a non-empty string")
+        for _ in range(CAS_ATTEMPTS):
+            holder, version = self._lock_blob()
+            now = datetime.now(UTC)
+            reason = None
+            if holder is not None:
+                reason = takeover_reason(holder, now)
+                if reason is None:
+                    raise locked_error(holder)
+            lease = new_lease(operation, self.lease_seconds, now)
+            try:
+                new_version = self._blobs.put(
+                    LOCK,
+                    dump_json({"holder": lease.to_json()}),
+                    if_version=version,
+                    if_absent=version is None,
+                )
+            except PreconditionFailed:
+                mine, current = self._lock_blob()
+                if mine is None or mine.holder_id != lease.holder_id or current is None:
+                    continue  # someone else moved first: look again
+                new_version = current  # our own write, retried after its reply was lost
+            # Read back: on a server whose conditional writes are not atomic, a racing writer
+            # may have overwritten ours; only the lease actually stored counts.
+            stored, stored_version = self._lock_blob()
+            if stored is None or stored.holder_id != lease.holder_id:
+                continue
+            self._lock_versions[lease.holder_id] = stored_version or new_version
+            if holder is not None:
+                try:
+                    self.audit.append(
+                        "lock.broken",
+                        {
+                            "holder": holder.to_json(),
+                            "reason": reason,
+                            "by": lease.to_json(),
+                        },
+                    )
+                except AuditError:
+                    self._release(lease)
+                    raise
+            return lease
+        raise StateError(f"cannot take the lock at {self.url}: too much contention")
+
+    def _renew(self, lease: Lease) -> bool:
+        expires = datetime.now(UTC) + timedelta(seconds=self.lease_seconds)
+        version = self._lock_versions.get(lease.holder_id)
+        if version is None:
+            return False
+        renewed = replace(lease, expires_at=expires, lost=False)
+        try:
+            self._lock_versions[lease.holder_id] = self._blobs.put(
+                LOCK, dump_json({"holder": renewed.to_json()}), if_version=version
+            )
+        except PreconditionFailed:
+            holder, current = self._lock_blob()
+            if holder is None or holder.holder_id != lease.holder_id or current is None:
+                return False
+            self._lock_versions[lease.holder_id] = current  # our own write's reply was lost
+            return True
+        lease.expires_at = expires
+        return True
+
+    def _release(self, lease: Lease) -> None:
+        version = self._lock_versions.pop(lease.holder_id, None)
+        if version is None:
+            return
+        try:
+            self._blobs.put(LOCK, dump_json({"holder": None}), if_version=version)
+        except PreconditionFailed:
+            pass  # taken over meanwhile: it is not ours to release
+
+    def lock(self, operation: str) -> AbstractContextManager[Lease]:
+        return hold_lease(
+            lambda: self._acquire(operation), self._renew, self._release, self.lease_seconds
+        )
+
+    def _check_lease(self, lease: Lease) -> None:
+        if lease.lost:
+            raise lost_error(lease, "its heartbeat found the lock taken over")
+        holder, _ = self._lock_blob()
+        if holder is None or holder.holder_id != lease.holder_id:
+            lease.lost = True
+            why = f"now held by {holder.describe()}" if holder else "the lock was released"
+            raise lost_error(lease, why)
+        margin = timedelta(seconds=self.lease_seconds / 6)
+        if holder.expires_at - margin <= datetime.now(UTC):
+            raise lost_error(lease, f"its lease expires at {iso_utc(holder.expires_at)}")
+
+    # --- recorded steps ---------------------------------------------------------------------
+
+    def _commit(self, lease: Lease, change: Any) -> int:
+        for _ in range(CAS_ATTEMPTS):
+            self._check_lease(lease)
+            doc, version = self._state()
+            doc["serial"] = int(doc["serial"]) + 1
+            change(doc)
+            try:
+                self._blobs.put(STATE, dump_json(doc), if_version=version)
+            except PreconditionFailed:
+                if self._state()[0] == doc:
+                    return int(doc["serial"])  # our own write, retried after a lost reply
+                time.sleep(0.01)
+                continue
+            return int(doc["serial"])
+        raise StateError(f"cannot write {STATE} at {self.url}: it keeps changing underneath")
+
+    def record_change(
+        self, lease: Lease, address: str, op: str, outcome: str, resource: dict[str, Any] | None
+    ) -> int:
+        check_change(address, op, outcome, resource)
+        now = iso_utc(datetime.now(UTC))
+
+        def change(doc: dict[str, Any]) -> None:
+            if resource is None:
+                doc["resources"].pop(address, None)
+            else:
+                doc["resources"][address] = {
+                    "resource": resource,
+                    "op": op,
+                    "outcome": outcome,
+                    "serial": doc["serial"],
+                    "updated_at": now,
+                }
+
+        return self._commit(lease, change)
+
+    def record_applied_fleet(self, lease: Lease, files: Mapping[str, bytes]) -> int:
+        clean = check_fleet_files(files)
+        digest = fleet_digest(clean)
+        self._check_lease(lease)
+        # Content-addressed, so writing it before the state CAS can never clobber anything.
+        self._blobs.put(
+            f"{FLEET_DIR}{digest}.json",
+            dump_json(
+                {"files": {p: base64.b64encode(d).decode("ascii") for p, d in clean.items()}}
+            ),
+        )
+        now = iso_utc(datetime.now(UTC))
+
+        def change(doc: dict[str, Any]) -> None:
+            doc["applied_fleet"] = {"serial": doc["serial"], "digest": digest, "applied_at": now}
+
+        return self._commit(lease, change)
+
+    def current_lock(self) -> Lease | None:
+        return self._lock_blob()[0]

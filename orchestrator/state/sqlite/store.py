@@ -1,0 +1,268 @@
+"""``SqliteStateStore``: the ``StateStore`` on one SQLite file (see the package docstring).
+
+Reads, the lock (one row, taken over only by the rules of ``state.lease``) and the recorded
+steps; each step is one write transaction that first checks the caller still holds the lease.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import StateError
+from orchestrator.fleet.digest import fleet_digest
+from orchestrator.state.audit import STATE_CREATED
+from orchestrator.state.base import AppliedFleet
+from orchestrator.state.lease import (
+    DEFAULT_LEASE_SECONDS,
+    Lease,
+    hold_lease,
+    iso_utc,
+    locked_error,
+    lost_error,
+    new_lease,
+    parse_time,
+    takeover_reason,
+)
+from orchestrator.state.records import check_change, check_fleet_files, verified_applied_fleet
+from orchestrator.state.sqlite.audit import SqliteAuditLog, append_in
+from orchestrator.state.sqlite.database import SCHEMA_VERSION, Database
+
+
+class SqliteStateStore:
+    """State in one SQLite file. Thread-safe; many processes may open the same file."""
+
+    def __init__(
+        self, path: Path, *, create: bool = True, lease_seconds: float = DEFAULT_LEASE_SECONDS
+    ) -> None:
+        self._db = Database(path, create=create)
+        self.path = self._db.path
+        self.url = f"sqlite:///{self.path}"
+        self.lease_seconds = lease_seconds
+        try:
+            self._init_schema(create)
+        except StateError:
+            self._db.close()
+            raise
+        self.audit = SqliteAuditLog(self._db)
+
+    def _init_schema(self, create: bool) -> None:
+        if not create:
+            # Readers never write: a damaged store must be reported, not quietly re-created.
+            missing = self._db.missing_tables()
+            if missing:
+                raise StateError(
+                    f"{self.path} is not a Sovereign state database "
+                    f"(missing tables: {', '.join(missing)})"
+                )
+            with self._db.read() as conn:
+                self._db.meta(conn, "lineage")
+            return
+        with self._db.write() as conn:
+            self._db.create_tables(conn)
+            have = conn.execute("SELECT value FROM meta WHERE key = 'lineage'").fetchone()
+            if have is None:
+                leftovers = conn.execute(
+                    "SELECT (SELECT COUNT(*) FROM meta) + (SELECT COUNT(*) FROM audit)"
+                ).fetchone()[0]
+                if leftovers:
+                    raise StateError(
+                        f"the state database {self.path} has records but no lineage: it is damaged",
+                        hint="restore it from a backup; run `sovereign audit verify` on the copy",
+                    )
+                lineage = str(uuid.uuid4())
+                conn.executemany(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)",
+                    [("lineage", lineage), ("serial", "0"), ("schema", SCHEMA_VERSION)],
+                )
+                # The log starts with the store, so an emptied log is told from a new one.
+                append_in(conn, STATE_CREATED, {"lineage": lineage, "backend": "sqlite"})
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> SqliteStateStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def serial(self) -> int:
+        with self._db.read() as conn:
+            return int(self._db.meta(conn, "serial"))
+
+    def lineage(self) -> str:
+        with self._db.read() as conn:
+            return self._db.meta(conn, "lineage")
+
+    def applied_fleet(self) -> AppliedFleet | None:
+        with self._db.read() as conn:
+            row = conn.execute(
+                "SELECT serial, digest FROM applied_fleet ORDER BY serial DESC LIMIT 1"
+            ).fetchone()
+            if row is None:
+                return None
+            serial, digest = int(row[0]), str(row[1])
+            files = {
+                str(path): bytes(data)
+                for path, data in conn.execute(
+                    "SELECT path, data FROM applied_fleet_file WHERE serial = ?", (serial,)
+                )
+            }
+        return verified_applied_fleet(serial, files, digest)
+
+    def recorded_resources(self) -> list[dict[str, Any]]:
+        with self._db.read() as conn:
+            rows = conn.execute(
+                "SELECT address, resource, last_op, outcome, serial, updated_at "
+                "FROM resources ORDER BY address"
+            ).fetchall()
+        return [
+            {
+                "address": address,
+                "resource": json.loads(resource),
+                "op": op,
+                "outcome": outcome,
+                "serial": serial,
+                "updated_at": updated_at,
+            }
+            for address, resource, op, outcome, serial, updated_at in rows
+        ]
+
+    def current_lock(self) -> Lease | None:
+        """The lease currently recorded (held, expired or stale), for status displays."""
+        with self._db.read() as conn:
+            return self._lock_row(conn)
+
+    # --- the lock ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _lock_row(conn: sqlite3.Connection) -> Lease | None:
+        row = conn.execute(
+            "SELECT holder_id, pid, host, user, operation, acquired_at, expires_at "
+            "FROM lock WHERE id = 1"
+        ).fetchone()
+        if row is None:
+            return None
+        holder_id, pid, host, user, operation, acquired_at, expires_at = row
+        return Lease(
+            str(holder_id),
+            int(pid),
+            str(host),
+            str(user),
+            str(operation),
+            parse_time(acquired_at),
+            parse_time(expires_at),
+        )
+
+    def _acquire(self, operation: str) -> Lease:
+        if not isinstance(operation, str) or not operation:
+            raise StateError("lock: operation must be a non-empty string")
+        with self._db.write() as conn:
+            now = datetime.now(UTC)
+            holder = self._lock_row(conn)
+            if holder is not None:
+                reason = takeover_reason(holder, now)
+                if reason is None:
+                    raise locked_error(holder)
+            lease = new_lease(operation, self.lease_seconds, now)
+            if holder is not None:
+                append_in(
+                    conn,
+                    "lock.broken",
+                    {"holder": holder.to_json(), "reason": reason, "by": lease.to_json()},
+                )
+            conn.execute(
+                "INSERT OR REPLACE INTO lock (id, holder_id, pid, host, user, operation, "
+                "acquired_at, expires_at) VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    lease.holder_id,
+                    lease.pid,
+                    lease.host,
+                    lease.user,
+                    lease.operation,
+                    iso_utc(lease.acquired_at),
+                    iso_utc(lease.expires_at),
+                ),
+            )
+        return lease
+
+    def _renew(self, lease: Lease) -> bool:
+        expires = datetime.now(UTC) + timedelta(seconds=self.lease_seconds)
+        with self._db.write() as conn:
+            cur = conn.execute(
+                "UPDATE lock SET expires_at = ? WHERE id = 1 AND holder_id = ?",
+                (iso_utc(expires), lease.holder_id),
+            )
+            ours = cur.rowcount == 1
+        if ours:
+            lease.expires_at = expires
+        return ours
+
+    def _release(self, lease: Lease) -> None:
+        with self._db.write() as conn:
+            conn.execute("DELETE FROM lock WHERE id = 1 AND holder_id = ?", (lease.holder_id,))
+
+    def lock(self, operation: str) -> AbstractContextManager[Lease]:
+        return hold_lease(
+            lambda: self._acquire(operation), self._renew, self._release, self.lease_seconds
+        )
+
+    def _check_lease(self, conn: sqlite3.Connection, lease: Lease) -> None:
+        if lease.lost:
+            raise lost_error(lease, "its heartbeat found the lock taken over")
+        holder = self._lock_row(conn)
+        if holder is None or holder.holder_id != lease.holder_id:
+            lease.lost = True
+            why = f"now held by {holder.describe()}" if holder else "the lock was released"
+            raise lost_error(lease, why)
+        if holder.expires_at <= datetime.now(UTC):
+            raise lost_error(lease, f"its lease expired at {iso_utc(holder.expires_at)}")
+
+    # --- recorded steps ---------------------------------------------------------------------
+
+    def _bump_serial(self, conn: sqlite3.Connection) -> int:
+        serial = int(self._db.meta(conn, "serial")) + 1
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'serial'", (str(serial),))
+        return serial
+
+    def record_change(
+        self, lease: Lease, address: str, op: str, outcome: str, resource: dict[str, Any] | None
+    ) -> int:
+        text = check_change(address, op, outcome, resource)
+        with self._db.write() as conn:
+            self._check_lease(conn, lease)
+            serial = self._bump_serial(conn)
+            if resource is None:
+                conn.execute("DELETE FROM resources WHERE address = ?", (address,))
+            else:
+                conn.execute(
+                    "INSERT OR REPLACE INTO resources (address, resource, last_op, outcome, "
+                    "serial, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (address, text, op, outcome, serial, iso_utc(datetime.now(UTC))),
+                )
+        return serial
+
+    def record_applied_fleet(self, lease: Lease, files: Mapping[str, bytes]) -> int:
+        clean = check_fleet_files(files)
+        digest = fleet_digest(clean)
+        with self._db.write() as conn:
+            self._check_lease(conn, lease)
+            serial = self._bump_serial(conn)
+            conn.execute(
+                "INSERT INTO applied_fleet (serial, digest, applied_at) VALUES (?, ?, ?)",
+                (serial, digest, iso_utc(datetime.now(UTC))),
+            )
+            conn.executemany(
+                "INSERT INTO applied_fleet_file (serial, path, data) VALUES (?, ?, ?)",
+                [(serial, path, data) for path, data in sorted(clean.items())],
+            )
+        return serial
