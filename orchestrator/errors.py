@@ -14,6 +14,7 @@ bug and shows a traceback only when ``SOVEREIGN_DEBUG=1``.
     │   ├── StateLockedError            exit 4: another run holds the lock
     │   ├── LeaseLostError              this run lost the lock it held (taken over, expired)
     │   └── StalePlanError              a saved plan was made from another state serial
+    ├── PartialApplyError               exit 3: apply finished with some sites failed
     ├── AuditError                      the audit chain is broken or cannot be appended to
     └── ProviderError                   a provider failed; no SDK exception escapes a provider
         ├── TransientProviderError      throttling, 5xx, timeouts: retried with backoff
@@ -97,6 +98,12 @@ class LeaseLostError(StateError):
 
 class StalePlanError(StateError):
     """A saved plan no longer matches the state it was made from."""
+
+
+class PartialApplyError(SovereignError):
+    """Apply finished, but some sites failed (the rest applied and was recorded)."""
+
+    exit_code = 3
 
 
 class AuditError(SovereignError):

@@ -11,10 +11,21 @@ import os
 import sys
 
 import typer
+from rich.markup import escape
 
 from orchestrator import __version__
-from orchestrator.cli import audit, demo, directive, explain, export, gateway, plan, validate
-from orchestrator.cli.output import err_console, print_problems
+from orchestrator.cli import (
+    audit,
+    demo,
+    directive,
+    explain,
+    export,
+    gateway,
+    output,
+    plan,
+    validate,
+)
+from orchestrator.cli.options import JsonOpt
 from orchestrator.errors import FleetError, SovereignError
 
 app = typer.Typer(
@@ -33,9 +44,12 @@ app = typer.Typer(
 
 
 @app.command("version")
-def version() -> None:
+def version(json_out: JsonOpt = False) -> None:
     """Print the Sovereign version."""
-    typer.echo(__version__)
+    if json_out:
+        output.emit_json({"version": __version__})
+    else:
+        typer.echo(__version__)
 
 
 for module in (validate, directive, explain, plan, audit, gateway, demo, export):
@@ -43,42 +57,85 @@ for module in (validate, directive, explain, plan, audit, gateway, demo, export)
 
 
 def _report(exc: SovereignError) -> None:
+    if output.json_mode():
+        return  # reported once, as JSON on stdout
     if isinstance(exc, FleetError):
-        print_problems(exc.problems)  # unwrapped FILE:LINE: lines, as `validate` prints them
+        output.print_problems(exc.problems)  # unwrapped FILE:LINE: lines, as `validate` prints
+        if exc.hint:
+            output.err().print(f"[dim]hint:[/] {escape(exc.hint)}", soft_wrap=True)
     else:
-        err_console.print(f"[bold red]error:[/] {exc.message}", soft_wrap=True)
-    if exc.hint:
-        err_console.print(f"[dim]hint:[/] {exc.hint}", soft_wrap=True)
+        output.print_error(exc.message, exc.hint)
+
+
+def _usage_error(exc: typer.TyperException) -> None:
+    """A wrong argument or option (Typer's vendored click): invalid input, exit 1.
+
+    Click would exit 2, but SPEC 5 reserves 2 for "plan found changes"."""
+    ctx = getattr(exc, "ctx", None)
+    command_path = getattr(ctx, "command_path", "sovereign")
+    hint = f"see `{command_path} --help`"
+    show = getattr(exc, "show", None)
+    if output.json_mode():
+        pass  # reported once, as JSON on stdout
+    elif callable(show):
+        show(file=sys.stderr)
+    else:
+        output.print_error(str(exc), hint)
+    output.fail(output.error_json(exc.format_message(), hint=hint, exit_code=1, type="UsageError"))
+    sys.exit(1)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; never let a user mistake end in a traceback."""
+    """Run the CLI: the single error boundary. A user mistake never ends in a traceback, and
+    under --json every failure is one JSON error document on stdout."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    output.begin(args)
     command = typer.main.get_command(app)
     try:
-        rc = command.main(args=argv, prog_name="sovereign", standalone_mode=False)
+        rc = command.main(args=args, prog_name="sovereign", standalone_mode=False)
     except SovereignError as exc:
         if os.environ.get("SOVEREIGN_DEBUG") == "1":
             raise
         _report(exc)
+        output.fail(output.error_of(exc))
         sys.exit(exc.exit_code)
     except typer.Abort:
-        err_console.print("aborted")
+        if not output.json_mode():
+            output.print_error("aborted")
+        output.fail(output.error_json("aborted", hint=None, exit_code=1, type="Aborted"))
         sys.exit(1)
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
+        _exit(exc.exit_code)
     except typer.TyperException as exc:
-        # Typer's (vendored click) usage errors. Click would exit 2, but SPEC 5 reserves 2 for
-        # "plan found changes": a wrong argument is invalid input, exit 1.
         if type(exc).__name__ == "NoArgsIsHelpError":
             exc.show(file=sys.stderr)  # type: ignore[attr-defined]
             sys.exit(0)
-        show = getattr(exc, "show", None)
-        if callable(show):
-            show(file=sys.stderr)
-        else:
-            err_console.print(f"[bold red]error:[/] {exc}")
-        sys.exit(1)
-    sys.exit(rc if isinstance(rc, int) else 0)
+        _usage_error(exc)
+    except Exception as exc:
+        # A bug: the traceback is worth having (on stderr); a --json pipeline still gets JSON.
+        output.fail(
+            output.error_json(
+                f"internal error: {type(exc).__name__}: {exc}",
+                hint="this is a bug in sovereign; please report it with the command line",
+                exit_code=1,
+                type="InternalError",
+            )
+        )
+        raise
+    _exit(rc if isinstance(rc, int) else 0)
+
+
+def _exit(code: int) -> None:
+    """End the run: 0 and 2 (plan found changes) are answers; any other code is a failure."""
+    if code in (0, 2):
+        output.finish()
+    else:
+        output.fail(
+            output.error_json(
+                f"the command failed (exit code {code})", hint=None, exit_code=code, type="Exit"
+            )
+        )
+    sys.exit(code)
 
 
 if __name__ == "__main__":

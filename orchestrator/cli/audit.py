@@ -12,9 +12,10 @@ from typing import Annotated
 
 import typer
 
+from orchestrator.cli import output
 from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt, StateOpt
-from orchestrator.cli.output import emit_json, err_console, out_console
-from orchestrator.errors import UsageError
+from orchestrator.cli.output import emit_json
+from orchestrator.errors import AuditError, UsageError
 from orchestrator.state import open_store
 
 audit_app = typer.Typer(
@@ -49,16 +50,17 @@ def verify(
     if json_out:
         emit_json(report.to_json())
     elif report.ok:
-        head = report.head[:12] if report.head else "none"
-        out_console.print(f"audit chain intact: {report.entries} entries, head {head}")
-    else:
-        assert report.problem is not None
-        err_console.print(
-            f"[bold red]audit chain broken[/] ({store.url}): {report.problem.message}",
-            soft_wrap=True,
+        head = report.head or "none"
+        output.out().print(
+            f"audit chain intact: {report.entries} entries, head {head}", soft_wrap=True
         )
     if not report.ok:
-        raise typer.Exit(1)
+        problem = report.problem.message if report.problem is not None else "unknown problem"
+        raise AuditError(
+            f"audit chain broken ({store.url}): {problem}",
+            hint="restore the state from a backup; the entry named is the first one that "
+            "does not verify",
+        )
 
 
 @audit_app.command("log")
@@ -96,11 +98,11 @@ def log(
         emit_json([e.to_json() for e in entries])
         return
     if not entries:
-        err_console.print("no audit entries" + (f" of kind {kind}" if kind else ""))
+        output.err().print("no audit entries" + (f" of kind {kind}" if kind else ""))
         return
     for e in entries:
         details = " ".join(f"{k}={_short(v)}" for k, v in sorted(e.payload.items()))
-        out_console.print(
+        output.out().print(
             f"{e.seq:>6}  {e.ts}  {e.kind:<22} {details}",
             markup=False,
             soft_wrap=True,
@@ -108,9 +110,16 @@ def log(
         )
 
 
-def _short(value: object, width: int = 60) -> str:
-    text = value if isinstance(value, str) else repr(value)
-    return text if len(text) <= width else text[: width - 1] + "…"
+def _short(value: object, width: int = 80) -> str:
+    """A payload value on one line: strings (ids, hashes, paths) whole; a long structure
+    shortened at an element boundary, never inside a word."""
+    if isinstance(value, str):
+        return value
+    text = repr(value)
+    if len(text) <= width:
+        return text
+    cut = text.rfind(", ", 0, width)
+    return (text[:cut] if cut > 0 else text[:width]) + ", ..."
 
 
 def register(app: typer.Typer) -> None:

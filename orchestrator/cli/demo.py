@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt
-from orchestrator.cli.output import out_console
+from orchestrator.cli import output
+from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt
+from orchestrator.cli.output import emit_json
 
 
 def demo_command(
@@ -22,6 +23,7 @@ def demo_command(
             "directory, removed afterwards).",
         ),
     ] = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Run the main job end to end, offline, in under a minute.
 
@@ -38,12 +40,20 @@ def demo_command(
 
       sovereign demo --workspace /tmp/sovereign-demo   # keep the workspace
     """
-    # Piped output (CI logs, `make demo | tee`) has no width to honour: use one that fits the
-    # routing matrix on one line per principal. A terminal keeps its own width.
-    console = out_console if out_console.is_terminal else Console(width=110, highlight=False)
+    # A terminal keeps its own width; piped output honours COLUMNS (80 without it). With
+    # --json the story is narrated on stderr and stdout holds only the outcome.
+    console = output.err() if json_out else output.out()
     from orchestrator.demo.story import run_demo  # heavy: the whole stack; only for demo
 
-    run_demo(fleet, console, workspace=workspace)
+    started = time.monotonic()
+    run_demo(fleet, console, workspace=workspace)  # raises unless the story ended clean
+    emit_json(
+        {
+            "ok": True,
+            "seconds": round(time.monotonic() - started, 1),
+            "workspace": str(workspace) if workspace is not None else None,
+        }
+    )
 
 
 def register(app: typer.Typer) -> None:

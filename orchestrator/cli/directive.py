@@ -15,8 +15,9 @@ from typing import Annotated
 
 import typer
 
+from orchestrator.cli import output
 from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt
-from orchestrator.cli.output import emit_json, err_console, print_problems
+from orchestrator.cli.output import emit_json
 from orchestrator.errors import FleetError, SignatureError, UsageError
 from orchestrator.fleet.loader import (
     inspect_directive_file,
@@ -115,7 +116,7 @@ def sign_command(
             }
         )
         return
-    err_console.print(f"signed {file} as {authority}; wrote {sig}", markup=False, soft_wrap=True)
+    output.err().print(f"signed {file} as {authority}; wrote {sig}", markup=False, soft_wrap=True)
 
 
 def _check_key_matches(file: Path, fleet_dir: Path, authority: str, public: str) -> None:
@@ -126,7 +127,7 @@ def _check_key_matches(file: Path, fleet_dir: Path, authority: str, public: str)
     try:
         fleet = _fleet_for(file, fleet_dir)
     except FleetError:
-        err_console.print(
+        output.err().print(
             f"note: fleet {fleet_dir} is invalid; the key was not checked against the profiles",
             markup=False,
             soft_wrap=True,
@@ -144,7 +145,7 @@ def _check_key_matches(file: Path, fleet_dir: Path, authority: str, public: str)
             )
         return
     known = sorted(a.id for j in fleet.jurisdictions.values() for a in j.authorities)
-    err_console.print(
+    output.err().print(
         f"note: no profile of {fleet_dir} declares authority '{authority}' "
         f"(declared: {', '.join(known)})",
         markup=False,
@@ -172,9 +173,7 @@ def verify_command(
                     "errors": [p.to_json() for p in exc.problems],
                 }
             )
-        else:
-            print_problems(exc.problems)
-        raise typer.Exit(1) from None
+        raise
     report = inspect_directive_file(file, loaded)
     if json_out:
         emit_json(
@@ -200,7 +199,12 @@ def verify_command(
             sys.stderr.write(p.render() + "\n")
         typer.echo(f"{file}: {'valid' if report.valid else 'INVALID'}")
     if not report.valid:
-        raise typer.Exit(1)
+        raise SignatureError(
+            f"{file} is not a valid directive"
+            + (f": {report.problems[0].message}" if report.problems else ""),
+            hint="sign it with `sovereign directive sign FILE --key KEY --authority ID` "
+            "until the jurisdiction's directive_threshold is met",
+        )
 
 
 directive_app.command("sign", help=SIGN_HELP)(sign_command)

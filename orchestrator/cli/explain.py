@@ -16,8 +16,9 @@ from typing import IO, Annotated
 import typer
 from rich.table import Table
 
+from orchestrator.cli import output
 from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt
-from orchestrator.cli.output import emit_json, emit_json_line, err_console, out_console
+from orchestrator.cli.output import emit_json, emit_json_line
 from orchestrator.errors import UsageError
 from orchestrator.fleet.loader import load_directive_file, load_fleet
 from orchestrator.fleet.model import Fleet
@@ -79,7 +80,7 @@ def _render_explanation(fleet: Fleet, e: Explanation) -> None:
     nats = ", ".join(sorted(p.nationalities)) or "unknown"
     groups = ", ".join(sorted(p.groups)) or "none"
     home = e.home or "none (unlisted country)"
-    out_console.print(
+    output.out().print(
         f"[bold]{e.model}[/] for a principal in {p.residency} (home {home}), "
         f"nationality {nats}, groups {groups}, at {e.at.isoformat().replace('+00:00', 'Z')}"
     )
@@ -94,11 +95,11 @@ def _render_explanation(fleet: Fleet, e: Explanation) -> None:
             "[green]yes[/]" if d.allowed else "[red]no[/]",
             reasons or "-",
         )
-    out_console.print(table)
+    output.out().print(table)
     if e.route:
-        out_console.print(f"route: {' -> '.join(e.route)}")
+        output.out().print(f"route: {' -> '.join(e.route)}")
     else:
-        out_console.print("route: [bold red]refused[/] (no site may serve this principal)")
+        output.out().print("route: [bold red]refused[/] (no site may serve this principal)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +253,7 @@ def explain_command(
 
 def _render_impact(result: Impact) -> None:
     d = result.directive
-    out_console.print(
+    output.out().print(
         f"[bold]{d.id}[/] ({d.action.value} by {d.jurisdiction}, "
         f"{', '.join(sorted(d.models))}) compared at "
         f"{result.at.isoformat().replace('+00:00', 'Z')}"
@@ -274,16 +275,16 @@ def _render_impact(result: Impact) -> None:
                 " -> ".join(first.after) or "refused"
             )
             table.add_row(model, home, f"[{colour}]{effect}[/]", str(len(cells)), examples, route)
-        out_console.print(table)
+        output.out().print(table)
     else:
-        out_console.print("no route changes for anyone")
+        output.out().print("no route changes for anyone")
     s = result.summary()
-    out_console.print(
+    output.out().print(
         f"{s['changed']} of {s['cells']} cells change: {s['refused']} refused, "
         f"{s['rerouted']} rerouted, {s['restored']} restored"
     )
     colour = "green" if result.collateral == 0 else "bold red"
-    out_console.print(
+    output.out().print(
         f"collateral (changes outside the directive's reach): [{colour}]{result.collateral}[/]"
     )
 
@@ -324,7 +325,7 @@ def impact_command(
     signed = signature_path(directive_file).is_file()
     directive = load_directive_file(directive_file, fleet, require_signature=signed)
     if not signed:
-        err_console.print(
+        output.err().print(
             f"[yellow]warning:[/] {directive_file} is not signed: it cannot take effect until "
             f"signed (sovereign directive sign {directive_file} --key KEY --authority ID)",
             soft_wrap=True,

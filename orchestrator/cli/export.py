@@ -16,10 +16,11 @@ from typing import Annotated
 
 import typer
 
+from orchestrator.cli import output
 from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt
-from orchestrator.cli.output import emit_json, err_console
+from orchestrator.cli.output import emit_json
 from orchestrator.cli.plan import AtOpt, parse_at
-from orchestrator.errors import FleetError, SovereignError, UsageError
+from orchestrator.errors import UsageError
 from orchestrator.fleet.loader import load_fleet
 from orchestrator.planning.export import EXPORT_FORMATS, export_stack_input
 
@@ -50,22 +51,8 @@ def export_command(
 
       sovereign export --jurisdiction US --format pulumi --out infra/US.json
     """
-    try:
-        _export(jurisdiction, format_, out, fleet, at)
-    except SovereignError as exc:
-        if not json_out:
-            raise
-        # SPEC 5: with --json a failure is JSON on stdout too (people still read stderr).
-        error: dict[str, object] = {
-            "message": exc.message,
-            "hint": exc.hint,
-            "exit_code": exc.exit_code,
-        }
-        if isinstance(exc, FleetError):
-            error["problems"] = [p.to_json() for p in exc.problems]
-        emit_json({"error": error})
-        err_console.print(f"error: {exc.message}", markup=False, soft_wrap=True)
-        raise typer.Exit(exc.exit_code) from None
+    # A failure (with --json too) is reported by the one error boundary in cli/app.py.
+    _export(jurisdiction, format_, out, fleet, at)
 
 
 def _export(jurisdiction: str, format_: str, out: Path | None, fleet: Path, at: str | None) -> None:
@@ -85,7 +72,7 @@ def _export(jurisdiction: str, format_: str, out: Path | None, fleet: Path, at: 
         raise UsageError(
             f"cannot write {out}: {exc.strerror}", hint="choose a writable --out path"
         ) from None
-    err_console.print(
+    output.err().print(
         f"wrote the desired state of {jurisdiction} to {out}: "
         f"{len(document['deployments'])} deployments at {len(document['sites'])} sites",
         markup=False,

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from orchestrator.cli import output
 from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt, StateOpt
-from orchestrator.cli.output import emit_json, err_console
 from orchestrator.errors import UsageError
 
 if TYPE_CHECKING:
@@ -156,18 +156,18 @@ def register(app: typer.Typer) -> None:
             "source": serving.source,
         }
         if json_output:
-            emit_json(started)
+            output.emit_json_now(started)
         else:
-            err_console.print(
+            output.err().print(
                 f"gateway on {url}, serving table {serving.table.version} from {serving.source}"
             )
         if serve_working_fleet:
-            err_console.print(
+            output.err().print(
                 "[yellow]warning:[/] serving the working fleet, not what was "
                 "applied (development only)"
             )
         if not is_loopback(host):
-            err_console.print(
+            output.err().print(
                 f"[yellow]warning:[/] listening on {host}: terminate TLS in front "
                 "of the gateway; bearer tokens must not cross a network in clear"
             )
@@ -178,7 +178,7 @@ def register(app: typer.Typer) -> None:
             run(gw, host, port, sock)  # on uvloop when installed
         except KeyboardInterrupt:
             pass
-        err_console.print("gateway stopped")
+        output.err().print("gateway stopped")
 
 
 def _interrupt(signum: int, frame: object) -> None:

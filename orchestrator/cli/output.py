@@ -1,37 +1,180 @@
-"""Where output goes: data on stdout, everything for humans on stderr when --json is set."""
+"""The one place that decides where a command's output goes (SPEC 5).
+
+Every command writes through this module, so that none can get the conventions wrong:
+
+- a command's *result* (tables, plans, reports, JSON) goes to stdout: ``sovereign status >
+  status.txt`` works;
+- progress, prompts, warnings and diagnostics go to stderr;
+- with ``--json``, stdout carries exactly one JSON document. A command hands its document to
+  :func:`emit_json`; the error boundary in ``cli/app.py`` prints it when the command ends. If
+  the command fails, the boundary merges ``{"error": {"message", "hint", "exit_code", ...}}``
+  into that document (or prints it alone), so a pipeline never parses an empty stream or two
+  documents;
+- whether ``--json`` was given is read from the command line by the boundary itself
+  (:func:`wants_json`), so a usage error raised before the command runs answers in JSON too.
+
+Consoles are created per run (not at import): they honour ``COLUMNS`` when piped, and ``rich``
+is imported only by commands that draw something.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+from orchestrator.errors import Problem, SovereignError
 
-from orchestrator.errors import Problem
+if TYPE_CHECKING:
+    from rich.console import Console
 
-# Human-facing messages, warnings and progress go to stderr so that stdout stays parseable.
-err_console = Console(stderr=True, highlight=False)
-out_console = Console(highlight=False)
+DEFAULT_WIDTH = 80
+"""Width of piped output when ``COLUMNS`` does not say otherwise."""
+
+_UNSET: Any = object()
+
+
+@dataclass
+class _Run:
+    """What one CLI invocation has printed so far (reset by :func:`begin`)."""
+
+    json_mode: bool = False
+    defer: bool = False
+    document: Any = _UNSET
+    consoles: dict[bool, Console] = field(default_factory=dict)
+
+
+_run = _Run()
+
+
+def begin(argv: Sequence[str]) -> None:
+    """Start one invocation: JSON documents are held until :func:`finish` or :func:`fail`."""
+    global _run
+    _run = _Run(json_mode=wants_json(argv), defer=True)
+
+
+def wants_json(argv: Sequence[str]) -> bool:
+    """Whether ``--json`` was given on this command line (before a ``--`` terminator)."""
+    args = list(argv)
+    if "--" in args:
+        args = args[: args.index("--")]
+    return "--json" in args
+
+
+def json_mode() -> bool:
+    """Whether the running command was asked for ``--json``."""
+    return _run.json_mode
+
+
+def _console(stderr: bool) -> Console:
+    console = _run.consoles.get(stderr)
+    if console is None:
+        from rich.console import Console
+
+        console = Console(stderr=stderr, highlight=False)
+        if not console.is_terminal and not os.environ.get("COLUMNS", "").isdigit():
+            console.width = DEFAULT_WIDTH
+        _run.consoles[stderr] = console
+    return console
+
+
+def out() -> Console:
+    """The console for results (stdout)."""
+    return _console(stderr=False)
+
+
+def err() -> Console:
+    """The console for progress, prompts, warnings and diagnostics (stderr)."""
+    return _console(stderr=True)
 
 
 def emit_json(payload: Any) -> None:
-    """Print one JSON document on stdout (the only thing on stdout under --json)."""
+    """Hand over the command's one JSON document for stdout."""
+    if _run.defer:
+        _run.document = payload
+        return
+    _write(payload)
+
+
+def emit_json_line(payload: Any) -> None:
+    """Print one compact JSON line now (JSON-lines output of batch commands)."""
+    sys.stdout.write(json.dumps(payload, separators=(",", ":"), default=str))
+    sys.stdout.write("\n")
+
+
+def emit_json_now(payload: Any) -> None:
+    """Print a JSON document at once: for long-running commands (the gateway's start line)."""
+    _write(payload)
+    _run.document = _UNSET
+
+
+def _write(payload: Any) -> None:
     sys.stdout.write(json.dumps(payload, sort_keys=False, default=str))
     sys.stdout.write("\n")
     sys.stdout.flush()
 
 
-def emit_json_line(payload: Any) -> None:
-    """Print one compact JSON line (JSON-lines output for batch commands)."""
-    sys.stdout.write(json.dumps(payload, separators=(",", ":"), default=str))
-    sys.stdout.write("\n")
+def finish() -> None:
+    """The command succeeded: print its JSON document, if it made one."""
+    if _run.document is not _UNSET:
+        _write(_run.document)
+        _run.document = _UNSET
+    _run.defer = False
 
 
-def print_problems(problems: tuple[Problem, ...]) -> None:
+def error_json(message: str, *, hint: str | None, exit_code: int, **extra: Any) -> dict[str, Any]:
+    """The ``error`` object of SPEC 5."""
+    return {"message": message, "hint": hint, "exit_code": exit_code, **extra}
+
+
+def fail(error: dict[str, Any]) -> None:
+    """The command failed: under ``--json``, print one document that carries ``error``."""
+    document = _run.document
+    _run.document = _UNSET
+    _run.defer = False
+    if not _run.json_mode:
+        return
+    if isinstance(document, dict):
+        _write({**document, "error": error})
+    else:
+        _write({"error": error})
+
+
+def error_of(exc: SovereignError) -> dict[str, Any]:
+    """The ``error`` object for a Sovereign error (a fleet error carries its ``problems``)."""
+    from orchestrator.errors import FleetError
+
+    extra: dict[str, Any] = {"type": type(exc).__name__}
+    message = exc.message
+    if isinstance(exc, FleetError):
+        message = message.split("\n", 1)[0]
+        extra["problems"] = [p.to_json() for p in exc.problems]
+    return error_json(message, hint=exc.hint, exit_code=exc.exit_code, **extra)
+
+
+def print_problems(problems: tuple[Problem, ...], *, head: str | None = None) -> None:
     """One unwrapped line per problem on stderr, for people and for editors' problem matchers."""
     n = len(problems)
-    sys.stderr.write(f"error: the fleet is invalid ({n} problem{'s' if n != 1 else ''})\n")
+    if head is None:
+        head = f"the fleet is invalid ({n} problem{'s' if n != 1 else ''})"
+    sys.stderr.write(f"error: {head}\n")
     for p in problems:
         sys.stderr.write(p.render() + "\n")
     sys.stderr.flush()
+
+
+def print_error(message: str, hint: str | None = None) -> None:
+    """A failure for people, on stderr, never wrapped (paths and hashes stay whole)."""
+    console = err()
+    console.print(f"[bold red]error:[/] {_escape(message)}", soft_wrap=True)
+    if hint:
+        console.print(f"[dim]hint:[/] {_escape(hint)}", soft_wrap=True)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

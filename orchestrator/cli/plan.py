@@ -1,7 +1,8 @@
 """CLI: ``plan``, ``apply`` and ``status`` - desired vs actual, carrying it out, what is where.
 
 Presentation only: the work is in ``orchestrator.reconcile`` (sessions, apply, interlocks,
-status). Human output goes to stderr, ``--json`` output alone to stdout.
+status). Results (the plan, the apply summary, the status) go to stdout; progress and the
+confirmation prompt to stderr; ``--json`` output alone to stdout.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from orchestrator.cli import output
 from orchestrator.cli.options import (
     DEFAULT_FLEET,
     FleetOpt,
@@ -27,8 +29,8 @@ from orchestrator.cli.options import (
     StateOpt,
     YesOpt,
 )
-from orchestrator.cli.output import emit_json, err_console
-from orchestrator.errors import RefusedError, UsageError
+from orchestrator.cli.output import emit_json
+from orchestrator.errors import PartialApplyError, RefusedError, UsageError
 from orchestrator.planning.plan import Change, Plan
 from orchestrator.planning.scope import describe_scope
 from orchestrator.providers.base import Op
@@ -189,8 +191,8 @@ def progress_display(console: Console) -> Progress:
 
 
 class ApplyDisplay:
-    """Shows the sequence on stderr: the plan (unless --json), then one progress bar per
-    target."""
+    """Shows the sequence: the plan (a result: on ``console``, stdout, unless --json), then
+    one progress bar per target (progress: on stderr)."""
 
     def __init__(self, console: Console, fleet_dir: Path, *, show_plan: bool) -> None:
         self.console = console
@@ -204,7 +206,7 @@ class ApplyDisplay:
     @contextmanager
     def applying(self, plan: Plan) -> Iterator[ApplyObserver]:
         del plan
-        with progress_display(self.console) as progress:
+        with progress_display(output.err()) as progress:
             yield ProgressObserver(progress)
 
 
@@ -322,10 +324,10 @@ def plan_command(
     if json_out:
         emit_json(plan.to_json_with_digest())
     else:
-        render_plan(err_console, plan, fleet)
-        err_console.print(f"Plan SHA-256: {plan.sha256()}", highlight=False)
+        render_plan(output.out(), plan, fleet)
+        output.out().print(f"Plan SHA-256: {plan.sha256()}", highlight=False, soft_wrap=True)
         if out is not None:
-            err_console.print(f"Plan written to {out}: apply it with `sovereign apply {out}`.")
+            output.err().print(f"Plan written to {out}: apply it with `sovereign apply {out}`.")
     enforce(
         plan.interlocks, None, changed=plan.jurisdictions()
     )  # refused plans exit 1, after showing (and saving) them
@@ -398,7 +400,7 @@ def apply_command(
             saved=saved,
             allow_outage=allow_outage,
             confirm=None if saved is not None or yes else confirm_on_terminal,
-            observer=ApplyDisplay(err_console, fleet, show_plan=not json_out),
+            observer=ApplyDisplay(output.out(), fleet, show_plan=not json_out),
         )
     finally:
         session.close()
@@ -407,7 +409,7 @@ def apply_command(
     if json_out:
         emit_json({"plan": done.plan.to_json(), "result": done.result.to_json()})
     elif not done.plan.empty:
-        render_result(err_console, done.result)
+        render_result(output.out(), done.result)
     if done.result.refused_targets:
         raise RefusedError(
             "the law refused changes at "
@@ -417,7 +419,11 @@ def apply_command(
             "R1, R2 and R4 allow",
         )
     if not done.result.ok:
-        raise typer.Exit(3)
+        raise PartialApplyError(
+            f"apply finished with {len(done.result.failed_targets)} failed target(s): "
+            f"{', '.join(done.result.failed_targets)}",
+            hint="the rest applied and was recorded; fix the cause and re-run `sovereign apply`",
+        )
 
 
 def status_command(
@@ -447,7 +453,7 @@ def status_command(
     if json_out:
         emit_json(status.to_json())
     else:
-        render_status(err_console, status)
+        render_status(output.out(), status)
 
 
 def register(app: typer.Typer) -> None:

@@ -2,8 +2,9 @@
 
 ``validate`` is what a CI pipeline runs on every change to the fleet, so its output is made for
 both people and tools: one ``FILE:LINE: field.path: message`` line per problem (every problem in
-one run, on stderr, never wrapped), or with ``--json`` exactly
-``{"valid": bool, "errors": [{"file", "line", "field", "message"}]}`` on stdout.
+one run, on stderr, never wrapped), or with ``--json``
+``{"valid": bool, "errors": [{"file", "line", "field", "message"}]}`` on stdout, plus SPEC 5's
+``"error"`` object when the fleet is invalid.
 ``keygen`` makes the Ed25519 key pair of a directive authority.
 """
 
@@ -16,8 +17,9 @@ from typing import Annotated
 
 import typer
 
+from orchestrator.cli import output
 from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt
-from orchestrator.cli.output import emit_json, err_console, print_problems
+from orchestrator.cli.output import emit_json
 from orchestrator.errors import FleetError, UsageError
 from orchestrator.fleet.loader import load_fleet_files, read_fleet_files
 from orchestrator.fleet.signing import generate_key
@@ -39,7 +41,8 @@ warnings naming the model, the jurisdiction and the rule; they do not make the f
 
 With --json, stdout holds \
 {"valid": true|false, "errors": \\[{"file", "line", "field", "message"}, ...], \
-"warnings": \\[...]} ("warnings" only when valid).
+"warnings": \\[...]} ("warnings" only when valid); an invalid fleet adds \
+{"error": {"message", "hint", "exit_code", "problems"}}.
 
 \b
 The fleet directory (default: regions/):
@@ -95,10 +98,9 @@ def validate_command(fleet: FleetOpt = DEFAULT_FLEET, json_out: JsonOpt = False)
             raise FleetError(over_capacity)
     except FleetError as exc:
         if json_out:
+            # The documented validate shape; the boundary adds SPEC 5's "error" beside it.
             emit_json({"valid": False, "errors": [p.to_json() for p in exc.problems]})
-        else:
-            print_problems(exc.problems)
-        raise typer.Exit(1) from None
+        raise
     now = datetime.now(UTC)
     # Guarantees the fleet cannot keep (SPEC 4): warnings, the fleet is still valid.
     warnings = shortfalls(loaded, now, desired_pairs(loaded, now))
@@ -106,7 +108,7 @@ def validate_command(fleet: FleetOpt = DEFAULT_FLEET, json_out: JsonOpt = False)
         emit_json({"valid": True, "errors": [], "warnings": [w.to_json() for w in warnings]})
         return
     for w in warnings:
-        err_console.print(f"warning: {w.message}", markup=False, highlight=False, soft_wrap=True)
+        output.err().print(f"warning: {w.message}", markup=False, highlight=False, soft_wrap=True)
     active = len(in_force(loaded, now))
     total = len(loaded.directives)
     typer.echo(
@@ -155,7 +157,7 @@ def keygen_command(
     if json_out:
         emit_json({"key_file": str(out), "authority": authority, "public_key": public})
         return
-    err_console.print(
+    output.err().print(
         f"wrote private key {out} (mode 0600); keep it secret, never commit it",
         markup=False,
         soft_wrap=True,

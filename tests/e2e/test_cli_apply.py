@@ -89,7 +89,7 @@ def test_plan_apply_then_plan_is_clean(ws: Workspace) -> None:
     assert sovereign("plan", *fleet_args(ws), "--detailed-exitcode").returncode == 2
     applied = sovereign("apply", *fleet_args(ws), "--yes")
     assert applied.returncode == 0, applied.stderr
-    assert "Apply complete" in applied.stderr and deployments(ws) == 32
+    assert "Apply complete" in applied.stdout and deployments(ws) == 32
     clean = sovereign("plan", *fleet_args(ws), "--detailed-exitcode")
     assert clean.returncode == 0, clean.stderr
 

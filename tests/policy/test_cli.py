@@ -67,10 +67,14 @@ def test_explain_human_output_names_rules_and_route(capsys: pytest.CaptureFixtur
 def test_explain_rejects_bad_input_with_a_hint(
     capsys: pytest.CaptureFixture[str], args: tuple[str, ...], message: str, hint: str
 ) -> None:
-    code, out, err = run(capsys, *explain_args(*args, "--json"))
+    code, out, err = run(capsys, *explain_args(*args))
     assert code == 1 and out == ""
     assert message in err and hint in err
     assert "Traceback" not in err
+    code, out, err = run(capsys, *explain_args(*args, "--json"))
+    error = json.loads(out)["error"]  # SPEC 5: the failure is JSON on stdout
+    assert code == 1 and err == ""
+    assert message in error["message"] and hint in error["hint"] and error["exit_code"] == 1
 
 
 def test_batch_answers_every_line_in_order(
@@ -181,5 +185,5 @@ def test_impact_refuses_a_bad_signature(capsys: pytest.CaptureFixture[str], tmp_
         (REGIONS / "directives" / "us-doc-2026-06-12.yaml.sig").read_text()
     )
     code, out, err = run(capsys, "impact", str(draft), "--fleet", str(REGIONS), "--json")
-    assert code == 1 and out == ""
+    assert code == 1 and json.loads(out)["error"]["exit_code"] == 1
     assert "Traceback" not in err

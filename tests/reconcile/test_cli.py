@@ -39,22 +39,22 @@ def deployments(w: Workspace) -> int:
 
 def test_saved_plan_flow_and_status(ws: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
     args = fleet_args(ws)
-    code, _, err = cli(capsys, "plan", *args, "--detailed-exitcode")
+    code, out, _ = cli(capsys, "plan", *args, "--detailed-exitcode")
     assert code == 2
-    assert "+ create" in err and "artifact.aws-us-east-1.fable-5" in err and "(config)" in err
+    assert "+ create" in out and "artifact.aws-us-east-1.fable-5" in out and "(config)" in out
     planfile = ws.root / "plan.json"
     code, out, _ = cli(capsys, "plan", *args, "--json", "--out", str(planfile))
     assert code == 0
     on_stdout = json.loads(out)  # --json: stdout is the plan and nothing else
     assert on_stdout["changes"] == json.loads(planfile.read_text())["changes"]
     assert on_stdout["summary"]["by_op"] == {"create": 65, "update": 0, "delete": 0}
-    code, _, err = cli(
+    code, out, _ = cli(
         capsys, "apply", str(planfile), "--fleet", str(ws.fleet_dir), "--sites", "local"
     )
-    assert code == 0, err
-    assert deployments(ws) == 32 and "Apply complete" in err
-    code, _, err = cli(capsys, "plan", *args, "--detailed-exitcode")
-    assert code == 0 and "No changes" in err
+    assert code == 0, out
+    assert deployments(ws) == 32 and "Apply complete" in out
+    code, out, _ = cli(capsys, "plan", *args, "--detailed-exitcode")
+    assert code == 0 and "No changes" in out
     code, _, err = cli(
         capsys, "apply", str(planfile), "--fleet", str(ws.fleet_dir), "--sites", "local"
     )
@@ -95,14 +95,16 @@ def test_interlock_refusal_and_audited_override(
     us = ws.fleet_dir / "us.yaml"
     us.write_text(us.read_text().replace("min_sites_per_model: 1", "min_sites_per_model: 3"))
     # A first rollout takes nothing away: the US shortfall is a warning, not a refusal.
-    code, _, err = cli(capsys, "plan", *fleet_args(ws))
+    code, out, err = cli(capsys, "plan", *fleet_args(ws))
+    err = out + err  # the plan (and its warnings) on stdout, diagnostics on stderr
     assert code == 0, err
     assert "warning:" in err and "fewer than min_sites_per_model 3" in err
     code, _, err = cli(capsys, "apply", *fleet_args(ws), "--yes")
     assert code == 0, err
     # The US stops exporting restricted models to the EU: the plan deletes them there.
     us.write_text(us.read_text().replace("restricted: [EU, UK, JP]", "restricted: [UK, JP]"))
-    code, _, err = cli(capsys, "plan", *fleet_args(ws))
+    code, out, err = cli(capsys, "plan", *fleet_args(ws))
+    err = out + err  # the plan on stdout, the refusal on stderr
     assert code == 1
     assert "for EU" in err and "deployment.aws-eu-central-1.fable-5" in err
     assert '--allow-outage "REASON"' in err
