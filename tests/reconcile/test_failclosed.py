@@ -252,12 +252,12 @@ def test_plan_prints_its_sha256_and_apply_audits_it(
 ) -> None:
     root = local_fleet()
     out = tmp_path / "plan.json"
-    code, _, err = cli(
+    code, stdout, _ = cli(
         ["plan", "--fleet", str(root), "--sites", "local", "--out", str(out)], capsys
     )
     assert code == 0
     plan = Plan.loads(out.read_bytes())
-    assert f"Plan SHA-256: {plan.sha256()}" in err
+    assert f"Plan SHA-256: {plan.sha256()}" in stdout  # a result: on stdout, never cut
     assert json.loads(out.read_text())["sha256"] == plan.sha256()
     code, _, err = cli(["apply", str(out), "--fleet", str(root), "--sites", "local"], capsys)
     assert code == 0, err
