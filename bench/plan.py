@@ -25,6 +25,7 @@ from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.incremental import IncrementalPlanner  # noqa: E402
 from orchestrator.fleet.model import (  # noqa: E402
     Action,
     Audience,
@@ -36,7 +37,6 @@ from orchestrator.fleet.model import (  # noqa: E402
 )
 from orchestrator.planning.desired import desired_state  # noqa: E402
 from orchestrator.planning.diff import CauseContext, diff, index  # noqa: E402
-from orchestrator.planning.incremental import IncrementalPlanner  # noqa: E402
 from orchestrator.planning.plan import Plan  # noqa: E402
 from orchestrator.providers.base import Resource, ResourceKind, spec_of  # noqa: E402
 

@@ -25,7 +25,7 @@ from orchestrator.fleet.loader import load_fleet_files, read_fleet_files
 from orchestrator.fleet.signing import generate_key
 from orchestrator.planning.desired import desired_pairs
 from orchestrator.planning.guarantees import capacity_problems, shortfalls
-from orchestrator.policy.rules import in_force
+from orchestrator.policy.epochs import in_force
 
 VALIDATE_HELP = """Check the fleet: every file, every reference, every directive signature.
 

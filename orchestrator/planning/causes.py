@@ -19,7 +19,8 @@ import yaml
 from orchestrator.fleet.model import Fleet
 from orchestrator.planning.diff import CauseContext, Identity
 from orchestrator.planning.plan import CauseKind, Spec, directive_cause
-from orchestrator.policy.rules import in_force, withdrawals
+from orchestrator.policy.epochs import in_force
+from orchestrator.policy.rules import withdrawals
 from orchestrator.providers.base import ResourceKind
 
 

@@ -5,21 +5,18 @@ A deployment ``(m, s)`` is desired when R1, R2 and R4 hold and someone could be 
 removes a deployment, only routing. The published routing table is one ROUTE resource whose
 spec is the digest of the fleet files: applying it records the fleet as applied, which is what
 the gateway hot-reloads, so a directive that changes no deployment still reaches the data plane.
-
-``DesiredPairs`` keeps the (model, site) decision per pair so that, when one directive changes,
-only the pairs it can reach are recomputed (the incremental path ``bench/plan.py`` measures).
+Which withdrawals are in force comes from the fleet's epoch index (``policy.epochs``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
 
-from orchestrator.fleet.model import ALL_MODELS, Action, Directive, Fleet, Unlisted
+from orchestrator.fleet.model import Action, Fleet, Unlisted
 from orchestrator.planning.dns import desired_dns_records
 from orchestrator.planning.gcpause import gc_paused
-from orchestrator.policy.rules import deployable, export_allowed, in_force
+from orchestrator.policy.epochs import EpochIndex
+from orchestrator.policy.rules import export_allowed
 from orchestrator.providers.base import Resource, ResourceKind, spec_of
 
 TABLE_TARGET = "table"
@@ -56,13 +53,18 @@ def resources_for_pair(fleet: Fleet, model_id: str, site_id: str) -> tuple[Resou
     )
 
 
-def desired_pairs(fleet: Fleet, at: datetime) -> frozenset[tuple[str, str]]:
-    """Every (model, site) that should hold a deployment at ``at``.
+def desired_pairs(
+    fleet: Fleet, at: datetime, epochs: EpochIndex | None = None
+) -> frozenset[tuple[str, str]]:
+    """Every (model, site) that should hold a deployment at ``at`` (``epochs``: the fleet's
+    epoch index, when the caller holds one).
 
     The same decision as ``policy.rules.deployable`` for every pair (the tests check it), with
     the per-site and per-model parts hoisted out of the loop: fleets reach 100,000 pairs.
     """
-    active = in_force(fleet, at)
+    if epochs is None:
+        epochs = EpochIndex(fleet)
+    active = epochs.in_force(at)
     withdraws = [d for d in active if d.action is Action.WITHDRAW]
     anyone = fleet.settings.unlisted_countries is Unlisted.ANY
     processed: set[str] = set()
@@ -111,58 +113,3 @@ def _desired_state(
     if include_dns:
         resources.extend(desired_dns_records(fleet, at))
     return frozenset(resources)
-
-
-def reach_of(fleet: Fleet, directive: Directive) -> frozenset[tuple[str, str]]:
-    """The (model, site) pairs a directive can affect: sites it governs, models it names."""
-    models = fleet.models if ALL_MODELS in directive.models else directive.models
-    return frozenset(
-        (m, s.id)
-        for s in fleet.sites.values()
-        if directive.jurisdiction in s.governing
-        for m in models
-        if m in fleet.models
-    )
-
-
-@dataclass
-class DesiredPairs:
-    """Desired (model, site) pairs, recomputable for only the pairs a directive change reaches.
-
-    SPEC 2: a directive changes nothing outside its own reach, so after adding, removing or
-    replacing directives only the union of their reaches can change.
-    """
-
-    fleet: Fleet
-    at: datetime
-    pairs: set[tuple[str, str]]
-
-    @classmethod
-    def compute(cls, fleet: Fleet, at: datetime) -> DesiredPairs:
-        return cls(fleet, at, set(desired_pairs(fleet, at)))
-
-    def update(
-        self, fleet: Fleet, changed: Iterable[Directive]
-    ) -> tuple[frozenset[tuple[str, str]], frozenset[tuple[str, str]]]:
-        """Move to ``fleet`` (same sites and models, other directives); return (added, removed).
-
-        ``changed`` holds every directive added, removed or replaced (old and new versions), and
-        every directive they supersede, so their reach covers everything that can move.
-        """
-        touched: set[tuple[str, str]] = set()
-        for d in changed:
-            touched |= reach_of(fleet, d)
-        active = in_force(fleet, self.at)
-        added: set[tuple[str, str]] = set()
-        removed: set[tuple[str, str]] = set()
-        for m, s in touched:
-            want = m in fleet.owner_of(s).models and deployable(fleet, m, s, active)
-            have = (m, s) in self.pairs
-            if want and not have:
-                added.add((m, s))
-            elif have and not want:
-                removed.add((m, s))
-        self.pairs |= added
-        self.pairs -= removed
-        self.fleet = fleet
-        return frozenset(added), frozenset(removed)

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from orchestrator.fleet.model import Directive, Fleet, Unlisted
 from orchestrator.policy.principal import Principal
-from orchestrator.policy.rules import decide, in_force, order_route
+from orchestrator.policy.table import RouteTable
 from orchestrator.providers.base import Resource, ResourceKind, spec_of
 
 DEFAULT_KEY = "*"
@@ -54,12 +54,9 @@ def is_ip_address(value: str) -> bool:
     return True
 
 
-def _route(
-    fleet: Fleet, model_id: str, residency: str, at: datetime, active: tuple[Directive, ...]
-) -> tuple[str, ...]:
+def _route(table: RouteTable, model_id: str, residency: str, at: datetime) -> tuple[str, ...]:
     principal = Principal(residency)  # unknown nationality, no groups: the fail-closed default
-    allowed = [s for s in fleet.sites if decide(fleet, model_id, s, principal, at, active).allowed]
-    return order_route(fleet, allowed, fleet.home_of(residency))
+    return table.route(model_id, principal, at)
 
 
 def _unlisted_representatives(fleet: Fleet, directives: Iterable[Directive]) -> list[str]:
@@ -82,13 +79,18 @@ def _unlisted_representatives(fleet: Fleet, directives: Iterable[Directive]) -> 
     return [fresh, *sorted(named)]
 
 
-def desired_dns_records(fleet: Fleet, at: datetime) -> frozenset[Resource]:
-    """ROUTE resources for ``fleet.settings.dns`` (empty when the fleet names no DNS zone)."""
+def desired_dns_records(
+    fleet: Fleet, at: datetime, table: RouteTable | None = None
+) -> frozenset[Resource]:
+    """ROUTE resources for ``fleet.settings.dns`` (empty when the fleet names no DNS zone).
+    Routes come from the compiled table (``table``: one of ``fleet``, if the caller holds it)."""
     dns = fleet.settings.dns
     if dns is None:
         return frozenset()
+    if table is None or table.fleet is not fleet:
+        table = RouteTable.compile(fleet)
     target = dns_target(dns.hosted_zone_id)
-    active = in_force(fleet, at)
+    active = table.epochs.in_force(at)
     records: set[Resource] = set()
 
     def record(model_id: str, key: str, site_id: str) -> Resource:
@@ -107,16 +109,14 @@ def desired_dns_records(fleet: Fleet, at: datetime) -> frozenset[Resource]:
     for model_id in sorted(fleet.models):
         uncovered: list[tuple[str, ...]] = []  # routes of those the default record would answer
         for country in sorted(fleet.country_home):
-            route = _route(fleet, model_id, country, at, active)
+            route = _route(table, model_id, country, at)
             if route:
                 records.add(record(model_id, country, route[0]))
             else:
                 uncovered.append(route)
         if fleet.settings.unlisted_countries is not Unlisted.ANY:
             continue
-        routes = [
-            _route(fleet, model_id, c, at, active) for c in _unlisted_representatives(fleet, active)
-        ]
+        routes = [_route(table, model_id, c, at) for c in _unlisted_representatives(fleet, active)]
         allowed_for_all = set(routes[0]).intersection(*routes[1:], *uncovered)
         first = next((s for s in routes[0] if s in allowed_for_all), None)
         if first is not None:

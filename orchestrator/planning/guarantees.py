@@ -20,7 +20,8 @@ from orchestrator.errors import Problem
 from orchestrator.fleet.model import Directive, Fleet
 from orchestrator.fleet.yamlsource import parse_yaml
 from orchestrator.planning.plan import Blocker, Shortfall
-from orchestrator.policy.rules import export_allowed, in_force, reachable, withdrawals
+from orchestrator.policy.epochs import in_force
+from orchestrator.policy.rules import export_allowed, reachable, withdrawals
 
 MIN_SITES = "min_sites_per_model"
 CAPACITY = "capacity"

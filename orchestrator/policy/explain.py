@@ -4,12 +4,12 @@
 the reference rules (``rules.decide``), plus the route. ``Explainer`` gives the same answers for
 many queries in a row (``explain --batch``): the route comes from the compiled table, the
 static rules R0-R3 are computed once per (model, home, site), and only the directives in force
-at the query's instant are checked per query.
+at the query's instant (from the table's epoch index, memoised per epoch and model) are checked
+per query.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +17,7 @@ from types import MappingProxyType
 
 from orchestrator.errors import UsageError
 from orchestrator.fleet.model import Action, Directive, Fleet
+from orchestrator.policy.epochs import in_force
 from orchestrator.policy.principal import Principal
 from orchestrator.policy.rules import (
     ALLOWED,
@@ -25,7 +26,6 @@ from orchestrator.policy.rules import (
     Rule,
     audience_matches,
     decide,
-    in_force,
     order_route,
     suspended_reason,
     withdrawn_reason,
@@ -82,12 +82,6 @@ class Explainer:
         self.table = table
         self._sites = tuple(sorted(fleet.sites))
         self._static: dict[tuple[str, str | None], tuple[tuple[Reason, ...], ...]] = {}
-        instants: set[datetime] = set()
-        for d in fleet.directives.values():
-            instants.add(d.effective)
-            if d.expires is not None:
-                instants.add(d.expires)
-        self._bounds = tuple(sorted(instants))
         self._active: dict[int, dict[str, tuple[Directive, ...]]] = {}
 
     def explain(self, model_id: str, principal: Principal, at: datetime) -> Explanation:
@@ -140,14 +134,15 @@ class Explainer:
     def _in_force_for(self, model_id: str, at: datetime) -> tuple[Directive, ...]:
         """Directives in force at ``at`` that name ``model_id``, sorted by id (the order
         ``rules.decide`` reports them in)."""
-        epoch = bisect_right(self._bounds, at)
+        epochs = self.table.epochs
+        epoch = epochs.epoch(at)
         per_model = self._active.get(epoch)
         if per_model is None:
             per_model = {}
             self._active[epoch] = per_model
         found = per_model.get(model_id)
         if found is None:
-            found = tuple(d for d in in_force(self.fleet, at) if d.names(model_id))
+            found = tuple(d for d in epochs.in_force(at) if d.names(model_id))
             per_model[model_id] = found
         return found
 

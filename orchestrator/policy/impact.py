@@ -29,7 +29,7 @@ from enum import StrEnum
 
 from orchestrator.fleet.model import Action, Directive, Fleet, Unlisted
 from orchestrator.policy.principal import Principal
-from orchestrator.policy.rules import audience_matches, in_force
+from orchestrator.policy.rules import audience_matches
 from orchestrator.policy.table import RouteTable
 
 # Principal codes standing for "any country no predicate names": never a real ISO code.
@@ -133,9 +133,9 @@ def impact(fleet: Fleet, directive: Directive, at: datetime, *, signed: bool = T
         )
         if d is not None
     ]
-    play = {
-        d.id: d for d in (*in_force(fleet, when), *in_force(with_it, when), *replaced, directive)
-    }
+    in_force_before = before_table.epochs.in_force(when)
+    in_force_after = after_table.epochs.in_force(when)
+    play = {d.id: d for d in (*in_force_before, *in_force_after, *replaced, directive)}
     residencies = _residency_classes(fleet, play.values())
     nationality_classes = _nationality_classes(play.values())
     group_classes: list[tuple[str, ...]] = [()] + [

@@ -2,7 +2,8 @@
 
 This module is the slow, obviously-correct statement of the law. The compiled route table
 (``policy.table``) must agree with it on every query; the property tests check exactly that.
-Everything here is pure: frozen fleet in, frozen values out.
+Everything here is pure: frozen fleet in, frozen values out. Which directives are in force
+when is defined once, in ``policy.epochs``, and read from there.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from orchestrator.fleet.model import Action, Audience, Directive, Fleet, Unlisted
+from orchestrator.policy.epochs import in_force
 from orchestrator.policy.principal import Principal
 
 
@@ -50,29 +52,6 @@ class Decision:
 
 
 ALLOWED = Decision(())
-
-
-def superseded_ids(fleet: Fleet, at: datetime) -> frozenset[str]:
-    """Ids of directives replaced at ``at``: a replacement counts from its effective time on,
-    and stays a replacement after it expires."""
-    return frozenset(
-        d.supersedes for d in fleet.directives.values() if d.supersedes and d.effective <= at
-    )
-
-
-def in_force(fleet: Fleet, at: datetime) -> tuple[Directive, ...]:
-    """Directives in force at ``at``, sorted by id (deterministic reason order)."""
-    gone = superseded_ids(fleet, at)
-    return tuple(
-        sorted(
-            (
-                d
-                for d in fleet.directives.values()
-                if d.effective <= at and (d.expires is None or at < d.expires) and d.id not in gone
-            ),
-            key=lambda d: d.id,
-        )
-    )
 
 
 def audience_matches(audience: Audience, principal: Principal) -> bool:

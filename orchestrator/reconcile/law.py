@@ -24,7 +24,8 @@ from datetime import datetime
 from orchestrator.fleet.model import Fleet
 from orchestrator.planning.plan import Change
 from orchestrator.policy.clock import instants_within
-from orchestrator.policy.rules import export_allowed, in_force, offered, withdrawals
+from orchestrator.policy.epochs import in_force
+from orchestrator.policy.rules import export_allowed, offered, withdrawals
 from orchestrator.providers.base import Op, ResourceKind
 
 __all__ = ["PLACEMENT_KINDS", "forbidden_placement", "instants_for"]

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from orchestrator.fleet.digest import fleet_digest
 from orchestrator.fleet.loader import load_fleet, read_fleet_files
@@ -15,11 +14,11 @@ from orchestrator.fleet.model import Action, Fleet
 from orchestrator.planning.causes import cause_context, directive_events
 from orchestrator.planning.desired import (
     TABLE_TARGET,
-    DesiredPairs,
     desired_pairs,
     desired_state,
 )
-from orchestrator.policy.rules import deployable, in_force
+from orchestrator.policy.epochs import in_force
+from orchestrator.policy.rules import deployable
 from orchestrator.providers.base import ResourceKind
 from tests.strategies import fleets, instants
 
@@ -61,26 +60,6 @@ def test_a_suspend_never_removes_a_deployment(fleet: Fleet, at: datetime) -> Non
     ):
         return
     assert desired_pairs(fleet, at) == desired_pairs(without_suspends, at)
-
-
-@settings(max_examples=40)
-@given(fleets(), instants(), st.data())
-def test_incremental_update_equals_recompute(
-    fleet: Fleet, at: datetime, data: st.DataObject
-) -> None:
-    if not fleet.directives:
-        return
-    did = data.draw(st.sampled_from(sorted(fleet.directives)))
-    added = fleet.directives[did]
-    before = fleet.with_directives({i: d for i, d in fleet.directives.items() if i != did})
-    pairs = DesiredPairs.compute(before, at)
-    changed = [added]
-    if added.supersedes in fleet.directives:
-        changed.append(fleet.directives[added.supersedes])
-    plus, minus = pairs.update(fleet, changed)
-    assert pairs.pairs == set(desired_pairs(fleet, at))
-    assert plus == desired_pairs(fleet, at) - desired_pairs(before, at)
-    assert minus == desired_pairs(before, at) - desired_pairs(fleet, at)
 
 
 def test_example_fleet_keeps_suspended_deployments(example_fleet_dir: Path) -> None:
@@ -140,27 +119,3 @@ def test_withdraw_causes_name_the_directive(example_fleet_dir: Path) -> None:
     assert ctx.withdrawn[("mythos-5", "aws-ap-northeast-1")] == "us-withdraw"  # governed_by US
     assert ("fable-5", "aws-eu-central-1") not in ctx.withdrawn
     assert ("fable-5", "aws-us-east-1") not in desired_pairs(fleet, JUNE_13)
-
-
-@settings(max_examples=40)
-@given(fleets(), instants(), st.data())
-def test_incremental_planner_matches_a_full_plan(
-    fleet: Fleet, at: datetime, data: st.DataObject
-) -> None:
-    from orchestrator.planning.diff import CauseContext, diff, index
-    from orchestrator.planning.incremental import IncrementalPlanner
-
-    if not fleet.directives:
-        return
-    did = data.draw(st.sampled_from(sorted(fleet.directives)))
-    added = fleet.directives[did]
-    before = fleet.with_directives({i: d for i, d in fleet.directives.items() if i != did})
-    actual = desired_state(before, at, fleet_digest="v1", include_dns=False)
-    planner = IncrementalPlanner(before, at, "v1")
-    changed = [added]
-    if added.supersedes in fleet.directives:
-        changed.append(fleet.directives[added.supersedes])
-    touched = planner.directives_changed(fleet, changed, "v2")
-    incremental = set(planner.plan(index(actual), CauseContext(), touched))
-    full = set(diff(desired_state(fleet, at, fleet_digest="v2", include_dns=False), actual))
-    assert incremental == full

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orchestrator.fleet.model import Fleet
-from orchestrator.policy import rules, table
+from orchestrator.policy import entries, rules
 from orchestrator.policy.principal import Principal
 from orchestrator.policy.table import RouteTable
 from tests.strategies import fleets, instants, principals
@@ -60,6 +60,6 @@ def test_answers_equal_with_the_memo_off(case: tuple[Fleet, _Queries]) -> None:
     with_memo = RouteTable.compile(fleet)
     expected = [with_memo.route(m, p, at) for m, p, at in queries * 2]
     with pytest.MonkeyPatch.context() as patched:
-        patched.setattr(table, "_MEMO_CAP", 0)  # nothing is ever stored
+        patched.setattr(entries, "MEMO_CAP", 0)  # nothing is ever stored
         without = RouteTable.compile(fleet)
         assert [without.route(m, p, at) for m, p, at in queries * 2] == expected
