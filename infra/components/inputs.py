@@ -11,11 +11,11 @@ Every path ends in ``StackInput.from_json``, which refuses an input for another 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pulumi
 
+from orchestrator.fleet.instants import parse_at_or_now
 from orchestrator.fleet.loader import load_fleet
 from orchestrator.planning.export import StackInput, export_stack_input
 
@@ -30,5 +30,5 @@ def load_stack_input(config: pulumi.Config, stack: str, program_dir: Path) -> St
         return StackInput.from_json(json.loads(path.read_text()), stack=stack)
     fleet_dir = (program_dir / (config.get("fleet") or "../regions")).resolve()
     at_text = config.get("at")
-    at = datetime.fromisoformat(at_text.replace("Z", "+00:00")) if at_text else datetime.now(UTC)
+    at = parse_at_or_now(at_text or None, what="sovereign:at")
     return StackInput.from_json(export_stack_input(load_fleet(fleet_dir), at, stack), stack=stack)

@@ -5,7 +5,6 @@ directive would change before it is added). Both only read the fleet; neither to
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
@@ -20,54 +19,24 @@ from orchestrator.cli import output
 from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt
 from orchestrator.cli.output import emit_json, emit_json_line
 from orchestrator.errors import UsageError
+from orchestrator.fleet.countries import parse_country
+from orchestrator.fleet.instants import AT_HINT, parse_at_or_now
 from orchestrator.fleet.loader import load_directive_file, load_fleet
 from orchestrator.fleet.model import Fleet
 from orchestrator.fleet.signing import signature_path
 from orchestrator.policy.explain import Explainer, Explanation, check_model, explain
-from orchestrator.policy.impact import Change, Impact, impact
+from orchestrator.policy.impact import CellChange, Impact, impact
 from orchestrator.policy.principal import Principal
 
-_COUNTRY = re.compile(r"[A-Z]{2}")
-_AT_HINT = "expected ISO 8601, e.g. 2026-06-13 or 2026-06-13T09:30:00Z (no zone means UTC)"
 _BATCH_KEYS = frozenset({"model", "residency", "nationalities", "groups", "at"})
-
-
-def parse_at(value: str | None, now: datetime | None = None) -> datetime:
-    """``--at`` as an aware UTC instant; no value means now, no zone means UTC."""
-    if value is None:
-        return now or datetime.now(UTC)
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise UsageError(f"invalid time {value!r}", hint=_AT_HINT) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
-
-
-def parse_country(value: str, what: str, fleet: Fleet) -> str:
-    """An ISO 3166-1 alpha-2 code (any case), known to ISO or declared by the fleet."""
-    code = value.strip().upper()
-    if _COUNTRY.fullmatch(code) and (code in fleet.country_home or _iso_known(code)):
-        return code
-    raise UsageError(
-        f"invalid {what} {value!r}",
-        hint="expected an ISO 3166-1 alpha-2 country code such as US, DE or JP",
-    )
-
-
-def _iso_known(code: str) -> bool:
-    import pycountry  # deferred: only paid for codes the fleet does not declare
-
-    return pycountry.countries.get(alpha_2=code) is not None
 
 
 def principal_of(
     fleet: Fleet, residency: str, nationalities: list[str], groups: list[str]
 ) -> Principal:
     return Principal(
-        parse_country(residency, "residency", fleet),
-        frozenset(parse_country(n, "nationality", fleet) for n in nationalities),
+        parse_country(residency, "residency", fleet.country_home),
+        frozenset(parse_country(n, "nationality", fleet.country_home) for n in nationalities),
         frozenset(g.strip() for g in groups),
     )
 
@@ -149,10 +118,10 @@ def _batch_query(line: str, fleet: Fleet, now: datetime) -> _Query:
         lists[key] = value
     at = obj.get("at")
     if at is not None and not isinstance(at, str):
-        raise UsageError('"at" must be an ISO 8601 string', hint=_AT_HINT)
+        raise UsageError('"at" must be an ISO 8601 string', hint=AT_HINT)
     check_model(fleet, model)
     principal = principal_of(fleet, residency, lists["nationalities"], lists["groups"])
-    return _Query(model, principal, parse_at(at, now))
+    return _Query(model, principal, parse_at_or_now(at, now))
 
 
 def _open_batch(source: str) -> IO[str]:
@@ -241,7 +210,7 @@ def explain_command(
         )
     check_model(fleet, model)
     principal = principal_of(fleet, residency, nationality or [], group or [])
-    result = explain(fleet, model, principal, parse_at(at, now))
+    result = explain(fleet, model, principal, parse_at_or_now(at, now))
     if as_json:
         emit_json(result.to_json())
     else:
@@ -258,7 +227,7 @@ def _render_impact(result: Impact) -> None:
         f"{', '.join(sorted(d.models))}) compared at "
         f"{result.at.isoformat().replace('+00:00', 'Z')}"
     )
-    groups: dict[tuple[str, str, str], list[Change]] = defaultdict(list)
+    groups: dict[tuple[str, str, str], list[CellChange]] = defaultdict(list)
     for c in result.changes:
         groups[(c.model, c.home or "(unlisted)", c.effect.value)].append(c)
     if groups:
@@ -332,7 +301,7 @@ def impact_command(
         )
     # Assess against the fleet without it, also when the fleet already holds this very file.
     base = fleet.with_directives({k: v for k, v in fleet.directives.items() if k != directive.id})
-    result = impact(base, directive, parse_at(at), signed=signed)
+    result = impact(base, directive, parse_at_or_now(at), signed=signed)
     if as_json:
         emit_json(result.to_json())
     else:

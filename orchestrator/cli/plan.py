@@ -10,7 +10,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -31,6 +30,7 @@ from orchestrator.cli.options import (
 )
 from orchestrator.cli.output import emit_json
 from orchestrator.errors import PartialApplyError, RefusedError, UsageError
+from orchestrator.fleet.instants import parse_at
 from orchestrator.planning.plan import Change, Plan
 from orchestrator.planning.scope import describe_scope
 from orchestrator.providers.base import Op
@@ -74,19 +74,6 @@ AllowOutageOpt = Annotated[
 ]
 
 _SYMBOL = {Op.CREATE: ("+", "green"), Op.UPDATE: ("~", "yellow"), Op.DELETE: ("-", "red")}
-
-
-def parse_at(value: str | None) -> datetime | None:
-    """ISO 8601 instant; a value without a zone is taken as UTC."""
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(
-            f"--at {value!r} is not an ISO 8601 instant", hint="e.g. --at 2026-06-13T00:00:00Z"
-        ) from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def sites_local(value: str | None) -> bool:

@@ -19,9 +19,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from orchestrator.errors import Problem
+from orchestrator.fleet.countries import is_country, suggest_country
 from orchestrator.fleet.model import ALL_MODELS
 from orchestrator.fleet.regions import known_regions, region_country
-from orchestrator.fleet.schema import DirectiveDoc, ProfileDoc, is_country
+from orchestrator.fleet.schema import DirectiveDoc, ProfileDoc
 from orchestrator.fleet.signing import verify_signatures
 from orchestrator.fleet.yamlsource import Document
 
@@ -298,10 +299,11 @@ def check_catalog(
 def _audience_entry_problem(entry: str, ctx: DirectiveContext) -> str | None:
     if entry in ctx.countries or entry in ctx.shadow_jurisdictions or is_country(entry):
         return None
+    suggestion = suggest_country(entry, ctx.countries)
     return (
         f"'{entry}' is neither a jurisdiction of the fleet "
         f"({valid_names(ctx.countries)}) nor an ISO 3166-1 alpha-2 country code "
-        "(e.g. DE, US)"
+        "(e.g. DE, US)" + (f"; did you mean {suggestion}?" if suggestion else "")
     )
 
 

@@ -17,7 +17,6 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 from urllib.parse import urlparse
 
-import pycountry
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -28,20 +27,11 @@ from pydantic import (
 )
 
 from orchestrator.fleet.artifacts import source_problem
+from orchestrator.fleet.countries import is_country, suggest_country
 
 JURISDICTION_ID = re.compile(r"^[A-Z0-9][A-Z0-9-]*$")
 SITE_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 NAME_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-def is_country(code: str) -> bool:
-    """True for an ISO 3166-1 alpha-2 code (upper case), per pycountry's data."""
-    if len(code) != 2 or not code.isascii() or not code.isupper():
-        return False
-    try:
-        return pycountry.countries.get(alpha_2=code) is not None
-    except (KeyError, LookupError):
-        return False
 
 
 def _jurisdiction_id(value: str) -> str:
@@ -70,9 +60,10 @@ def _name_id(value: str) -> str:
 
 def _country(value: str) -> str:
     if not is_country(value):
+        suggestion = suggest_country(value)
         raise ValueError(
             f"'{value}' is not an ISO 3166-1 alpha-2 country code (two upper-case letters, "
-            "e.g. DE, US, GB)"
+            "e.g. DE, US, GB)" + (f"; did you mean {suggestion}?" if suggestion else "")
         )
     return value
 

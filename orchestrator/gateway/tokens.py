@@ -31,11 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import jwt
-import pycountry
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from orchestrator.errors import UsageError
+from orchestrator.fleet.countries import country_code
 from orchestrator.policy.principal import Principal
 
 __all__ = ["TokenError", "TokenKey", "TokenVerifier", "VerifiedToken", "load_token_keys"]
@@ -46,7 +46,6 @@ _MAX_TOKEN_CHARS = 8192
 _MAX_LIST_ITEMS = 64
 _GROUP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
 _CURVE_ALGS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
-_COUNTRIES: frozenset[str] = frozenset(c.alpha_2 for c in pycountry.countries)
 
 PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 
@@ -177,9 +176,10 @@ def load_token_keys(paths: Iterable[Path]) -> tuple[TokenKey, ...]:
 
 
 def _country(value: object, claim: str) -> str:
-    if not isinstance(value, str) or value.upper() not in _COUNTRIES:
+    code = country_code(value) if isinstance(value, str) else None
+    if code is None:
         raise TokenError(f"claim {claim} must be an ISO 3166-1 alpha-2 country code")
-    return value.upper()
+    return code
 
 
 def _string_list(claims: Mapping[str, Any], claim: str) -> list[Any]:

@@ -15,12 +15,10 @@ from datetime import datetime
 from orchestrator.fleet.model import Action, Fleet, Unlisted
 from orchestrator.planning.dns import desired_dns_records
 from orchestrator.planning.gcpause import gc_paused
+from orchestrator.planning.plan import TABLE_MODEL, TABLE_TARGET
 from orchestrator.policy.epochs import EpochIndex
 from orchestrator.policy.rules import export_allowed
 from orchestrator.providers.base import Resource, ResourceKind, spec_of
-
-TABLE_TARGET = "table"
-TABLE_MODEL = "*"
 
 
 def table_resource(fleet_digest: str) -> Resource:

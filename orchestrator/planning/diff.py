@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from orchestrator.planning.gcpause import gc_paused
-from orchestrator.planning.plan import CauseKind, Change, Spec
+from orchestrator.planning.plan import TABLE_TARGET, CauseKind, Change, Spec
 from orchestrator.providers.base import Op, Resource, ResourceKind
 
 Identity = tuple[str, str, str, str]
@@ -52,7 +52,7 @@ _CREATE, _UPDATE, _DELETE = Op.CREATE, Op.UPDATE, Op.DELETE
 def _cause(op: Op, before: Resource | None, after: Resource | None, ctx: CauseContext) -> str:
     r = after if after is not None else before
     assert r is not None
-    if r.kind is _ROUTE and r.target == "table":
+    if r.kind is _ROUTE and r.target == TABLE_TARGET:
         return ctx.table_cause
     if op is _DELETE and r.kind is not _ROUTE and ctx.withdrawn:
         withdraw = ctx.withdrawn.get((r.model, r.target))

@@ -24,6 +24,11 @@ from orchestrator.providers.base import Op, Resource, ResourceChange, ResourceKi
 PLAN_FORMAT = 1
 Spec = tuple[tuple[str, str], ...]
 
+# The published routing table is one ROUTE resource with this address (``desired.
+# table_resource``); planning, applying and auditing recognise it by TABLE_TARGET.
+TABLE_TARGET = "table"
+TABLE_MODEL = "*"
+
 
 class CauseKind(StrEnum):
     CONFIG = "config"

@@ -43,8 +43,9 @@ class Effect(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Change:
-    """One (model, residency, audience class) cell whose route the directive changes."""
+class CellChange:
+    """One (model, residency, audience class) cell whose route the directive changes (not a
+    plan's ``planning.plan.Change``: nothing is deployed or removed, only routes move)."""
 
     model: str
     residency: str  # a country code, or "*" for any other unlisted country
@@ -92,7 +93,7 @@ class Impact:
     at: datetime  # the instant compared: the later of the requested time and the effective
     signed: bool
     cells: int  # how many (model, residency, audience) cells were compared
-    changes: tuple[Change, ...]
+    changes: tuple[CellChange, ...]
     collateral: int  # changed cells outside the directive's reach (SPEC 2: always 0)
 
     def summary(self) -> dict[str, object]:
@@ -142,7 +143,7 @@ def impact(fleet: Fleet, directive: Directive, at: datetime, *, signed: bool = T
         (g,) for g in sorted({g for d in play.values() for g in d.audience.except_groups})
     ]
     reach = (directive, *replaced)
-    changes: list[Change] = []
+    changes: list[CellChange] = []
     collateral = 0
     cells = 0
     for model in sorted(fleet.models):
@@ -166,7 +167,7 @@ def impact(fleet: Fleet, directive: Directive, at: datetime, *, signed: bool = T
                         else Effect.REROUTED
                     )
                     changes.append(
-                        Change(model, residency, home, nats, groups, before, after, effect)
+                        CellChange(model, residency, home, nats, groups, before, after, effect)
                     )
     return Impact(directive, when, signed, cells, tuple(changes), collateral)
 

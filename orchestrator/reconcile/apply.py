@@ -40,8 +40,7 @@ from orchestrator.errors import (
     StateError,
     TransientProviderError,
 )
-from orchestrator.planning.desired import TABLE_TARGET
-from orchestrator.planning.plan import Change, Plan
+from orchestrator.planning.plan import TABLE_TARGET, Change, Plan
 from orchestrator.planning.scope import describe_scope, outside_scope
 from orchestrator.providers.base import Op, Resource, ResourceKind
 from orchestrator.reconcile.interlock import enforce

@@ -22,7 +22,7 @@ from orchestrator.planning.desired import desired_pairs, desired_state
 from orchestrator.planning.diff import diff
 from orchestrator.planning.engine import check_engine, engine_options
 from orchestrator.planning.guarantees import capacity_problems
-from orchestrator.planning.plan import Plan
+from orchestrator.planning.plan import TABLE_TARGET, Plan
 from orchestrator.planning.scope import Scope, parse_scope, resource_in_scope, sites_in_scope
 from orchestrator.providers.base import Resource, ResourceKind
 from orchestrator.providers.pulumi.automation import require_cli
@@ -107,7 +107,7 @@ def desired_of(session: Session) -> frozenset[Resource]:
 
 def actual_of(session: Session, desired: frozenset[Resource]) -> frozenset[Resource]:
     route_targets = {
-        r.target for r in desired if r.kind is ResourceKind.ROUTE and r.target != "table"
+        r.target for r in desired if r.kind is ResourceKind.ROUTE and r.target != TABLE_TARGET
     }
     return observe_actual(
         session.fleet,

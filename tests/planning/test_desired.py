@@ -13,10 +13,10 @@ from orchestrator.fleet.loader import load_fleet, read_fleet_files
 from orchestrator.fleet.model import Action, Fleet
 from orchestrator.planning.causes import cause_context, directive_events
 from orchestrator.planning.desired import (
-    TABLE_TARGET,
     desired_pairs,
     desired_state,
 )
+from orchestrator.planning.plan import TABLE_TARGET
 from orchestrator.policy.epochs import in_force
 from orchestrator.policy.rules import deployable
 from orchestrator.providers.base import ResourceKind
