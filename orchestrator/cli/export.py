@@ -10,7 +10,6 @@ then ``pulumi config set sovereign:inputFile eu.json`` in ``infra/``. It goes to
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -19,8 +18,9 @@ import typer
 from orchestrator.cli import output
 from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt
 from orchestrator.cli.output import emit_json
-from orchestrator.cli.plan import AtOpt, parse_at
+from orchestrator.cli.plan import AtOpt
 from orchestrator.errors import UsageError
+from orchestrator.fleet.instants import parse_at_or_now
 from orchestrator.fleet.loader import load_fleet
 from orchestrator.planning.export import EXPORT_FORMATS, export_stack_input
 
@@ -61,7 +61,7 @@ def _export(jurisdiction: str, format_: str, out: Path | None, fleet: Path, at: 
             f"--format {format_!r} is not supported",
             hint=f"valid formats: {', '.join(EXPORT_FORMATS)}",
         )
-    when = parse_at(at) or datetime.now(UTC)
+    when = parse_at_or_now(at)
     document = export_stack_input(load_fleet(fleet), when, jurisdiction)
     if out is None:
         emit_json(document)
