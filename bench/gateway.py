@@ -282,13 +282,19 @@ async def time_until(host: str, port: int, request: bytes, want: int, limit: flo
         await pool.close()
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc), or NaN elsewhere."""
+def cpu_split(pid: int) -> tuple[float, float]:
+    """User and system CPU time of a process so far (Linux /proc), or NaN elsewhere."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return float("nan"), float("nan")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc), or NaN elsewhere."""
+    return sum(cpu_split(pid))
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -405,9 +411,11 @@ def main() -> None:
         direct = run(closed_loop(host, stub_port, direct_req, args.concurrency, args.duration))
         stub_cpu_direct = cpu_seconds(stub.pid) - stub_cpu
         gw_cpu, stub_cpu = cpu_seconds(gateway.pid), cpu_seconds(stub.pid)
+        gw_user = cpu_split(gateway.pid)[0]
         gen_cpu = own_cpu_seconds()
         via = run(closed_loop(host, gw_port, gw_req, args.concurrency, args.duration))
         gen_cpu = own_cpu_seconds() - gen_cpu
+        gw_user = cpu_split(gateway.pid)[0] - gw_user
         gw_cpu = cpu_seconds(gateway.pid) - gw_cpu
         stub_cpu_via = cpu_seconds(stub.pid) - stub_cpu
         rows.append((f"closed loop c={args.concurrency}", direct, via))
@@ -430,6 +438,7 @@ def main() -> None:
             "CPU per request (closed loop; load-independent, unlike the latencies): "
             f"stub answering directly {stub_cpu_direct / n_direct * 1000:.2f} ms; "
             f"gateway {gw_cpu / n_via * 1000:.2f} ms "
+            f"(user {gw_user / n_via * 1000:.2f}, system {(gw_cpu - gw_user) / n_via * 1000:.2f}) "
             f"(+ stub behind it {stub_cpu_via / n_via * 1000:.2f} ms); "
             f"load generator {gen_cpu / n_via * 1000:.2f} ms"
         )

@@ -5,17 +5,13 @@ from __future__ import annotations
 import signal
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from orchestrator.cli import output
 from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt, StateOpt
 from orchestrator.errors import UsageError
-
-if TYPE_CHECKING:
-    from orchestrator.fleet.model import Fleet
-    from orchestrator.gateway.sources import FleetSource
 
 # SPEC 6: the audience defaults to "sovereign". Kept here as a literal so that `--help` and
 # every other command do not import the gateway stack (JWT, httpx, starlette) at start-up;
@@ -77,6 +73,13 @@ def register(app: typer.Typer) -> None:
                 "stub upstream on loopback instead of its endpoint.",
             ),
         ] = False,
+        workers: Annotated[
+            int,
+            typer.Option(
+                help="Gateway processes sharing the port (SO_REUSEPORT), each with its own "
+                "table reload, health and metrics."
+            ),
+        ] = 1,
         json_output: JsonOpt = False,
     ) -> None:
         """Serve model requests (OpenAI-compatible) only where the law allows.
@@ -91,12 +94,16 @@ def register(app: typer.Typer) -> None:
         Endpoints: POST /v1/chat/completions, /v1/completions, /v1/embeddings;
         GET /v1/models, /healthz, /metrics.
 
+        An apply reaches the gateway within milliseconds on an SQLite state
+        (the database's change counter is watched); the state serial is also
+        read every --reload-interval, whatever the signal says.
+
         Examples:
 
           sovereign gateway --token-key idp-public.pem
 
           sovereign gateway --port 9000 --token-key jwks.json \\
-            --token-issuer https://idp.example
+            --token-issuer https://idp.example --workers 2
 
           sovereign gateway --serve-working-fleet --stub-upstreams \\
             --token-key dev.pem
@@ -112,65 +119,73 @@ def register(app: typer.Typer) -> None:
         _positive("--reload-interval", reload_interval)
         _positive("--probe-interval", probe_interval, allow_zero=True)
         _positive("--upstream-timeout", upstream_timeout)
+        if workers < 1:
+            raise UsageError(f"--workers must be >= 1, got {workers}")
         # The gateway stack is imported only when the gateway runs (CLI start-up stays fast).
-        from orchestrator.fleet.loader import load_fleet, load_fleet_files
-        from orchestrator.gateway.app import Gateway, GatewaySettings
+        from orchestrator.gateway.app import GatewaySettings
+        from orchestrator.gateway.launch import GatewaySpec, build_gateway
         from orchestrator.gateway.server import bind, run
-        from orchestrator.gateway.sources import AppliedFleetSource, WorkingFleetSource
-        from orchestrator.gateway.tokens import TokenVerifier, load_token_keys
-        from orchestrator.state import open_store
         from orchestrator.stubs.server import is_loopback
 
-        verifier = TokenVerifier(load_token_keys(token_key), token_audience, token_issuer)
         if not fleet.is_dir():
             raise UsageError(
                 f"fleet directory {fleet} does not exist",
                 hint="pass --fleet DIR (default: regions)",
             )
-        source: FleetSource
-        if serve_working_fleet:
-            source = WorkingFleetSource(fleet, load_fleet)
-        else:
-            store = open_store(state, fleet, create=False)
-            label = f"{fleet} (applied)"
-
-            def from_files(files: Mapping[str, bytes]) -> Fleet:
-                return load_fleet_files(files, label)
-
-            source = AppliedFleetSource(store, from_files)
-        settings = GatewaySettings(
-            fleet_dir=fleet,
-            reload_interval_s=reload_interval,
-            probe_interval_s=probe_interval,
-            upstream_timeout_s=upstream_timeout,
-            stub_all_sites=stub_upstreams,
+        spec = GatewaySpec(
+            fleet=fleet,
+            state=state,
+            token_keys=tuple(token_key),
+            token_audience=token_audience,
+            token_issuer=token_issuer,
+            serve_working_fleet=serve_working_fleet,
+            settings=GatewaySettings(
+                fleet_dir=fleet,
+                reload_interval_s=reload_interval,
+                probe_interval_s=probe_interval,
+                upstream_timeout_s=upstream_timeout,
+                stub_all_sites=stub_upstreams,
+            ),
         )
-        gw = Gateway(source, verifier, settings)
+        gw = build_gateway(spec)  # reads the keys and opens the state: errors come first
+
+        def announce(bound_port: int, info: Mapping[str, object]) -> None:
+            url = f"http://{host if ':' not in host else f'[{host}]'}:{bound_port}"
+            started = {"url": url, **info, "workers": workers}
+            if json_output:
+                output.emit_json_now(started)
+            else:
+                output.err().print(
+                    f"gateway on {url}, serving table {info['table']} from {info['source']}"
+                    + (f" ({workers} workers)" if workers > 1 else "")
+                )
+            if serve_working_fleet:
+                output.err().print(
+                    "[yellow]warning:[/] serving the working fleet, not what was "
+                    "applied (development only)"
+                )
+            if not is_loopback(host):
+                output.err().print(
+                    f"[yellow]warning:[/] listening on {host}: terminate TLS in front "
+                    "of the gateway; bearer tokens must not cross a network in clear"
+                )
+
+        if workers > 1:
+            from orchestrator.gateway.workers import serve_workers
+
+            serve_workers(spec, host, port, workers, announce, output.err().print)
+            output.err().print("gateway stopped")
+            return
         serving = gw.load_initial()
         sock = bind(host, port)
-        url = f"http://{host if ':' not in host else f'[{host}]'}:{sock.getsockname()[1]}"
-        started = {
-            "url": url,
-            "table": serving.table.version,
-            "serial": serving.table.serial,
-            "source": serving.source,
-        }
-        if json_output:
-            output.emit_json_now(started)
-        else:
-            output.err().print(
-                f"gateway on {url}, serving table {serving.table.version} from {serving.source}"
-            )
-        if serve_working_fleet:
-            output.err().print(
-                "[yellow]warning:[/] serving the working fleet, not what was "
-                "applied (development only)"
-            )
-        if not is_loopback(host):
-            output.err().print(
-                f"[yellow]warning:[/] listening on {host}: terminate TLS in front "
-                "of the gateway; bearer tokens must not cross a network in clear"
-            )
+        announce(
+            int(sock.getsockname()[1]),
+            {
+                "table": serving.table.version,
+                "serial": serving.table.serial,
+                "source": serving.source,
+            },
+        )
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to the
         # handler that was installed before it: make that a clean stop, not a traceback.
         signal.signal(signal.SIGTERM, _interrupt)

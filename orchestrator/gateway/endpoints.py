@@ -8,6 +8,7 @@ down; ``/metrics`` is Prometheus text.
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, datetime
 
@@ -88,6 +89,7 @@ class Endpoints:
         return JSONResponse(
             {
                 "status": "degraded" if reload_error or down else "ok",
+                "pid": os.getpid(),  # which worker answered (sovereign gateway --workers N)
                 "table": serving.table.version,
                 "serial": serving.table.serial,
                 "source": serving.source,

@@ -46,13 +46,24 @@ class GatewayApp:
         self.stop()
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """Bind the listening socket up front, so a busy port is a clear error, not a log line."""
+def bind(host: str, port: int, *, reuse_port: bool = False, listen: bool = True) -> socket.socket:
+    """Bind the listening socket up front, so a busy port is a clear error, not a log line.
+
+    ``reuse_port``: several processes may each bind the same port (``SO_REUSEPORT``; the
+    kernel spreads connections over those listening). ``listen=False`` only reserves it."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto must say TCP: asyncio disables Nagle (TCP_NODELAY) only on sockets that do, and
     # with Nagle on, a response written as headers + body stalls ~40 ms on delayed ACKs.
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        if not hasattr(socket, "SO_REUSEPORT"):
+            sock.close()
+            raise UsageError(
+                "--workers needs SO_REUSEPORT, which this platform lacks",
+                hint="run one worker (--workers 1), several behind a load balancer",
+            )
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -61,7 +72,8 @@ def bind(host: str, port: int) -> socket.socket:
             f"cannot listen on {host}:{port}: {exc.strerror}",
             hint="choose another --port, or stop what is listening there",
         ) from None
-    sock.listen(2048)
+    if listen:
+        sock.listen(2048)
     return sock
 
 
