@@ -8,15 +8,21 @@ diffs desired ``Resource`` sets against what ``observe`` returned, and the recon
 
 from __future__ import annotations
 
+import os
+import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from orchestrator.errors import PermanentProviderError
+from orchestrator.fleet.artifacts import mirrors_of
 from orchestrator.fleet.model import Model, Site
+
+if TYPE_CHECKING:
+    from orchestrator.providers.transfer import SourceReader
 
 
 class ResourceKind(StrEnum):
@@ -98,6 +104,41 @@ class ProviderContext:
     options: Mapping[str, str] = field(default_factory=dict)
 
 
+ENV_PREFIX = "SOVEREIGN_"
+
+
+def option_env_name(key: str) -> str:
+    """``aws_endpoint_url.eu-central-1`` -> ``SOVEREIGN_AWS_ENDPOINT_URL__EU_CENTRAL_1``."""
+    head, dot, tail = key.partition(".")
+    name = head + ("__" + tail if dot else "")
+    return ENV_PREFIX + re.sub(r"[^A-Za-z0-9_]", "_", name).upper()
+
+
+class ProviderOptions(Mapping[str, str]):
+    """``ProviderContext.options``, falling back to ``SOVEREIGN_<OPTION>`` environment variables.
+
+    The CLI passes no provider options, so a real account is configured through the
+    environment (role ARN, bucket suffix, endpoints); explicit options win.
+    """
+
+    def __init__(self, explicit: Mapping[str, str] | None = None) -> None:
+        self._explicit = dict(explicit or {})
+
+    def __getitem__(self, key: str) -> str:
+        if key in self._explicit:
+            return self._explicit[key]
+        value = os.environ.get(option_env_name(key))
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._explicit)
+
+    def __len__(self) -> int:
+        return len(self._explicit)
+
+
 @runtime_checkable
 class Provider(Protocol):
     name: str
@@ -166,7 +207,8 @@ class SiteProvider(ABC):
             )
 
     def artifact_source(self, resource: Resource) -> str:
-        """Where an artifact's weights come from: its spec, else the model catalog."""
+        """Where an artifact's weights come from: its spec, else the model catalog (one
+        source, or mirrors as a JSON list: ``fleet.artifacts``)."""
         source = resource.spec_dict().get("source")
         if source is None and resource.model in self._context.models:
             source = self._context.models[resource.model].artifact
@@ -175,6 +217,24 @@ class SiteProvider(ABC):
                 f"{resource.address}: no artifact source known for model {resource.model}"
             )
         return source
+
+    @property
+    def fleet_dir(self) -> Path:
+        """Relative artifact paths are resolved against the fleet directory."""
+        return Path(self._context.options.get("fleet_dir", str(self._context.state_dir.parent)))
+
+    def source_reader(self, resource: Resource, own_kind: str) -> SourceReader:
+        """The reader of the mirror this site copies from: the first in its own cloud
+        (``own_kind``: s3, gs or file), else the first it can read (SPEC 1)."""
+        from orchestrator.providers.sources import choose_mirror, open_source, probe
+
+        options = ProviderOptions(self._context.options)
+        chosen = choose_mirror(
+            mirrors_of(self.artifact_source(resource)),
+            own_kind,
+            lambda uri: probe(uri, options, self.fleet_dir),
+        )
+        return open_source(chosen, options, self.fleet_dir)
 
     @abstractmethod
     def put_artifact(self, site: Site, resource: Resource) -> None: ...

@@ -9,9 +9,10 @@ stores artifacts and deployments without a cloud account. A site is
     deployments/<model>.json            the deployment manifest (status, artifact digest, spec)
 
 Sources: ``file:///ABS/PATH``, ``file://./REL/PATH`` or a plain path (relative ones resolved
-against the fleet directory; a directory copies the tree). ``s3://``/``gs://`` sources are
-staged as a small deterministic synthetic artifact when ``offline_artifacts`` is set (``--sites
-local``), and refused otherwise: remote reads belong to the cloud providers.
+against the fleet directory; a directory copies the tree) are copied as files; ``s3://``,
+``gs://`` and ``https://`` sources are streamed in and verified against the source's size and
+checksum (``providers.transfer``). With ``offline_artifacts`` (``--sites local``) a model with
+no local mirror is staged as a small deterministic synthetic artifact instead: no network.
 
 ``observe`` reads what is really on disk, verifying every artifact file against its manifest:
 a file deleted or edited by hand shows up as drift, and a deployment whose artifact is missing
@@ -29,9 +30,9 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 from orchestrator.errors import PermanentProviderError, TransientProviderError
+from orchestrator.fleet.artifacts import FILE, mirrors_of, source_kind
 from orchestrator.fleet.model import Site
 from orchestrator.providers.base import (
     Capabilities,
@@ -42,11 +43,12 @@ from orchestrator.providers.base import (
     SiteProvider,
     spec_of,
 )
+from orchestrator.providers.sources import FileSource
+from orchestrator.providers.transfer import CHUNK, VerifyingStream
 
 ARTIFACT_MANIFEST = ".sovereign.json"
 SYNTHETIC_WEIGHTS = "weights.safetensors"
 SYNTHETIC_SIZE = 4096
-_REMOTE_SCHEMES = ("s3", "gs")
 _TMP_PREFIX = ".tmp-"
 
 
@@ -94,7 +96,6 @@ class LocalProvider(SiteProvider):
     def __init__(self, context: ProviderContext) -> None:
         self._context = context
         self.root = context.state_dir / "sites"
-        self.fleet_dir = Path(context.options.get("fleet_dir", str(context.state_dir.parent)))
 
     def capabilities(self) -> Capabilities:
         return Capabilities(serves_models=True, stores_artifacts=True)
@@ -253,14 +254,14 @@ class LocalProvider(SiteProvider):
         os.replace(tmp, path)
 
     def _write_artifact(self, site_id: str, resource: Resource) -> None:
-        source = resource.spec_dict().get("source", "")
+        source = self.artifact_source(resource)
         final = self.artifact_dir(site_id, resource.model)
         final.parent.mkdir(parents=True, exist_ok=True)
         for stale in final.parent.glob(f"{_TMP_PREFIX}{resource.model}-*"):
             shutil.rmtree(stale, ignore_errors=True)
         staging = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{resource.model}-", dir=final.parent))
         try:
-            self._fill(staging, resource.model, source)
+            self._fill(staging, resource)
             files = {
                 p.relative_to(staging).as_posix(): _sha256_file(p) for p in _tree_files(staging)
             }
@@ -273,48 +274,38 @@ class LocalProvider(SiteProvider):
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
 
-    def _fill(self, staging: Path, model_id: str, source: str) -> None:
-        scheme = urlparse(source).scheme
-        if scheme in _REMOTE_SCHEMES:
-            if not self._context.offline_artifacts:
-                raise PermanentProviderError(
-                    f"the local provider cannot read {source} (model {model_id})",
-                    hint="remote artifacts are fetched by the aws/gcp providers; for an offline "
-                    "run use `--sites local`, which stages a small synthetic artifact instead",
-                )
-            (staging / SYNTHETIC_WEIGHTS).write_bytes(synthetic_weights(model_id, source))
-            (staging / "SOURCE").write_text(source + "\n")
+    def _fill(self, staging: Path, resource: Resource) -> None:
+        model_id, spec = resource.model, self.artifact_source(resource)
+        mirrors = mirrors_of(spec)
+        if self._context.offline_artifacts and all(source_kind(m) != FILE for m in mirrors):
+            # --sites local: no network; a small deterministic stand-in of the remote weights.
+            (staging / SYNTHETIC_WEIGHTS).write_bytes(synthetic_weights(model_id, spec))
+            (staging / "SOURCE").write_text(spec + "\n")
             return
-        path = self._local_path(source, model_id)
-        if path.is_dir():
-            shutil.copytree(path, staging, dirs_exist_ok=True)
-        elif path.is_file():
-            shutil.copy2(path, staging / path.name)
-        else:
-            raise PermanentProviderError(
-                f"artifact source of {model_id} not found: {source} (resolved to {path})",
-                hint="use a file:// URL or a path (relative paths are resolved against the "
-                "fleet directory)",
+        reader = self.source_reader(resource, FILE)
+        if isinstance(reader, FileSource):
+            path = reader.path  # the same host: a plain copy
+            if path.is_dir():
+                shutil.copytree(path, staging, dirs_exist_ok=True)
+            elif path.is_file():
+                shutil.copy2(path, staging / path.name)
+            else:
+                reader.objects()  # raises: says what it resolved to and how to fix it
+            return
+        for obj in reader.objects():
+            target = staging / obj.name
+            if not target.resolve().is_relative_to(staging.resolve()):
+                raise PermanentProviderError(
+                    f"{reader.uri}: object {obj.name!r} would land outside the artifact directory"
+                )
+            target.parent.mkdir(parents=True, exist_ok=True)
+            stream, described = reader.open(obj)
+            verifying = VerifyingStream(
+                stream, described, what=f"site {resource.target}: {reader.uri} -> {obj.name}"
             )
-
-    def _local_path(self, source: str, model_id: str) -> Path:
-        parsed = urlparse(source)
-        if parsed.scheme == "file":
-            if parsed.netloc in ("", "localhost"):
-                return Path(unquote(parsed.path))
-            if parsed.netloc in (".", ".."):
-                # file://./weights/m: relative to the fleet directory, so a fleet is portable.
-                return self.fleet_dir / (parsed.netloc + unquote(parsed.path))
-            raise PermanentProviderError(
-                f"the local provider cannot read {source} (model {model_id}): file URLs on "
-                f"another host ({parsed.netloc}) are not local",
-                hint="use file:///ABSOLUTE/PATH or file://./PATH (relative to the fleet dir)",
-            )
-        if parsed.scheme and len(parsed.scheme) > 1:  # a Windows drive letter is not a scheme
-            raise PermanentProviderError(
-                f"the local provider cannot read {source} (model {model_id})",
-                hint="local artifact sources are file:// URLs or paths; s3:// and gs:// sources "
-                "are staged synthetically with --sites local",
-            )
-        path = Path(source)
-        return path if path.is_absolute() else self.fleet_dir / path
+            try:
+                with target.open("wb") as out:  # the staging directory goes on any failure
+                    shutil.copyfileobj(verifying, out, CHUNK)
+                verifying.finish()
+            finally:
+                verifying.close()

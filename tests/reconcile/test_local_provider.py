@@ -19,6 +19,7 @@ from orchestrator.providers.base import (
     spec_of,
 )
 from orchestrator.providers.local import SYNTHETIC_WEIGHTS, LocalProvider, synthetic_weights
+from tests.cloud_servers import free_port
 
 SITE = Site(
     id="s1",
@@ -54,11 +55,11 @@ def fleet_dir(tmp_path: Path) -> Path:
     return root
 
 
-def provider(fleet_dir: Path, offline: bool = False) -> LocalProvider:
+def provider(fleet_dir: Path, offline: bool = False, **options: str) -> LocalProvider:
     ctx = ProviderContext(
         state_dir=fleet_dir / ".sovereign",
         offline_artifacts=offline,
-        options={"fleet_dir": str(fleet_dir)},
+        options={"fleet_dir": str(fleet_dir), **options},
     )
     p = create_provider("local", ctx)
     assert isinstance(p, LocalProvider) and isinstance(p, Provider)
@@ -153,12 +154,15 @@ def test_remote_sources_offline_are_synthetic_and_deterministic(fleet_dir: Path)
     assert p.observe(SITE) == frozenset({a})
 
 
-def test_remote_source_online_is_refused_with_a_hint(fleet_dir: Path) -> None:
-    p = provider(fleet_dir, offline=False)
-    with pytest.raises(PermanentProviderError) as err:
+def test_unreachable_remote_source_fails_the_change_and_leaves_nothing(fleet_dir: Path) -> None:
+    # A gs:// source is streamed in (tests/providers/test_sources.py); here its server is down.
+    closed = f"http://127.0.0.1:{free_port()}"
+    p = provider(fleet_dir, offline=False, gcs_endpoint_url=closed, gcs_retry_timeout="0.5")
+    with pytest.raises(TransientProviderError) as err:
         create(p, artifact("m", "gs://bucket/m/"))
-    assert err.value.hint is not None and "--sites local" in err.value.hint
+    assert "gs://bucket/m/" in err.value.message
     assert p.observe(SITE) == frozenset()
+    assert list((p.site_dir(SITE.id) / "artifacts").iterdir()) == []
 
 
 def test_missing_source_and_deploy_without_artifact_fail_permanently(fleet_dir: Path) -> None:

@@ -8,6 +8,7 @@ is ever read into a plan, modified or deleted.
 
 from __future__ import annotations
 
+from orchestrator.fleet.artifacts import S3
 from orchestrator.fleet.model import Site
 from orchestrator.providers.aws.naming import SUFFIX_OPTION
 from orchestrator.providers.aws.s3 import ArtifactBuckets
@@ -48,12 +49,8 @@ class AwsProvider(SiteProvider):
         return self.buckets.observe(site) | self.deployments.observe(site)
 
     def put_artifact(self, site: Site, resource: Resource) -> None:
-        self.buckets.put(
-            site,
-            resource.model,
-            self.artifact_source(resource),
-            offline=self._context.offline_artifacts,
-        )
+        reader = None if self._context.offline_artifacts else self.source_reader(resource, S3)
+        self.buckets.put(site, resource.model, self.artifact_source(resource), reader)
 
     def remove_artifact(self, site: Site, resource: Resource) -> None:
         self.buckets.remove(site, resource.model)

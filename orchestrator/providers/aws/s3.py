@@ -1,22 +1,26 @@
 """Artifact buckets: one versioned, private, tagged bucket per AWS site, in the site's region.
 
-Model weights are copied server-side from their ``s3://`` source into ``<model>/...`` of the
-site bucket, then a manifest ``<model>/.sovereign-artifact.json`` is written last: the manifest
-is the commit marker, so a half-finished copy is never observed as a stored artifact, and an
-object deleted behind our back makes the artifact observed as missing (drift). Removal deletes
-every *version* of every object under the model's prefix: a delete marker would leave the
-weights in a region the law says they must leave.
+Model weights are copied server-side from an ``s3://`` source (a managed multipart copy), or
+streamed from any other source (``gs://``, ``https://``, ``file://``) through
+``providers.transfer`` as multipart uploads of bounded size, each object verified against the
+source's size and checksum before its upload completes (a mismatch aborts the upload and
+deletes every version at the key: no partial object). Either way they land in
+``<model>/...`` of the site bucket, then a manifest ``<model>/.sovereign-artifact.json`` is
+written last: the manifest is the commit marker, so a half-finished copy is never observed as
+a stored artifact, and an object deleted behind our back makes the artifact observed as
+missing (drift). Removal deletes every *version* of every object under the model's prefix: a
+delete marker would leave the weights in a region the law says they must leave.
 """
 
 from __future__ import annotations
 
 import json
-import posixpath
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from orchestrator.errors import PermanentProviderError
+from orchestrator.fleet.artifacts import S3
 from orchestrator.fleet.model import Site
 from orchestrator.providers.aws.errors import (
     ACCESS_DENIED_CODES,
@@ -34,6 +38,8 @@ from orchestrator.providers.aws.naming import (
 )
 from orchestrator.providers.aws.session import AwsClients
 from orchestrator.providers.base import Resource, ResourceKind, spec_of
+from orchestrator.providers.sources import relative_name, selected_keys
+from orchestrator.providers.transfer import CHUNK, SourceReader, VerifyingStream
 
 MANIFEST = ".sovereign-artifact.json"
 SYNTHETIC_OBJECT = "weights.synthetic"
@@ -224,13 +230,18 @@ class ArtifactBuckets:
             return None  # a corrupt manifest is an artifact we cannot vouch for: re-copy it
         return manifest if isinstance(manifest, dict) else None
 
-    def put(self, site: Site, model_id: str, source: str, *, offline: bool = False) -> None:
-        """Copy the model's weights from ``source`` into the site bucket (idempotent)."""
+    def put(
+        self, site: Site, model_id: str, source: str, reader: SourceReader | None = None
+    ) -> None:
+        """Copy the model's weights into the site bucket (idempotent). ``source`` is the
+        artifact spec (recorded in the manifest, compared by ``observe``); ``reader`` the
+        mirror chosen to copy from, None for an offline run's synthetic stand-in."""
         bucket = self.ensure_bucket(site)
         s3 = self._s3(site)
         tags = managed_tags(site.id, model_id)
-        metadata = {"sovereign-model": model_id, "sovereign-source": source}
-        if offline:
+        copied_from = reader.uri if reader is not None else "synthetic"
+        metadata = {"sovereign-model": model_id, "sovereign-source": quote(copied_from, safe=":/")}
+        if reader is None:
             written = [f"{model_id}/{SYNTHETIC_OBJECT}"]
             call(
                 site.id,
@@ -242,12 +253,19 @@ class ArtifactBuckets:
                 Metadata=metadata,
                 Tagging=_tagging_header(tags),
             )
+        elif reader.kind == S3:
+            written = self._copy_from(site, bucket, model_id, reader.uri, tags, metadata)
         else:
-            written = self._copy_from(site, bucket, model_id, source, tags, metadata)
+            written = self._stream_from(site, bucket, model_id, reader, tags, metadata)
         stale = set(self._keys(site, bucket, f"{model_id}/") or {}) - set(written)
         stale.discard(f"{model_id}/{MANIFEST}")
         self._delete_versions(site, bucket, sorted(stale))
-        manifest = {"model": model_id, "source": source, "objects": written}
+        manifest = {
+            "model": model_id,
+            "source": source,
+            "copied_from": copied_from,
+            "objects": written,
+        }
         call(
             site.id,
             "s3:PutObject",
@@ -276,22 +294,15 @@ class ArtifactBuckets:
             raise PermanentProviderError(
                 f"site {site.id}: artifact source bucket of {model_id} does not exist: {source}"
             )
-        # "s3://b/dir" means the object "dir" or the objects under "dir/", never "dir-old/...".
-        objects = {
-            k: size
-            for k, size in listed.items()
-            if prefix.endswith("/") or not prefix or k == prefix or k.startswith(prefix + "/")
-        }
-        objects = {k: s for k, s in objects.items() if not k.endswith("/")}  # folder markers
+        objects = selected_keys(prefix, list(listed))
         if not objects:
             raise PermanentProviderError(
                 f"site {site.id}: artifact source of {model_id} holds no objects: {source}",
                 hint="check the model's artifact URI in models.yaml",
             )
         written: list[str] = []
-        for key in sorted(objects):
-            relative = key[len(prefix) :].lstrip("/") or posixpath.basename(key)
-            dest = f"{model_id}/{relative}"
+        for key in objects:
+            dest = f"{model_id}/{relative_name(prefix, key)}"
             call(
                 site.id,
                 "s3:PutObject",
@@ -307,6 +318,49 @@ class ArtifactBuckets:
                 },
             )
             written.append(dest)
+        return written
+
+    def _stream_from(
+        self,
+        site: Site,
+        bucket: str,
+        model_id: str,
+        reader: SourceReader,
+        tags: dict[str, str],
+        metadata: dict[str, str],
+    ) -> list[str]:
+        """Stream every object of a foreign source into the bucket, verified (see module)."""
+        from boto3.s3.transfer import TransferConfig
+
+        s3 = self._s3(site)
+        config = TransferConfig(
+            multipart_threshold=CHUNK, multipart_chunksize=CHUNK, max_concurrency=4
+        )
+        written: list[str] = []
+        for obj in reader.objects():
+            key = f"{model_id}/{obj.name}"
+            stream, described = reader.open(obj)
+            verifying = VerifyingStream(
+                stream, described, what=f"site {site.id}: {reader.uri} -> s3://{bucket}/{key}"
+            )
+            try:
+                call(
+                    site.id,
+                    "s3:PutObject",
+                    s3.upload_fileobj,
+                    Fileobj=verifying,
+                    Bucket=bucket,
+                    Key=key,
+                    ExtraArgs={"Metadata": metadata, "Tagging": _tagging_header(tags)},
+                    Config=config,
+                )
+                verifying.finish()
+            except BaseException:
+                self._delete_versions(site, bucket, [key])  # never leave a partial object
+                raise
+            finally:
+                verifying.close()
+            written.append(key)
         return written
 
     def remove(self, site: Site, model_id: str) -> None:

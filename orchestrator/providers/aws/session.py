@@ -11,11 +11,13 @@ provider costs nothing.
 
 from __future__ import annotations
 
-import os
-import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
+
+from orchestrator.providers.base import ENV_PREFIX, ProviderOptions, option_env_name
+
+__all__ = ["ENV_PREFIX", "AwsClients", "ProviderOptions", "option_env_name"]
 
 ENDPOINT_OPTION = "aws_endpoint_url"
 MAX_ATTEMPTS_OPTION = "aws_max_attempts"
@@ -23,43 +25,8 @@ CONNECT_TIMEOUT_OPTION = "aws_connect_timeout"
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_CONNECT_TIMEOUT = 10.0
 
-
-ENV_PREFIX = "SOVEREIGN_"
-
 _SESSION: Any = None
 _SESSION_LOCK = threading.Lock()
-
-
-def option_env_name(key: str) -> str:
-    """``aws_endpoint_url.eu-central-1`` -> ``SOVEREIGN_AWS_ENDPOINT_URL__EU_CENTRAL_1``."""
-    head, dot, tail = key.partition(".")
-    name = head + ("__" + tail if dot else "")
-    return ENV_PREFIX + re.sub(r"[^A-Za-z0-9_]", "_", name).upper()
-
-
-class ProviderOptions(Mapping[str, str]):
-    """``ProviderContext.options``, falling back to ``SOVEREIGN_<OPTION>`` environment variables.
-
-    The CLI passes no provider options, so a real account is configured through the
-    environment (role ARN, bucket suffix, endpoints); explicit options win.
-    """
-
-    def __init__(self, explicit: Mapping[str, str] | None = None) -> None:
-        self._explicit = dict(explicit or {})
-
-    def __getitem__(self, key: str) -> str:
-        if key in self._explicit:
-            return self._explicit[key]
-        value = os.environ.get(option_env_name(key))
-        if value is None:
-            raise KeyError(key)
-        return value
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._explicit)
-
-    def __len__(self) -> int:
-        return len(self._explicit)
 
 
 class AwsClients:

@@ -8,6 +8,7 @@ the Pulumi stack in ``infra/``; the manifest is the intent record, not a running
 
 from __future__ import annotations
 
+from orchestrator.fleet.artifacts import GCS
 from orchestrator.fleet.model import Site
 from orchestrator.providers.aws.session import ProviderOptions
 from orchestrator.providers.base import (
@@ -25,8 +26,10 @@ class GcpProvider(SiteProvider):
     """``Provider`` for ``provider: gcp`` sites. Options (``ProviderContext.options``):
 
     ``gcs_endpoint_url`` / ``gcs_endpoint_url.<region>`` (emulator endpoints, anonymous),
-    ``gcp_project``, ``bucket_suffix``, ``gcs_retry_timeout`` (seconds), and for ``s3://``
-    sources the AWS options plus ``aws_artifact_region``; each also as ``SOVEREIGN_<OPTION>``.
+    ``gcp_project``, ``bucket_suffix``, ``gcs_retry_timeout`` (seconds),
+    ``gcs_artifact_region`` (whose endpoint serves ``gs://`` sources streamed elsewhere), and
+    for ``s3://`` sources the AWS options plus ``aws_artifact_region``; each also as
+    ``SOVEREIGN_<OPTION>``.
     """
 
     name = "gcp"
@@ -53,12 +56,8 @@ class GcpProvider(SiteProvider):
         return frozenset(found)
 
     def put_artifact(self, site: Site, resource: Resource) -> None:
-        self.store.put_artifact(
-            site,
-            resource.model,
-            self.artifact_source(resource),
-            offline=self._context.offline_artifacts,
-        )
+        reader = None if self._context.offline_artifacts else self.source_reader(resource, GCS)
+        self.store.put_artifact(site, resource.model, self.artifact_source(resource), reader)
 
     def remove_artifact(self, site: Site, resource: Resource) -> None:
         self.store.remove_artifact(site, resource.model)

@@ -8,8 +8,10 @@ emulators the tests run against: a bucket is Sovereign's when its labels say so,
 no ``sovereign-*`` labels at all and its marker says so. A bucket whose labels name another
 site, or a namesake with neither, is never read into a plan nor touched.
 
-Artifacts are copied in from ``gs://`` sources with server-side rewrites, or streamed from
-``s3://`` sources through boto3 (the AWS package's client helper), then committed by a
+Artifacts are copied in from ``gs://`` sources with server-side rewrites, or streamed from any
+other source (``s3://``, ``https://``, ``file://``) through ``providers.transfer``: resumable
+uploads in bounded chunks, verified against the source's size and checksum before the upload
+completes (a mismatch abandons the upload and deletes anything at the key), then committed by a
 manifest ``<model>/.sovereign-artifact.json``, as on AWS. A deployment at a GCP site is recorded
 as ``deployments/<model>.json`` with status ``declared``: the intent record that the Pulumi stack
 in ``infra/`` provisions serving capacity from. It is not a running endpoint.
@@ -18,16 +20,18 @@ in ``infra/`` provisions serving capacity from. It is not a running endpoint.
 from __future__ import annotations
 
 import json
-import posixpath
 import threading
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 from orchestrator.errors import PermanentProviderError
+from orchestrator.fleet.artifacts import GCS
 from orchestrator.fleet.model import Site
 from orchestrator.providers.aws.naming import bucket_name
 from orchestrator.providers.gcp.errors import call, lookup
+from orchestrator.providers.sources import relative_name, selected_keys
+from orchestrator.providers.transfer import CHUNK, SourceReader, VerifyingStream
 
 LABEL_MANAGED = "sovereign-managed"
 LABEL_SITE = "sovereign-site"
@@ -41,7 +45,6 @@ ENDPOINT_OPTION = "gcs_endpoint_url"
 PROJECT_OPTION = "gcp_project"
 RETRY_OPTION = "gcs_retry_timeout"
 DEFAULT_RETRY_TIMEOUT = 60.0
-S3_SOURCE_REGION_OPTION = "aws_artifact_region"
 
 
 def gcs_bucket_name(site_id: str, suffix: str = "") -> str:
@@ -258,7 +261,11 @@ class SiteStore:
 
     # -- artifacts -------------------------------------------------------------------------
 
-    def put_artifact(self, site: Site, model_id: str, source: str, *, offline: bool) -> None:
+    def put_artifact(
+        self, site: Site, model_id: str, source: str, reader: SourceReader | None
+    ) -> None:
+        """Copy the model's weights into the site bucket; ``source`` is the artifact spec
+        (recorded), ``reader`` the chosen mirror, None for an offline synthetic stand-in."""
         if model_id + "/" == DEPLOYMENTS:
             raise PermanentProviderError(
                 f"site {site.id}: a model named {model_id!r} would collide with the "
@@ -266,7 +273,7 @@ class SiteStore:
             )
         bucket = self.ensure_bucket(site)
         meta = {LABEL_MANAGED: "true", LABEL_SITE: site.id, META_MODEL: model_id}
-        if offline:
+        if reader is None:
             blob = bucket.blob(f"{model_id}/{SYNTHETIC_OBJECT}")
             blob.metadata = meta
             call(
@@ -276,18 +283,10 @@ class SiteStore:
                 f"synthetic weights of {model_id} (offline demo)\n",
             )
             written = [blob.name]
+        elif reader.kind == GCS:
+            written = self._copy_gcs(site, bucket, model_id, reader.uri, meta)
         else:
-            scheme = urlsplit(source).scheme
-            if scheme == "gs":
-                written = self._copy_gcs(site, bucket, model_id, source, meta)
-            elif scheme == "s3":
-                written = self._copy_s3(site, bucket, model_id, source, meta)
-            else:
-                raise PermanentProviderError(
-                    f"site {site.id}: artifact source {source!r} of {model_id} is neither "
-                    "gs:// nor s3://",
-                    hint="GCP sites copy weights from gs://BUCKET/PREFIX/ or s3://BUCKET/PREFIX/",
-                )
+            written = self._stream(site, bucket, model_id, reader, meta)
         existing = self._blobs(site, bucket, f"{model_id}/")
         stale = set(existing) - set(written) - {f"{model_id}/{MANIFEST}"}
         self._delete_all(site, bucket, f"{model_id}/", only=stale)
@@ -297,23 +296,17 @@ class SiteStore:
             site.id,
             "storage.objects.create",
             manifest.upload_from_string,
-            json.dumps({"model": model_id, "source": source, "objects": written}, sort_keys=True),
+            json.dumps(
+                {
+                    "model": model_id,
+                    "source": source,
+                    "copied_from": reader.uri if reader is not None else "synthetic",
+                    "objects": written,
+                },
+                sort_keys=True,
+            ),
             content_type="application/json",
         )
-
-    @staticmethod
-    def _selected(prefix: str, keys: list[str]) -> list[str]:
-        # "x://b/dir" means the object "dir" or the objects under "dir/", never "dir-old/...".
-        return sorted(
-            k
-            for k in keys
-            if not k.endswith("/")
-            and (prefix.endswith("/") or not prefix or k == prefix or k.startswith(prefix + "/"))
-        )
-
-    @staticmethod
-    def _relative(prefix: str, key: str) -> str:
-        return key[len(prefix) :].lstrip("/") or posixpath.basename(key)
 
     def _copy_gcs(
         self, site: Site, bucket: Any, model_id: str, source: str, meta: dict[str, str]
@@ -329,7 +322,7 @@ class SiteStore:
             ]
 
         listed = lookup(site.id, "storage.objects.list", names)
-        keys = self._selected(prefix, listed or [])
+        keys = selected_keys(prefix, listed or [])
         if not keys:
             raise PermanentProviderError(
                 f"site {site.id}: artifact source of {model_id} holds no objects: {source}",
@@ -337,7 +330,7 @@ class SiteStore:
             )
         written: list[str] = []
         for key in keys:
-            dest = bucket.blob(f"{model_id}/{self._relative(prefix, key)}")
+            dest = bucket.blob(f"{model_id}/{relative_name(prefix, key)}")
             dest.metadata = meta
             token: str | None = None
             while True:  # rewrite copies large objects in several calls, across locations
@@ -354,54 +347,35 @@ class SiteStore:
             written.append(dest.name)
         return written
 
-    def _copy_s3(
-        self, site: Site, bucket: Any, model_id: str, source: str, meta: dict[str, str]
+    def _stream(
+        self, site: Site, bucket: Any, model_id: str, reader: SourceReader, meta: dict[str, str]
     ) -> list[str]:
-        from orchestrator.providers.aws import errors as aws_errors
-        from orchestrator.providers.aws.s3 import parse_s3_uri
-        from orchestrator.providers.aws.session import AwsClients
-
-        src_bucket, prefix = parse_s3_uri(source)
-        s3 = AwsClients(self._options).client(
-            "s3", self._options.get(S3_SOURCE_REGION_OPTION, "us-east-1")
-        )
-        found = aws_errors.pages(
-            site.id, "s3:ListBucket", s3, "list_objects_v2", Bucket=src_bucket, Prefix=prefix
-        )
-        keys = self._selected(
-            prefix, [o["Key"] for page in found or [] for o in page.get("Contents", [])]
-        )
-        if not keys:
-            raise PermanentProviderError(
-                f"site {site.id}: artifact source of {model_id} holds no objects: {source}",
-                hint="check the model's artifact URI in models.yaml",
-            )
+        """Stream every object of a foreign source into the bucket, verified (see module)."""
         written: list[str] = []
-        for key in keys:
-            got = aws_errors.call(
-                site.id, "s3:GetObject", s3.get_object, Bucket=src_bucket, Key=key
+        for obj in reader.objects():
+            name = f"{model_id}/{obj.name}"
+            stream, described = reader.open(obj)
+            verifying = VerifyingStream(
+                stream, described, what=f"site {site.id}: {reader.uri} -> gs://{bucket.name}/{name}"
             )
-            dest = bucket.blob(f"{model_id}/{self._relative(prefix, key)}")
+            dest = bucket.blob(name, chunk_size=CHUNK)
             dest.metadata = meta
-            body = got["Body"]
-            try:  # stream through: the weights never touch local disk
+            try:
                 call(
                     site.id,
                     "storage.objects.create",
                     dest.upload_from_file,
-                    body,
-                    size=int(got["ContentLength"]),
+                    verifying,
+                    size=described.size,
                     rewind=False,
                 )
-            except Exception as exc:
-                if aws_errors.is_sdk_error(exc):  # the S3 side failed mid-stream
-                    raise aws_errors.map_aws_error(
-                        exc, action="s3:GetObject", site=site.id
-                    ) from exc
+                verifying.finish()
+            except BaseException:
+                self._delete_all(site, bucket, name, only={name})  # no partial object
                 raise
             finally:
-                body.close()
-            written.append(dest.name)
+                verifying.close()
+            written.append(name)
         return written
 
     def remove_artifact(self, site: Site, model_id: str) -> None:

@@ -1,0 +1,103 @@
+"""``gs://`` artifact sources, read by any provider that streams them (AWS and local sites).
+
+GCP sites copy ``gs://`` sources server-side (rewrites, ``storage.SiteStore``); everyone else
+lists and reads them here, in ranged chunks, with the same clients and error mapping. The
+source's endpoint is the one configured for the ``gcs_artifact_region`` option (default: the
+plain ``gcs_endpoint_url``, or Google's). The checksum is the object's MD5 (``md5Hash``), or
+its CRC32C for composite objects, which have no MD5.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from orchestrator.errors import PermanentProviderError
+from orchestrator.fleet.artifacts import GCS
+from orchestrator.providers.gcp.errors import call, lookup
+from orchestrator.providers.gcp.storage import GcsClients
+from orchestrator.providers.sources import relative_name, selected_keys
+from orchestrator.providers.transfer import CHUNK, Checksum, Readable, SourceObject
+
+SOURCE_REGION_OPTION = "gcs_artifact_region"
+
+
+def blob_checksum(blob: Any) -> Checksum | None:
+    if getattr(blob, "md5_hash", None):
+        return Checksum.from_b64("md5", blob.md5_hash)
+    if getattr(blob, "crc32c", None):
+        return Checksum.from_b64("crc32c", blob.crc32c)
+    return None
+
+
+class _Reader:
+    """A ``BlobReader`` whose failures are provider errors."""
+
+    def __init__(self, reader: Any, where: str) -> None:
+        self._reader = reader
+        self._where = where
+
+    def read(self, size: int = -1, /) -> bytes:
+        data: bytes = call(self._where, "storage.objects.get", self._reader.read, size)
+        return data
+
+    def close(self) -> None:
+        self._reader.close()
+
+
+class GcsSource:
+    kind = GCS
+
+    def __init__(self, uri: str, options: Mapping[str, str], fleet_dir: Path) -> None:
+        del fleet_dir
+        self.uri = uri
+        parts = urlsplit(uri.split("#", 1)[0])
+        self.bucket, self.prefix = parts.netloc, parts.path.lstrip("/")
+        self._clients = GcsClients(options)
+        self._region = options.get(SOURCE_REGION_OPTION, "")
+        self._where = f"source {uri}"
+
+    def _client(self) -> Any:
+        # Creating a client looks for credentials: a failure there is a provider error too.
+        return call(self._where, "storage.objects.get", self._clients.client, self._region)
+
+    def objects(self) -> list[SourceObject]:
+        client = self._client()
+
+        def listing() -> dict[str, Any]:
+            return {
+                b.name: b
+                for b in client.list_blobs(
+                    self.bucket, prefix=self.prefix, retry=self._clients.retry()
+                )
+            }
+
+        found = lookup(self._where, "storage.objects.list", listing)
+        if found is None:
+            raise PermanentProviderError(f"artifact source bucket does not exist: {self.uri}")
+        keys = selected_keys(self.prefix, list(found))
+        if not keys:
+            raise PermanentProviderError(
+                f"artifact source holds no objects: {self.uri}",
+                hint="check the model's artifact URI in models.yaml",
+            )
+        return [
+            SourceObject(
+                key,
+                relative_name(self.prefix, key),
+                int(found[key].size) if found[key].size is not None else None,
+                blob_checksum(found[key]),
+            )
+            for key in keys
+        ]
+
+    def open(self, obj: SourceObject) -> tuple[Readable, SourceObject]:
+        blob = self._client().bucket(self.bucket).blob(obj.key)
+        call(self._where, "storage.objects.get", blob.reload, retry=self._clients.retry())
+        reader = call(self._where, "storage.objects.get", blob.open, "rb", chunk_size=CHUNK)
+        described = obj._replace(
+            size=int(blob.size) if blob.size is not None else None, checksum=blob_checksum(blob)
+        )
+        return _Reader(reader, self._where), described
