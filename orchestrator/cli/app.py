@@ -7,6 +7,7 @@ with the documented code (SPEC 5). Tracebacks appear only for bugs, or with SOVE
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -85,11 +86,30 @@ def _usage_error(exc: typer.TyperException) -> None:
     sys.exit(1)
 
 
+class _Stderr(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is at the time (tests swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sys.stderr.write(self.format(record) + "\n")
+
+
+def _show_transfer_progress() -> None:
+    """Progress of large artifact copies (``providers.transfer``) is a diagnostic: stderr."""
+    progress = logging.getLogger("orchestrator.transfer")
+    if not progress.handlers:
+        handler = _Stderr()
+        handler.setFormatter(logging.Formatter("copying %(message)s"))
+        progress.addHandler(handler)
+        progress.setLevel(logging.INFO)
+        progress.propagate = False
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI: the single error boundary. A user mistake never ends in a traceback, and
     under --json every failure is one JSON error document on stdout."""
     args = sys.argv[1:] if argv is None else list(argv)
     output.begin(args)
+    _show_transfer_progress()
     command = typer.main.get_command(app)
     try:
         rc = command.main(args=args, prog_name="sovereign", standalone_mode=False)
