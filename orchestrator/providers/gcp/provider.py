@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from orchestrator.fleet.artifacts import GCS
 from orchestrator.fleet.model import Site
-from orchestrator.providers.aws.session import ProviderOptions
 from orchestrator.providers.base import (
     Capabilities,
     ProviderContext,
+    ProviderOptions,
     Resource,
     ResourceKind,
     SiteProvider,
