@@ -10,7 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Annotated
+from typing import IO, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -78,18 +78,42 @@ class _Query:
     at: datetime
 
 
-def read_batch(stream: IO[str], fleet: Fleet, now: datetime) -> list[_Query]:
+def read_batch(stream: IO[bytes], fleet: Fleet, now: datetime) -> list[_Query]:
     """Parse every line first: one bad line fails the whole run before anything is printed
-    (a compliance report with silently missing rows would be worse than none)."""
+    (a compliance report with silently missing rows would be worse than none). A blank line is
+    a bad line too: output line N always answers input line N."""
     queries: list[_Query] = []
-    for n, line in enumerate(stream, start=1):
-        if not line.strip():
-            continue
+    for n, raw in enumerate(stream, start=1):
         try:
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise UsageError(
+                    f"not valid UTF-8 (byte {exc.start} of the line)",
+                    hint="save the batch file as UTF-8",
+                ) from None
+            if not line.strip():
+                raise UsageError(
+                    "the line is blank",
+                    hint="every line is one query (output line N answers input line N); "
+                    "remove blank lines",
+                )
             queries.append(_batch_query(line, fleet, now))
         except UsageError as exc:
             raise UsageError(f"line {n}: {exc.message}", hint=exc.hint) from None
     return queries
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise UsageError(
+                f'duplicate key "{key}" in one object',
+                hint="each field may appear once per line (which one would count is a guess)",
+            )
+        seen[key] = value
+    return seen
 
 
 def _batch_query(line: str, fleet: Fleet, now: datetime) -> _Query:
@@ -99,9 +123,11 @@ def _batch_query(line: str, fleet: Fleet, now: datetime) -> _Query:
         "(nationalities, groups and at are optional)"
     )
     try:
-        obj = json.loads(line)
+        obj = json.loads(line, object_pairs_hook=_no_duplicate_keys)
     except json.JSONDecodeError as exc:
         raise UsageError(f"not JSON: {exc.msg}", hint=hint) from None
+    except RecursionError:
+        raise UsageError("nested too deeply to be a query", hint=hint) from None
     if not isinstance(obj, dict):
         raise UsageError("not a JSON object", hint=hint)
     unknown = sorted(set(obj) - _BATCH_KEYS)
@@ -124,11 +150,11 @@ def _batch_query(line: str, fleet: Fleet, now: datetime) -> _Query:
     return _Query(model, principal, parse_at_or_now(at, now))
 
 
-def _open_batch(source: str) -> IO[str]:
+def _open_batch(source: str) -> IO[bytes]:
     if source == "-":
-        return sys.stdin
+        return sys.stdin.buffer
     try:
-        return Path(source).open(encoding="utf-8")
+        return Path(source).open("rb")
     except OSError as exc:
         raise UsageError(
             f"cannot read batch file {source}: {exc.strerror}",
@@ -196,7 +222,7 @@ def explain_command(
         try:
             queries = read_batch(stream, fleet, now)
         finally:
-            if stream is not sys.stdin:
+            if stream is not sys.stdin.buffer:
                 stream.close()
         explainer = Explainer(fleet)
         for q in queries:

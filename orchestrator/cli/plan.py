@@ -432,7 +432,9 @@ def status_command(
 
       sovereign status --sites local --at 2026-06-13T00:00:00Z --json
     """
-    session = open_session(fleet, state, at=parse_at(at), sites_local=sites_local(sites))
+    session = open_session(
+        fleet, state, at=parse_at(at), sites_local=sites_local(sites), create=False
+    )
     try:
         status = collect_status(session)
     finally:

@@ -26,7 +26,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -380,10 +380,15 @@ def apply_plan(
     retry: RetryPolicy | None = None,
     concurrency: int | None = None,
     step_delay: float = 0.0,
+    held_back: Mapping[str, str] | None = None,
 ) -> ApplyResult:
     """Carry ``plan`` out under ``lease``. The caller holds the lock and checked freshness
     (``reconcile.sequence.plan_and_apply`` does both). ``step_delay`` seconds are waited before
-    each change, so that a test can catch the apply in the middle."""
+    each change, so that a test can catch the apply in the middle.
+
+    ``held_back`` names targets whose changes must not be carried out (target -> why, e.g. a
+    site a saved plan could not be verified for): they are reported failed, all skipped."""
+    held_back = dict(held_back or {})
     enforce(plan.interlocks, allow_outage, changed=plan.jurisdictions())
     audit = session.store.audit
     overridden = None
@@ -404,6 +409,7 @@ def apply_plan(
             "fleet_digest": plan.fleet_digest,
             "plan_sha256": plan.sha256(),
             "summary": plan.summary(),
+            "held_back": held_back,
         },
     )
     runner = _Runner(
@@ -418,11 +424,15 @@ def apply_plan(
         t: TargetResult(t, len(cs)) for t, cs in plan.by_target().items()
     }
     for t, r in results.items():
+        if t in held_back:
+            r.skipped, r.error = r.total, held_back[t]
         runner.observer.started(t, r.total)
     site_up: dict[str, list[Change]] = {}
     routes: dict[str, list[Change]] = {}
     site_down: dict[str, list[Change]] = {}
     for c in plan.changes:
+        if c.target in held_back:
+            continue
         if c.kind is ResourceKind.ROUTE:
             routes.setdefault(c.target, []).append(c)
         elif c.op is Op.DELETE:

@@ -99,10 +99,11 @@ def plan_and_apply(
         if saved is not None:
             if not nonlocal_targets(session):
                 session.at = saved.at  # a rehearsal on local sites keeps its instant
-            plan = verify_saved_plan(session, saved)
+            verified = verify_saved_plan(session, saved)
+            plan, held_back = verified.plan, verified.held_back
         else:
             refuse_unreal_time(session)
-            plan = make_plan(session)
+            plan, held_back = make_plan(session), {}
         shown.planned(plan)
         enforce(plan.interlocks, allow_outage, changed=plan.jurisdictions())
         if plan.empty:
@@ -119,5 +120,6 @@ def plan_and_apply(
                 retry=retry,
                 concurrency=concurrency,
                 step_delay=step_delay,
+                held_back=held_back,
             )
     return Applied(plan, result)

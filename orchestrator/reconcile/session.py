@@ -61,7 +61,10 @@ def open_session(
     sites_local: bool = False,
     jurisdictions: Iterable[str] | None = None,
     engine: str | None = None,
+    create: bool = True,
 ) -> Session:
+    """Read the fleet and open its state; ``create=False`` for readers (SPEC 5: a reader never
+    creates a state store, and one that does not exist is an error)."""
     engine = check_engine(engine)
     if engine == "pulumi":
         if sites_local:
@@ -79,7 +82,7 @@ def open_session(
     scope = parse_scope(fleet, jurisdictions)
     when = at if at is not None else datetime.now(UTC)
     options = engine_options(fleet, fleet_dir, when, state_url) if engine == "pulumi" else None
-    store = open_store(state_url, fleet_dir)
+    store = open_store(state_url, fleet_dir, create=create)
     return Session(
         fleet_dir=fleet_dir,
         files=files,
@@ -118,10 +121,16 @@ def actual_of(session: Session, desired: frozenset[Resource]) -> frozenset[Resou
     )
 
 
-def make_plan(session: Session, *, audit: bool = True) -> Plan:
-    """Desired vs actual now, with causes and interlocks; audited as ``plan.created``."""
+def make_plan(
+    session: Session, *, audit: bool = True, actual: frozenset[Resource] | None = None
+) -> Plan:
+    """Desired vs actual now, with causes and interlocks; audited as ``plan.created``.
+
+    ``actual`` is observed from the providers unless given (``reconcile.verify`` observes
+    site by site, so that one unreachable site does not hold back the others)."""
     desired = desired_of(session)
-    actual = actual_of(session, desired)
+    if actual is None:
+        actual = actual_of(session, desired)
     applied = session.store.applied_fleet()
     applied_files = dict(applied.files) if applied is not None else None
     ctx = cause_context(

@@ -11,6 +11,10 @@ saved plan is only ever compared (SPEC 4):
   the recomputed ones (op, address, values, cause), and so must its interlocks; otherwise the
   apply is refused naming the first changes that differ.
 
+A site (or DNS zone) that cannot be observed cannot be verified: its saved changes are held
+back (reported as a failed target, exit 3) and everything else is verified and carried out,
+so one unreachable region never holds back another.
+
 Real time for real changes: the law is evaluated for an instant. ``--at`` is for what-if
 commands; a plan evaluated for another instant than now (``apply --at``, or a saved plan made
 with ``plan --at``) is carried out only when every site it changes is ``local`` (the demo and
@@ -19,16 +23,20 @@ development). For cloud sites a saved plan is recomputed on the real clock.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from orchestrator.errors import RefusedError, UsageError
+from orchestrator.errors import ProviderError, RefusedError, UsageError
+from orchestrator.planning.actual import applied_table
+from orchestrator.planning.desired import TABLE_TARGET
 from orchestrator.planning.plan import Change, Plan
+from orchestrator.planning.scope import sites_in_scope
 from orchestrator.policy.clock import CLOCK_SKEW
+from orchestrator.providers.base import Resource, ResourceKind
 from orchestrator.reconcile.apply import check_fresh
-from orchestrator.reconcile.session import Session, make_plan
+from orchestrator.reconcile.session import Session, desired_of, make_plan
 
-__all__ = ["nonlocal_targets", "refuse_unreal_time", "verify_saved_plan"]
+__all__ = ["VerifiedPlan", "nonlocal_targets", "refuse_unreal_time", "verify_saved_plan"]
 
 _SHOWN = 5
 
@@ -90,16 +98,55 @@ def _differences(saved: Plan, fresh: Plan) -> list[str]:
     return out
 
 
-def verify_saved_plan(session: Session, saved: Plan) -> Plan:
+@dataclass(frozen=True)
+class VerifiedPlan:
+    """A saved plan proven equal to the recomputed one, except for targets that could not be
+    observed (target -> why): their changes are held back, never carried out unverified."""
+
+    plan: Plan
+    held_back: dict[str, str] = field(default_factory=dict)
+
+
+def _observe_each(session: Session) -> tuple[frozenset[Resource], dict[str, str]]:
+    """What every site and route target holds; targets whose provider fails are listed apart."""
+    fleet, providers = session.fleet, session.providers
+    found: set[Resource] = set(applied_table(session.store))
+    failed: dict[str, str] = {}
+    for site_id in sorted(sites_in_scope(fleet, session.scope)):
+        try:
+            found |= providers.for_site(fleet, site_id).observe(fleet.sites[site_id])
+        except ProviderError as exc:
+            failed[site_id] = f"cannot be observed to verify the saved plan: {exc.message}"
+    routes = {
+        r.target
+        for r in desired_of(session)
+        if r.kind is ResourceKind.ROUTE and r.target != TABLE_TARGET
+    }
+    for target in sorted(routes):
+        try:
+            found |= providers.for_route(target).observe_routes(target)
+        except ProviderError as exc:
+            failed[target] = f"cannot be observed to verify the saved plan: {exc.message}"
+    return frozenset(found), failed
+
+
+def verify_saved_plan(session: Session, saved: Plan) -> VerifiedPlan:
     """The saved plan, once it is proven to be exactly what the planner makes now.
 
     The caller holds the state lock. Refuses (``StalePlanError``, ``RefusedError``) otherwise;
     the interlocks carried out are always the recomputed ones.
     """
     check_fresh(session, saved)
-    fresh = make_plan(session, audit=False)
-    differences = _differences(saved, fresh)
-    if not differences and saved.interlocks != fresh.interlocks:
+    actual, unobservable = _observe_each(session)
+    fresh = make_plan(session, audit=False, actual=actual)
+    held = {t: why for t, why in unobservable.items() if any(c.target == t for c in saved.changes)}
+
+    def keep(plan: Plan) -> Plan:
+        kept = tuple(c for c in plan.changes if c.target not in unobservable)
+        return replace(plan, changes=kept)
+
+    differences = _differences(keep(saved), keep(fresh))
+    if not differences and not unobservable and saved.interlocks != fresh.interlocks:
         differences.append("the saved plan's interlocks are not the recomputed ones")
     if differences:
         more = len(differences) - _SHOWN
@@ -110,4 +157,4 @@ def verify_saved_plan(session: Session, saved: Plan) -> Plan:
             hint="a saved plan is a record of what was reviewed, never a set of instructions: "
             "make a new plan (`sovereign plan --out FILE`), review it, and apply that file",
         )
-    return replace(saved, interlocks=fresh.interlocks)
+    return VerifiedPlan(replace(saved, interlocks=fresh.interlocks), held)

@@ -93,7 +93,7 @@ def test_batch_answers_every_line_in_order(
         {"model": "olmo-3", "residency": "JP"},
     ]
     batch = tmp_path / "q.jsonl"
-    batch.write_text("\n".join(json.dumps(q) for q in queries) + "\n\n")
+    batch.write_text("\n".join(json.dumps(q) for q in queries) + "\n")
     code, out, _ = run(capsys, *explain_args("--batch", str(batch)))
     assert code == 0
     lines = [json.loads(x) for x in out.splitlines()]
@@ -119,17 +119,24 @@ def test_batch_answers_every_line_in_order(
         ('{"model": "fable-5", "residency": "US", "extra": 1}', "line 2: unknown field(s) extra"),
         ('{"model": "fable-5", "residency": "US", "groups": "x"}', 'line 2: "groups" must be'),
         ('{"model": "fable-5", "residency": "US", "at": "soon"}', "line 2: invalid time"),
+        ("", "line 2: the line is blank"),
+        ("   ", "line 2: the line is blank"),
+        ('{"model": "fable-5", "model": "olmo-3", "residency": "US"}', 'duplicate key "model"'),
+        ("[" * 100_000, "line 2: nested too deeply"),
+        ('{"model": "fable-5", "residency": "\xff"}', "line 2: not valid UTF-8 (byte 35"),
     ],
 )
 def test_a_bad_batch_line_fails_the_whole_run_before_any_output(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, bad: str, message: str
 ) -> None:
     batch = tmp_path / "q.jsonl"
-    batch.write_text('{"model": "olmo-3", "residency": "US"}\n' + bad + "\n")
+    raw = bad.encode("utf-8").replace(b"\xc3\xbf", b"\xff")  # a lone non-UTF-8 byte
+    batch.write_bytes(b'{"model": "olmo-3", "residency": "US"}\n' + raw + b"\n")
     code, out, err = run(capsys, *explain_args("--batch", str(batch)))
     assert code == 1
     assert out == ""
     assert message in err
+    assert "Traceback" not in err
 
 
 def test_impact_of_an_unsigned_directive_warns_and_reports(

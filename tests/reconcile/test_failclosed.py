@@ -155,7 +155,7 @@ def test_an_unedited_saved_plan_is_verified(local_fleet: LocalFleet) -> None:
     saved, session = saved_and_session(local_fleet())
     try:
         with session.store.lock("test"):
-            verified = verify_saved_plan(session, saved)
+            verified = verify_saved_plan(session, saved).plan
         assert verified.changes == saved.changes
         assert verified.sha256() == saved.sha256()
     finally:
@@ -214,7 +214,7 @@ def test_a_randomly_edited_saved_plan_is_refused_or_exactly_the_recomputed_one(
     recomputed = make_plan(session, audit=False)
     try:
         with session.store.lock("test"):
-            verified = verify_saved_plan(session, edited)
+            verified = verify_saved_plan(session, edited).plan
     except RefusedError:
         assert edited.changes != recomputed.changes  # a refusal is never spurious
     else:

@@ -111,12 +111,18 @@ class SqliteStateStore:
             if row is None:
                 return None
             serial, digest = int(row[0]), str(row[1])
-            files = {
-                str(path): bytes(data)
-                for path, data in conn.execute(
-                    "SELECT path, data FROM applied_fleet_file WHERE serial = ?", (serial,)
-                )
-            }
+            files: dict[str, bytes] = {}
+            for path, data in conn.execute(
+                "SELECT path, data FROM applied_fleet_file WHERE serial = ?", (serial,)
+            ):
+                if not isinstance(data, bytes):  # SQLite keeps whatever type was written
+                    raise StateError(
+                        f"the applied fleet recorded at serial {serial} is damaged: "
+                        f"{path} is stored as {type(data).__name__}, not the file's bytes",
+                        hint="the state database was altered; restore it from a backup, or "
+                        "re-apply the fleet to record it again",
+                    )
+                files[str(path)] = data
         return verified_applied_fleet(serial, files, digest)
 
     def recorded_resources(self) -> list[dict[str, Any]]:
