@@ -24,6 +24,7 @@ from orchestrator.cli import (
     gateway,
     output,
     plan,
+    runbooks,
     validate,
 )
 from orchestrator.cli.options import JsonOpt
@@ -53,7 +54,7 @@ def version(json_out: JsonOpt = False) -> None:
         typer.echo(__version__)
 
 
-for module in (validate, directive, explain, plan, audit, gateway, demo, export):
+for module in (validate, directive, explain, plan, runbooks, audit, gateway, demo, export):
     module.register(app)
 
 

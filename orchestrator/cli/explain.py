@@ -1,5 +1,7 @@
 """CLI: ``explain`` (why a principal is or is not served, site by site) and ``impact`` (what a
-directive would change before it is added). Both only read the fleet; neither touches state.
+directive would change before it is added). Both read the fleet, and the drained sites of the
+state (SPEC 5: the default state when it exists, or the one named with ``--state``); neither
+ever creates or writes a state.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import typer
 from rich.table import Table
 
 from orchestrator.cli import output
-from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt
+from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt, StateOpt
 from orchestrator.cli.output import emit_json, emit_json_line
 from orchestrator.errors import UsageError
 from orchestrator.fleet.countries import parse_country
@@ -27,6 +29,8 @@ from orchestrator.fleet.signing import signature_path
 from orchestrator.policy.explain import Explainer, Explanation, check_model, explain
 from orchestrator.policy.impact import CellChange, Impact, impact
 from orchestrator.policy.principal import Principal
+from orchestrator.policy.table import RouteTable
+from orchestrator.state.url import read_drains
 
 _BATCH_KEYS = frozenset({"model", "residency", "nationalities", "groups", "at"})
 
@@ -58,12 +62,10 @@ def _render_explanation(fleet: Fleet, e: Explanation) -> None:
         table.add_column(col)
     for site_id, d in e.sites.items():
         reasons = "\n".join(f"{r.rule.value} ({r.ref}): {r.message}" for r in d.reasons)
-        table.add_row(
-            site_id,
-            fleet.sites[site_id].jurisdiction,
-            "[green]yes[/]" if d.allowed else "[red]no[/]",
-            reasons or "-",
-        )
+        allowed = "[green]yes[/]" if d.allowed else "[red]no[/]"
+        if site_id in e.drained:
+            allowed += " [yellow](drained)[/]"
+        table.add_row(site_id, fleet.sites[site_id].jurisdiction, allowed, reasons or "-")
     output.out().print(table)
     if e.route:
         output.out().print(f"route: {' -> '.join(e.route)}")
@@ -188,13 +190,15 @@ def explain_command(
         ),
     ] = None,
     fleet_dir: FleetOpt = DEFAULT_FLEET,
+    state: StateOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Explain, site by site, whether a principal may be served a model, and the route.
 
     Every site of the fleet is listed with every rule that fails (no_jurisdiction,
     not_offered, export, residency, withdrawn, directive) and the directive or profile
-    behind it. An empty route is a refusal.
+    behind it. An empty route is a refusal. A drained site (sovereign drain) is marked
+    drained and left out of the route.
 
     Examples:
 
@@ -212,6 +216,7 @@ def explain_command(
     """
     fleet = load_fleet(fleet_dir)
     now = datetime.now(UTC)
+    drains = read_drains(state, fleet_dir)
     if batch is not None:
         if model or residency or nationality or group or at:
             raise UsageError(
@@ -224,8 +229,13 @@ def explain_command(
         finally:
             if stream is not sys.stdin.buffer:
                 stream.close()
-        explainer = Explainer(fleet)
+        explainers: dict[frozenset[str], Explainer] = {}
+        compiled = RouteTable.compile(fleet)
         for q in queries:
+            drained = drains.sites_at(q.at)
+            explainer = explainers.get(drained)
+            if explainer is None:
+                explainer = explainers[drained] = Explainer(fleet, compiled, drained)
             emit_json_line(explainer.explain(q.model, q.principal, q.at).to_json())
         sys.stdout.flush()
         return
@@ -236,7 +246,8 @@ def explain_command(
         )
     check_model(fleet, model)
     principal = principal_of(fleet, residency, nationality or [], group or [])
-    result = explain(fleet, model, principal, parse_at_or_now(at, now))
+    when = parse_at_or_now(at, now)
+    result = explain(fleet, model, principal, when, drains.sites_at(when))
     if as_json:
         emit_json(result.to_json())
     else:
@@ -295,6 +306,7 @@ def impact_command(
         ),
     ] = None,
     fleet_dir: FleetOpt = DEFAULT_FLEET,
+    state: StateOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show what a directive would change, before it is added to the fleet.
@@ -327,7 +339,9 @@ def impact_command(
         )
     # Assess against the fleet without it, also when the fleet already holds this very file.
     base = fleet.with_directives({k: v for k, v in fleet.directives.items() if k != directive.id})
-    result = impact(base, directive, parse_at_or_now(at), signed=signed)
+    when = parse_at_or_now(at)
+    drained = read_drains(state, fleet_dir).sites_at(max(when, directive.effective))
+    result = impact(base, directive, when, signed=signed, drained=drained)
     if as_json:
         emit_json(result.to_json())
     else:

@@ -250,6 +250,15 @@ def render_status(console: Console, status: Status) -> None:
     console.print(routes)
     for w in status.shortfalls:
         console.print(f"[yellow]warning:[/] {escape(w.message)}", highlight=False)
+    for drain in status.drains.entries:
+        until = f" until {drain.until.isoformat()}" if drain.until is not None else ""
+        state = "drained" if drain.active(status.at) else "drain ended"
+        console.print(
+            f"[yellow]{state}:[/] {drain.site} ({drain.jurisdiction}) since "
+            f"{drain.at.isoformat(timespec='seconds')}{until} by {drain.by}: {drain.reason}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 # -- commands ------------------------------------------------------------------------------

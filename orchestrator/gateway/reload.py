@@ -71,7 +71,8 @@ class TableKeeper:
         if self.serving is None:
             marker = self.source.marker()
             fleet, serial = self.source.load()
-            self._install(ServingTable.compile(fleet, serial), marker, self._upstreams_for(fleet))
+            table = ServingTable.compile(fleet, serial, drains=self.source.drains())
+            self._install(table, marker, self._upstreams_for(fleet))
         assert self.serving is not None
         return self.serving
 
@@ -102,14 +103,15 @@ class TableKeeper:
         current = self.serving
         try:
             fleet, serial = await asyncio.to_thread(self.source.load)
+            drains = await asyncio.to_thread(self.source.drains)
             previous = current.table if current is not None else None
-            table = await asyncio.to_thread(ServingTable.compile, fleet, serial, previous)
+            table = await asyncio.to_thread(ServingTable.compile, fleet, serial, previous, drains)
             if current is not None and table.version == current.table.version:
                 if table.serial is not None:
                     self._metrics.table_serial.set(table.serial)
                 # Same verified content under a newer serial: keep the compiled table.
                 self.serving = Serving(
-                    ServingTable(current.table.table, serial),
+                    ServingTable(current.table.table, serial, drains),
                     current.upstreams,
                     current.loaded_at,
                     current.source,

@@ -3,7 +3,9 @@
 The gateway never decides the law itself: it asks the compiled ``policy.table.RouteTable`` for
 the route and ``policy.explain`` for the reasons. ``ServingTable`` is the one seam between the
 two, so the request path sees a single small interface (``route``, ``explain_json``,
-``version``) and a table swap is one reference assignment of an immutable value.
+``version``) and a table swap is one reference assignment of an immutable value. Drained sites
+(SPEC 7) are left out of the table's routes here, through ``policy.rules.route_without``: the
+gateway tries the next legal site, never one the law does not already allow.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
+from orchestrator.fleet.drain import NO_DRAINS, Drains
 from orchestrator.fleet.model import Fleet
 from orchestrator.policy.explain import Explainer
 from orchestrator.policy.principal import Principal
+from orchestrator.policy.rules import route_without
 from orchestrator.policy.table import RouteTable
 
 __all__ = ["ServingTable"]
@@ -27,15 +31,20 @@ class ServingTable:
 
     table: RouteTable
     serial: int | None  # state serial it was applied under (None: working fleet)
+    drains: Drains = NO_DRAINS
 
     @classmethod
     def compile(
-        cls, fleet: Fleet, serial: int | None = None, previous: ServingTable | None = None
+        cls,
+        fleet: Fleet,
+        serial: int | None = None,
+        previous: ServingTable | None = None,
+        drains: Drains = NO_DRAINS,
     ) -> ServingTable:
         """Compile ``fleet``; with ``previous`` only the keys changed directives reach are
         rebuilt (the policy table reuses the rest)."""
         prior = previous.table if previous is not None else None
-        return cls(RouteTable.compile(fleet, previous=prior), serial)
+        return cls(RouteTable.compile(fleet, previous=prior), serial, drains)
 
     @property
     def fleet(self) -> Fleet:
@@ -52,15 +61,24 @@ class ServingTable:
         """Sites that may serve, in SPEC order; empty means refused. Unknown models: empty."""
         if model_id not in self.fleet.models:
             return ()
-        return self.table.route(model_id, principal, at)
+        route = self.table.route(model_id, principal, at)
+        if not self.drains.entries:
+            return route
+        return route_without(route, self.drains.sites_at(at))
 
     @cached_property
-    def _explainer(self) -> Explainer:
+    def _explainers(self) -> dict[frozenset[str], Explainer]:
         # Built on the first refusal and kept with the table: a flood of 451s costs lookups,
-        # not a rule-by-rule re-derivation per request.
-        return Explainer(self.fleet, self.table)
+        # not a rule-by-rule re-derivation per request. One per drained set (drains with an
+        # ``until`` change it over time; there are few).
+        return {}
 
     def explain_json(self, model_id: str, principal: Principal, at: datetime) -> dict[str, Any]:
         """The SPEC 5 ``explain --json`` object for this query (same as ``policy.explain``)."""
-        result: dict[str, Any] = self._explainer.explain(model_id, principal, at).to_json()
+        drained = self.drains.sites_at(at)
+        explainer = self._explainers.get(drained)
+        if explainer is None:
+            explainer = Explainer(self.fleet, self.table, drained)
+            self._explainers[drained] = explainer
+        result: dict[str, Any] = explainer.explain(model_id, principal, at).to_json()
         return result

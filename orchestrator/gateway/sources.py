@@ -7,6 +7,10 @@ interval (the state serial); ``load`` is the expensive answer, asked only when t
 A source may also offer a ``change_signal`` (see ``changes``): an even cheaper question, asked
 every few milliseconds, so that an apply reaches the gateway well before the next interval.
 
+Drained sites (SPEC 7) come from the state too: ``drains`` is read with every load, and the
+marker of an applied fleet moves when the drains do, so a drain reaches the gateway within one
+reload interval.
+
 For development ``WorkingFleetSource`` serves the fleet directory as it is on disk and reloads
 when its files change; ``StaticSource`` holds a fleet in memory (tests, the demo).
 """
@@ -19,6 +23,7 @@ from pathlib import Path
 from typing import Protocol
 
 from orchestrator.errors import StateError
+from orchestrator.fleet.drain import NO_DRAINS, Drains
 from orchestrator.fleet.model import Fleet
 from orchestrator.gateway.changes import ChangeSignal, CounterSignal, SqliteDataVersion
 from orchestrator.state.base import StateReader
@@ -47,6 +52,10 @@ class FleetSource(Protocol):
         """The fleet to serve, fully validated; raises ``SovereignError`` if there is none."""
         ...
 
+    def drains(self) -> Drains:
+        """The sites to leave out of routing (SPEC 7)."""
+        ...
+
 
 def change_signal(source: FleetSource) -> ChangeSignal | None:
     """The source's fast change signal, if it has one (sources need not)."""
@@ -70,7 +79,10 @@ class AppliedFleetSource:
         self._last: tuple[str, Fleet] | None = None
 
     def marker(self) -> Hashable:
-        return self.reader.serial()
+        return (self.reader.serial(), self.reader.drains().version)
+
+    def drains(self) -> Drains:
+        return self.reader.drains()
 
     def change_signal(self) -> ChangeSignal | None:
         """SQLite's ``data_version`` for a state file; None for object stores (their serial is
@@ -122,6 +134,9 @@ class WorkingFleetSource:
     def load(self) -> LoadedFleet:
         return self._load_fleet(self.fleet_dir), None
 
+    def drains(self) -> Drains:
+        return NO_DRAINS
+
 
 class StaticSource:
     """A fleet held in memory; ``set`` replaces it (the gateway picks it up on its next poll)."""
@@ -132,12 +147,22 @@ class StaticSource:
         self._fleet = fleet
         self._generation = 0
         self._failure: Exception | None = None
+        self._drains = NO_DRAINS
 
     def set(self, fleet: Fleet) -> None:
         with self._lock:
             self._fleet = fleet
             self._failure = None
             self._generation += 1
+
+    def set_drains(self, drains: Drains) -> None:
+        with self._lock:
+            self._drains = drains
+            self._generation += 1
+
+    def drains(self) -> Drains:
+        with self._lock:
+            return self._drains
 
     def fail_next(self, error: Exception) -> None:
         """Make the next load fail with ``error`` (to check a failed reload keeps the old

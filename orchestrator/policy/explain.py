@@ -1,11 +1,12 @@
 """Why a principal is (not) served a model at each site: the SPEC 5 ``explain`` answer.
 
 ``explain`` states the decision for every site of the fleet with every failing rule, built on
-the reference rules (``rules.decide``), plus the route. ``Explainer`` gives the same answers for
-many queries in a row (``explain --batch``): the route comes from the compiled table, the
-static rules R0-R3 are computed once per (model, home, site), and only the directives in force
-at the query's instant (from the table's epoch index, memoised per epoch and model) are checked
-per query.
+the reference rules (``rules.decide``), plus the route. A drained site (SPEC 7) keeps its legal
+decision, is marked ``"drained": true`` and is left out of the route. ``Explainer`` gives the
+same answers for many queries in a row (``explain --batch``): the route comes from the compiled
+table, the static rules R0-R3 are computed once per (model, home, site), and only the directives
+in force at the query's instant (from the table's epoch index, memoised per epoch and model) are
+checked per query.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from orchestrator.policy.rules import (
     audience_matches,
     decide,
     order_route,
+    route_without,
     suspended_reason,
     withdrawn_reason,
 )
@@ -43,15 +45,22 @@ class Explanation:
     home: str | None
     route: tuple[str, ...]
     sites: Mapping[str, Decision]
+    drained: frozenset[str] = frozenset()
 
     def to_json(self) -> dict[str, object]:
-        """Exactly the SPEC 5 ``explain --json`` shape."""
+        """Exactly the SPEC 5 ``explain --json`` shape (``"drained": true`` on drained sites)."""
+        sites: dict[str, object] = {}
+        for s, d in self.sites.items():
+            entry = d.to_json()
+            if s in self.drained:
+                entry["drained"] = True
+            sites[s] = entry
         return {
             "model": self.model,
             "principal": self.principal.to_json(),
             "home": self.home,
             "route": list(self.route),
-            "sites": {s: d.to_json() for s, d in self.sites.items()},
+            "sites": sites,
         }
 
 
@@ -62,21 +71,42 @@ def check_model(fleet: Fleet, model_id: str) -> None:
         raise UsageError(f"unknown model {model_id!r}", hint=f"valid models: {valid}")
 
 
-def explain(fleet: Fleet, model_id: str, principal: Principal, at: datetime) -> Explanation:
-    """The reference explanation: ``rules.decide`` for every site, and the route."""
+def explain(
+    fleet: Fleet,
+    model_id: str,
+    principal: Principal,
+    at: datetime,
+    drained: frozenset[str] = frozenset(),
+) -> Explanation:
+    """The reference explanation: ``rules.decide`` for every site, and the route without the
+    ``drained`` sites."""
     check_model(fleet, model_id)
     active = in_force(fleet, at)
     decisions = {s: decide(fleet, model_id, s, principal, at, active) for s in sorted(fleet.sites)}
     home = fleet.home_of(principal.residency)
     route = order_route(fleet, (s for s, d in decisions.items() if d.allowed), home)
-    return Explanation(model_id, principal, at, home, route, MappingProxyType(decisions))
+    return Explanation(
+        model_id,
+        principal,
+        at,
+        home,
+        route_without(route, drained),
+        MappingProxyType(decisions),
+        drained & frozenset(fleet.sites),
+    )
 
 
 class Explainer:
     """Many explanations against one fleet; each equals ``explain`` for the same query."""
 
-    def __init__(self, fleet: Fleet, table: RouteTable | None = None) -> None:
+    def __init__(
+        self,
+        fleet: Fleet,
+        table: RouteTable | None = None,
+        drained: frozenset[str] = frozenset(),
+    ) -> None:
         self.fleet = fleet
+        self.drained = drained & frozenset(fleet.sites)
         if table is None or table.fleet is not fleet:
             table = RouteTable.compile(fleet)  # a table of another fleet would answer wrongly
         self.table = table
@@ -103,8 +133,10 @@ class Explainer:
                     dynamic.append(suspended_reason(d))
             reasons = (*fixed, *dynamic) if dynamic else fixed
             decisions[site_id] = Decision(reasons) if reasons else ALLOWED
-        route = self.table.route(model_id, principal, at)
-        return Explanation(model_id, principal, at, home, route, MappingProxyType(decisions))
+        route = route_without(self.table.route(model_id, principal, at), self.drained)
+        return Explanation(
+            model_id, principal, at, home, route, MappingProxyType(decisions), self.drained
+        )
 
     def _static_reasons(
         self, model_id: str, principal: Principal

@@ -29,7 +29,7 @@ from enum import StrEnum
 
 from orchestrator.fleet.model import Action, Directive, Fleet, Unlisted
 from orchestrator.policy.principal import Principal
-from orchestrator.policy.rules import audience_matches
+from orchestrator.policy.rules import audience_matches, route_without
 from orchestrator.policy.table import RouteTable
 
 # Principal codes standing for "any country no predicate names": never a real ISO code.
@@ -118,10 +118,18 @@ class Impact:
         }
 
 
-def impact(fleet: Fleet, directive: Directive, at: datetime, *, signed: bool = True) -> Impact:
+def impact(
+    fleet: Fleet,
+    directive: Directive,
+    at: datetime,
+    *,
+    signed: bool = True,
+    drained: frozenset[str] = frozenset(),
+) -> Impact:
     """Compare routes without and with ``directive`` at the later of ``at`` and its effective
-    instant. ``fleet`` must not already contain it (a directive with the same id is replaced,
-    which makes this the what-if of changing that directive)."""
+    instant, both without the ``drained`` sites (routes as the gateway serves them).
+    ``fleet`` must not already contain it (a directive with the same id is replaced, which
+    makes this the what-if of changing that directive)."""
     when = max(at, directive.effective)
     before_table = RouteTable.compile(fleet)
     with_it = fleet.with_directives({**fleet.directives, directive.id: directive})
@@ -137,39 +145,58 @@ def impact(fleet: Fleet, directive: Directive, at: datetime, *, signed: bool = T
     in_force_before = before_table.epochs.in_force(when)
     in_force_after = after_table.epochs.in_force(when)
     play = {d.id: d for d in (*in_force_before, *in_force_after, *replaced, directive)}
-    residencies = _residency_classes(fleet, play.values())
-    nationality_classes = _nationality_classes(play.values())
-    group_classes: list[tuple[str, ...]] = [()] + [
-        (g,) for g in sorted({g for d in play.values() for g in d.audience.except_groups})
-    ]
     reach = (directive, *replaced)
     changes: list[CellChange] = []
     collateral = 0
     cells = 0
     for model in sorted(fleet.models):
-        for residency, code in residencies:
-            home = fleet.home_of(code)
-            for nats in nationality_classes:
-                for groups in group_classes:
-                    cells += 1
-                    principal = Principal(code, frozenset(_codes(nats)), frozenset(groups))
-                    before = before_table.route(model, principal, when)
-                    after = after_table.route(model, principal, when)
-                    if before == after:
-                        continue
-                    if not _within_reach(fleet, reach, model, principal, before, after):
-                        collateral += 1
-                    effect = (
-                        Effect.REFUSED
-                        if not after
-                        else Effect.RESTORED
-                        if not before
-                        else Effect.REROUTED
-                    )
-                    changes.append(
-                        CellChange(model, residency, home, nats, groups, before, after, effect)
-                    )
+        for cell in audience_cells(fleet, play.values()):
+            cells += 1
+            principal = cell.principal
+            before = before_table.route(model, principal, when)
+            after = after_table.route(model, principal, when)
+            before, after = route_without(before, drained), route_without(after, drained)
+            if before == after:
+                continue
+            if not _within_reach(fleet, reach, model, principal, before, after):
+                collateral += 1
+            changes.append(cell.change(model, before, after))
     return Impact(directive, when, signed, cells, tuple(changes), collateral)
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """One class of principals: everyone in it gets the same route for every model."""
+
+    residency: str  # label: a country code, or "*"
+    home: str | None
+    nationalities: tuple[str, ...]
+    groups: tuple[str, ...]
+    principal: Principal  # a representative
+
+    def change(self, model: str, before: tuple[str, ...], after: tuple[str, ...]) -> CellChange:
+        """This cell's route change for ``model`` (``before != after``)."""
+        effect = Effect.REFUSED if not after else Effect.RESTORED if not before else Effect.REROUTED
+        return CellChange(
+            model, self.residency, self.home, self.nationalities, self.groups, before, after, effect
+        )
+
+
+def audience_cells(fleet: Fleet, play: Iterable[Directive]) -> list[Cell]:
+    """The classes of principals that the directives in ``play`` tell apart (see the module
+    docstring): comparing one representative per class covers everyone."""
+    play = tuple(play)
+    group_classes: list[tuple[str, ...]] = [()] + [
+        (g,) for g in sorted({g for d in play for g in d.audience.except_groups})
+    ]
+    cells: list[Cell] = []
+    for residency, code in _residency_classes(fleet, play):
+        home = fleet.home_of(code)
+        for nats in _nationality_classes(play):
+            for groups in group_classes:
+                principal = Principal(code, frozenset(_codes(nats)), frozenset(groups))
+                cells.append(Cell(residency, home, nats, groups, principal))
+    return cells
 
 
 # Internal code for OTHER as a principal field: it must not collide with any predicate entry.

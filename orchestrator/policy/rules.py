@@ -216,6 +216,14 @@ def order_route(fleet: Fleet, allowed_sites: Iterable[str], home_id: str | None)
     return (*head, *rest)
 
 
+def route_without(route: tuple[str, ...], drained: frozenset[str]) -> tuple[str, ...]:
+    """``route`` with drained sites (SPEC 7) left out, order kept: a drain never adds a site,
+    so the result is still inside the legal set."""
+    if not drained:
+        return route
+    return tuple(s for s in route if s not in drained)
+
+
 def route(fleet: Fleet, model_id: str, principal: Principal, at: datetime) -> tuple[str, ...]:
     """The reference route: every allowed site, in SPEC order."""
     active = in_force(fleet, at)

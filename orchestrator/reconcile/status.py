@@ -4,7 +4,7 @@
 really hold and whether they are healthy, which state serial and lineage we are at, whether the
 fleet the gateway serves (the applied fleet) is the working fleet, and for every jurisdiction
 and model the route of a resident whose nationality is unknown (the fail-closed default the
-gateway uses when a token carries no nationality).
+gateway uses when a token carries no nationality), without the drained sites, which it lists.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from orchestrator.fleet.drain import NO_DRAINS, Drains
 from orchestrator.fleet.loader import load_fleet_files
 from orchestrator.fleet.model import Fleet
 from orchestrator.planning.actual import observe_sites
@@ -20,6 +21,7 @@ from orchestrator.planning.desired import desired_pairs
 from orchestrator.planning.guarantees import shortfalls
 from orchestrator.planning.plan import Shortfall
 from orchestrator.policy.principal import Principal
+from orchestrator.policy.rules import route_without
 from orchestrator.policy.table import RouteTable
 from orchestrator.providers.base import ResourceKind
 from orchestrator.reconcile.session import Session
@@ -73,6 +75,7 @@ class Status:
     routes_from: str  # "applied" (what the gateway serves) or "working" (nothing applied yet)
     # min_sites_per_model not met by the healthy deployments observed now, and why
     shortfalls: tuple[Shortfall, ...] = ()
+    drains: Drains = NO_DRAINS
 
     @property
     def in_sync(self) -> bool:
@@ -92,6 +95,7 @@ class Status:
             "routing": [r.to_json() for r in self.routes],
             "routing_from": self.routes_from,
             "warnings": [w.to_json() for w in self.shortfalls],
+            "drains": [{**d.to_json(), "active": d.active(self.at)} for d in self.drains.entries],
         }
 
 
@@ -101,7 +105,11 @@ def representative_residency(fleet: Fleet, jurisdiction_id: str) -> str:
     return sorted(fleet.jurisdictions[jurisdiction_id].countries)[0]
 
 
-def routes_per_jurisdiction(fleet: Fleet, at: datetime) -> tuple[RouteStatus, ...]:
+def routes_per_jurisdiction(
+    fleet: Fleet, at: datetime, drained: frozenset[str] = frozenset()
+) -> tuple[RouteStatus, ...]:
+    """The route of each jurisdiction's resident of unknown nationality, per model, without
+    the drained sites (as the gateway serves it)."""
     table = RouteTable.compile(fleet)
     out: list[RouteStatus] = []
     for j in sorted(fleet.jurisdictions.values(), key=lambda j: j.id):
@@ -110,7 +118,8 @@ def routes_per_jurisdiction(fleet: Fleet, at: datetime) -> tuple[RouteStatus, ..
         residency = representative_residency(fleet, j.id)
         principal = Principal.of(residency)
         for m in sorted(fleet.models):
-            out.append(RouteStatus(j.id, residency, m, table.route(m, principal, at)))
+            route = route_without(table.route(m, principal, at), drained)
+            out.append(RouteStatus(j.id, residency, m, route))
     return tuple(out)
 
 
@@ -138,6 +147,7 @@ def collect_status(session: Session) -> Status:
     applied = session.store.applied_fleet()
     # Routing is shown for the fleet the gateway serves: the applied one, when there is one.
     routed_fleet = fleet if applied is None else load_fleet_files(applied.files, label="applied")
+    drains = session.store.drains()
     return Status(
         at=session.at,
         lineage=session.store.lineage(),
@@ -146,7 +156,8 @@ def collect_status(session: Session) -> Status:
         applied_digest=None if applied is None else applied.digest,
         deployments=deployments,
         missing=tuple(sorted(want - have, key=lambda p: (p[1], p[0]))),
-        routes=routes_per_jurisdiction(routed_fleet, session.at),
+        routes=routes_per_jurisdiction(routed_fleet, session.at, drains.sites_at(session.at)),
         routes_from="working" if applied is None else "applied",
         shortfalls=shortfalls(fleet, session.at, have),
+        drains=drains,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from orchestrator.state.audit import AuditEntry, AuditLog, AuditProblem, AuditReport, redact
 from orchestrator.state.base import AppliedFleet, StateReader, StateStore
 from orchestrator.state.lease import Lease
-from orchestrator.state.url import open_store, parse_state_url
+from orchestrator.state.url import open_store, parse_state_url, read_drains
 
 __all__ = [
     "AppliedFleet",
@@ -22,5 +22,6 @@ __all__ = [
     "StateStore",
     "open_store",
     "parse_state_url",
+    "read_drains",
     "redact",
 ]

@@ -12,6 +12,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from orchestrator.fleet.drain import Drain, Drains
 from orchestrator.state.audit import AuditLog
 from orchestrator.state.lease import Lease
 
@@ -31,6 +32,10 @@ class StateReader(Protocol):
     def serial(self) -> int: ...
 
     def applied_fleet(self) -> AppliedFleet | None: ...
+
+    def drains(self) -> Drains:
+        """The drained sites (SPEC 7) and the version of that record; cheap, polled."""
+        ...
 
 
 class StateStore(StateReader, Protocol):
@@ -65,6 +70,20 @@ class StateStore(StateReader, Protocol):
 
     def record_applied_fleet(self, lease: Lease, files: Mapping[str, bytes]) -> int:
         """Record the exact fleet files just applied; returns the new serial."""
+        ...
+
+    def replace_drains(
+        self,
+        drains: tuple[Drain, ...],
+        *,
+        expected_version: str,
+        audit_kind: str,
+        audit_payload: Mapping[str, Any],
+    ) -> Drains:
+        """Record ``drains`` as the drained sites, audited as ``audit_kind``, only if the
+        record is still at ``expected_version`` (``StateError`` otherwise: someone else drained
+        or restored meanwhile). No lease: an on-call drain never waits behind an apply, and it
+        touches nothing an apply writes."""
         ...
 
     def recorded_resources(self) -> list[dict[str, Any]]:

@@ -11,11 +11,13 @@ rule, so an existing state keeps working, and it is reported under the one diges
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from typing import Any
 
 from orchestrator.errors import AuditError, StateError
 from orchestrator.fleet.digest import fleet_digest
+from orchestrator.fleet.drain import Drain, Drains
 from orchestrator.state.audit import canonical_json
 from orchestrator.state.base import AppliedFleet
 
@@ -63,3 +65,28 @@ def verified_applied_fleet(
             hint="the state was altered; re-apply the fleet to record it again",
         )
     return AppliedFleet(serial=serial, files=files, digest=digest)
+
+
+def drains_from_text(text: str | bytes | None, version: str) -> Drains:
+    """Drains from their stored JSON list; a damaged record is a ``StateError``."""
+    if text is None:
+        return Drains((), version)
+    try:
+        raw = json.loads(text)
+        if not isinstance(raw, list):
+            raise ValueError("not a list")
+        return Drains(tuple(Drain.from_json(d) for d in raw), version)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise StateError(
+            f"the drains recorded in the state are damaged: {exc}",
+            hint="restore the state from a backup, or record the drains again with "
+            "`sovereign drain` after `sovereign restore`",
+        ) from exc
+
+
+def drains_moved_error(url: str) -> StateError:
+    """A drain or restore computed its effect from drains that changed since (SPEC 7)."""
+    return StateError(
+        f"the drains in {url} changed while this command ran (another drain or restore)",
+        hint="nothing was recorded; run the command again to see its effect on the new drains",
+    )

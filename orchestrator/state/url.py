@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.errors import UsageError
+from orchestrator.fleet.drain import NO_DRAINS, Drains
 from orchestrator.state.base import StateStore
 from orchestrator.state.lease import DEFAULT_LEASE_SECONDS
 
@@ -123,3 +124,18 @@ def open_store(
 
         blobs = GcsBlobs(where.bucket, where.prefix)
     return ObjectStateStore(blobs, create=create, lease_seconds=lease_seconds, backend=where.scheme)
+
+
+def read_drains(url: str | None, fleet_dir: Path) -> Drains:
+    """The drains a reader (``explain``, ``impact``) honours, never creating a store (SPEC 5):
+    without ``--state``, those of the default state when it exists, else none; a store named
+    with ``--state`` must exist."""
+    if url is None:
+        where = parse_state_url(None, fleet_dir)
+        if where.path is None or not where.path.exists():
+            return NO_DRAINS
+    store = open_store(url, fleet_dir, create=False)
+    try:
+        return store.drains()
+    finally:
+        store.close()

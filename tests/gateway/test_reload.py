@@ -9,6 +9,7 @@ from collections import Counter
 import httpx
 
 from orchestrator.errors import FleetError, Problem, StateError
+from orchestrator.fleet.drain import NO_DRAINS, Drains
 from orchestrator.fleet.model import Fleet
 from orchestrator.gateway.app import Gateway, GatewaySettings
 from orchestrator.gateway.metrics import AccessLog
@@ -126,6 +127,9 @@ class FlakySource:
             error, self.error = self.error, None
             raise error
         return fleet, self.generation
+
+    def drains(self) -> Drains:
+        return NO_DRAINS
 
 
 def _gateway_on(source: FlakySource, keys: Keys) -> GatewayApp:

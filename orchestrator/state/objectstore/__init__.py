@@ -10,6 +10,7 @@ Objects under the prefix::
     state.json             lineage, serial, managed resources, applied fleet digest (CAS'd)
     fleet/<digest>.json    the applied fleet files, content-addressed (written before state)
     lock.json              {"holder": lease | null}: taken and renewed by CAS, never deleted
+    drains.json            {"drains": [...]}: the drained sites (SPEC 7), replaced by CAS
     audit/<seq:012>.json   one entry each, created only if absent: {ts, kind, payload, ...}
     audit/head.json        {"seq", "hash"} of the last entry (CAS'd after the entry)
 

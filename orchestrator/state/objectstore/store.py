@@ -8,6 +8,7 @@ it to expire, so a writer that lost its lease cannot land a write after the take
 from __future__ import annotations
 
 import base64
+import json
 import time
 import uuid
 from collections.abc import Mapping
@@ -18,6 +19,7 @@ from typing import Any
 
 from orchestrator.errors import AuditError, StateError
 from orchestrator.fleet.digest import fleet_digest
+from orchestrator.fleet.drain import Drain, Drains
 from orchestrator.state.base import AppliedFleet
 from orchestrator.state.blobs import (
     CAS_ATTEMPTS,
@@ -36,10 +38,17 @@ from orchestrator.state.lease import (
     takeover_reason,
 )
 from orchestrator.state.objectstore.audit import AUDIT_DIR, ObjectAuditLog, write_genesis
-from orchestrator.state.records import check_change, check_fleet_files, verified_applied_fleet
+from orchestrator.state.records import (
+    check_change,
+    check_fleet_files,
+    drains_from_text,
+    drains_moved_error,
+    verified_applied_fleet,
+)
 
 STATE = "state.json"
 LOCK = "lock.json"
+DRAINS = "drains.json"
 FLEET_DIR = "fleet/"
 
 
@@ -306,3 +315,39 @@ class ObjectStateStore:
 
     def current_lock(self) -> Lease | None:
         return self._lock_blob()[0]
+
+    # --- drains (SPEC 7): one CAS'd object, written without the lease ---------------------
+
+    def drains(self) -> Drains:
+        blob = self._blobs.get(DRAINS)
+        if blob is None:
+            return Drains((), "")
+        raw = read_json(blob, DRAINS).get("drains")
+        return drains_from_text(json.dumps(raw), blob.version)
+
+    def replace_drains(
+        self,
+        drains: tuple[Drain, ...],
+        *,
+        expected_version: str,
+        audit_kind: str,
+        audit_payload: Mapping[str, Any],
+    ) -> Drains:
+        new = Drains(drains)
+        if self.drains().version != expected_version:
+            raise drains_moved_error(self.url)
+        # Audit first (nothing happens without a record); a lost race is recorded as aborted.
+        entry = self.audit.append(audit_kind, audit_payload)
+        try:
+            version = self._blobs.put(
+                DRAINS,
+                dump_json({"drains": new.to_json()}),
+                if_version=expected_version or None,
+                if_absent=not expected_version,
+            )
+        except PreconditionFailed:
+            self.audit.append(
+                f"{audit_kind}.aborted", {"entry": entry.seq, "why": "the drains changed"}
+            )
+            raise drains_moved_error(self.url) from None
+        return Drains(new.entries, version)

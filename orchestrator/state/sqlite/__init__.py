@@ -8,7 +8,8 @@ never leaves a step half-recorded.
 
 Tables::
 
-    meta           key -> value: lineage (uuid, set once), serial, audit head (seq, hash)
+    meta           key -> value: lineage (uuid, set once), serial, audit head (seq, hash),
+                   drains (JSON list) and drains_version
     resources      address -> resource json, last op, outcome, serial of that change
     applied_fleet  serial -> digest, time; applied_fleet_file: (serial, path) -> bytes
     audit          seq -> ts, kind, payload (canonical json), prev_hash, hash

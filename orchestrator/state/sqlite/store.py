@@ -17,7 +17,8 @@ from typing import Any
 
 from orchestrator.errors import StateError
 from orchestrator.fleet.digest import fleet_digest
-from orchestrator.state.audit import STATE_CREATED
+from orchestrator.fleet.drain import Drain, Drains
+from orchestrator.state.audit import STATE_CREATED, canonical_json
 from orchestrator.state.base import AppliedFleet
 from orchestrator.state.lease import (
     DEFAULT_LEASE_SECONDS,
@@ -30,7 +31,13 @@ from orchestrator.state.lease import (
     parse_time,
     takeover_reason,
 )
-from orchestrator.state.records import check_change, check_fleet_files, verified_applied_fleet
+from orchestrator.state.records import (
+    check_change,
+    check_fleet_files,
+    drains_from_text,
+    drains_moved_error,
+    verified_applied_fleet,
+)
 from orchestrator.state.sqlite.audit import SqliteAuditLog, append_in
 from orchestrator.state.sqlite.database import SCHEMA_VERSION, Database
 
@@ -147,6 +154,43 @@ class SqliteStateStore:
         """The lease currently recorded (held, expired or stale), for status displays."""
         with self._db.read() as conn:
             return self._lock_row(conn)
+
+    # --- drains (SPEC 7): in meta, versioned, written without the lease -------------------
+
+    @staticmethod
+    def _drains_in(conn: sqlite3.Connection) -> Drains:
+        rows = dict(
+            conn.execute(
+                "SELECT key, value FROM meta WHERE key IN ('drains', 'drains_version')"
+            ).fetchall()
+        )
+        return drains_from_text(rows.get("drains"), str(rows.get("drains_version", "0")))
+
+    def drains(self) -> Drains:
+        with self._db.read() as conn:
+            return self._drains_in(conn)
+
+    def replace_drains(
+        self,
+        drains: tuple[Drain, ...],
+        *,
+        expected_version: str,
+        audit_kind: str,
+        audit_payload: Mapping[str, Any],
+    ) -> Drains:
+        new = Drains(drains)  # refuses a site drained twice
+        text = canonical_json(new.to_json())
+        with self._db.write() as conn:
+            current = self._drains_in(conn)
+            if current.version != expected_version:
+                raise drains_moved_error(self.url)
+            version = str(int(current.version) + 1)
+            append_in(conn, audit_kind, audit_payload)  # same transaction: both or neither
+            conn.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                [("drains", text), ("drains_version", version)],
+            )
+        return Drains(new.entries, version)
 
     # --- the lock ---------------------------------------------------------------------------
 
