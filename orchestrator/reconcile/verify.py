@@ -28,8 +28,7 @@ from datetime import UTC, datetime
 
 from orchestrator.errors import ProviderError, RefusedError, UsageError
 from orchestrator.planning.actual import applied_table
-from orchestrator.planning.desired import TABLE_TARGET
-from orchestrator.planning.plan import Change, Plan
+from orchestrator.planning.plan import TABLE_TARGET, Change, Plan
 from orchestrator.planning.scope import sites_in_scope
 from orchestrator.policy.clock import CLOCK_SKEW
 from orchestrator.providers.base import Resource, ResourceKind
