@@ -33,7 +33,6 @@ class AwsSite(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("sovereign:aws:Site", site.id, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
         self.leaves: list[pulumi.Resource] = []
         region = site.region
         self.bucket_name = bucket_name(site.id, settings.bucket_suffix)
@@ -42,14 +41,14 @@ class AwsSite(pulumi.ComponentResource):
             bucket=self.bucket_name,
             region=region,
             tags=dict(site.tags),
-            opts=child,
+            opts=settings.options(self, self.bucket_name),
         )
         versioning = aws.s3.BucketVersioning(
             f"{site.id}/bucket-versioning",
             bucket=bucket.id,
             region=region,
             versioning_configuration={"status": "Enabled"},
-            opts=child,
+            opts=settings.options(self, self.bucket_name),
         )
         private = aws.s3.BucketPublicAccessBlock(
             f"{site.id}/bucket-private",
@@ -59,7 +58,7 @@ class AwsSite(pulumi.ComponentResource):
             ignore_public_acls=True,
             block_public_policy=True,
             restrict_public_buckets=True,
-            opts=child,
+            opts=settings.options(self, self.bucket_name),
         )
         self.leaves += [bucket, versioning, private]
         placed: dict[str, ArtifactPlacement] = {}
@@ -103,22 +102,18 @@ class AwsSite(pulumi.ComponentResource):
                     "environment": {"HF_MODEL_ID": "/opt/ml/model"},
                 },
                 tags=tags,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=weights),
+                opts=settings.options(self, name, depends_on=weights),
+            )
+            # The same name the aws provider derives, so both address one configuration.
+            config_name = endpoint_config_name(
+                name,
+                json.dumps(
+                    [instance_type, d.instance_count, settings.sagemaker_image, self.bucket_name]
+                ),
             )
             config = aws.sagemaker.EndpointConfiguration(
                 f"{d.address}/config",
-                # The same name the aws provider derives, so both address one configuration.
-                name=endpoint_config_name(
-                    name,
-                    json.dumps(
-                        [
-                            instance_type,
-                            d.instance_count,
-                            settings.sagemaker_image,
-                            self.bucket_name,
-                        ]
-                    ),
-                ),
+                name=config_name,
                 region=region,
                 production_variants=[
                     {
@@ -129,7 +124,7 @@ class AwsSite(pulumi.ComponentResource):
                     }
                 ],
                 tags=tags,
-                opts=child,
+                opts=settings.options(self, config_name),
             )
             endpoint = aws.sagemaker.Endpoint(
                 d.address,
@@ -137,7 +132,7 @@ class AwsSite(pulumi.ComponentResource):
                 region=region,
                 endpoint_config_name=config.name,
                 tags=tags,
-                opts=child,
+                opts=settings.options(self, name),
             )
             self.leaves += [model, config, endpoint]
             self.deployments.append(d.address)

@@ -50,7 +50,7 @@ class GcpSite(pulumi.ComponentResource):
             labels=labels_of(site.tags),
             uniform_bucket_level_access=True,
             public_access_prevention="enforced",
-            opts=child,
+            opts=settings.options(self, self.bucket_name),
         )
         self.leaves.append(bucket)
         self.artifacts: list[str] = []

@@ -21,6 +21,9 @@ class StackSettings:
     default_instance_type: str = DEFAULT_INSTANCE_TYPE
     gcp_project: str | None = None
     fleet_dir: str = "../regions"  # relative artifact sources are resolved against it
+    # Adopt what the built-in providers created: every resource is declared with
+    # ``import_=<its provider-derived id>``, so `pulumi up` takes it over instead of creating it.
+    adopt: bool = False
 
     @classmethod
     def from_config(cls, config: pulumi.Config, fleet_dir: str) -> StackSettings:
@@ -31,6 +34,20 @@ class StackSettings:
             default_instance_type=config.get("defaultInstanceType") or DEFAULT_INSTANCE_TYPE,
             gcp_project=pulumi.Config("gcp").get("project"),
             fleet_dir=fleet_dir,
+            adopt=config.get_bool("adopt") or False,
+        )
+
+    def options(
+        self,
+        parent: pulumi.Resource,
+        adopt_id: str | None,
+        depends_on: list[pulumi.Resource] | None = None,
+    ) -> pulumi.ResourceOptions:
+        """A resource's options: its parent, and in adopt mode the id to import it by."""
+        return pulumi.ResourceOptions(
+            parent=parent,
+            depends_on=depends_on,
+            import_=adopt_id if self.adopt else None,
         )
 
     def artifact_props(self, jurisdiction: str) -> dict[str, str]:

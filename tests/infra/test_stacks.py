@@ -27,9 +27,11 @@ class Recorder(pulumi.runtime.Mocks):
         self.resources: list[tuple[str, str, dict[str, Any]]] = []
         self.declared = 0  # stacks run by this test
         self.checked = 0  # of those, how many had their assertions run
+        self.imported: dict[str, str | None] = {}  # logical name -> id it was imported by
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         self.resources.append((args.typ, args.name, dict(args.inputs)))
+        self.imported[args.name] = args.resource_id or None
         return f"{args.name}-id", dict(args.inputs)
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
@@ -73,6 +75,7 @@ def pulumi_event_loop() -> Iterator[None]:
     asyncio.set_event_loop(LOOP)
     RECORDER.resources.clear()
     RECORDER.declared = RECORDER.checked = 0
+    RECORDER.imported.clear()
     try:
         yield
     finally:
@@ -81,11 +84,15 @@ def pulumi_event_loop() -> Iterator[None]:
     assert RECORDER.checked == RECORDER.declared, "a stack's assertions never ran"
 
 
-def declare(stack_input: StackInput, check: Any) -> pulumi.Output[Any]:
+def declare(
+    stack_input: StackInput, check: Any, settings: StackSettings | None = None
+) -> pulumi.Output[Any]:
     """Run the stack of ``stack_input`` under the mocks; ``check(resources)`` once every
     resource is registered (the Output the test returns)."""
     stack = JurisdictionStack(
-        stack_input.jurisdiction, stack_input, settings=StackSettings(bucket_suffix="t")
+        stack_input.jurisdiction,
+        stack_input,
+        settings=settings or StackSettings(bucket_suffix="t"),
     )
     RECORDER.declared += 1
 
@@ -265,6 +272,39 @@ def test_gcp_buckets_are_private_and_labelled() -> pulumi.Output[Any]:
             assert inputs["labels"]["sovereign-managed"] == "true"
             assert inputs["publicAccessPrevention"] == "enforced"
             assert inputs["uniformBucketLevelAccess"] is True
+
+    return declare(input_of(FLEET, "EU"), check)
+
+
+@pulumi.runtime.test
+def test_adopting_imports_what_the_built_in_providers_made_by_their_names() -> pulumi.Output[Any]:
+    """Moving from the built-in providers: each resource they create is declared with the id
+    they gave it, so `pulumi up` with sovereign:adopt takes it over instead of recreating it."""
+
+    def check(resources: Declared) -> None:
+        adopted = 0
+        for typ, name, inputs in cloud(resources):
+            imported = RECORDER.imported.get(name)
+            if typ.startswith("aws:s3/") or typ == "gcp:storage/bucket:Bucket":
+                site = named_site(name)
+                expected = (bucket_name if site.startswith("aws") else gcs_bucket_name)(site, "t")
+                assert imported == expected, (typ, name, imported)
+                adopted += 1
+            elif typ.startswith("aws:sagemaker/"):
+                assert imported == inputs["name"], (typ, name, imported)
+                adopted += 1
+            else:  # weights are placed again (an idempotent copy); Vertex endpoints are new
+                assert imported is None, (typ, name)
+        assert adopted
+
+    return declare(input_of(FLEET, "EU"), check, StackSettings(bucket_suffix="t", adopt=True))
+
+
+@pulumi.runtime.test
+def test_without_adopt_nothing_is_imported() -> pulumi.Output[Any]:
+    def check(resources: Declared) -> None:
+        assert resources
+        assert not any(RECORDER.imported.get(n) for _, n, _ in resources)
 
     return declare(input_of(FLEET, "EU"), check)
 
