@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from orchestrator.cli import output
 from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt, StateOpt
@@ -102,12 +103,7 @@ def log(
         return
     for e in entries:
         details = " ".join(f"{k}={_short(v)}" for k, v in sorted(e.payload.items()))
-        output.out().print(
-            f"{e.seq:>6}  {e.ts}  {e.kind:<22} {details}",
-            markup=False,
-            soft_wrap=True,
-            highlight=False,
-        )
+        output.say(output.out(), escape(f"{e.seq:>6}  {e.ts}  {e.kind:<22} {details}"))
 
 
 def _short(value: object, width: int = 80) -> str:

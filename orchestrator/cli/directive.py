@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from orchestrator.cli import output
 from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt
@@ -190,14 +191,15 @@ def verify_command(
         signers = ", ".join(report.signers) or "none"
         needed = report.threshold if report.threshold is not None else "?"
         met = report.threshold is not None and len(report.signers) >= report.threshold
-        typer.echo(
-            f"{file}: verified signatures: {signers} "
+        output.say(
+            output.out(),
+            f"{escape(str(file))}: verified signatures: {signers} "
             f"({len(report.signers)} of {needed} required: "
-            f"{'threshold met' if met else 'threshold NOT met'})"
+            f"{'threshold met' if met else 'threshold NOT met'})",
         )
         for p in report.problems:
             sys.stderr.write(p.render() + "\n")
-        typer.echo(f"{file}: {'valid' if report.valid else 'INVALID'}")
+        output.say(output.out(), f"{escape(str(file))}: {'valid' if report.valid else 'INVALID'}")
     if not report.valid:
         raise SignatureError(
             f"{file} is not a valid directive"

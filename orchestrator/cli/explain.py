@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.markup import escape
 
 from orchestrator.cli import output
 from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt, StateOpt
@@ -53,24 +53,25 @@ def _render_explanation(fleet: Fleet, e: Explanation) -> None:
     nats = ", ".join(sorted(p.nationalities)) or "unknown"
     groups = ", ".join(sorted(p.groups)) or "none"
     home = e.home or "none (unlisted country)"
-    output.out().print(
+    console = output.out()
+    output.say(
+        console,
         f"[bold]{e.model}[/] for a principal in {p.residency} (home {home}), "
-        f"nationality {nats}, groups {groups}, at {e.at.isoformat().replace('+00:00', 'Z')}"
+        f"nationality {nats}, groups {escape(groups)}, "
+        f"at {e.at.isoformat().replace('+00:00', 'Z')}",
     )
-    table = Table(show_header=True, header_style="bold")
-    for col in ("site", "owner", "allowed", "failing rules"):
-        table.add_column(col)
+    rows = []
     for site_id, d in e.sites.items():
-        reasons = "\n".join(f"{r.rule.value} ({r.ref}): {r.message}" for r in d.reasons)
+        reasons = "\n".join(escape(f"{r.rule.value} ({r.ref}): {r.message}") for r in d.reasons)
         allowed = "[green]yes[/]" if d.allowed else "[red]no[/]"
         if site_id in e.drained:
             allowed += " [yellow](drained)[/]"
-        table.add_row(site_id, fleet.sites[site_id].jurisdiction, allowed, reasons or "-")
-    output.out().print(table)
+        rows.append([site_id, fleet.sites[site_id].jurisdiction, allowed, reasons or "-"])
+    output.print_table(console, ("site", "owner", "allowed", "failing rules"), rows)
     if e.route:
-        output.out().print(f"route: {' -> '.join(e.route)}")
+        output.say(console, f"route: {' -> '.join(e.route)}")
     else:
-        output.out().print("route: [bold red]refused[/] (no site may serve this principal)")
+        output.say(console, "route: [bold red]refused[/] (no site may serve this principal)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,18 +260,18 @@ def explain_command(
 
 def _render_impact(result: Impact) -> None:
     d = result.directive
-    output.out().print(
+    console = output.out()
+    output.say(
+        console,
         f"[bold]{d.id}[/] ({d.action.value} by {d.jurisdiction}, "
         f"{', '.join(sorted(d.models))}) compared at "
-        f"{result.at.isoformat().replace('+00:00', 'Z')}"
+        f"{result.at.isoformat().replace('+00:00', 'Z')}",
     )
     groups: dict[tuple[str, str, str], list[CellChange]] = defaultdict(list)
     for c in result.changes:
         groups[(c.model, c.home or "(unlisted)", c.effect.value)].append(c)
     if groups:
-        table = Table(show_header=True, header_style="bold")
-        for col in ("model", "home", "effect", "cells", "example principals", "route"):
-            table.add_column(col)
+        rows = []
         for (model, home, effect), cells in sorted(groups.items()):
             colour = {"refused": "red", "rerouted": "yellow"}.get(effect, "green")
             examples = "\n".join(c.describe_principal() for c in cells[:3])
@@ -280,18 +281,23 @@ def _render_impact(result: Impact) -> None:
             route = f"{' -> '.join(first.before) or 'refused'}\n=> " + (
                 " -> ".join(first.after) or "refused"
             )
-            table.add_row(model, home, f"[{colour}]{effect}[/]", str(len(cells)), examples, route)
-        output.out().print(table)
+            rows.append(
+                [model, home, f"[{colour}]{effect}[/]", str(len(cells)), escape(examples), route]
+            )
+        columns = ("model", "home", "effect", "cells", "example principals", "route")
+        output.print_table(console, columns, rows, key_columns=3)
     else:
-        output.out().print("no route changes for anyone")
+        output.say(console, "no route changes for anyone")
     s = result.summary()
-    output.out().print(
+    output.say(
+        console,
         f"{s['changed']} of {s['cells']} cells change: {s['refused']} refused, "
-        f"{s['rerouted']} rerouted, {s['restored']} restored"
+        f"{s['rerouted']} rerouted, {s['restored']} restored",
     )
     colour = "green" if result.collateral == 0 else "bold red"
-    output.out().print(
-        f"collateral (changes outside the directive's reach): [{colour}]{result.collateral}[/]"
+    output.say(
+        console,
+        f"collateral (changes outside the directive's reach): [{colour}]{result.collateral}[/]",
     )
 
 

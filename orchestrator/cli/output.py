@@ -27,12 +27,32 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import Problem, SovereignError
+from orchestrator.layout import print_table, say
 
 if TYPE_CHECKING:
     from rich.console import Console
 
 DEFAULT_WIDTH = 80
 """Width of piped output when ``COLUMNS`` does not say otherwise."""
+
+__all__ = [
+    "begin",
+    "emit_json",
+    "emit_json_line",
+    "emit_json_now",
+    "err",
+    "error_json",
+    "error_of",
+    "fail",
+    "finish",
+    "json_mode",
+    "out",
+    "print_error",
+    "print_problems",
+    "print_table",
+    "say",
+    "wants_json",
+]
 
 _UNSET: Any = object()
 
@@ -179,34 +199,3 @@ def _escape(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
-
-
-def say(console: Console, markup: str, *, indent: int = 0) -> None:
-    """Print a line of prose wrapped between words only: an identifier, a path or a hash is
-    never split or cut, even when it is wider than the console (it then overflows)."""
-    from rich.text import Text
-
-    text = Text.from_markup(markup)
-    for line in wrap_words(text, max(console.width - indent, 20)):
-        console.print(Text(" " * indent) + line, soft_wrap=True, highlight=False)
-
-
-def wrap_words(text: Any, width: int) -> list[Any]:
-    """Split a rich ``Text`` at spaces into lines of at most ``width`` cells where the words
-    allow; a word is never divided."""
-    plain = text.plain
-    offsets: list[int] = []
-    line_start = 0
-    last_space = -1
-    for i, ch in enumerate(plain):
-        if ch == " ":
-            last_space = i
-        if i - line_start >= width and last_space > line_start:
-            offsets.append(last_space + 1)
-            line_start = last_space + 1
-    if not offsets:
-        return [text]
-    lines = list(text.divide(offsets))
-    for line in lines:
-        line.rstrip()
-    return lines

@@ -17,7 +17,6 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
 
 from orchestrator.cli import output
 from orchestrator.cli.options import (
@@ -28,7 +27,7 @@ from orchestrator.cli.options import (
     StateOpt,
     YesOpt,
 )
-from orchestrator.cli.output import emit_json
+from orchestrator.cli.output import emit_json, print_table, say
 from orchestrator.errors import PartialApplyError, RefusedError, UsageError
 from orchestrator.fleet.instants import parse_at
 from orchestrator.planning.plan import Change, Plan
@@ -97,73 +96,67 @@ def _spec_text(spec: tuple[tuple[str, str], ...] | None) -> dict[str, str]:
 
 def render_change(console: Console, c: Change) -> None:
     symbol, colour = _SYMBOL[c.op]
-    console.print(
-        f"  [{colour}]{symbol} {c.op.value:<6}[/] {c.address}  [dim]({c.cause})[/]",
-        highlight=False,
-    )
+    say(console, f"  [{colour}]{symbol} {c.op.value:<6}[/] {c.address}  [dim]({c.cause})[/]")
     before, after = _spec_text(c.before), _spec_text(c.after)
     for key in sorted(set(before) | set(after)):
         old, new = before.get(key), after.get(key)
         if c.op is Op.CREATE:
-            console.print(f"        {key}: {new}", markup=False, highlight=False)
+            say(console, escape(f"{key}: {new}"), indent=8)
         elif c.op is Op.DELETE:
-            console.print(f"        {key}: {old}", markup=False, highlight=False)
+            say(console, escape(f"{key}: {old}"), indent=8)
         elif old != new:
-            console.print(
-                f"        {key}: {old or '(none)'} -> {new or '(none)'}",
-                markup=False,
-                highlight=False,
-            )
+            say(console, escape(f"{key}: {old or '(none)'} -> {new or '(none)'}"), indent=8)
 
 
 def render_plan(console: Console, plan: Plan, fleet_dir: Path) -> None:
-    console.print(
-        f"[bold]Plan[/] for {fleet_dir} at {plan.at.isoformat()} (state serial {plan.serial})"
+    say(
+        console,
+        f"[bold]Plan[/] for {escape(str(fleet_dir))} at {plan.at.isoformat()} "
+        f"(state serial {plan.serial})"
         + ("" if plan.scope is None else f", only {describe_scope(plan.scope)}"),
-        highlight=False,
     )
     if plan.empty:
-        console.print("  [green]No changes.[/] The sites and the routing table match the fleet.")
+        say(console, "  [green]No changes.[/] The sites and the routing table match the fleet.")
     for c in plan.changes:
         render_change(console, c)
     s = plan.summary()
     by_op = s["by_op"]
-    console.print(
-        f"\n[bold]Plan:[/] {by_op['create']} to create, {by_op['update']} to update, "
-        f"{by_op['delete']} to delete."
+    console.print()
+    say(
+        console,
+        f"[bold]Plan:[/] {by_op['create']} to create, {by_op['update']} to update, "
+        f"{by_op['delete']} to delete.",
     )
     for j, counts in s["by_jurisdiction"].items():
-        console.print(
-            f"  {j}: +{counts['create']} ~{counts['update']} -{counts['delete']}",
-            highlight=False,
-        )
+        say(console, f"  {j}: +{counts['create']} ~{counts['update']} -{counts['delete']}")
     for w in plan.warnings:
-        console.print(f"[yellow]warning:[/] {escape(w.message)}", highlight=False)
+        say(console, f"[yellow]warning:[/] {escape(w.message)}")
     for v in plan.interlocks:
-        console.print(f"[bold red]interlock:[/] {v.message}", highlight=False)
+        say(console, f"[bold red]interlock:[/] {escape(v.message)}")
 
 
 def render_result(console: Console, result: ApplyResult) -> None:
-    table = Table(title="Apply summary", title_justify="left")
-    for col in ("target", "changes", "applied", "failed", "skipped", "result"):
-        table.add_column(col)
-    for t, r in sorted(result.results.items()):
-        table.add_row(
+    rows = [
+        [
             t,
             str(r.total),
             str(r.applied),
             str(r.failed),
             str(r.skipped),
-            "[green]ok[/]" if r.ok else f"[red]failed[/]: {r.error}",
-        )
-    console.print(table)
+            "[green]ok[/]" if r.ok else f"[red]failed[/]: {escape(str(r.error))}",
+        ]
+        for t, r in sorted(result.results.items())
+    ]
+    columns = ("target", "changes", "applied", "failed", "skipped", "result")
+    print_table(console, columns, rows, title="Apply summary")
     if result.ok:
-        console.print(f"[green]Apply complete.[/] State serial {result.serial}.")
+        say(console, f"[green]Apply complete.[/] State serial {result.serial}.")
     else:
-        console.print(
+        say(
+            console,
             f"[red]Apply finished with {len(result.failed_targets)} failed target(s):[/] "
             f"{', '.join(result.failed_targets)}. The rest applied and was recorded; re-run "
-            "`sovereign apply` to converge."
+            "`sovereign apply` to converge.",
         )
 
 
@@ -210,54 +203,56 @@ def confirm_on_terminal(plan: Plan) -> bool:
 
 
 def render_status(console: Console, status: Status) -> None:
-    console.print(
-        f"[bold]State[/] lineage {status.lineage}, serial {status.serial}", highlight=False
-    )
+    say(console, f"[bold]State[/] lineage {status.lineage}, serial {status.serial}")
     if status.applied_digest is None:
-        console.print("[yellow]No fleet applied yet[/]: the gateway has nothing to serve.")
+        say(console, "[yellow]No fleet applied yet[/]: the gateway has nothing to serve.")
     elif status.in_sync:
-        console.print("[green]Applied fleet is the working fleet[/] (in sync).")
+        say(console, "[green]Applied fleet is the working fleet[/] (in sync).")
     else:
-        console.print(
-            "[yellow]Applied fleet differs from the working fleet[/]: run `sovereign plan`."
+        say(
+            console,
+            "[yellow]Applied fleet differs from the working fleet[/]: run `sovereign plan`.",
         )
-    deployed = Table(title="Deployments (observed)", title_justify="left")
-    for col in ("site", "model", "health", "desired"):
-        deployed.add_column(col)
-    for d in status.deployments:
-        deployed.add_row(
+    deployed = [
+        [
             d.site,
             d.model,
-            "[green]serving[/]" if d.healthy else f"[red]{d.detail}[/]",
+            "[green]serving[/]" if d.healthy else f"[red]{escape(str(d.detail))}[/]",
             "yes" if d.desired else "[yellow]no[/]",
-        )
-    console.print(deployed)
-    for m, s in status.missing:
-        console.print(f"[yellow]missing:[/] {m} at {s} is desired but not serving")
-    routes = Table(
-        title=f"Routing at {status.at.isoformat()} for a resident of unknown nationality "
-        f"({status.routes_from} fleet)",
-        title_justify="left",
+        ]
+        for d in status.deployments
+    ]
+    print_table(
+        console, ("site", "model", "health", "desired"), deployed, title="Deployments (observed)"
     )
-    for col in ("jurisdiction", "model", "route"):
-        routes.add_column(col)
-    for r in status.routes:
-        routes.add_row(
+    for m, s in status.missing:
+        say(console, f"[yellow]missing:[/] {m} at {s} is desired but not serving")
+    routes = [
+        [
             f"{r.jurisdiction} ({r.residency})",
             r.model,
             " > ".join(r.route) if r.route else "[red]451 refused[/]",
-        )
-    console.print(routes)
+        ]
+        for r in status.routes
+    ]
+    print_table(
+        console,
+        ("jurisdiction", "model", "route"),
+        routes,
+        title=f"Routing at {status.at.isoformat()} for a resident of unknown nationality "
+        f"({status.routes_from} fleet)",
+        key_columns=2,
+    )
     for w in status.shortfalls:
-        console.print(f"[yellow]warning:[/] {escape(w.message)}", highlight=False)
+        say(console, f"[yellow]warning:[/] {escape(w.message)}")
     for drain in status.drains.entries:
         until = f" until {drain.until.isoformat()}" if drain.until is not None else ""
         state = "drained" if drain.active(status.at) else "drain ended"
-        console.print(
+        say(
+            console,
             f"[yellow]{state}:[/] {drain.site} ({drain.jurisdiction}) since "
-            f"{drain.at.isoformat(timespec='seconds')}{until} by {drain.by}: {drain.reason}",
-            highlight=False,
-            soft_wrap=True,
+            f"{drain.at.isoformat(timespec='seconds')}{until} by {escape(drain.by)}: "
+            f"{escape(drain.reason)}",
         )
 
 

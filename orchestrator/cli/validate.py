@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from orchestrator.cli import output
 from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt
@@ -111,10 +112,12 @@ def validate_command(fleet: FleetOpt = DEFAULT_FLEET, json_out: JsonOpt = False)
         output.err().print(f"warning: {w.message}", markup=False, highlight=False, soft_wrap=True)
     active = len(in_force(loaded, now))
     total = len(loaded.directives)
-    typer.echo(
-        f"{fleet}: valid: {len(loaded.jurisdictions)} jurisdictions, {len(loaded.sites)} sites, "
+    output.say(
+        output.out(),
+        f"{escape(str(fleet))}: valid: {len(loaded.jurisdictions)} jurisdictions, "
+        f"{len(loaded.sites)} sites, "
         f"{len(loaded.models)} models, {active} directive{'s' if active != 1 else ''} in force "
-        f"now ({total} signed in total)"
+        f"now ({total} signed in total)",
     )
 
 

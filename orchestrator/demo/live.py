@@ -18,7 +18,6 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rich.console import Console
-from rich.table import Table
 
 from orchestrator.demo.matrix import MODELS, PRINCIPALS, DemoPrincipal
 from orchestrator.fleet.loader import load_fleet_files
@@ -27,6 +26,7 @@ from orchestrator.gateway.metrics import AccessLog
 from orchestrator.gateway.server import GatewayApp
 from orchestrator.gateway.sources import AppliedFleetSource
 from orchestrator.gateway.tokens import DEFAULT_AUDIENCE, TokenVerifier, load_token_keys
+from orchestrator.layout import print_table
 from orchestrator.state import open_store
 
 ISSUER = "https://idp.demo.invalid"
@@ -126,10 +126,7 @@ def run_live_requests(fleet_dir: Path, workdir: Path, console: Console) -> bool:
             "(the applied fleet, signatures re-verified); tokens signed by a demo IdP."
         )
         tokens = {p.label: idp.token_for(p) for p in PRINCIPALS}
-        table = Table(title="Live requests (now)", title_justify="left")
-        table.add_column("principal")
-        for m in MODELS:
-            table.add_column(m)
+        rows = []
         answers: dict[tuple[str, str], Answer] = {}
         with httpx.Client(timeout=10.0) as client:
             for p in PRINCIPALS:
@@ -138,8 +135,8 @@ def run_live_requests(fleet_dir: Path, workdir: Path, console: Console) -> bool:
                     a = answers[(p.label, m)] = _ask(client, url, tokens[p.label], m)
                     ok &= a.status in (200, 451)
                     row.append(_cell(a))
-                table.add_row(p.label, *row)
-            console.print(table)
+                rows.append([p.label, *row])
+            print_table(console, ("principal", *MODELS), rows, title="Live requests (now)")
 
             # Failover: stop the site serving the German resident and ask again.
             german = PRINCIPALS[2]

@@ -12,9 +12,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from rich.table import Table
+from rich.console import Console
 
 from orchestrator.fleet.model import Fleet
+from orchestrator.layout import print_table
 from orchestrator.policy.principal import Principal
 from orchestrator.policy.rules import route
 from orchestrator.policy.table import RouteTable
@@ -57,22 +58,22 @@ def routing_matrix(
     return out
 
 
-def matrix_table(title: str, matrix: Matrix, previous: Matrix | None = None) -> Table:
-    """A rich table; cells that changed since ``previous`` are highlighted and starred."""
-    table = Table(title=title, title_justify="left", show_lines=False)
-    table.add_column("principal")
-    for m in MODELS:
-        table.add_column(m, overflow="fold")  # a site id is folded, never cut short
+def print_matrix(
+    console: Console, title: str, matrix: Matrix, previous: Matrix | None = None
+) -> None:
+    """The matrix as a table (a list when the console is too narrow); cells that changed
+    since ``previous`` are highlighted and starred. A site id is never split or cut."""
+    rows = []
     for p in PRINCIPALS:
-        cells = []
+        cells = [p.label]
         for m in MODELS:
             value = matrix[(p.label, m)]
             text = "[red]451[/]" if value == REFUSED else value
             if previous is not None and previous.get((p.label, m)) != value:
                 text = f"[bold yellow]{value} *[/]"
             cells.append(text)
-        table.add_row(p.label, *cells)
-    return table
+        rows.append(cells)
+    print_table(console, ("principal", *MODELS), rows, title=title)
 
 
 def changed_cells(before: Matrix, after: Matrix) -> list[tuple[str, str, str, str]]:

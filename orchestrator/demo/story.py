@@ -27,7 +27,6 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.rule import Rule
-from rich.table import Table
 
 from orchestrator.demo.live import run_live_requests
 from orchestrator.demo.matrix import (
@@ -36,14 +35,15 @@ from orchestrator.demo.matrix import (
     Matrix,
     changed_cells,
     collateral,
-    matrix_table,
     principal_classes,
+    print_matrix,
     routing_matrix,
 )
 from orchestrator.demo.workspace import Workspace, prepare_workspace
 from orchestrator.errors import SovereignError
 from orchestrator.fleet.loader import load_directive_file, load_fleet, load_fleet_files
 from orchestrator.fleet.model import Fleet
+from orchestrator.layout import print_table
 from orchestrator.planning.actual import observe_sites
 from orchestrator.planning.plan import Plan
 from orchestrator.policy.impact import impact
@@ -179,7 +179,7 @@ def run_story(ws: Workspace, console: Console) -> bool:
     console.print(f"Workspace {ws.fleet_dir} (every site on the local provider).")
     first = apply_step(ws, DAY_BEFORE, console)
     m1 = routing_matrix(first.applied, DAY_BEFORE)
-    console.print(matrix_table("Routing on 2026-06-11 (first serving site, or 451)", m1))
+    print_matrix(console, "Routing on 2026-06-11 (first serving site, or 451)", m1)
 
     console.print(Rule("2. The US Commerce directive of 2026-06-12"))
     _show_impact(console, ws, DIRECTIVE, DIRECTIVE_DAY_AFTER)
@@ -187,7 +187,7 @@ def run_story(ws: Workspace, console: Console) -> bool:
     console.print(f"Added directives/{DIRECTIVE} and its signature; planning on 2026-06-13.")
     second = apply_step(ws, DIRECTIVE_DAY_AFTER, console)
     m2 = routing_matrix(second.applied, DIRECTIVE_DAY_AFTER)
-    console.print(matrix_table("Routing on 2026-06-13 (* changed)", m2, m1))
+    print_matrix(console, "Routing on 2026-06-13 (* changed)", m2, m1)
     _narrate_changes(console, m1, m2)
     console.print(
         "Only foreign nationals (and unknown nationality, fail closed) lost fable-5/mythos-5 "
@@ -203,18 +203,19 @@ def run_story(ws: Workspace, console: Console) -> bool:
     console.print(f"Added directives/{AMENDMENT}; planning on 2026-06-27.")
     third = apply_step(ws, AMENDMENT_DAY_AFTER, console)
     m3 = routing_matrix(third.applied, AMENDMENT_DAY_AFTER)
-    console.print(matrix_table("Routing on 2026-06-27 (* changed)", m3, m2))
+    print_matrix(console, "Routing on 2026-06-27 (* changed)", m3, m2)
     _narrate_changes(console, m2, m3)
 
     console.print(Rule("4. Collateral damage"))
-    table = Table(
-        title="Cells refused although the law allows them (2026-06-13)", title_justify="left"
+    print_table(
+        console,
+        ("response", "collateral cells"),
+        [
+            ["Sovereign (per jurisdiction, per audience)", f"[green]{hit.sovereign}[/]"],
+            ["Switch fable-5/mythos-5 off everywhere", f"[red]{hit.switch_off}[/]"],
+        ],
+        title="Cells refused although the law allows them (2026-06-13)",
     )
-    table.add_column("response")
-    table.add_column("collateral cells", justify="right")
-    table.add_row("Sovereign (per jurisdiction, per audience)", f"[green]{hit.sovereign}[/]")
-    table.add_row("Switch fable-5/mythos-5 off everywhere", f"[red]{hit.switch_off}[/]")
-    console.print(table)
     console.print(
         f"Compared over {hit.cells} (model, residency, nationality, group) cells; the law "
         f"required refusing {hit.required} of them that were served before."
