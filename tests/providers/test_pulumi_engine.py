@@ -30,7 +30,12 @@ from orchestrator.planning.desired import desired_state
 from orchestrator.planning.diff import CauseContext, diff
 from orchestrator.planning.engine import engine_options, provider_for
 from orchestrator.providers.base import Op, Resource, ResourceKind, spec_of
-from orchestrator.providers.pulumi.automation import INSTALL_HINT, find_cli, require_cli
+from orchestrator.providers.pulumi.automation import (
+    INSTALL_HINT,
+    find_cli,
+    require_cli,
+    step_of_event,
+)
 from orchestrator.providers.pulumi.engine import INPUT_OPTION, desired_of_input
 from orchestrator.providers.pulumi.stacks import (
     PreviewStep,
@@ -232,6 +237,28 @@ def test_the_plan_from_a_preview_is_the_plan_from_the_truth(
     expected = {(c.op, c.address) for c in diff(frozenset(desired), frozenset(truth))}
     observed = observed_from_steps(steps, desired, SITE)
     assert {(c.op, c.address) for c in diff(frozenset(desired), observed)} == expected
+
+
+def test_pulumis_own_engine_events_become_preview_steps() -> None:
+    from pulumi import automation as auto
+
+    def event(op: auto.OpType, name: str, diffs: list[str] | None = None) -> auto.EngineEvent:
+        metadata = auto.StepEventMetadata(
+            op=op, urn=urn(name), type="aws:sagemaker/endpoint:Endpoint", provider="", diffs=diffs
+        )
+        return auto.EngineEvent(1, 0, resource_pre_event=auto.ResourcePreEvent(metadata))
+
+    olmo = deployment("olmo-3")
+    steps = [
+        step_of_event(event(auto.OpType.UPDATE, olmo.address, ["tags"])),
+        step_of_event(event(auto.OpType.SAME, f"{olmo.address}/model")),
+        step_of_event(auto.EngineEvent(2, 0, stdout_event=auto.StdoutEngineEvent("hi", "x"))),
+    ]
+    assert steps[0] == PreviewStep("update", urn(olmo.address), ("tags",))
+    assert steps[1] == PreviewStep("same", urn(f"{olmo.address}/model"))
+    assert steps[2] is None
+    (change,) = diff(frozenset({olmo}), observed_from_steps([s for s in steps if s], {olmo}, SITE))
+    assert change.op is Op.UPDATE and dict(change.before or ())["pulumi"] == "resource.tags"
 
 
 def test_other_sites_steps_are_not_this_sites() -> None:

@@ -124,11 +124,9 @@ class Stacks:
         steps: list[PreviewStep] = []
 
         def on_event(event: Any) -> None:
-            pre = getattr(event, "resource_pre_event", None)
-            if pre is not None and pre.metadata is not None:
-                m = pre.metadata
-                op = m.op.value if hasattr(m.op, "value") else str(m.op)
-                steps.append(PreviewStep(op, m.urn, tuple(m.diffs or ())))
+            step = step_of_event(event)
+            if step is not None:
+                steps.append(step)
 
         stack = self._stack(jurisdiction, stack_input)
         try:
@@ -146,6 +144,16 @@ class Stacks:
             stack.up(target=list(targets), target_dependents=True, suppress_progress=True)
         except auto.errors.CommandError as exc:
             raise _failure(jurisdiction, "up", exc) from None
+
+
+def step_of_event(event: Any) -> PreviewStep | None:
+    """A ``pulumi.automation.EngineEvent`` as a preview step, or None for any other event."""
+    pre = getattr(event, "resource_pre_event", None)
+    metadata = getattr(pre, "metadata", None)
+    if metadata is None:
+        return None
+    op = getattr(metadata.op, "value", metadata.op)
+    return PreviewStep(str(op), str(metadata.urn), tuple(str(d) for d in metadata.diffs or ()))
 
 
 def _failure(jurisdiction: str, action: str, exc: Exception) -> PermanentProviderError:
