@@ -385,6 +385,16 @@ def test_engine_pulumi_without_the_cli_is_exit_1_and_touches_nothing(
     assert json.loads(out)["engine"] is None
 
 
+def test_engine_pulumi_without_the_cli_under_json_is_a_json_error(
+    no_pulumi: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = cli(capsys, "plan", "--fleet", str(REGIONS), "--engine", "pulumi", "--json")
+    assert code == 1
+    error = json.loads(out)["error"]
+    assert error["exit_code"] == 1 and error["type"] == "EngineUnavailableError"
+    assert "Pulumi CLI" in error["message"] and "get.pulumi.com" in error["hint"]
+
+
 def test_a_plan_made_by_one_engine_is_not_applied_by_another(tmp_path: Path) -> None:
     session = open_session(REGIONS, str(tmp_path / "state.db"), at=AT, sites_local=True)
     try:
