@@ -96,7 +96,8 @@ def _spec_text(spec: tuple[tuple[str, str], ...] | None) -> dict[str, str]:
 
 def render_change(console: Console, c: Change) -> None:
     symbol, colour = _SYMBOL[c.op]
-    say(console, f"  [{colour}]{symbol} {c.op.value:<6}[/] {c.address}  [dim]({c.cause})[/]")
+    cause = c.cause + (f": {c.reason}" if c.reason else "")
+    say(console, f"  [{colour}]{symbol} {c.op.value:<6}[/] {c.address}  [dim]({escape(cause)})[/]")
     before, after = _spec_text(c.before), _spec_text(c.after)
     for key in sorted(set(before) | set(after)):
         old, new = before.get(key), after.get(key)
@@ -253,6 +254,13 @@ def render_status(console: Console, status: Status) -> None:
             f"[yellow]{state}:[/] {drain.site} ({drain.jurisdiction}) since "
             f"{drain.at.isoformat(timespec='seconds')}{until} by {escape(drain.by)}: "
             f"{escape(drain.reason)}",
+        )
+    for gone in status.departed:
+        say(
+            console,
+            f"[yellow]leaving:[/] {escape(gone.site.id)} ({escape(gone.reason)}) still holds "
+            f"{len(gone.recorded)} resource(s) Sovereign placed there; `sovereign apply` tears "
+            "them down",
         )
 
 

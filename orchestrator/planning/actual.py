@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.fleet.model import Fleet
+from orchestrator.fleet.model import Fleet, Site
 from orchestrator.planning.desired import table_resource
 from orchestrator.planning.engine import provider_for
 from orchestrator.providers import create_provider
@@ -67,11 +67,11 @@ class Providers:
             return self._by_name[name]
 
     def for_site(self, fleet: Fleet, site_id: str) -> Provider:
-        name = (
-            "local"
-            if self.sites_local
-            else provider_for(self.engine, fleet.sites[site_id].provider)
-        )
+        return self.for_site_value(fleet.sites[site_id])
+
+    def for_site_value(self, site: Site) -> Provider:
+        """The provider of ``site``, also of a site that has left the fleet."""
+        name = "local" if self.sites_local else provider_for(self.engine, site.provider)
         provider = self._named(name)
         assert isinstance(provider, Provider), f"provider {name} cannot hold sites"
         return provider

@@ -57,6 +57,7 @@ class Change:
     after: Spec | None
     cause: str
     jurisdiction: str = ""  # owner of the target site; "" for fleet-wide resources
+    reason: str = ""  # what left the fleet, for a config deletion of it (planning.departed)
 
     @property
     def address(self) -> str:
@@ -85,6 +86,7 @@ class Change:
             "key": self.key,
             "address": self.address,
             "jurisdiction": self.jurisdiction,
+            "reason": self.reason,
             "before": None if self.before is None else dict(self.before),
             "after": None if self.after is None else dict(self.after),
             "cause": self.cause,
@@ -107,6 +109,7 @@ class Change:
             after=spec(data.get("after")),
             cause=str(data["cause"]),
             jurisdiction=str(data.get("jurisdiction", "")),
+            reason=str(data.get("reason", "")),
         )
 
 

@@ -40,6 +40,8 @@ from orchestrator.errors import (
     StateError,
     TransientProviderError,
 )
+from orchestrator.fleet.model import Site
+from orchestrator.planning.departed import site_record
 from orchestrator.planning.plan import TABLE_TARGET, Change, Plan
 from orchestrator.planning.scope import describe_scope, outside_scope
 from orchestrator.providers.base import Op, Resource, ResourceKind
@@ -129,16 +131,21 @@ class ApplyResult:
         }
 
 
-def resource_json(r: Resource | None) -> dict[str, Any] | None:
+def resource_json(r: Resource | None, site: Site | None = None) -> dict[str, Any] | None:
+    """A resource as the state records it; with the site it is placed at, so that the site
+    can still be reached to tear it down once it leaves the fleet (planning.departed)."""
     if r is None:
         return None
-    return {
+    out: dict[str, Any] = {
         "kind": r.kind.value,
         "target": r.target,
         "model": r.model,
         "key": r.key,
         "spec": r.spec_dict(),
     }
+    if site is not None:
+        out["site"] = site_record(site)
+    return out
 
 
 def check_fresh(session: Session, plan: Plan) -> None:
@@ -239,7 +246,8 @@ class _Runner:
                         self.lease, self.session.files
                     )
             elif step.ok:
-                after = None if c.op is Op.DELETE else resource_json(rc.after)
+                site = self.session.fleet.sites.get(c.target)
+                after = None if c.op is Op.DELETE else resource_json(rc.after, site)
                 self.serial = self.session.store.record_change(
                     self.lease, c.address, c.op.value, "applied", after
                 )
@@ -308,8 +316,8 @@ class _Runner:
             def action() -> None:
                 route_provider.apply_route(change.target, rc)
         else:
-            provider = self.session.providers.for_site(fleet, change.target)
-            site = fleet.sites[change.target]
+            site = self.session.site(change.target)  # also a site that left the fleet
+            provider = self.session.providers.for_site_value(site)
 
             def action() -> None:
                 provider.apply(site, rc)

@@ -9,15 +9,16 @@ only presentation and the demo drives exactly what a user runs.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from orchestrator.errors import FleetError, UsageError
+from orchestrator.errors import FleetError, ProviderError, UsageError
 from orchestrator.fleet.loader import load_fleet_files, read_fleet_files
-from orchestrator.fleet.model import Fleet
+from orchestrator.fleet.model import Fleet, Site
 from orchestrator.planning.actual import Providers, observe_actual
 from orchestrator.planning.causes import cause_context, directive_events
+from orchestrator.planning.departed import Departed, departed_sites, name_departures
 from orchestrator.planning.desired import desired_pairs, desired_state
 from orchestrator.planning.diff import diff
 from orchestrator.planning.engine import check_engine, engine_options
@@ -43,6 +44,20 @@ class Session:
     sites_local: bool
     scope: Scope = None  # --jurisdiction: only these jurisdictions' sites (None: all)
     engine: str = "builtin"  # --engine: who carries out aws and gcp sites (planning.engine)
+    # sites the state still records resources at but the fleet no longer declares
+    departed: dict[str, Departed] = field(default_factory=dict)
+
+    def site(self, site_id: str) -> Site:
+        """A site of the fleet, or one that left it and is being torn down."""
+        found = self.fleet.sites.get(site_id)
+        return found if found is not None else self.departed[site_id].site
+
+    def departed_in_scope(self) -> tuple[Departed, ...]:
+        return tuple(
+            d
+            for _, d in sorted(self.departed.items())
+            if self.scope is None or d.site.jurisdiction in self.scope
+        )
 
     def close(self) -> None:
         self.store.close()
@@ -79,10 +94,19 @@ def open_session(
     over_capacity = capacity_problems(fleet, files, label=str(fleet_dir))
     if over_capacity:
         raise FleetError(over_capacity)
-    scope = parse_scope(fleet, jurisdictions)
     when = at if at is not None else datetime.now(UTC)
     options = engine_options(fleet, fleet_dir, when, state_url) if engine == "pulumi" else None
     store = open_store(state_url, fleet_dir, create=create)
+    try:
+        departed = departed_sites(
+            fleet, store.recorded_resources(), _applied_fleet(store, str(fleet_dir))
+        )
+        scope = parse_scope(
+            fleet, jurisdictions, known={d.site.jurisdiction for d in departed.values()}
+        )
+    except BaseException:
+        store.close()
+        raise
     return Session(
         fleet_dir=fleet_dir,
         files=files,
@@ -96,7 +120,20 @@ def open_session(
         sites_local=sites_local,
         scope=scope,
         engine=engine,
+        departed=departed,
     )
+
+
+def _applied_fleet(store: StateStore, label: str) -> Fleet | None:
+    """The last applied fleet (it describes sites recorded before records named their site);
+    None when there is none or it no longer loads."""
+    applied = store.applied_fleet()
+    if applied is None:
+        return None
+    try:
+        return load_fleet_files(applied.files, label=f"{label} (applied)")
+    except FleetError:
+        return None
 
 
 def desired_of(session: Session) -> frozenset[Resource]:
@@ -112,13 +149,26 @@ def actual_of(session: Session, desired: frozenset[Resource]) -> frozenset[Resou
     route_targets = {
         r.target for r in desired if r.kind is ResourceKind.ROUTE and r.target != TABLE_TARGET
     }
-    return observe_actual(
+    actual = observe_actual(
         session.fleet,
         session.providers,
         session.store,
         route_targets=route_targets,
         site_ids=sites_in_scope(session.fleet, session.scope),
     )
+    for departed in session.departed_in_scope():
+        actual |= observe_departed(session, departed)
+    return actual
+
+
+def observe_departed(session: Session, departed: Departed) -> frozenset[Resource]:
+    """What a site that left the fleet still holds: observed through its provider (managed
+    tags), or, when the provider cannot be reached, what the state recorded there, so that the
+    plan still asks for the teardown and the apply fails that site alone (exit 3)."""
+    try:
+        return session.providers.for_site_value(departed.site).observe(departed.site)
+    except ProviderError:
+        return departed.recorded
 
 
 def make_plan(
@@ -136,7 +186,10 @@ def make_plan(
     ctx = cause_context(
         session.fleet, session.at, applied_files, session.store.recorded_resources()
     )
-    changes = diff(desired, actual, ctx)
+    if session.departed:
+        owners = {t: d.site.jurisdiction for t, d in session.departed.items()}
+        ctx = replace(ctx, jurisdiction_of={**ctx.jurisdiction_of, **owners})
+    changes = name_departures(diff(desired, actual, ctx), session.fleet, session.departed)
     plan = Plan(
         lineage=session.store.lineage(),
         serial=session.store.serial(),

@@ -17,6 +17,7 @@ from orchestrator.fleet.drain import NO_DRAINS, Drains
 from orchestrator.fleet.loader import load_fleet_files
 from orchestrator.fleet.model import Fleet
 from orchestrator.planning.actual import observe_sites
+from orchestrator.planning.departed import Departed
 from orchestrator.planning.desired import desired_pairs
 from orchestrator.planning.guarantees import shortfalls
 from orchestrator.planning.plan import Shortfall
@@ -76,6 +77,8 @@ class Status:
     # min_sites_per_model not met by the healthy deployments observed now, and why
     shortfalls: tuple[Shortfall, ...] = ()
     drains: Drains = NO_DRAINS
+    # sites that left the fleet and still hold what Sovereign placed there (teardown pending)
+    departed: tuple[Departed, ...] = ()
 
     @property
     def in_sync(self) -> bool:
@@ -96,6 +99,7 @@ class Status:
             "routing_from": self.routes_from,
             "warnings": [w.to_json() for w in self.shortfalls],
             "drains": [{**d.to_json(), "active": d.active(self.at)} for d in self.drains.entries],
+            "departed": [d.to_json() for d in self.departed],
         }
 
 
@@ -160,4 +164,5 @@ def collect_status(session: Session) -> Status:
         routes_from="working" if applied is None else "applied",
         shortfalls=shortfalls(fleet, session.at, have),
         drains=drains,
+        departed=tuple(d for _, d in sorted(session.departed.items())),
     )

@@ -182,3 +182,83 @@ def test_jurisdiction_scope_keeps_one_refusal_from_holding_back_another(
     code, out, _ = cli(capsys, "plan", *args, "--json")
     assert code == 1
     assert {c["jurisdiction"] for c in json.loads(out)["changes"]} == {"EU"}
+
+
+def _without_gcp_europe_west4(text: str) -> str:
+    head, _, rest = text.partition("  - id: gcp-europe-west4\n")
+    _, _, tail = rest.partition("failover:")
+    return head + "failover:" + tail.replace(", gcp-europe-west4", "")
+
+
+def test_a_removed_site_is_torn_down_exactly(
+    ws: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = fleet_args(ws)
+    code, _, err = cli(capsys, "apply", *args, "--yes")
+    assert code == 0, err
+    site = ws.fleet_dir / ".sovereign" / "sites" / "gcp-europe-west4"
+    held = {p.name for p in (site / "artifacts").iterdir()}
+    assert held == {"fable-5", "mythos-5", "mistral-large-3", "olmo-3"}
+    eu = ws.fleet_dir / "eu.yaml"
+    eu.write_text(_without_gcp_europe_west4(eu.read_text()))
+    code, out, err = cli(capsys, "plan", *args, "--json")
+    assert code == 0, err
+    changes = json.loads(out)["changes"]
+    deletes = {c["address"] for c in changes if c["op"] == "delete"}
+    assert deletes == {
+        f"{kind}.gcp-europe-west4.{m}" for kind in ("artifact", "deployment") for m in held
+    }
+    assert {
+        (c["cause"], c["reason"], c["jurisdiction"]) for c in changes if c["op"] == "delete"
+    } == {("config", "site gcp-europe-west4 left the fleet", "EU")}
+    assert {c["op"] for c in changes} == {"delete", "update"}  # and the routing table
+    code, out, _ = cli(capsys, "status", *args, "--json")
+    (leaving,) = json.loads(out)["departed"]
+    assert leaving["site"] == "gcp-europe-west4" and len(leaving["resources"]) == 8
+    code, out, _ = cli(capsys, "plan", *args)
+    assert "(config: site gcp-europe-west4 left the fleet)" in " ".join(out.split())
+    code, _, err = cli(capsys, "apply", *args, "--yes")
+    assert code == 0, err
+    assert list((site / "artifacts").iterdir()) == []
+    assert list((site / "deployments").iterdir()) == []
+    code, _, _ = cli(capsys, "plan", *args, "--detailed-exitcode")
+    assert code == 0  # nothing left to do
+    code, out, _ = cli(capsys, "status", *args, "--json")
+    assert json.loads(out)["departed"] == []
+
+
+def test_a_removed_jurisdiction_and_model_are_torn_down(
+    ws: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = fleet_args(ws)
+    code, _, err = cli(capsys, "apply", *args, "--yes")
+    assert code == 0, err
+    sites = ws.fleet_dir / ".sovereign" / "sites"
+    before = {p.relative_to(sites).as_posix() for p in sites.glob("*/*/*")}
+    (ws.fleet_dir / "in.yaml").unlink()
+    models = ws.fleet_dir / "models.yaml"
+    text = models.read_text()
+    models.write_text(text[: text.index("  - id: sarvam-2")])
+    code, out, err = cli(capsys, "plan", *args, "--json")
+    assert code == 0, err
+    deletes = {
+        (c["address"], c["reason"]) for c in json.loads(out)["changes"] if c["op"] == "delete"
+    }
+    indian = {p for p in before if p.startswith(("aws-ap-south-1/", "gcp-asia-south1/"))}
+    assert {a for a, _ in deletes} == {
+        f"{'artifact' if kind == 'artifacts' else 'deployment'}.{site}.{name.removesuffix('.json')}"
+        for site, kind, name in (p.split("/") for p in indian)
+    }
+    assert {r for _, r in deletes} == {"jurisdiction IN left the fleet"}
+    # Only IN's sites held sarvam-2; its weights go with them.
+    assert any("sarvam-2" in a for a, _ in deletes)
+    # --jurisdiction names a jurisdiction that left, to tear it down on its own.
+    code, out, err = cli(capsys, "plan", *args, "--jurisdiction", "IN", "--json")
+    assert code == 0, err
+    assert {c["jurisdiction"] for c in json.loads(out)["changes"]} == {"IN", ""}
+    code, _, err = cli(capsys, "apply", *args, "--yes")
+    assert code == 0, err
+    after = {p.relative_to(sites).as_posix() for p in sites.glob("*/*/*")}
+    assert after == before - indian
+    code, _, _ = cli(capsys, "plan", *args, "--detailed-exitcode")
+    assert code == 0  # nothing left to do
