@@ -33,7 +33,7 @@ from orchestrator.planning.scope import sites_in_scope
 from orchestrator.policy.clock import CLOCK_SKEW
 from orchestrator.providers.base import Resource, ResourceKind
 from orchestrator.reconcile.apply import check_fresh
-from orchestrator.reconcile.session import Session, desired_of, make_plan
+from orchestrator.reconcile.session import Session, desired_of, make_plan, observe_departed
 
 __all__ = ["VerifiedPlan", "nonlocal_targets", "refuse_unreal_time", "verify_saved_plan"]
 
@@ -116,6 +116,9 @@ def _observe_each(session: Session) -> tuple[frozenset[Resource], dict[str, str]
             found |= providers.for_site(fleet, site_id).observe(fleet.sites[site_id])
         except ProviderError as exc:
             failed[site_id] = f"cannot be observed to verify the saved plan: {exc.message}"
+    for departed in session.departed_in_scope():
+        # Unreachable, it stands on the state's records: its teardown is verified and fails.
+        found |= observe_departed(session, departed)
     routes = {
         r.target
         for r in desired_of(session)

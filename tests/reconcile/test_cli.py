@@ -215,9 +215,11 @@ def test_a_removed_site_is_torn_down_exactly(
     code, out, _ = cli(capsys, "status", *args, "--json")
     (leaving,) = json.loads(out)["departed"]
     assert leaving["site"] == "gcp-europe-west4" and len(leaving["resources"]) == 8
-    code, out, _ = cli(capsys, "plan", *args)
+    planfile = ws.root / "teardown.json"
+    code, out, _ = cli(capsys, "plan", *args, "--out", str(planfile))
     assert "(config: site gcp-europe-west4 left the fleet)" in " ".join(out.split())
-    code, _, err = cli(capsys, "apply", *args, "--yes")
+    base = ["--fleet", str(ws.fleet_dir), "--sites", "local"]
+    code, _, err = cli(capsys, "apply", str(planfile), *base)  # verified, then carried out
     assert code == 0, err
     assert list((site / "artifacts").iterdir()) == []
     assert list((site / "deployments").iterdir()) == []
