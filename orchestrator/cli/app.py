@@ -25,6 +25,7 @@ from orchestrator.cli import (
     output,
     plan,
     runbooks,
+    token,
     validate,
 )
 from orchestrator.cli.options import JsonOpt
@@ -54,7 +55,7 @@ def version(json_out: JsonOpt = False) -> None:
         typer.echo(__version__)
 
 
-for module in (validate, directive, explain, plan, runbooks, audit, gateway, demo, export):
+for module in (validate, directive, explain, plan, runbooks, audit, gateway, demo, export, token):
     module.register(app)
 
 

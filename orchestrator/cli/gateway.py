@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -11,12 +11,49 @@ import typer
 
 from orchestrator.cli import output
 from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt, StateOpt
-from orchestrator.errors import UsageError
+from orchestrator.errors import SovereignError, UsageError
 
 # SPEC 6: the audience defaults to "sovereign". Kept here as a literal so that `--help` and
 # every other command do not import the gateway stack (JWT, httpx, starlette) at start-up;
 # tests/cli asserts it equals orchestrator.gateway.tokens.DEFAULT_AUDIENCE.
 DEFAULT_AUDIENCE = "sovereign"
+
+
+def _reachable(url: str, timeout_s: float) -> str | None:
+    """None when a TCP connection to the URL's host and port opens, else why not."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout_s):
+            return None
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+
+
+def require_a_reachable_site(
+    upstreams: Mapping[str, str], site_ids: Sequence[str], timeout_s: float = 2.0
+) -> None:
+    """Refuse to start a gateway that could answer nothing but 503: no site of the fleet has
+    an upstream that accepts a connection. One reachable site is enough (the others may be
+    down for now; the gateway fails over along each route and probes them)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    items = sorted(upstreams.items())
+    with ThreadPoolExecutor(max_workers=max(1, min(16, len(items)))) as pool:
+        reasons = list(pool.map(lambda kv: _reachable(kv[1], timeout_s), items))
+    if any(r is None for r in reasons):
+        return
+    missing = [s for s in site_ids if s not in upstreams]
+    detail = [f"{site} ({url}: {why})" for (site, url), why in zip(items, reasons, strict=True)]
+    detail += [f"{site} (no endpoint)" for site in missing]
+    raise SovereignError(
+        f"no site can be reached, every request would fail with 503: {'; '.join(detail)}",
+        hint="for a local trial, add --stub-upstreams (every site served by a stub on loopback); "
+        "otherwise set each site's `endpoint` in the fleet to its OpenAI-compatible URL",
+    )
 
 
 def _positive(name: str, value: float, allow_zero: bool = False) -> None:
@@ -177,6 +214,8 @@ def register(app: typer.Typer) -> None:
             output.err().print("gateway stopped")
             return
         serving = gw.load_initial()
+        if not stub_upstreams:
+            require_a_reachable_site(serving.upstreams, sorted(serving.table.fleet.sites))
         sock = bind(host, port)
         announce(
             int(sock.getsockname()[1]),

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 from orchestrator.cli import gateway as gateway_cli
+from orchestrator.cli import token as token_cli
 from orchestrator.gateway import tokens
 
 HEAVY = [
@@ -35,3 +36,4 @@ def test_importing_the_cli_loads_no_gateway_demo_or_cloud_sdk() -> None:
 
 def test_cli_default_audience_is_the_gateways() -> None:
     assert gateway_cli.DEFAULT_AUDIENCE == tokens.DEFAULT_AUDIENCE == "sovereign"
+    assert token_cli.DEFAULT_AUDIENCE == tokens.DEFAULT_AUDIENCE
