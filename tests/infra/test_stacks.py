@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -307,6 +309,44 @@ def test_without_adopt_nothing_is_imported() -> pulumi.Output[Any]:
         assert not any(RECORDER.imported.get(n) for _, n, _ in resources)
 
     return declare(input_of(FLEET, "EU"), check)
+
+
+@pulumi.runtime.test
+def test_the_dynamic_provider_host_can_rebuild_the_artifact_provider(
+    tmp_path: Path,
+) -> pulumi.Output[Any]:
+    """Pulumi runs a dynamic resource's provider in another process, from its serialized form:
+    a fresh interpreter (elsewhere, nothing imported) must get the same provider back."""
+
+    def check(resources: Declared) -> None:
+        # The provider travels as a secret: {<secret signature>: ..., "value": <base64>}.
+        serialized = {
+            p["value"] if isinstance(p, dict) else p
+            for p in (i["__provider"] for t, _, i in resources if t == ARTIFACT)
+        }
+        assert serialized
+        script = (
+            "import base64, sys, dill\n"
+            "p = dill.loads(base64.b64decode(sys.stdin.read()))\n"
+            "print(type(p).__module__, type(p).__name__)\n"
+        )
+        for text in serialized:
+            done = subprocess.run(
+                [sys.executable, "-c", script],
+                input=text,
+                capture_output=True,
+                text=True,
+                cwd=tmp_path,
+                check=False,
+                timeout=120,
+            )
+            assert done.returncode == 0, done.stderr
+            assert done.stdout.split() == [
+                "orchestrator.providers.pulumi.artifacts",
+                "ArtifactProvider",
+            ]
+
+    return declare(input_of(FLEET, "UK"), check)
 
 
 def _exported(capsys: pytest.CaptureFixture[str], jurisdiction: str) -> dict[str, Any]:
