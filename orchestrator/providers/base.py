@@ -86,13 +86,6 @@ class ResourceChange:
         return r
 
 
-@dataclass(frozen=True, slots=True)
-class Capabilities:
-    serves_models: bool  # can hold deployments (not only artifacts)
-    stores_artifacts: bool
-    routes: bool = False  # manages ROUTE resources
-
-
 @dataclass(frozen=True)
 class ProviderContext:
     """What every provider may need from the run, never credentials (those come from the
@@ -142,8 +135,6 @@ class ProviderOptions(Mapping[str, str]):
 @runtime_checkable
 class Provider(Protocol):
     name: str
-
-    def capabilities(self) -> Capabilities: ...
 
     def observe(self, site: Site) -> frozenset[Resource]:
         """What the site really holds now, managed resources only."""

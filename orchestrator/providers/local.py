@@ -35,7 +35,6 @@ from orchestrator.errors import PermanentProviderError, TransientProviderError
 from orchestrator.fleet.artifacts import FILE, mirrors_of, source_kind
 from orchestrator.fleet.model import Site
 from orchestrator.providers.base import (
-    Capabilities,
     ProviderContext,
     Resource,
     ResourceChange,
@@ -96,9 +95,6 @@ class LocalProvider(SiteProvider):
     def __init__(self, context: ProviderContext) -> None:
         self._context = context
         self.root = context.state_dir / "sites"
-
-    def capabilities(self) -> Capabilities:
-        return Capabilities(serves_models=True, stores_artifacts=True)
 
     # -- layout -----------------------------------------------------------------------------
 

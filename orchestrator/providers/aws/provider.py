@@ -15,7 +15,6 @@ from orchestrator.providers.aws.s3 import ArtifactBuckets
 from orchestrator.providers.aws.sagemaker import Deployments
 from orchestrator.providers.aws.session import AwsClients, ProviderOptions
 from orchestrator.providers.base import (
-    Capabilities,
     ProviderContext,
     Resource,
     SiteProvider,
@@ -41,9 +40,6 @@ class AwsProvider(SiteProvider):
         self.clients = AwsClients(options)
         self.buckets = ArtifactBuckets(self.clients, options.get(SUFFIX_OPTION, ""))
         self.deployments = Deployments(self.clients, options)
-
-    def capabilities(self) -> Capabilities:
-        return Capabilities(serves_models=True, stores_artifacts=True)
 
     def observe(self, site: Site) -> frozenset[Resource]:
         return self.buckets.observe(site) | self.deployments.observe(site)

@@ -11,7 +11,6 @@ from __future__ import annotations
 from orchestrator.fleet.artifacts import GCS
 from orchestrator.fleet.model import Site
 from orchestrator.providers.base import (
-    Capabilities,
     ProviderContext,
     ProviderOptions,
     Resource,
@@ -39,9 +38,6 @@ class GcpProvider(SiteProvider):
         options = ProviderOptions(context.options)
         self.clients = GcsClients(options)
         self.store = SiteStore(self.clients, options)
-
-    def capabilities(self) -> Capabilities:
-        return Capabilities(serves_models=True, stores_artifacts=True)
 
     def observe(self, site: Site) -> frozenset[Resource]:
         artifacts, deployments = self.store.observe(site)

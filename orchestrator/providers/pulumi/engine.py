@@ -29,7 +29,6 @@ from pathlib import Path
 from orchestrator.errors import PermanentProviderError
 from orchestrator.fleet.model import Site
 from orchestrator.providers.base import (
-    Capabilities,
     Op,
     ProviderContext,
     Resource,
@@ -88,9 +87,6 @@ class PulumiEngine:
         self._steps: dict[str, tuple[PreviewStep, ...]] = {}
         self._guard = threading.Lock()
         self._stack_locks: dict[str, threading.Lock] = {}
-
-    def capabilities(self) -> Capabilities:
-        return Capabilities(serves_models=True, stores_artifacts=True)
 
     def _lock(self, jurisdiction: str) -> threading.Lock:
         with self._guard:
