@@ -1,28 +1,20 @@
-"""The GCS side of object-storage state: :class:`~orchestrator.state.blobs.Blobs` on
-google-cloud-storage.
+"""The GCS side of object-storage state: :class:`~orchestrator.state.blobs.Blobs` on GCS.
 
 GCS gives compare-and-swap on single objects through generation preconditions:
 ``if_generation_match=0`` creates only if absent, ``if_generation_match=N`` replaces only
 generation N; a lost race answers 412. Reads fetch the generation first and then download that
-exact generation, so data and version always belong together. The client honours
-``STORAGE_EMULATOR_HOST`` (emulators, tests) and the usual Application Default Credentials.
-google-cloud-storage is imported here only, when a ``gs://`` store is opened.
+exact generation, so data and version always belong together. The client and the meaning of
+Google's errors come from the GCP adaptor (``orchestrator.adaptors.gcp``, which imports the
+library only when a ``gs://`` store is opened); here they become ``StateError``s. The client
+honours ``STORAGE_EMULATOR_HOST`` (emulators, tests) and Application Default Credentials.
 """
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
-with warnings.catch_warnings():
-    # google.api_core warns at import when the optional grpcio-status is missing; storage
-    # speaks JSON over HTTP and never needs it.
-    warnings.filterwarnings("ignore", message=".*grpcio-status.*", category=ImportWarning)
-    from google.api_core import exceptions as gexc
-    from google.auth import exceptions as auth_exc
-    from google.cloud import storage
-
-from orchestrator.errors import StateError
+from orchestrator.adaptors import gcp
+from orchestrator.errors import ProviderError, StateError
 from orchestrator.state.blobs import Blob, PreconditionFailed
 
 _RETRIES = 5
@@ -35,12 +27,10 @@ class GcsBlobs:
         self.prefix = prefix.strip("/")
         self.url = f"gs://{bucket}/{self.prefix}" if self.prefix else f"gs://{bucket}"
         try:
-            self._client = client or storage.Client()
-        except (auth_exc.GoogleAuthError, OSError, ValueError) as exc:
+            self._client = client or gcp.storage_client()
+        except ProviderError as exc:
             raise StateError(
-                f"cannot create a GCS client for {self.url}: {exc}",
-                hint="set up Application Default Credentials (gcloud auth application-default "
-                "login) or GOOGLE_APPLICATION_CREDENTIALS",
+                f"cannot create a GCS client for {self.url}: {exc.message}", hint=exc.hint
             ) from exc
         self._bucket = self._client.bucket(bucket)
         self.bucket = bucket
@@ -49,12 +39,13 @@ class GcsBlobs:
         return f"{self.prefix}/{name}" if self.prefix else name
 
     def _error(self, exc: Exception, what: str) -> StateError:
-        if isinstance(exc, gexc.NotFound):
+        kind = gcp.classify(exc)
+        if kind is gcp.Failure.NOT_FOUND:
             return StateError(
                 f"the bucket of {self.url} does not exist ({what})",
                 hint=f"create it first (gcloud storage buckets create gs://{self.bucket})",
             )
-        if isinstance(exc, gexc.Forbidden | gexc.Unauthorized | auth_exc.GoogleAuthError):
+        if kind in (gcp.Failure.DENIED, gcp.Failure.CREDENTIALS):
             return StateError(
                 f"access denied to {self.url} ({what}): {exc}",
                 hint="the state needs storage.objects.get/create/delete/list on the bucket",
@@ -70,11 +61,14 @@ class GcsBlobs:
                 generation = int(blob.generation)
                 data = blob.download_as_bytes(if_generation_match=generation)
                 return Blob(bytes(data), str(generation))
-            except gexc.PreconditionFailed:
-                continue  # replaced between the two requests: read the new one
-            except gexc.NotFound:
-                return None  # deleted between the two requests
-            except (gexc.GoogleAPIError, auth_exc.GoogleAuthError) as exc:
+            except Exception as exc:
+                if not gcp.is_sdk_error(exc):
+                    raise
+                kind = gcp.classify(exc)
+                if kind is gcp.Failure.LOST_RACE:
+                    continue  # replaced between the two requests: read the new one
+                if kind is gcp.Failure.NOT_FOUND:
+                    return None  # deleted between the two requests
                 raise self._error(exc, f"reading {name}") from exc
         raise StateError(f"{name} at {self.url} keeps changing while it is read")
 
@@ -91,18 +85,22 @@ class GcsBlobs:
             blob.upload_from_string(
                 data, content_type="application/json", if_generation_match=match
             )
-        except gexc.PreconditionFailed as exc:
-            raise PreconditionFailed(f"{name} changed at {self.url}") from exc
-        except (gexc.GoogleAPIError, auth_exc.GoogleAuthError) as exc:
+        except Exception as exc:
+            if not gcp.is_sdk_error(exc):
+                raise
+            if gcp.classify(exc) is gcp.Failure.LOST_RACE:
+                raise PreconditionFailed(f"{name} changed at {self.url}") from exc
             raise self._error(exc, f"writing {name}") from exc
         return str(blob.generation)
 
     def delete(self, name: str) -> None:
         try:
             self._bucket.blob(self._key(name)).delete()
-        except gexc.NotFound:
-            return
-        except (gexc.GoogleAPIError, auth_exc.GoogleAuthError) as exc:
+        except Exception as exc:
+            if not gcp.is_sdk_error(exc):
+                raise
+            if gcp.classify(exc) is gcp.Failure.NOT_FOUND:
+                return
             raise self._error(exc, f"deleting {name}") from exc
 
     def list(self, prefix: str) -> list[str]:
@@ -112,5 +110,7 @@ class GcsBlobs:
                 str(b.name)[start:]
                 for b in self._client.list_blobs(self._bucket, prefix=self._key(prefix))
             ]
-        except (gexc.GoogleAPIError, auth_exc.GoogleAuthError) as exc:
+        except Exception as exc:
+            if not gcp.is_sdk_error(exc):
+                raise
             raise self._error(exc, f"listing {prefix}") from exc

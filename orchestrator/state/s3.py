@@ -1,11 +1,13 @@
-"""The S3 side of object-storage state: :class:`~orchestrator.state.blobs.Blobs` on boto3.
+"""The S3 side of object-storage state: :class:`~orchestrator.state.blobs.Blobs` on S3.
 
 S3 gives compare-and-swap on single objects through conditional writes: ``put_object`` with
 ``IfNoneMatch="*"`` (create only if absent) or ``IfMatch=ETAG`` (replace only if unchanged); a
 lost race answers 412 PreconditionFailed (or 409 ConditionalRequestConflict while another
-conditional write is in flight). boto3 is imported here and nowhere else in ``state``, and only
-when an ``s3://`` store is opened. The client honours the usual AWS settings, including
-``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL`` for S3-compatible servers.
+conditional write is in flight). The client and the meaning of S3's errors come from the AWS
+adaptor (``orchestrator.adaptors.aws``), which imports boto3 only when an ``s3://`` store is
+opened; here they become ``StateError``s naming the permissions the state needs. The client
+honours the usual AWS settings, including ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL`` for
+S3-compatible servers.
 """
 
 from __future__ import annotations
@@ -14,16 +16,9 @@ import functools
 import os
 from typing import Any
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
-
-from orchestrator.errors import StateError
+from orchestrator.adaptors import aws
+from orchestrator.errors import ProviderError, StateError
 from orchestrator.state.blobs import Blob, PreconditionFailed
-
-_LOST_RACE = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
-_MISSING = {"NoSuchKey", "404", "NotFound"}
-
 
 # Settings that change which account or endpoint a default client talks to.
 _CLIENT_ENV = (
@@ -34,6 +29,7 @@ _CLIENT_ENV = (
     "AWS_DEFAULT_REGION",
     "AWS_ACCESS_KEY_ID",
 )
+_PERMISSIONS = "s3:GetObject, s3:PutObject, s3:DeleteObject and s3:ListBucket"
 
 
 @functools.lru_cache(maxsize=8)
@@ -41,15 +37,11 @@ def _client_for(settings: tuple[str | None, ...]) -> Any:
     # Clients are thread-safe and slow to build (they load the service model): share one per
     # distinct environment rather than building one per store.
     del settings  # only the cache key: boto3 reads the environment itself
-    return boto3.client("s3", config=Config(retries={"max_attempts": 5, "mode": "standard"}))
+    return aws.client("s3")
 
 
 def default_client() -> Any:
     return _client_for(tuple(os.environ.get(name) for name in _CLIENT_ENV))
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 class S3Blobs:
@@ -61,41 +53,45 @@ class S3Blobs:
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         try:
             self._client = client or default_client()
-        except BotoCoreError as exc:
-            raise StateError(f"cannot create an S3 client for {self.url}: {exc}") from exc
+        except ProviderError as exc:
+            raise StateError(f"cannot create an S3 client for {self.url}: {exc.message}") from exc
 
     def _key(self, name: str) -> str:
         return f"{self.prefix}/{name}" if self.prefix else name
 
     def _error(self, exc: Exception, what: str) -> StateError:
-        if isinstance(exc, ClientError):
-            code = _code(exc)
-            if code == "NoSuchBucket":
-                return StateError(
-                    f"the bucket of {self.url} does not exist",
-                    hint=f"create it first (aws s3 mb s3://{self.bucket}) or fix --state",
-                )
-            if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-                return StateError(
-                    f"access denied to {self.url} ({what}): {code}",
-                    hint="the state needs s3:GetObject, s3:PutObject, s3:DeleteObject and "
-                    "s3:ListBucket on the bucket and prefix",
-                )
-            return StateError(f"S3 refused {what} at {self.url}: {code or exc}")
+        code = aws.error_code(exc)
+        kind = aws.classify(exc)
+        if code == "NoSuchBucket":
+            return StateError(
+                f"the bucket of {self.url} does not exist",
+                hint=f"create it first (aws s3 mb s3://{self.bucket}) or fix --state",
+            )
+        if kind in (aws.Failure.DENIED, aws.Failure.CREDENTIALS):
+            return StateError(
+                f"access denied to {self.url} ({what}): {code or exc}",
+                hint=f"the state needs {_PERMISSIONS} on the bucket and prefix",
+            )
+        if code:
+            return StateError(f"S3 refused {what} at {self.url}: {code}")
         return StateError(
             f"cannot reach S3 for {what} at {self.url}: {exc}",
             hint="check network access and AWS credentials (AWS_PROFILE, AWS_REGION)",
         )
 
+    def _missing(self, exc: Exception) -> bool:
+        """An absent key (not an absent bucket, which is an error)."""
+        return aws.classify(exc) is aws.Failure.NOT_FOUND and aws.error_code(exc) != "NoSuchBucket"
+
     def get(self, name: str) -> Blob | None:
         try:
             reply = self._client.get_object(Bucket=self.bucket, Key=self._key(name))
             return Blob(reply["Body"].read(), str(reply["ETag"]))
-        except ClientError as exc:
-            if _code(exc) in _MISSING:
+        except Exception as exc:
+            if not aws.is_sdk_error(exc):
+                raise
+            if self._missing(exc):
                 return None
-            raise self._error(exc, f"reading {name}") from exc
-        except BotoCoreError as exc:
             raise self._error(exc, f"reading {name}") from exc
 
     def put(
@@ -115,18 +111,20 @@ class S3Blobs:
                 **conditions,
             )
             return str(reply["ETag"])
-        except ClientError as exc:
-            code = _code(exc)
-            if code in _LOST_RACE or (if_version is not None and code in _MISSING):
+        except Exception as exc:
+            if not aws.is_sdk_error(exc):
+                raise
+            lost = aws.classify(exc) is aws.Failure.LOST_RACE
+            if lost or (if_version is not None and self._missing(exc)):
                 raise PreconditionFailed(f"{name} changed at {self.url}") from exc
-            raise self._error(exc, f"writing {name}") from exc
-        except BotoCoreError as exc:
             raise self._error(exc, f"writing {name}") from exc
 
     def delete(self, name: str) -> None:
         try:
             self._client.delete_object(Bucket=self.bucket, Key=self._key(name))
-        except (ClientError, BotoCoreError) as exc:
+        except Exception as exc:
+            if not aws.is_sdk_error(exc):
+                raise
             raise self._error(exc, f"deleting {name}") from exc
 
     def list(self, prefix: str) -> list[str]:
@@ -138,6 +136,8 @@ class S3Blobs:
             )
             for page in pages:
                 names.extend(str(item["Key"])[start:] for item in page.get("Contents", []))
-        except (ClientError, BotoCoreError) as exc:
+        except Exception as exc:
+            if not aws.is_sdk_error(exc):
+                raise
             raise self._error(exc, f"listing {prefix}") from exc
         return names

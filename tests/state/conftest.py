@@ -121,9 +121,11 @@ def state_moto_url(state_cloud_credentials: None) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def state_gcs_url(state_cloud_credentials: None) -> Iterator[str]:
-    # Our GCS module imports the SDK with its grpcio-status ImportWarning silenced; importing
+    # The GCP adaptor imports the SDK with its grpcio-status ImportWarning silenced; importing
     # it first keeps that warning (an error under filterwarnings) out of the test helpers too.
-    import orchestrator.state.gcs  # noqa: F401
+    import orchestrator.adaptors.gcp as gcp_adaptor
+
+    gcp_adaptor.storage_module()
     from tests.cloud_servers import fake_gcs_server
 
     with fake_gcs_server() as url:

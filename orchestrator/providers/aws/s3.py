@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from orchestrator.adaptors import aws
 from orchestrator.errors import PermanentProviderError
 from orchestrator.fleet.artifacts import S3
 from orchestrator.fleet.model import Site
@@ -145,8 +146,6 @@ class ArtifactBuckets:
         return bucket
 
     def _create(self, site: Site, bucket: str) -> None:
-        from botocore.exceptions import ClientError
-
         s3 = self._s3(site)
         kwargs: dict[str, Any] = {"Bucket": bucket}
         if site.region != "us-east-1":  # us-east-1 rejects an explicit location constraint
@@ -154,8 +153,7 @@ class ArtifactBuckets:
         try:
             call(site.id, "s3:CreateBucket", s3.create_bucket, **kwargs)
         except PermanentProviderError as exc:
-            cause = exc.__cause__
-            code = cause.response["Error"]["Code"] if isinstance(cause, ClientError) else ""
+            code = error_code(exc.__cause__) if exc.__cause__ is not None else ""
             if code == "BucketAlreadyExists":
                 raise PermanentProviderError(
                     f"site {site.id}: the bucket name {bucket} is taken by another account",
@@ -330,12 +328,8 @@ class ArtifactBuckets:
         metadata: dict[str, str],
     ) -> list[str]:
         """Stream every object of a foreign source into the bucket, verified (see module)."""
-        from boto3.s3.transfer import TransferConfig
-
         s3 = self._s3(site)
-        config = TransferConfig(
-            multipart_threshold=CHUNK, multipart_chunksize=CHUNK, max_concurrency=4
-        )
+        config = aws.transfer_config(chunk=CHUNK, max_concurrency=4)
         written: list[str] = []
         for obj in reader.objects():
             key = f"{model_id}/{obj.name}"

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from orchestrator.adaptors import gcp
 from orchestrator.errors import PermanentProviderError
 from orchestrator.fleet.artifacts import GCS
 from orchestrator.fleet.model import Site
@@ -81,11 +82,7 @@ class GcsClients:
         )
 
     def retry(self) -> Any:
-        from google.cloud.storage.retry import DEFAULT_RETRY
-
-        return DEFAULT_RETRY.with_timeout(
-            float(self._options.get(RETRY_OPTION, DEFAULT_RETRY_TIMEOUT))
-        )
+        return gcp.retry(float(self._options.get(RETRY_OPTION, DEFAULT_RETRY_TIMEOUT)))
 
     def client(self, region: str) -> Any:
         endpoint = self.endpoint_for(region)
@@ -93,19 +90,7 @@ class GcsClients:
             found = self._clients.get(endpoint)
             if found is not None:
                 return found
-            from google.cloud import storage
-
-            project = self._options.get(PROJECT_OPTION)
-            if endpoint is None:
-                created = storage.Client(project=project)
-            else:
-                from google.auth.credentials import AnonymousCredentials
-
-                created = storage.Client(
-                    project=project or "sovereign-emulator",
-                    credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-                    client_options={"api_endpoint": endpoint},
-                )
+            created = gcp.storage_client(self._options.get(PROJECT_OPTION), endpoint)
             self._clients[endpoint] = created
             return created
 
@@ -174,8 +159,6 @@ class SiteStore:
         return bucket
 
     def _create(self, site: Site) -> Any:
-        from google.api_core.exceptions import Conflict
-
         client = self._clients.client(site.region)
         bucket = client.bucket(self.bucket_for(site))
         bucket.labels = ownership(site.id)
@@ -185,8 +168,10 @@ class SiteStore:
         def create() -> bool:
             try:
                 bucket.create(location=site.region, retry=self._clients.retry())
-            except Conflict:
-                return False
+            except Exception as exc:
+                if gcp.is_sdk_error(exc) and gcp.classify(exc) is gcp.Failure.CONFLICT:
+                    return False  # the name is held: by us (a crashed run) or someone else
+                raise  # mapped by ``call``
             return True
 
         if not call(site.id, "storage.buckets.create", create):
