@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench fmt clean
+.PHONY: demo test lint bench bench-peers fmt clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,10 +24,16 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest -q
 
+# Peers are measured when installed (`make bench-peers`) and skipped, with the reason, when not.
 bench: $(STAMP)
 	$(BIN)/python bench/route.py
 	$(BIN)/python bench/plan.py
 	$(BIN)/python bench/gateway.py
+
+# Cedar and the LiteLLM proxy (pinned, pip extra `bench`), nginx from Debian (needs root or sudo).
+bench-peers: $(STAMP)
+	$(BIN)/python -m pip install -q -e ".[dev,pulumi,bench]"
+	command -v nginx >/dev/null || { apt-get update -q && apt-get install -y -q nginx-light; }
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix orchestrator tests bench infra

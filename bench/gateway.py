@@ -1,25 +1,30 @@
-"""Gateway benchmark: added latency, throughput, and directive-to-enforcement time.
+"""Gateway benchmark: Sovereign's gateway beside the LiteLLM proxy and nginx, on one stub.
 
-Prints figures; it is not a test. Everything runs on loopback, in three processes so that no
-two of them share an interpreter lock: a stub upstream (``--serve-stub``), the real
-``sovereign gateway`` command serving an applied fleet from a SQLite state store, and this
-process generating load with a minimal keep-alive HTTP/1.1 client (httpx would cost more CPU
-than the gateway itself and cap the offered rate).
+Prints figures; it is not a test. Everything runs on loopback, each server in its own process:
+a stub upstream (``--serve-stub``), then, in front of that same stub,
+- ``sovereign gateway`` (the real command, serving an applied fleet from a SQLite state);
+- the LiteLLM proxy (pinned in the ``bench`` extra), one deployment of the model with
+  ``region_name: us``, ``enable_pre_call_checks`` and ``allowed_model_region: us`` in each
+  request body: the region filter closest to our routing (no auth, no nationality, no
+  directives: it decides less than the gateway);
+- nginx ``proxy_pass`` with upstream keep-alive (Debian's nginx-light), the floor: a C proxy
+  that decides nothing;
+and this process generates load with a minimal keep-alive HTTP/1.1 client. Peers that are not
+installed are skipped with the reason (``make bench-peers`` installs both).
 
-Measured:
-- added latency: p50/p99 of requests through the gateway minus the same requests sent to the
-  stub directly, at a fixed offered rate (open loop; latency counted from the *scheduled* send
-  time, so queueing is not hidden) and at a fixed concurrency (closed loop);
-- requests per second at that concurrency;
-- directive-to-enforcement: a suspend directive is applied through the state store (as
-  ``sovereign apply`` records it) and we time the first 451 for an affected principal, and the
-  first 200 again after the directive is removed.
+Measured for each: added latency p50/p99 over the stub answered directly at the same offered
+rate (open loop, 200, 500 and 1,000 req/s by default; latency counted from the *scheduled* send
+time, so queueing is not hidden), the most requests per second at a fixed concurrency (closed
+loop), and CPU per request of the proxy's processes (Linux /proc, user + system). Then
+``sovereign gateway --workers 2`` against one worker, and directive-to-enforcement: a suspend
+is recorded as ``sovereign apply`` records it and the first 451 is timed at three gateway
+processes at once (the apply's change signal against the old 0.5 s poll).
 
-    .venv/bin/python bench/gateway.py [--rate 1000,100] [--duration 5] [--concurrency 16]
-        [--profile gateway.prof]
+    .venv/bin/python bench/gateway.py [--rate 200,500,1000] [--duration 5] [--concurrency 16]
+        [--rounds 5] [--peers sovereign,litellm,nginx] [--profile gateway.prof]
 
 The load generator and the stub run on uvloop when it is installed (they are measuring
-instruments: the less CPU they take from the shared cores, the less they disturb the gateway),
+instruments: the less CPU they take from the shared cores, the less they disturb the proxy),
 and the bench reports the generator's own CPU per request so that a saturated generator shows.
 ``--profile FILE`` runs the gateway under cProfile and writes its stats to FILE.
 """
@@ -29,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import platform
 import shutil
@@ -58,6 +64,55 @@ from orchestrator.state import open_store  # noqa: E402
 T = TypeVar("T")
 CHAT = "/v1/chat/completions"
 BODY = json.dumps({"model": "m1", "messages": [{"role": "user", "content": "hi"}]}).encode()
+# Requests to LiteLLM authenticate with its master key (it refuses to start without one), as
+# requests to the gateway carry a signed token.
+LITELLM_KEY = "sk-bench-" + "0123456789abcdef" * 3
+# LiteLLM's region filter reads allowed_model_region from the request (a virtual key's setting
+# in its proxy, which needs a database; in the body it reaches the router the same way).
+LITELLM_BODY = json.dumps(
+    {"model": "m1", "messages": [{"role": "user", "content": "hi"}], "allowed_model_region": "us"}
+).encode()
+LITELLM_CONFIG = """\
+model_list:
+  - model_name: m1
+    litellm_params:
+      model: openai/m1
+      api_base: {stub}/v1
+      api_key: unused
+      region_name: us
+router_settings:
+  enable_pre_call_checks: true
+general_settings:
+  master_key: {master_key}
+litellm_settings:
+  telemetry: false
+  drop_params: true
+"""
+NGINX_CONFIG = """\
+daemon off;
+master_process off;
+worker_processes 1;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log {work}/nginx-access.log;
+  client_body_temp_path {work}/nginx-body;
+  proxy_temp_path {work}/nginx-proxy;
+  fastcgi_temp_path {work}/nginx-fastcgi;
+  uwsgi_temp_path {work}/nginx-uwsgi;
+  scgi_temp_path {work}/nginx-scgi;
+  upstream stub {{ server 127.0.0.1:{stub_port}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://stub;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+  }}
+}}
+"""
 
 PROFILE = """\
 jurisdiction: US
@@ -140,6 +195,7 @@ class Pool:
             writer.close()
 
     async def post(self, request: bytes) -> int:
+        """The status, or 0 when the connection broke (it is replaced by a new one)."""
         reader, writer = await self._free.get()
         try:
             writer.write(request)
@@ -152,15 +208,19 @@ class Pool:
             if length:
                 await reader.readexactly(length)
             return status
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+            writer.close()
+            reader, writer = await asyncio.open_connection(self.host, self.port)
+            return 0
         finally:
             self._free.put_nowait((reader, writer))
 
 
-def request_bytes(host: str, port: int, token: str) -> bytes:
+def request_bytes(host: str, port: int, token: str, body: bytes = BODY) -> bytes:
     return (
         f"POST {CHAT} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-        f"Authorization: Bearer {token}\r\nContent-Length: {len(BODY)}\r\n\r\n"
-    ).encode() + BODY
+        f"Authorization: Bearer {token}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
 
 
 @dataclass
@@ -201,7 +261,12 @@ async def open_loop(host: str, port: int, request: bytes, rate: int, duration: f
         if delay > 0:
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(scheduled)))
-    await asyncio.gather(*tasks)
+    # A proxy far behind the offered rate would take minutes to drain its queue: what is not
+    # answered within the grace period counts as an error (and its latency is not known).
+    done, pending = await asyncio.wait(tasks, timeout=duration * 2 + 5)
+    for task in pending:
+        task.cancel()
+    errors += len(pending)
     elapsed = time.perf_counter() - start
     await pool.close()
     return Result(latencies, errors, elapsed)
@@ -322,16 +387,163 @@ def machine() -> str:
     )
 
 
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (Linux /proc), for CPU of multi-process servers."""
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+            except OSError:
+                pass
+    return out
+
+
+def tree_cpu(pid: int) -> float:
+    return sum(cpu_seconds(p) for p in process_tree(pid))
+
+
+async def wait_http(port: int, limit: float) -> bool:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.2)
+            continue
+        writer.close()
+        return True
+    return False
+
+
+@dataclass
+class Peer:
+    name: str
+    proc: subprocess.Popen[str]
+    port: int
+    request: bytes
+
+
+def start_sovereign(
+    root: Path, key_file: Path, log: Path, workers: int = 1, profile: Path | None = None
+) -> tuple[subprocess.Popen[str], int]:
+    prof = ["-m", "cProfile", "-o", str(profile.resolve())] if profile else []
+    proc = subprocess.Popen(
+        [sys.executable, *prof, "-m", "orchestrator", "gateway", "--fleet", str(root)]
+        + ["--port", "0", "--token-key", str(key_file), "--probe-interval", "0", "--json"]
+        + ["--workers", str(workers)],
+        stdout=subprocess.PIPE,
+        stderr=open(log, "w"),  # noqa: SIM115
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        raise SystemExit(f"sovereign gateway did not start: {log.read_text()[-2000:]}")
+    return proc, int(json.loads(line)["url"].rsplit(":", 1)[1])
+
+
+def start_litellm(work: Path, stub_port: int) -> tuple[subprocess.Popen[str] | None, int, str]:
+    """The LiteLLM proxy in front of the stub, or (None, 0, why it is skipped)."""
+    import importlib.util
+
+    cli = Path(sys.executable).parent / "litellm"
+    if importlib.util.find_spec("litellm") is None or not cli.exists():
+        return None, 0, "litellm not installed (make bench-peers)"
+    config = work / "litellm.yaml"
+    config.write_text(
+        LITELLM_CONFIG.format(stub=f"http://127.0.0.1:{stub_port}", master_key=LITELLM_KEY)
+    )
+    port = free_port()
+    log = work / "litellm.log"
+    proc = subprocess.Popen(
+        [str(cli), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
+        + ["--num_workers", "1"],
+        stdout=open(log, "w"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={
+            **os.environ,
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no fetch from the network at start-up
+            "LITELLM_LOG": "ERROR",
+        },
+    )
+    if not run(wait_http(port, 180)) or proc.poll() is not None:
+        proc.kill()
+        tail = log.read_text()[-300:].strip().splitlines()
+        return None, 0, f"litellm proxy did not start: {tail[-1] if tail else 'no output'}"
+    return proc, port, ""
+
+
+def start_nginx(work: Path, stub_port: int) -> tuple[subprocess.Popen[str] | None, int, str]:
+    nginx = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
+    if nginx is None:
+        return None, 0, "nginx not installed (make bench-peers: apt-get install nginx-light)"
+    port = free_port()
+    conf = work / "nginx.conf"
+    conf.write_text(NGINX_CONFIG.format(work=work, stub_port=stub_port, port=port))
+    proc = subprocess.Popen(
+        [nginx, "-p", str(work), "-c", str(conf)],
+        stdout=subprocess.DEVNULL,
+        stderr=open(work / "nginx.stderr", "w"),  # noqa: SIM115
+        text=True,
+    )
+    if not run(wait_http(port, 20)) or proc.poll() is not None:
+        proc.kill()
+        return None, 0, f"nginx did not start: {(work / 'nginx.stderr').read_text()[-200:]}"
+    return proc, port, ""
+
+
+async def enforcement_round(
+    ports: list[int], request_of: dict[int, bytes], record: Any, want: int, limit: float
+) -> list[float]:
+    """Record a new applied fleet, then time the first ``want`` at every gateway at once."""
+    pools = {port: Pool("127.0.0.1", port, 1) for port in ports}
+    for pool in pools.values():
+        await pool.open()
+    await asyncio.to_thread(record)
+    start = time.perf_counter()
+
+    async def first(port: int) -> float:
+        while time.perf_counter() - start < limit:
+            if await pools[port].post(request_of[port]) == want:
+                return time.perf_counter() - start
+            await asyncio.sleep(0.001)
+        return float("inf")
+
+    try:
+        return list(await asyncio.gather(*(first(p) for p in ports)))
+    finally:
+        for pool in pools.values():
+            await pool.close()
+
+
+def fmt_ms(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--rate",
-        default="1000,100",
+        default="200,500,1000",
         help="offered requests per second, comma-separated for several runs",
     )
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per phase")
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=3, help="enforcement measurements")
+    parser.add_argument("--rounds", type=int, default=5, help="enforcement measurements")
+    parser.add_argument("--peers", default="sovereign,litellm,nginx", help="which proxies")
     parser.add_argument(
         "--profile", type=Path, help="run the gateway under cProfile and write its stats here"
     )
@@ -342,10 +554,11 @@ def main() -> None:
         return
 
     rates = [int(r) for r in str(args.rate).split(",") if r.strip()]
+    wanted = [p.strip() for p in str(args.peers).split(",") if p.strip()]
     work = Path(tempfile.mkdtemp(prefix="sovereign-bench-"))
     port_file = work / "stub.port"
     stub = subprocess.Popen([sys.executable, __file__, "--serve-stub", str(port_file)])
-    gateway: subprocess.Popen[str] | None = None
+    started: list[subprocess.Popen[str]] = []
     try:
         stub_port = wait_port_file(port_file)
         authority_pem, authority_public = generate_key()
@@ -361,113 +574,188 @@ def main() -> None:
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
             )
         )
-        profile = ["-m", "cProfile", "-o", str(args.profile.resolve())] if args.profile else []
-        gateway = subprocess.Popen(
-            [
-                sys.executable,
-                *profile,
-                "-m",
-                "orchestrator",
-                "gateway",
-                "--fleet",
-                str(root),
-                "--port",
-                "0",
-                "--token-key",
-                str(key_file),
-                "--probe-interval",
-                "0",
-                "--json",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=open(work / "gateway.log", "w"),
-            text=True,  # noqa: SIM115
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-        )
-        assert gateway.stdout is not None
-        started = json.loads(gateway.stdout.readline())
-        gw_port = int(started["url"].rsplit(":", 1)[1])
         host = "127.0.0.1"
         allowed = token(idp, "US", ["US"])
         affected = token(idp, "US", ["DE"])
-        direct_req = request_bytes(host, stub_port, allowed)
-        gw_req = request_bytes(host, gw_port, allowed)
-        affected_req = request_bytes(host, gw_port, affected)
 
         print(f"machine: {machine()}")
         print(
             f"command: .venv/bin/python bench/gateway.py --rate {','.join(map(str, rates))} "
-            f"--duration {args.duration} --concurrency {args.concurrency}"
+            f"--duration {args.duration} --concurrency {args.concurrency} "
+            f"--rounds {args.rounds} --peers {','.join(wanted)}"
         )
-        run(closed_loop(host, gw_port, gw_req, 4, 1.0))  # warm up both paths
+        peers: list[Peer] = []
+        skipped: dict[str, str] = {}
+        gw_proc, gw_port = start_sovereign(root, key_file, work / "gateway.log", 1, args.profile)
+        started.append(gw_proc)
+        if "sovereign" in wanted:
+            peers.append(Peer("sovereign", gw_proc, gw_port, request_bytes(host, gw_port, allowed)))
+        for name, starter, body, credential in (
+            ("litellm", start_litellm, LITELLM_BODY, LITELLM_KEY),
+            ("nginx", start_nginx, BODY, allowed),
+        ):
+            if name not in wanted:
+                continue
+            proc, port, why = starter(work, stub_port)
+            if proc is None:
+                skipped[name] = why
+                print(f"{name}: skipped, {why}")
+                continue
+            started.append(proc)
+            peers.append(Peer(name, proc, port, request_bytes(host, port, credential, body)))
+        direct_req = request_bytes(host, stub_port, allowed)
+        for peer in peers:  # warm up every path (LiteLLM's first requests are slow)
+            run(closed_loop(host, peer.port, peer.request, 4, 1.0))
         run(closed_loop(host, stub_port, direct_req, 4, 1.0))
 
-        rows = []
-        for rate in rates:
-            direct = run(open_loop(host, stub_port, direct_req, rate, args.duration))
-            via = run(open_loop(host, gw_port, gw_req, rate, args.duration))
-            rows.append((f"open loop {rate}/s", direct, via))
-        stub_cpu = cpu_seconds(stub.pid)
-        direct = run(closed_loop(host, stub_port, direct_req, args.concurrency, args.duration))
-        stub_cpu_direct = cpu_seconds(stub.pid) - stub_cpu
-        gw_cpu, stub_cpu = cpu_seconds(gateway.pid), cpu_seconds(stub.pid)
-        gw_user = cpu_split(gateway.pid)[0]
-        gen_cpu = own_cpu_seconds()
-        via = run(closed_loop(host, gw_port, gw_req, args.concurrency, args.duration))
-        gen_cpu = own_cpu_seconds() - gen_cpu
-        gw_user = cpu_split(gateway.pid)[0] - gw_user
-        gw_cpu = cpu_seconds(gateway.pid) - gw_cpu
-        stub_cpu_via = cpu_seconds(stub.pid) - stub_cpu
-        rows.append((f"closed loop c={args.concurrency}", direct, via))
-        print()
-        print(f"{'phase':<22} {'path':<8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
-        for label, direct, via in rows:
-            for name, r in (("direct", direct), ("gateway", via)):
-                print(
-                    f"{label:<22} {name:<8} {r.rps:8.0f} {r.pct(50):8.2f} {r.pct(99):8.2f} "
-                    f"{r.errors:7d}"
-                )
-            print(
-                f"{label:<22} {'added':<8} {'':>8} {via.pct(50) - direct.pct(50):8.2f} "
-                f"{via.pct(99) - direct.pct(99):8.2f}"
-            )
-
-        n_direct, n_via = len(direct.latencies_ms), len(via.latencies_ms)
+        # -- open loop: added latency per offered rate -------------------------------------
+        added: dict[tuple[str, int], tuple[float, float, float, int]] = {}
         print()
         print(
-            "CPU per request (closed loop; load-independent, unlike the latencies): "
-            f"stub answering directly {stub_cpu_direct / n_direct * 1000:.2f} ms; "
-            f"gateway {gw_cpu / n_via * 1000:.2f} ms "
-            f"(user {gw_user / n_via * 1000:.2f}, system {(gw_cpu - gw_user) / n_via * 1000:.2f}) "
-            f"(+ stub behind it {stub_cpu_via / n_via * 1000:.2f} ms); "
-            f"load generator {gen_cpu / n_via * 1000:.2f} ms"
+            f"{'open loop':<14} {'path':<10} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>9} "
+            f"{'added p50':>10} {'added p99':>10} {'errors':>7}"
         )
-
-        enforce, lift = [], []
-        base_files = read_fleet_files(root)
-        for i in range(args.rounds):
-            path = add_directive(root, f"bench-{i}", authority_pem)
-            with store.lock("bench") as lease:
-                store.record_applied_fleet(lease, read_fleet_files(root))
-            enforce.append(run(time_until(host, gw_port, affected_req, 451, 10)))
-            path.unlink()
-            path.with_name(path.name + ".sig").unlink()
-            with store.lock("bench") as lease:
-                store.record_applied_fleet(lease, base_files)
-            lift.append(run(time_until(host, gw_port, affected_req, 200, 10)))
-        print()
-        for label, times in (
-            ("directive-to-enforcement (apply recorded -> first 451)", enforce),
-            ("lift-to-service (directive removed -> first 200)", lift),
-        ):
+        for rate in rates:
+            direct = run(open_loop(host, stub_port, direct_req, rate, args.duration))
             print(
-                f"{label}, reload interval 0.5 s: median "
-                f"{statistics.median(times) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms"
+                f"{rate:>8}/s     {'direct':<10} {direct.rps:7.0f} {direct.pct(50):8.2f} "
+                f"{direct.pct(99):9.2f} {'':>10} {'':>10} {direct.errors:7d}"
             )
+            for peer in peers:
+                via = run(open_loop(host, peer.port, peer.request, rate, args.duration))
+                a50, a99 = via.pct(50) - direct.pct(50), via.pct(99) - direct.pct(99)
+                added[(peer.name, rate)] = (a50, a99, via.rps, via.errors)
+                print(
+                    f"{'':<14} {peer.name:<10} {via.rps:7.0f} {via.pct(50):8.2f} "
+                    f"{via.pct(99):9.2f} {a50:10.2f} {a99:10.2f} {via.errors:7d}"
+                )
+
+        # -- closed loop: throughput and CPU per request -----------------------------------
+        print()
+        closed: dict[str, tuple[float, float, float, float]] = {}
+        stub_cpu = cpu_seconds(stub.pid)
+        direct = run(closed_loop(host, stub_port, direct_req, args.concurrency, args.duration))
+        stub_direct = (cpu_seconds(stub.pid) - stub_cpu) / max(1, len(direct.latencies_ms))
+        print(
+            f"closed loop c={args.concurrency}: direct {direct.rps:,.0f} req/s, "
+            f"stub CPU {stub_direct * 1000:.3f} ms/request"
+        )
+        gen_total, n_total = 0.0, 0
+        for peer in peers:
+            before, stub_cpu = tree_cpu(peer.proc.pid), cpu_seconds(stub.pid)
+            user = sum(cpu_split(p)[0] for p in process_tree(peer.proc.pid))
+            gen = own_cpu_seconds()
+            via = run(closed_loop(host, peer.port, peer.request, args.concurrency, args.duration))
+            gen_total += own_cpu_seconds() - gen
+            n = max(1, len(via.latencies_ms))
+            n_total += n
+            cpu = (tree_cpu(peer.proc.pid) - before) / n
+            user = (sum(cpu_split(p)[0] for p in process_tree(peer.proc.pid)) - user) / n
+            behind = (cpu_seconds(stub.pid) - stub_cpu) / n
+            closed[peer.name] = (via.rps, cpu, user, via.pct(50) - direct.pct(50))
+            print(
+                f"  {peer.name:<10} {via.rps:8,.0f} req/s, p50 {via.pct(50):6.2f} ms, "
+                f"p99 {via.pct(99):7.2f} ms, errors {via.errors}; CPU {cpu * 1000:.3f} ms/request "
+                f"(user {user * 1000:.3f}, system {(cpu - user) * 1000:.3f}; stub behind it "
+                f"{behind * 1000:.3f})"
+            )
+        print(f"  load generator CPU {gen_total / max(1, n_total) * 1000:.3f} ms/request")
+
+        # -- workers -----------------------------------------------------------------------
+        if "sovereign" in wanted:
+            w_proc, w_port = start_sovereign(root, key_file, work / "gateway-w2.log", 2)
+            started.append(w_proc)
+            w_req = request_bytes(host, w_port, allowed)
+            run(closed_loop(host, w_port, w_req, 4, 1.0))
+            one = run(
+                closed_loop(host, gw_port, request_bytes(host, gw_port, allowed), 32, args.duration)
+            )
+            before = tree_cpu(w_proc.pid)
+            two = run(closed_loop(host, w_port, w_req, 32, args.duration))
+            cpu2 = (tree_cpu(w_proc.pid) - before) / max(1, len(two.latencies_ms))
+            print()
+            print(
+                f"sovereign --workers (closed loop c=32): 1 worker {one.rps:,.0f} req/s, "
+                f"2 workers {two.rps:,.0f} req/s ({two.rps / one.rps:.2f}x; "
+                f"{cpu2 * 1000:.3f} ms CPU/request over both)"
+            )
+            w_proc.terminate()
+            w_proc.wait(timeout=30)
+            started.remove(w_proc)
+
+        # -- directive-to-enforcement at three gateway processes ---------------------------
+        if "sovereign" in wanted:
+            ports = [gw_port]
+            for i in range(2):
+                proc, port = start_sovereign(root, key_file, work / f"gateway-e{i}.log")
+                started.append(proc)
+                ports.append(port)
+            request_of = {p: request_bytes(host, p, affected) for p in ports}
+            base_files = read_fleet_files(root)
+            enforce: list[float] = []
+            lift: list[float] = []
+            for i in range(-1, args.rounds):  # round -1 warms up the fresh processes
+                path = add_directive(root, f"bench-{i + 1}", authority_pem)
+                files = read_fleet_files(root)
+
+                def apply(files: dict[str, bytes] = files) -> None:
+                    with store.lock("bench") as lease:
+                        store.record_applied_fleet(lease, files)
+
+                times = run(enforcement_round(ports, request_of, apply, 451, 10))
+                enforce += times if i >= 0 else []
+                path.unlink()
+                path.with_name(path.name + ".sig").unlink()
+
+                def restore() -> None:
+                    with store.lock("bench") as lease:
+                        store.record_applied_fleet(lease, base_files)
+
+                times = run(enforcement_round(ports, request_of, restore, 200, 10))
+                lift += times if i >= 0 else []
+            print()
+            for label, times in (
+                ("directive-to-enforcement (apply recorded -> first 451)", enforce),
+                ("lift-to-service (directive removed -> first 200)", lift),
+            ):
+                print(
+                    f"{label}, {len(ports)} gateway processes x {args.rounds} rounds: median "
+                    f"{statistics.median(times) * 1000:.1f} ms, max {max(times) * 1000:.1f} ms"
+                )
+
+        # -- side by side ------------------------------------------------------------------
+        print()
+        print("side by side (ratio: the peer's figure over Sovereign's)")
+        names = [p.name for p in peers]
+        header = f"{'measure':<32}" + "".join(f"{n:>14}" for n in names)
+        print(header + "".join(f"{'(' + n + ')':>14}" for n in skipped))
+        rows: list[tuple[str, dict[str, float]]] = []
+        for rate in rates:
+            rows.append((f"added p50 at {rate}/s (ms)", {n: added[(n, rate)][0] for n in names}))
+            rows.append((f"added p99 at {rate}/s (ms)", {n: added[(n, rate)][1] for n in names}))
+        rows.append((f"max req/s (c={args.concurrency})", {n: closed[n][0] for n in names}))
+        rows.append(("CPU per request (ms)", {n: closed[n][1] * 1000 for n in names}))
+        for label, values in rows:
+            line = f"{label:<32}" + "".join(f"{fmt_ms(values[n]):>14}" for n in names)
+            print(line + "".join(f"{'skipped':>14}" for _ in skipped))
+        if "sovereign" in names:
+            base = closed["sovereign"]
+            for n in names:
+                if n != "sovereign":
+                    print(
+                        f"  {n}: {closed[n][0] / base[0]:.2f}x Sovereign's throughput, "
+                        f"{closed[n][1] / base[1]:.2f}x its CPU per request"
+                    )
+        for name, why in skipped.items():
+            print(f"  {name}: skipped, {why}")
     finally:
-        if gateway is not None:
-            gateway.terminate()
-            gateway.wait(timeout=15)
+        for proc in started:
+            proc.terminate()
+        for proc in started:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         stub.terminate()
         stub.wait(timeout=15)
         shutil.rmtree(work, ignore_errors=True)

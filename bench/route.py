@@ -10,9 +10,17 @@ audience predicate, expiries, supersession). Measured: compile time, single-thre
 per second (median of R runs over N random queries), p50/p99 latency of single calls, and the
 incremental recompile after one directive is added. Warm figures replay the same queries on one
 table; cold figures use a freshly compiled table (no per-entry bit tables or memoised routes yet)
-and principals it has never seen, one pass each. Side by side, if litellm is installed
-(``pip install -e '.[bench]'``): LiteLLM's Router picking a deployment with region filtering
-(``enable_pre_call_checks=True``, ``allowed_model_region``) on the region-only equivalent.
+and principals it has never seen, one pass each.
+
+Side by side, when the peers are installed (``make bench-peers``):
+- Cedar (``cedarpy``): the same fleet as Cedar entities and policies at one instant (see
+  bench/cedar_peer.py). Every run first checks that Cedar's allowed-site set equals the table's
+  route set on ``--cedar-queries`` random queries (default 3,000) and exits non-zero if one
+  differs; then times, alternating in this process, table routes/s, Cedar single decisions/s
+  (on the model's policy slice, and on the whole policy set) and Cedar routes/s (all sites of
+  one query in one batched call), and prints the ratios.
+- LiteLLM's Router picking a deployment with region filtering (``enable_pre_call_checks=True``,
+  ``allowed_model_region``) on the region-only equivalent.
 """
 
 from __future__ import annotations
@@ -291,6 +299,87 @@ def litellm_router_rate(fleet: Fleet, n: int, runs: int, seed: int) -> float | N
     return statistics.median(rates)
 
 
+def cedar_side_by_side(
+    fleet: Fleet,
+    table: RouteTable,
+    queries: list[tuple[str, Principal, datetime]],
+    now: datetime,
+    n_check: int,
+    runs: int,
+) -> None:
+    """Cedar beside the table: agreement first (fatal if any query differs), then timings."""
+    try:
+        import cedarpy  # noqa: F401
+    except ImportError:
+        print("cedar: skipped, cedarpy not installed (make bench-peers)")
+        return
+    from cedar_peer import CedarFleet
+
+    check = queries[:n_check]
+    n_route, n_single, n_whole = 300, 3000, 100
+    timed = queries[n_check : n_check + max(n_route, n_single)]
+    t0 = time.perf_counter()
+    cedar = CedarFleet(fleet, now, [p for _, p, _ in check + timed])
+    print(
+        f"cedar: {cedar.policy_count} policies at the instant (1 permit for R0-R3, one forbid "
+        f"per directive in force), {len(cedar.person_ids)} principals as entities "
+        f"(built in {time.perf_counter() - t0:.1f} s)"
+    )
+    t0 = time.perf_counter()
+    differ = [
+        (m, p) for m, p, _ in check if cedar.route_set(m, p) != frozenset(table.route(m, p, now))
+    ]
+    agreed = len(check) - len(differ)
+    print(
+        f"cedar agreement: allowed-site set == route set on {agreed}/{len(check)} queries "
+        f"({time.perf_counter() - t0:.0f} s)"
+    )
+    if differ:
+        m, p = differ[0]
+        raise SystemExit(
+            f"cedar and the route table disagree on {len(differ)} queries, e.g. {m} for {p}: "
+            f"cedar {sorted(cedar.route_set(m, p))}, table {sorted(table.route(m, p, now))}"
+        )
+    sites = cedar.sites
+    table_rates, single_rates, whole_rates, route_rates = [], [], [], []
+    for k in range(runs):
+        # alternating: each round times every contender on the same queries
+        t0 = time.perf_counter_ns()
+        for m, p, _ in timed:
+            table.route(m, p, now)
+        table_rates.append(len(timed) / ((time.perf_counter_ns() - t0) / 1e9))
+        t0 = time.perf_counter_ns()
+        for i, (m, p, _) in enumerate(timed[:n_single]):
+            cedar.allowed(m, p, sites[(i + k) % len(sites)])
+        single_rates.append(n_single / ((time.perf_counter_ns() - t0) / 1e9))
+        t0 = time.perf_counter_ns()
+        for i, (m, p, _) in enumerate(timed[:n_whole]):
+            cedar.allowed(m, p, sites[(i + k) % len(sites)], sliced=False)
+        whole_rates.append(n_whole / ((time.perf_counter_ns() - t0) / 1e9))
+        t0 = time.perf_counter_ns()
+        for m, p, _ in timed[:n_route]:
+            cedar.route_set(m, p)
+        route_rates.append(n_route / ((time.perf_counter_ns() - t0) / 1e9))
+    table_rate = statistics.median(table_rates)
+    single = statistics.median(single_rates)
+    whole = statistics.median(whole_rates)
+    routes = statistics.median(route_rates)
+    print(f"cedar side by side ({runs} alternating rounds, medians, one instant):")
+    print(f"  table routes/s                        {table_rate:>12,.0f}")
+    print(
+        f"  cedar decisions/s (model's slice)     {single:>12,.0f}   "
+        f"table routes/s is {table_rate / single:,.0f}x"
+    )
+    print(
+        f"  cedar decisions/s (whole policy set)  {whole:>12,.1f}   "
+        f"table routes/s is {table_rate / whole:,.0f}x"
+    )
+    print(
+        f"  cedar routes/s ({len(sites)} sites, batched)   {routes:>12,.1f}   "
+        f"table is {table_rate / routes:,.0f}x"
+    )
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -306,6 +395,9 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--cedar-queries", type=int, default=3000, help="queries Cedar must agree on"
+    )
     args = parser.parse_args()
 
     print(f"machine: {os.cpu_count()} cores, {cpu_model()}, Python {platform.python_version()}")
@@ -399,9 +491,11 @@ def main() -> None:
         f"(full compile {statistics.median(compile_wall) * 1000:.0f} ms)"
     )
 
+    cedar_side_by_side(fleet, table, queries, now, args.cedar_queries, min(args.runs, 5))
+
     lite = litellm_router_rate(fleet, args.queries, 3, args.seed)
     if lite is None:
-        print("litellm not installed: pip install -e '.[bench]'")
+        print("litellm: skipped, not installed (make bench-peers)")
     else:
         print(
             f"LiteLLM Router (region filter, pre-call checks): median {lite:,.0f} picks/s; "
