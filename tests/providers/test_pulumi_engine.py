@@ -17,6 +17,7 @@ import sys
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -39,9 +40,11 @@ from orchestrator.providers.pulumi.automation import (
 from orchestrator.providers.pulumi.engine import INPUT_OPTION, desired_of_input
 from orchestrator.providers.pulumi.stacks import (
     PreviewStep,
+    Spec,
     check_engine,
     observed_from_steps,
     parse_name,
+    spec_of_inputs,
     stack_name,
     stacks_to_update,
     targets_for,
@@ -147,13 +150,18 @@ def artifact(model: str) -> Resource:
     return Resource(ResourceKind.ARTIFACT, SITE, model, spec=spec_of(source=f"s3://m/{model}/"))
 
 
-def steps_for(address: str, op: str, diffs: tuple[str, ...] = ()) -> list[PreviewStep]:
-    """The steps the program's resources of one address show (an endpoint and its helpers)."""
+def steps_for(
+    address: str, op: str, diffs: tuple[str, ...] = (), held: Spec = ()
+) -> list[PreviewStep]:
+    """The steps the program's resources of one address show (an endpoint and its helpers);
+    ``held`` is what the stack's state says the resource was last given."""
     if address.startswith("artifact."):
-        return [PreviewStep(op, urn(address, "pulumi-python:dynamic:Resource"), diffs)]
+        return [PreviewStep(op, urn(address, "pulumi-python:dynamic:Resource"), diffs, held)]
     return [
         PreviewStep(op, urn(f"{address}/model", "aws:sagemaker/model:Model")),
-        PreviewStep(op, urn(f"{address}/config", "aws:sagemaker/endpointConfiguration:X"), diffs),
+        PreviewStep(
+            op, urn(f"{address}/config", "aws:sagemaker/endpointConfiguration:X"), diffs, held
+        ),
         PreviewStep(op, urn(address)),
     ]
 
@@ -192,6 +200,42 @@ def test_creates_updates_and_deletes_map_to_changes_with_their_causes() -> None:
     assert "config.productionVariants" in dict(update.before or ())["pulumi"]
     assert changes[(Op.CREATE, deployment("mythos-5").address)].cause == "config"
     assert changes[(Op.DELETE, deployment("fable-5").address)].cause == "directive:us-withdraw-1"
+
+
+def test_a_changed_size_is_a_config_update_from_what_the_stack_last_applied() -> None:
+    was, now = deployment("olmo-3", 1), deployment("olmo-3", 2)
+    steps = steps_for(now.address, "update", ("productionVariants",), held=was.spec)
+    ctx = CauseContext(recorded={(was.kind, SITE, "olmo-3", ""): was.spec})
+    (change,) = diff(frozenset({now}), observed_from_steps(steps, {now}, SITE), ctx)
+    assert (change.op, change.cause) == (Op.UPDATE, "config")
+    assert (change.before, change.after) == (was.spec, now.spec)
+
+
+def test_a_difference_outside_sovereigns_spec_is_drift() -> None:
+    olmo = deployment("olmo-3")  # same size, but someone changed the endpoint's tags by hand
+    steps = steps_for(olmo.address, "update", ("tags",), held=olmo.spec)
+    ctx = CauseContext(recorded={(olmo.kind, SITE, "olmo-3", ""): olmo.spec})
+    (change,) = diff(frozenset({olmo}), observed_from_steps(steps, {olmo}, SITE), ctx)
+    assert (change.op, change.cause) == (Op.UPDATE, "drift")
+    assert "config.tags" in dict(change.before or ())["pulumi"]
+
+
+@pytest.mark.parametrize(
+    ("typ", "inputs", "spec"),
+    [
+        ("pulumi-python:dynamic:Resource", {"source": "s3://m/x/", "model": "x"},
+         spec_of(source="s3://m/x/")),
+        ("aws:sagemaker/endpointConfiguration:EndpointConfiguration",
+         {"productionVariants": [{"instanceType": "ml.g5.xlarge", "initialInstanceCount": 2}]},
+         spec_of(instance_type="ml.g5.xlarge", instance_count=2)),
+        ("aws:sagemaker/endpoint:Endpoint", {"name": "x"}, ()),
+        ("aws:sagemaker/endpointConfiguration:EndpointConfiguration", None, ()),
+    ],
+)  # fmt: skip
+def test_a_resources_inputs_give_the_spec_it_carries(
+    typ: str, inputs: dict[str, Any] | None, spec: Spec
+) -> None:
+    assert spec_of_inputs(typ, inputs) == spec
 
 
 def test_something_sovereign_created_and_pulumi_must_recreate_is_drift() -> None:
@@ -249,6 +293,27 @@ def test_pulumis_own_engine_events_become_preview_steps() -> None:
         return auto.EngineEvent(1, 0, resource_pre_event=auto.ResourcePreEvent(metadata))
 
     olmo = deployment("olmo-3")
+    config = auto.StepEventMetadata(
+        op=auto.OpType.REPLACE,
+        urn=urn(f"{olmo.address}/config"),
+        type="aws:sagemaker/endpointConfiguration:EndpointConfiguration",
+        provider="",
+        old=auto.StepEventStateMetadata(
+            type="aws:sagemaker/endpointConfiguration:EndpointConfiguration",
+            urn=urn(f"{olmo.address}/config"),
+            id="c",
+            parent="",
+            provider="",
+            inputs={
+                "productionVariants": [{"instanceType": "ml.g5.xlarge", "initialInstanceCount": 3}]
+            },
+        ),
+    )
+    replaced = step_of_event(
+        auto.EngineEvent(3, 0, resource_pre_event=auto.ResourcePreEvent(config))
+    )
+    assert replaced is not None
+    assert replaced.held == spec_of(instance_type="ml.g5.xlarge", instance_count=3)
     steps = [
         step_of_event(event(auto.OpType.UPDATE, olmo.address, ["tags"])),
         step_of_event(event(auto.OpType.SAME, f"{olmo.address}/model")),

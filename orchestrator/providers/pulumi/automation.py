@@ -23,7 +23,7 @@ from typing import Any
 
 import orchestrator
 from orchestrator.errors import EngineUnavailableError, PermanentProviderError
-from orchestrator.providers.pulumi.stacks import PreviewStep, stack_name
+from orchestrator.providers.pulumi.stacks import PreviewStep, spec_of_inputs, stack_name
 
 PROJECT = "sovereign"
 PROGRAM_ENV = "SOVEREIGN_PULUMI_PROGRAM"
@@ -153,7 +153,11 @@ def step_of_event(event: Any) -> PreviewStep | None:
     if metadata is None:
         return None
     op = getattr(metadata.op, "value", metadata.op)
-    return PreviewStep(str(op), str(metadata.urn), tuple(str(d) for d in metadata.diffs or ()))
+    old = getattr(metadata, "old", None)
+    held = spec_of_inputs(str(metadata.type), getattr(old, "inputs", None))
+    return PreviewStep(
+        str(op), str(metadata.urn), tuple(str(d) for d in metadata.diffs or ()), held
+    )
 
 
 def _failure(jurisdiction: str, action: str, exc: Exception) -> PermanentProviderError:

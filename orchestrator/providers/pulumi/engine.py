@@ -40,7 +40,9 @@ from orchestrator.providers.pulumi.stacks import (
     PreviewStep,
     engine_handles,
     observed_from_steps,
+    parse_name,
     targets_for,
+    urn_name,
 )
 
 BACKEND_OPTION = "pulumi_backend"
@@ -126,7 +128,8 @@ class PulumiEngine:
         targets = targets_for(
             resource.address, change.op is Op.DELETE, self._preview(site), site.id
         )
-        if not any(resource.address in urn for urn in targets):
+        named = (parse_name(urn_name(urn)) for urn in targets)
+        if not any(n is not None and n.address == resource.address for n in named):
             raise PermanentProviderError(
                 f"the preview of stack {site.jurisdiction} has no resource for {resource.address}",
                 hint="run `sovereign plan --engine pulumi` again: the stack changed since",

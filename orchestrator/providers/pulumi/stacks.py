@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from orchestrator.errors import UsageError
-from orchestrator.providers.base import Resource, ResourceKind
+from orchestrator.providers.base import Resource, ResourceKind, spec_of
 
 ENGINES = ("builtin", "pulumi")
 ENGINE_SITE_PROVIDERS = frozenset({"aws", "gcp"})  # the kinds of site the program declares
@@ -92,12 +92,40 @@ def parse_name(name: str) -> Name | None:
     return None
 
 
+Spec = tuple[tuple[str, str], ...]
+
+
 class PreviewStep(NamedTuple):
     """One step of a preview, as the engine events report it."""
 
     op: str  # a pulumi OpType value: same, create, update, replace, delete, ...
     urn: str
     diffs: tuple[str, ...] = ()  # the properties that differ, for update/replace
+    # what the stack's state holds for the resource (its last applied inputs), as Sovereign
+    # spec values: see ``spec_of_inputs``; () when unknown or for a resource that holds none
+    held: Spec = ()
+
+
+ARTIFACT_TYPE = "pulumi-python:dynamic:Resource"
+ENDPOINT_CONFIG_TYPE = "aws:sagemaker/endpointConfiguration:EndpointConfiguration"
+
+
+def spec_of_inputs(resource_type: str, inputs: Mapping[str, Any] | None) -> Spec:
+    """The part of a Sovereign spec a resource's inputs carry: an artifact placement its
+    ``source``, a SageMaker endpoint configuration the deployment's instance type and count.
+    Resources that carry none (and unknown inputs) give ``()``."""
+    if not inputs:
+        return ()
+    if resource_type == ARTIFACT_TYPE and inputs.get("source") is not None:
+        return spec_of(source=str(inputs["source"]))
+    if resource_type == ENDPOINT_CONFIG_TYPE:
+        variants = inputs.get("productionVariants") or []
+        if variants and isinstance(variants[0], Mapping):
+            v = variants[0]
+            return spec_of(
+                instance_type=v.get("instanceType"), instance_count=v.get("initialInstanceCount")
+            )
+    return ()
 
 
 def address_status(ops: Iterable[str]) -> str:
@@ -132,11 +160,13 @@ def observed_from_steps(
     """
     ops: dict[str, list[str]] = {}
     differences: dict[str, set[str]] = {}
+    last: dict[str, dict[str, str]] = {}
     for step in steps:
         name = parse_name(urn_name(step.urn))
         if name is None or name.site != site_id or name.address is None:
             continue
         ops.setdefault(name.address, []).append(step.op)
+        last.setdefault(name.address, {}).update(step.held)
         if step.op not in _PRESENT:
             differences.setdefault(name.address, set()).update(_difference(step))
     wanted = {r.address: r for r in desired if r.target == site_id}
@@ -146,14 +176,20 @@ def observed_from_steps(
         if status == "same":
             held.add(resource)
         elif status != "absent":
-            what = ", ".join(sorted(differences.get(address, {"changes"})))
-            held.add(
-                Resource(resource.kind, site_id, resource.model, resource.key, (("pulumi", what),))
-            )
+            # What the stack last applied, when its inputs tell and it is not what is wanted
+            # now (a config change: the plan shows old -> new); otherwise Pulumi sees a
+            # difference Sovereign's spec does not hold (tags, a hand-made change): the plan
+            # shows what differs, and its cause follows from what Sovereign recorded.
+            spec = tuple(sorted(last.get(address, {}).items()))
+            if not spec or spec == resource.spec:
+                what = ", ".join(sorted(differences.get(address, {"changes"})))
+                spec = (("pulumi", what),)
+            held.add(Resource(resource.kind, site_id, resource.model, resource.key, spec))
     for address, address_ops in ops.items():
         if address not in wanted and address_status(address_ops) != "absent":
             kind, _, model = address.split(".", 2)
-            held.add(Resource(ResourceKind(kind), site_id, model))
+            spec = tuple(sorted(last.get(address, {}).items()))
+            held.add(Resource(ResourceKind(kind), site_id, model, "", spec))
     return frozenset(held)
 
 
