@@ -24,6 +24,7 @@ from orchestrator.cli import (
     gateway,
     output,
     plan,
+    report,
     runbooks,
     token,
     validate,
@@ -55,7 +56,19 @@ def version(json_out: JsonOpt = False) -> None:
         typer.echo(__version__)
 
 
-for module in (validate, directive, explain, plan, runbooks, audit, gateway, demo, export, token):
+for module in (
+    validate,
+    directive,
+    explain,
+    plan,
+    runbooks,
+    audit,
+    gateway,
+    demo,
+    export,
+    token,
+    report,
+):
     module.register(app)
 
 
