@@ -7,43 +7,29 @@ resources from everything else in the account: nothing without them is read or t
 
 from __future__ import annotations
 
-import hashlib
-import re
+from orchestrator.providers.naming import bucket_name, fit, short_hash, squash
 
 TAG_MANAGED = "sovereign:managed"
 TAG_SITE = "sovereign:site"
 TAG_MODEL = "sovereign:model"
 SUFFIX_OPTION = "bucket_suffix"
 
-_S3_MAX = 63
+__all__ = [
+    "SUFFIX_OPTION",
+    "TAG_MANAGED",
+    "TAG_MODEL",
+    "TAG_SITE",
+    "bucket_name",
+    "endpoint_config_name",
+    "is_managed_by",
+    "managed_tags",
+    "sagemaker_base_name",
+    "sagemaker_site_prefix",
+    "tag_dict",
+    "tag_list",
+]
+
 _SAGEMAKER_MAX = 63
-
-
-def _short_hash(text: str, length: int = 8) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
-
-
-def _squash(text: str, allowed: str) -> str:
-    cleaned = re.sub(f"[^{allowed}]+", "-", text.lower())
-    return re.sub("-{2,}", "-", cleaned).strip("-")
-
-
-def _fit(name: str, limit: int, full: str) -> str:
-    """Truncate to ``limit``, keeping names unique with a hash of the untruncated input."""
-    if len(name) <= limit:
-        return name
-    digest = _short_hash(full)
-    return f"{name[: limit - len(digest) - 1].rstrip('-')}-{digest}"
-
-
-def bucket_name(site_id: str, suffix: str = "") -> str:
-    """The artifact bucket of a site: ``sovereign-<site>[-<suffix>]``, a valid S3/GCS name.
-
-    S3 names are global, so fleets sharing a partition set ``bucket_suffix`` (e.g. an account
-    alias) to stay apart. Lowercase letters, digits and single hyphens only, 3-63 characters.
-    """
-    raw = "-".join(p for p in ("sovereign", site_id, suffix) if p)
-    return _fit(_squash(raw, "a-z0-9"), _S3_MAX, raw)
 
 
 def sagemaker_base_name(site_id: str, model_id: str) -> str:
@@ -52,17 +38,17 @@ def sagemaker_base_name(site_id: str, model_id: str) -> str:
     Leaves room for the ``-<hash>`` an endpoint configuration name adds.
     """
     raw = f"sov-{site_id}-{model_id}"
-    return _fit(_squash(raw, "a-z0-9"), _SAGEMAKER_MAX - 9, raw)
+    return fit(squash(raw, "a-z0-9"), _SAGEMAKER_MAX - 9, raw)
 
 
 def sagemaker_site_prefix(site_id: str) -> str:
     """A prefix every SageMaker name of the site contains (a list filter; tags decide)."""
-    return _squash(f"sov-{site_id}-", "a-z0-9")[:40]
+    return squash(f"sov-{site_id}-", "a-z0-9")[:40]
 
 
 def endpoint_config_name(base: str, spec_key: str) -> str:
     """Endpoint configurations are immutable: one per spec, named by the spec's hash."""
-    return f"{base}-{_short_hash(spec_key)}"
+    return f"{base}-{short_hash(spec_key)}"
 
 
 def managed_tags(site_id: str, model_id: str | None = None) -> dict[str, str]:
