@@ -26,6 +26,7 @@ from orchestrator.cli import (
     plan,
     report,
     runbooks,
+    state,
     token,
     validate,
 )
@@ -62,6 +63,7 @@ for module in (
     explain,
     plan,
     runbooks,
+    state,
     audit,
     gateway,
     demo,

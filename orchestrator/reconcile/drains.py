@@ -18,7 +18,6 @@ does not cause or deepen never refuses it. Restoring only adds sites back: it is
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,7 +35,7 @@ from orchestrator.policy.drains import drain_effect
 from orchestrator.policy.impact import CellChange, Effect
 from orchestrator.reconcile.interlock import MIN_SITES
 from orchestrator.state.base import StateStore
-from orchestrator.state.lease import current_user
+from orchestrator.state.lease import who
 
 
 class Runbook(StrEnum):
@@ -98,10 +97,6 @@ def serving_fleet(store: StateStore, working: Callable[[], Fleet]) -> tuple[Flee
     if applied is None:
         return working(), "working"
     return load_fleet_files(applied.files, label="applied fleet"), "applied"
-
-
-def who() -> str:
-    return f"{current_user()}@{socket.gethostname()}"
 
 
 def _check_sites(fleet: Fleet, sites: Iterable[str], requested: Iterable[str] | None) -> list[str]:

@@ -86,6 +86,16 @@ class StateStore(StateReader, Protocol):
         touches nothing an apply writes."""
         ...
 
+    def current_lock(self) -> Lease | None:
+        """The lease recorded now (held, expired or stale), or None: ``state lock-info``."""
+        ...
+
+    def break_lock(self, holder_id: str, *, by: str, reason: str) -> Lease:
+        """Free the lock that ``holder_id`` holds (``state unlock --force ID``), audited as
+        ``lock.force_unlocked``; the lock epoch moves on, so that holder's later writes are
+        refused. ``StateError`` when the lock is free or held by someone else."""
+        ...
+
     def recorded_resources(self) -> list[dict[str, Any]]:
         """What Sovereign believes it manages: one dict per address, sorted by address."""
         ...

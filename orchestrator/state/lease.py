@@ -47,6 +47,10 @@ class Lease:
     expires_at: datetime
     # Set by the heartbeat when it finds the lock no longer ours: writes must stop.
     lost: bool = field(default=False, compare=False)
+    # The fencing token: how many times the lock was taken (or broken) before this lease,
+    # plus one. A store refuses a write from a lease older than the newest epoch it has seen,
+    # so a holder that stalled past its expiry cannot land a late write after a takeover.
+    epoch: int = 0
 
     def describe(self) -> str:
         return (
@@ -63,6 +67,7 @@ class Lease:
             "operation": self.operation,
             "acquired_at": iso_utc(self.acquired_at),
             "expires_at": iso_utc(self.expires_at),
+            "epoch": self.epoch,
         }
 
     @classmethod
@@ -75,6 +80,7 @@ class Lease:
             operation=str(data["operation"]),
             acquired_at=parse_time(str(data["acquired_at"])),
             expires_at=parse_time(str(data["expires_at"])),
+            epoch=int(data.get("epoch", 0)),
         )
 
 
@@ -85,9 +91,15 @@ def current_user() -> str:
         return f"uid{os.getuid()}"
 
 
-def new_lease(operation: str, seconds: float, now: datetime | None = None) -> Lease:
+def who() -> str:
+    """``user@host`` of this process: how the audit log names a person acting by hand."""
+    return f"{current_user()}@{socket.gethostname()}"
+
+
+def new_lease(operation: str, seconds: float, now: datetime | None = None, epoch: int = 0) -> Lease:
     t = now or datetime.now(UTC)
     return Lease(
+        epoch=epoch,
         holder_id=uuid.uuid4().hex,
         pid=os.getpid(),
         host=socket.gethostname(),
@@ -135,6 +147,27 @@ def locked_error(holder: Lease) -> StateLockedError:
             f"automatically once its lease expires at {iso_utc(holder.expires_at)} "
             "(at once if it ran on this host)"
         ),
+    )
+
+
+def fenced_error(lease: Lease, fence: int) -> LeaseLostError:
+    """A write from a lease older than the newest lock epoch the state has seen."""
+    lease.lost = True
+    return lost_error(
+        lease, f"a newer holder (lock epoch {fence}, this run's {lease.epoch}) fenced it off"
+    )
+
+
+def unlock_mismatch(holder: Lease | None, holder_id: str) -> StateError:
+    """``state unlock --force ID`` named a lock that is not the one held now."""
+    if holder is None:
+        return StateError(
+            f"the state is not locked (no holder {holder_id})",
+            hint="nothing to unlock; `sovereign state lock-info` shows the holder",
+        )
+    return StateError(
+        f"the state is locked by {holder.holder_id} ({holder.describe()}), not {holder_id}",
+        hint="copy the holder id from `sovereign state lock-info`; the lock may have changed hands",
     )
 
 

@@ -9,12 +9,16 @@ Objects under the prefix::
 
     state.json             lineage, serial, managed resources, applied fleet digest (CAS'd)
     fleet/<digest>.json    the applied fleet files, content-addressed (written before state)
-    lock.json              {"holder": lease | null}: taken and renewed by CAS, never deleted
+    lock.json              {"holder": lease | null, "epoch": N}: taken and renewed by CAS,
+                           never deleted; ``epoch`` counts acquisitions (the fencing token)
     drains.json            {"drains": [...]}: the drained sites (SPEC 7), replaced by CAS
     audit/<seq:012>.json   one entry each, created only if absent: {ts, kind, payload, ...}
     audit/head.json        {"seq", "hash"} of the last entry (CAS'd after the entry)
 
-Each recorded step is a single CAS on ``state.json``, so it is all or nothing. The lease is
+Each recorded step is a single CAS on ``state.json``, so it is all or nothing. A new holder
+raises ``state.json``'s ``fence`` to its epoch before it writes anything; a commit from a lease
+whose epoch is below the fence is refused, so even a holder that passed its lease check and then
+stalled past a takeover cannot land its late write. The lease is
 checked just before that CAS and must have a sixth of its lifetime left; a taker must wait for
 it to expire, so a writer that lost its lease cannot land a write after the takeover.
 

@@ -30,12 +30,14 @@ from orchestrator.state.blobs import (
 )
 from orchestrator.state.lease import (
     Lease,
+    fenced_error,
     hold_lease,
     iso_utc,
     locked_error,
     lost_error,
     new_lease,
     takeover_reason,
+    unlock_mismatch,
 )
 from orchestrator.state.objectstore.audit import AUDIT_DIR, ObjectAuditLog, write_genesis
 from orchestrator.state.records import (
@@ -160,28 +162,51 @@ class ObjectStateStore:
     # --- the lock ---------------------------------------------------------------------------
 
     def _lock_blob(self) -> tuple[Lease | None, str | None]:
+        holder, version, _ = self._lock_doc()
+        return holder, version
+
+    def _lock_doc(self) -> tuple[Lease | None, str | None, int]:
+        """The holder, the object's version and the lock epoch (the fencing counter)."""
         blob = self._blobs.get(LOCK)
         if blob is None:
-            return None, None
-        holder = read_json(blob, LOCK).get("holder")
-        return (Lease.from_json(holder) if holder else None), blob.version
+            return None, None, 0
+        doc = read_json(blob, LOCK)
+        holder = doc.get("holder")
+        lease = Lease.from_json(holder) if holder else None
+        epoch = int(doc.get("epoch", lease.epoch if lease is not None else 0))
+        return lease, blob.version, epoch
+
+    def _fence(self, epoch: int) -> None:
+        """Raise the fence in ``state.json`` to ``epoch``: from now on every commit of an
+        older lease is refused, even one that passed its lease check just before."""
+        for _ in range(CAS_ATTEMPTS):
+            doc, version = self._state()
+            if int(doc.get("fence", 0)) >= epoch:
+                return
+            doc["fence"] = epoch
+            try:
+                self._blobs.put(STATE, dump_json(doc), if_version=version)
+                return
+            except PreconditionFailed:
+                continue
+        raise StateError(f"cannot fence {STATE} at {self.url}: it keeps changing underneath")
 
     def _acquire(self, operation: str) -> Lease:
         if not isinstance(operation, str) or not operation:
             raise StateError("lock: operation must be a non-empty string")
         for _ in range(CAS_ATTEMPTS):
-            holder, version = self._lock_blob()
+            holder, version, epoch = self._lock_doc()
             now = datetime.now(UTC)
             reason = None
             if holder is not None:
                 reason = takeover_reason(holder, now)
                 if reason is None:
                     raise locked_error(holder)
-            lease = new_lease(operation, self.lease_seconds, now)
+            lease = new_lease(operation, self.lease_seconds, now, epoch + 1)
             try:
                 new_version = self._blobs.put(
                     LOCK,
-                    dump_json({"holder": lease.to_json()}),
+                    dump_json({"holder": lease.to_json(), "epoch": lease.epoch}),
                     if_version=version,
                     if_absent=version is None,
                 )
@@ -196,6 +221,11 @@ class ObjectStateStore:
             if stored is None or stored.holder_id != lease.holder_id:
                 continue
             self._lock_versions[lease.holder_id] = stored_version or new_version
+            try:
+                self._fence(lease.epoch)
+            except StateError:
+                self._release(lease)
+                raise
             if holder is not None:
                 try:
                     self.audit.append(
@@ -220,7 +250,9 @@ class ObjectStateStore:
         renewed = replace(lease, expires_at=expires, lost=False)
         try:
             self._lock_versions[lease.holder_id] = self._blobs.put(
-                LOCK, dump_json({"holder": renewed.to_json()}), if_version=version
+                LOCK,
+                dump_json({"holder": renewed.to_json(), "epoch": lease.epoch}),
+                if_version=version,
             )
         except PreconditionFailed:
             holder, current = self._lock_blob()
@@ -236,7 +268,9 @@ class ObjectStateStore:
         if version is None:
             return
         try:
-            self._blobs.put(LOCK, dump_json({"holder": None}), if_version=version)
+            self._blobs.put(
+                LOCK, dump_json({"holder": None, "epoch": lease.epoch}), if_version=version
+            )
         except PreconditionFailed:
             pass  # taken over meanwhile: it is not ours to release
 
@@ -263,6 +297,9 @@ class ObjectStateStore:
         for _ in range(CAS_ATTEMPTS):
             self._check_lease(lease)
             doc, version = self._state()
+            fence = int(doc.get("fence", 0))
+            if fence > lease.epoch:
+                raise fenced_error(lease, fence)
             doc["serial"] = int(doc["serial"]) + 1
             change(doc)
             try:
@@ -315,6 +352,29 @@ class ObjectStateStore:
 
     def current_lock(self) -> Lease | None:
         return self._lock_blob()[0]
+
+    def break_lock(self, holder_id: str, *, by: str, reason: str) -> Lease:
+        """Remove the lock held by ``holder_id`` (``state unlock --force``): audited first, then
+        the lock object is freed by CAS and the fence raised past its epoch, so that holder can
+        never write again."""
+        holder, version, epoch = self._lock_doc()
+        if holder is None or holder.holder_id != holder_id:
+            raise unlock_mismatch(holder, holder_id)
+        self.audit.append(
+            "lock.force_unlocked",
+            {"holder": holder.to_json(), "by": by, "reason": reason, "epoch": epoch + 1},
+        )
+        try:
+            self._blobs.put(
+                LOCK, dump_json({"holder": None, "epoch": epoch + 1}), if_version=version
+            )
+        except PreconditionFailed:
+            raise StateError(
+                f"the lock at {self.url} changed hands while it was being broken",
+                hint="run `sovereign state lock-info` again",
+            ) from None
+        self._fence(epoch + 1)
+        return holder
 
     # --- drains (SPEC 7): one CAS'd object, written without the lease ---------------------
 

@@ -23,6 +23,7 @@ from orchestrator.state.base import AppliedFleet
 from orchestrator.state.lease import (
     DEFAULT_LEASE_SECONDS,
     Lease,
+    fenced_error,
     hold_lease,
     iso_utc,
     locked_error,
@@ -30,6 +31,7 @@ from orchestrator.state.lease import (
     new_lease,
     parse_time,
     takeover_reason,
+    unlock_mismatch,
 )
 from orchestrator.state.records import (
     check_change,
@@ -211,7 +213,21 @@ class SqliteStateStore:
             str(operation),
             parse_time(acquired_at),
             parse_time(expires_at),
+            epoch=SqliteStateStore._lock_epoch(conn),
         )
+
+    @staticmethod
+    def _lock_epoch(conn: sqlite3.Connection) -> int:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'lock_epoch'").fetchone()
+        return int(row[0]) if row is not None else 0
+
+    @staticmethod
+    def _bump_lock_epoch(conn: sqlite3.Connection) -> int:
+        epoch = SqliteStateStore._lock_epoch(conn) + 1
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('lock_epoch', ?)", (str(epoch),)
+        )
+        return epoch
 
     def _acquire(self, operation: str) -> Lease:
         if not isinstance(operation, str) or not operation:
@@ -223,7 +239,7 @@ class SqliteStateStore:
                 reason = takeover_reason(holder, now)
                 if reason is None:
                     raise locked_error(holder)
-            lease = new_lease(operation, self.lease_seconds, now)
+            lease = new_lease(operation, self.lease_seconds, now, self._bump_lock_epoch(conn))
             if holder is not None:
                 append_in(
                     conn,
@@ -276,6 +292,25 @@ class SqliteStateStore:
             raise lost_error(lease, why)
         if holder.expires_at <= datetime.now(UTC):
             raise lost_error(lease, f"its lease expired at {iso_utc(holder.expires_at)}")
+        fence = self._lock_epoch(conn)
+        if fence != lease.epoch:
+            raise fenced_error(lease, fence)
+
+    def break_lock(self, holder_id: str, *, by: str, reason: str) -> Lease:
+        """Remove the lock held by ``holder_id`` (``state unlock --force``), audited in the
+        same transaction; the epoch moves on so that holder can never write again."""
+        with self._db.write() as conn:
+            holder = self._lock_row(conn)
+            if holder is None or holder.holder_id != holder_id:
+                raise unlock_mismatch(holder, holder_id)
+            conn.execute("DELETE FROM lock WHERE id = 1")
+            epoch = self._bump_lock_epoch(conn)
+            append_in(
+                conn,
+                "lock.force_unlocked",
+                {"holder": holder.to_json(), "by": by, "reason": reason, "epoch": epoch},
+            )
+        return holder
 
     # --- recorded steps ---------------------------------------------------------------------
 

@@ -1,0 +1,135 @@
+"""CLI: ``sovereign state lock-info`` and ``sovereign state unlock --force ID`` (SPEC 5).
+
+A stale lock is taken over on its own once its lease expires (at once when its holder ran on
+this host and is gone), so these are for the cases between: who holds the state right now, and
+breaking a lock whose holder is known to be dead before its lease runs out. Breaking is audited
+(``lock.force_unlocked``) and moves the lock epoch on, so the old holder cannot write again even
+if it was only stalled.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+
+from orchestrator.cli import output
+from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt, StateOpt, YesOpt
+from orchestrator.cli.output import emit_json
+from orchestrator.errors import UsageError
+from orchestrator.state import open_store
+from orchestrator.state.lease import Lease, iso_utc, takeover_reason, who
+
+state_app = typer.Typer(
+    name="state",
+    help="Who holds the state lock, and breaking a stale one (audited).",
+    no_args_is_help=True,
+)
+
+
+def lock_json(holder: Lease | None, now: datetime) -> dict[str, Any]:
+    if holder is None:
+        return {"locked": False, "holder": None, "stale": None}
+    return {"locked": True, "holder": holder.to_json(), "stale": takeover_reason(holder, now)}
+
+
+@state_app.command("lock-info")
+def lock_info(
+    fleet: FleetOpt = DEFAULT_FLEET,
+    state: StateOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show who holds the state lock: holder id, user@host, pid, operation, since, until.
+
+    "stale" says why the lock would be taken over by the next run (lease expired, or its
+    process gone on this host). Never creates a state.
+
+    Examples:
+
+      sovereign state lock-info
+
+      sovereign state lock-info --state s3://acme-sovereign/prod --json
+    """
+    store = open_store(state, fleet, create=False)
+    try:
+        holder = store.current_lock()
+    finally:
+        store.close()
+    now = datetime.now(UTC)
+    info = lock_json(holder, now)
+    if json_out:
+        emit_json(info)
+        return
+    con = output.out()
+    if holder is None:
+        con.print("The state is not locked.")
+        return
+    con.print(f"locked by {holder.describe()}", highlight=False)
+    con.print(f"  holder id  {holder.holder_id}", highlight=False)
+    con.print(f"  expires    {iso_utc(holder.expires_at)}", highlight=False)
+    con.print(f"  epoch      {holder.epoch}", highlight=False)
+    if info["stale"]:
+        con.print(f"  [yellow]stale:[/] {info['stale']} (the next run takes it over)")
+
+
+@state_app.command("unlock")
+def unlock(
+    force: Annotated[
+        str | None,
+        typer.Option(
+            "--force",
+            metavar="ID",
+            help="The holder id to break (from `sovereign state lock-info`).",
+        ),
+    ] = None,
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why the lock is broken (audited).")
+    ] = "manual unlock",
+    fleet: FleetOpt = DEFAULT_FLEET,
+    state: StateOpt = None,
+    json_out: JsonOpt = False,
+    yes: YesOpt = False,
+) -> None:
+    """Break the state lock held by ID (audited as lock.force_unlocked).
+
+    Only for a holder known to be dead: a live holder's further writes are refused (the lock
+    epoch moves on) and its run fails. Refused when ID is not the current holder.
+
+    Examples:
+
+      sovereign state unlock --force 3f2c9d0e8b7a4c1f9e6d5b4a3c2d1e0f --reason "runner lost"
+    """
+    if not force:
+        raise UsageError(
+            "state unlock needs --force ID",
+            hint="take ID from `sovereign state lock-info`",
+        )
+    store = open_store(state, fleet, create=False)
+    try:
+        holder = store.current_lock()
+        if holder is not None and holder.holder_id == force and not yes:
+            if not sys.stdin.isatty():
+                raise UsageError(
+                    "refusing to break the lock without confirmation (no terminal to ask on)",
+                    hint="pass --yes to break it from a script",
+                )
+            stale = takeover_reason(holder, datetime.now(UTC))
+            alive = "" if stale else " It looks ALIVE: its run will fail."
+            if not typer.confirm(
+                f"Break the lock of {holder.describe()}?{alive}", default=False, err=True
+            ):
+                raise typer.Abort()
+        broken = store.break_lock(force, by=who(), reason=reason)
+    finally:
+        store.close()
+    if json_out:
+        emit_json({"unlocked": broken.to_json(), "reason": reason})
+    else:
+        output.out().print(f"Unlocked: the lock of {broken.describe()} is broken (audited).")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``state`` command group to the root app."""
+    app.add_typer(state_app)
