@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from orchestrator.cli import output
+from orchestrator.cli.markdown import plan_markdown
 from orchestrator.cli.options import (
     DEFAULT_FLEET,
     FleetOpt,
@@ -36,6 +37,7 @@ from orchestrator.providers.base import Op
 from orchestrator.reconcile.apply import ApplyObserver, ApplyResult
 from orchestrator.reconcile.interlock import enforce
 from orchestrator.reconcile.progress import ProgressObserver
+from orchestrator.reconcile.review import directive_reviews
 from orchestrator.reconcile.sequence import plan_and_apply
 from orchestrator.reconcile.session import make_plan, open_session
 from orchestrator.reconcile.status import Status, collect_status
@@ -285,6 +287,14 @@ def plan_command(
     sites: SitesOpt = None,
     jurisdiction: JurisdictionOpt = None,
     engine: EngineOpt = None,
+    markdown: Annotated[
+        Path | None,
+        typer.Option(
+            "--markdown",
+            metavar="FILE",
+            help="Also write a summary for a pull-request comment (Markdown) to FILE.",
+        ),
+    ] = None,
 ) -> None:
     """Compare the desired state with what the sites really hold.
 
@@ -305,6 +315,8 @@ def plan_command(
       sovereign plan --detailed-exitcode --json > plan.json   # CI: 2 = changes
 
       sovereign plan --jurisdiction EU --jurisdiction UK --out eu-uk.json
+
+      sovereign plan --out plan.json --markdown plan.md   # PR comment
     """
     session = open_session(
         fleet,
@@ -316,10 +328,18 @@ def plan_command(
     )
     try:
         plan = make_plan(session)
+        reviews = directive_reviews(session) if markdown is not None else ()
     finally:
         session.close()
     if out is not None:
         out.write_text(plan.dumps())
+    if markdown is not None:
+        try:
+            markdown.write_text(plan_markdown(plan, fleet, reviews))
+        except OSError as exc:
+            raise UsageError(
+                f"cannot write {markdown}: {exc.strerror}", hint="pass a writable --markdown FILE"
+            ) from None
     if json_out:
         emit_json(plan.to_json_with_digest())
     else:

@@ -1,0 +1,124 @@
+"""``plan --markdown FILE``: a plan as a pull-request comment (SPEC 5).
+
+GitHub-flavoured Markdown, readable in a review: the plan's SHA-256 first (what ``apply``
+records), the changes per jurisdiction with their causes, the impact of each new or changed
+directive (who is refused, rerouted or restored), then the interlock's refusals and warnings.
+Long tables are folded into ``<details>`` so the comment stays short. Pure: values in, text out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from orchestrator.planning.plan import Change, Plan
+from orchestrator.policy.impact import Impact
+from orchestrator.providers.base import Op
+
+_SIGN = {Op.CREATE: "+", Op.UPDATE: "~", Op.DELETE: "-"}
+FOLD_AFTER = 15  # rows shown before a table folds into <details>
+
+
+def _cell(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _folded(summary: str, lines: list[str], rows: int) -> list[str]:
+    if rows <= FOLD_AFTER:
+        return [*lines, ""]
+    return [f"<details><summary>{summary}</summary>", "", *lines, "", "</details>", ""]
+
+
+def _changes(plan: Plan) -> list[str]:
+    groups: dict[str, list[Change]] = {}
+    for c in plan.changes:
+        groups.setdefault(c.jurisdiction or "fleet-wide", []).append(c)
+    out: list[str] = ["### Changes per jurisdiction", ""]
+    if not groups:
+        return [*out, "No changes: the sites and the routing table match the fleet.", ""]
+    for j, changes in sorted(groups.items()):
+        counts = {op: sum(1 for c in changes if c.op is op) for op in Op}
+        head = (
+            f"**{j}**: {counts[Op.CREATE]} to create, {counts[Op.UPDATE]} to update, "
+            f"{counts[Op.DELETE]} to delete"
+        )
+        rows = [(f"`{_SIGN[c.op]}`", f"`{c.address}`", f"`{c.cause}`") for c in changes]
+        out += [head, ""]
+        out += _folded(
+            f"{len(rows)} changes in {j}", _table(("", "address", "cause"), rows), len(rows)
+        )
+    return out
+
+
+def _directives(reviews: tuple[tuple[str, Impact], ...]) -> list[str]:
+    if not reviews:
+        return []
+    out = ["### Directives", ""]
+    for status, result in reviews:
+        d = result.directive
+        s = result.summary()
+        at = result.at.isoformat().replace("+00:00", "Z")
+        out.append(
+            f"- **{d.id}** ({status}; {d.action.value} by {d.jurisdiction}, "
+            f"models {', '.join(sorted(d.models))}; compared at {at}): "
+            f"{s['refused']} cells refused, {s['rerouted']} rerouted, {s['restored']} restored"
+            f", collateral {s['collateral']}"
+        )
+        rows = [
+            (
+                c.model,
+                c.home or "(unlisted)",
+                c.describe_principal(),
+                c.effect.value,
+                " > ".join(c.before) or "refused",
+                " > ".join(c.after) or "refused (451)",
+            )
+            for c in result.changes
+        ]
+        if rows:
+            table = _table(("model", "home", "who", "effect", "before", "after"), rows)
+            out += ["", *_folded(f"{len(rows)} cells {d.id} changes", table, len(rows))]
+    out.append("")
+    return out
+
+
+def _interlocks(plan: Plan) -> list[str]:
+    if not plan.interlocks and not plan.warnings:
+        return ["### Interlock", "", "No refusal, no warning.", ""]
+    out = ["### Interlock", ""]
+    for v in plan.interlocks:
+        how = "override with `--allow-outage`" if v.overridable else "cannot be overridden"
+        out.append(f"- :no_entry: **refused** ({v.jurisdiction}): {v.message} ({how})")
+    for w in plan.warnings:
+        out.append(f"- :warning: warning ({w.jurisdiction}): {w.message}")
+    out.append("")
+    return out
+
+
+def plan_markdown(plan: Plan, fleet_dir: Path, reviews: tuple[tuple[str, Impact], ...]) -> str:
+    """The whole comment."""
+    s = plan.summary()["by_op"]
+    verdict = "refused by the interlock" if plan.interlocks else "ready to apply"
+    scope = "the whole fleet" if plan.scope is None else ", ".join(plan.scope)
+    lines = [
+        f"## Sovereign plan for `{fleet_dir}`: {s['create']} to create, {s['update']} to update, "
+        f"{s['delete']} to delete ({verdict})",
+        "",
+        f"- plan SHA-256: `{plan.sha256()}`",
+        f"- law evaluated at {plan.at.isoformat().replace('+00:00', 'Z')}; state serial "
+        f"{plan.serial}; fleet digest `{plan.fleet_digest[:16]}`; scope: {scope}",
+        "",
+        *_changes(plan),
+        *_directives(reviews),
+        *_interlocks(plan),
+        "<sub>Apply exactly this plan after merge: `sovereign apply plan.json` (it refuses if the "
+        "state or the fleet moved).</sub>",
+        "",
+    ]
+    return "\n".join(lines)
