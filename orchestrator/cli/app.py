@@ -1,39 +1,144 @@
 """The ``sovereign`` entry point and its single error boundary.
 
-Each command group lives in its own module and registers itself on ``app``. ``main`` is the
-only place that catches ``SovereignError``: it prints what happened and what to do, and exits
-with the documented code (SPEC 5). Tracebacks appear only for bugs, or with SOVEREIGN_DEBUG=1.
+Each command group lives in its own module and registers itself (``register(app)``); the root
+group imports a module only when one of its commands runs, so start-up pays for nothing else
+(``COMMANDS`` names them). ``main`` is the only place that catches ``SovereignError``:
+it prints what happened and what to do, and exits with the documented code (SPEC 5).
+Tracebacks appear only for bugs, or with SOVEREIGN_DEBUG=1.
 """
 
 from __future__ import annotations
 
+import importlib
+import json
 import logging
 import os
 import sys
+from typing import ClassVar
 
 import typer
-from rich.markup import escape
+from typer._click.core import Command as click_Command
+from typer._click.core import Context as click_Context
+from typer._click.formatting import HelpFormatter as click_HelpFormatter
+from typer.core import TyperCommand, TyperGroup
 
 from orchestrator import __version__
-from orchestrator.cli import (
-    audit,
-    demo,
-    directive,
-    explain,
-    export,
-    gateway,
-    output,
-    plan,
-    report,
-    runbooks,
-    state,
-    token,
-    validate,
-)
+from orchestrator.cli import output
 from orchestrator.cli.options import JsonOpt
 from orchestrator.errors import FleetError, SovereignError
 
+# Every command, the module that registers it and its one-line help. Modules are imported only
+# when their command runs (or its --help is asked for): `sovereign version` and `--help` stay
+# instant. tests/cli/test_conventions.py checks this table against what the modules register.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "validate": (
+        "orchestrator.cli.validate",
+        "Check the fleet: every file, every reference, every directive signature.",
+    ),
+    "keygen": ("orchestrator.cli.validate", "Make an Ed25519 key pair for a directive authority."),
+    "directive": ("orchestrator.cli.directive", "Sign directives and check their signatures."),
+    "explain": (
+        "orchestrator.cli.explain",
+        "Explain, site by site, whether a principal may be served a model, and the route.",
+    ),
+    "impact": (
+        "orchestrator.cli.explain",
+        "Show what a directive would change, before it is added to the fleet.",
+    ),
+    "plan": ("orchestrator.cli.plan", "Compare the desired state with what the sites really hold."),
+    "apply": (
+        "orchestrator.cli.plan",
+        "Carry a plan out: sites in parallel, each site's changes in order.",
+    ),
+    "status": (
+        "orchestrator.cli.plan",
+        "What is deployed where, the state, and routing per jurisdiction.",
+    ),
+    "drain": (
+        "orchestrator.cli.runbooks",
+        "Take a site out of every route; its deployments stay, so `restore` is instant.",
+    ),
+    "evacuate": (
+        "orchestrator.cli.runbooks",
+        "Drain every site of a jurisdiction (a regional outage).",
+    ),
+    "restore": (
+        "orchestrator.cli.runbooks",
+        "Put drained sites back into routing (instant: their deployments stayed).",
+    ),
+    "state": (
+        "orchestrator.cli.state",
+        "Who holds the state lock, and breaking a stale one (audited).",
+    ),
+    "audit": ("orchestrator.cli.audit", "Check and show the append-only, hash-chained audit log."),
+    "gateway": (
+        "orchestrator.cli.gateway",
+        "Serve model requests (OpenAI-compatible) only where the law allows.",
+    ),
+    "demo": ("orchestrator.cli.demo", "Run the main job end to end, offline, in under a minute."),
+    "export": (
+        "orchestrator.cli.export",
+        "One jurisdiction's desired state (sites, deployments, artifacts, tags) as JSON.",
+    ),
+    "token": (
+        "orchestrator.cli.token",
+        "Development tokens for the gateway: a key pair, and tokens signed with it.",
+    ),
+    "report": (
+        "orchestrator.cli.report",
+        "Write a self-contained HTML picture of who is served where.",
+    ),
+}
+
+
+class LazyCommands(TyperGroup):
+    """The root group: a command's module is imported when the command is looked up to run.
+    Listing commands for ``--help`` uses the one-line helps of ``COMMANDS`` instead."""
+
+    _listing = False
+    _loaded: ClassVar[dict[str, TyperGroup]] = {}
+
+    def list_commands(self, ctx: click_Context) -> list[str]:
+        return [*self.commands, *(n for n in COMMANDS if n not in self.commands)]
+
+    def get_command(self, ctx: click_Context, cmd_name: str) -> click_Command | None:
+        found = self.commands.get(cmd_name)
+        if found is not None or cmd_name not in COMMANDS:
+            return found
+        module, short = COMMANDS[cmd_name]
+        if self._listing:
+            return TyperCommand(name=cmd_name, short_help=short, help=short, callback=None)
+        command = _module_commands(module).get(cmd_name)
+        if command is not None:
+            self.commands[cmd_name] = command
+        return command
+
+    def format_help(self, ctx: click_Context, formatter: click_HelpFormatter) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
+
+def _module_commands(module_name: str) -> dict[str, click_Command]:
+    """The commands a module registers, built once per process."""
+    group = LazyCommands._loaded.get(module_name)
+    if group is None:
+        module = importlib.import_module(module_name)
+        sub = typer.Typer(rich_markup_mode="rich", add_completion=False)
+        module.register(sub)
+        group = typer.main.get_group(sub)
+        LazyCommands._loaded[module_name] = group
+    return dict(group.commands)
+
+
+def click_context(group: TyperGroup) -> click_Context:
+    return click_Context(group, info_name="sovereign")
+
+
 app = typer.Typer(
+    cls=LazyCommands,
     name="sovereign",
     help=(
         "Serve AI models across jurisdictions, each only where its law allows.\n\n"
@@ -48,6 +153,12 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _root() -> None:
+    # A callback keeps the root a group even while only `version` is registered eagerly.
+    pass
+
+
 @app.command("version")
 def version(json_out: JsonOpt = False) -> None:
     """Print the Sovereign version."""
@@ -57,21 +168,13 @@ def version(json_out: JsonOpt = False) -> None:
         typer.echo(__version__)
 
 
-for module in (
-    validate,
-    directive,
-    explain,
-    plan,
-    runbooks,
-    state,
-    audit,
-    gateway,
-    demo,
-    export,
-    token,
-    report,
-):
-    module.register(app)
+def command_tree() -> TyperGroup:
+    """The root group with every command loaded (for tests and tools that walk them all)."""
+    group = typer.main.get_command(app)
+    assert isinstance(group, LazyCommands)
+    for name in group.list_commands(click_context(group)):
+        group.get_command(click_context(group), name)
+    return group
 
 
 def _report(exc: SovereignError) -> None:
@@ -80,6 +183,8 @@ def _report(exc: SovereignError) -> None:
     if isinstance(exc, FleetError):
         output.print_problems(exc.problems)  # unwrapped FILE:LINE: lines, as `validate` prints
         if exc.hint:
+            from rich.markup import escape
+
             output.err().print(f"[dim]hint:[/] {escape(exc.hint)}", soft_wrap=True)
     else:
         output.print_error(exc.message, exc.hint)
@@ -125,6 +230,13 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI: the single error boundary. A user mistake never ends in a traceback, and
     under --json every failure is one JSON error document on stdout."""
     args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] == ["version"] and all(a == "--json" for a in args[1:]):
+        # What scripts call most: answered before any command tree is built.
+        if args[1:]:
+            sys.stdout.write(json.dumps({"version": __version__}) + "\n")
+        else:
+            sys.stdout.write(__version__ + "\n")
+        sys.exit(0)
     output.begin(args)
     _show_transfer_progress()
     command = typer.main.get_command(app)

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import typer
 
 from orchestrator import __version__
-from orchestrator.cli.app import app, main
+from orchestrator.cli import app as cli_app
+from orchestrator.cli.app import command_tree, main
 from tests.cli.support import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,8 +31,19 @@ def _leaves(group: object, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[s
         yield from _leaves(sub, (*path, name))
 
 
-COMMANDS = dict(_leaves(typer.main.get_command(app)))
+COMMANDS = dict(_leaves(command_tree()))
 IDS = [" ".join(p) for p in COMMANDS]
+
+
+def test_the_lazy_table_names_every_command_with_its_own_help() -> None:
+    # Start-up imports no command module (cli/app.py COMMANDS): the table must say exactly
+    # what the modules register, with the help line their own --help starts with.
+    tree = command_tree()
+    assert set(tree.commands) == {*cli_app.COMMANDS, "version"}
+    for name, (_, short) in cli_app.COMMANDS.items():
+        command = tree.commands[name]
+        own = (command.short_help or command.help or "").strip()
+        assert own.startswith(short.rstrip(".")), name
 
 
 def test_the_tree_is_read_from_the_app() -> None:

@@ -13,9 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import typer
 
-from orchestrator.cli.app import app
+from orchestrator.cli.app import command_tree
 from orchestrator.demo.workspace import Workspace, prepare_workspace
 from orchestrator.fleet.loader import load_fleet
 from orchestrator.layout import wrap_words
@@ -95,7 +94,7 @@ def command_paths() -> list[str]:
         for name, sub in sorted(commands.items()):
             yield from leaves(sub, (*path, name))
 
-    return list(leaves(typer.main.get_command(app)))
+    return list(leaves(command_tree()))
 
 
 # Commands whose output is not laid out for a width: a server in the foreground, files written
