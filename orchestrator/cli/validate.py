@@ -19,10 +19,11 @@ import typer
 from rich.markup import escape
 
 from orchestrator.cli import output
-from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt
+from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt, StateOpt
 from orchestrator.cli.output import emit_json
-from orchestrator.errors import FleetError, UsageError
+from orchestrator.errors import FleetError, RefusedError, UsageError
 from orchestrator.fleet.loader import load_fleet_files, read_fleet_files
+from orchestrator.fleet.model import Fleet
 from orchestrator.fleet.signing import generate_key
 from orchestrator.planning.desired import desired_pairs
 from orchestrator.planning.guarantees import capacity_problems, shortfalls
@@ -90,7 +91,9 @@ Examples:
 """
 
 
-def validate_command(fleet: FleetOpt = DEFAULT_FLEET, json_out: JsonOpt = False) -> None:
+def validate_command(
+    fleet: FleetOpt = DEFAULT_FLEET, json_out: JsonOpt = False, state: StateOpt = None
+) -> None:
     try:
         files = read_fleet_files(fleet)
         loaded = load_fleet_files(files, label=str(fleet))
@@ -103,6 +106,8 @@ def validate_command(fleet: FleetOpt = DEFAULT_FLEET, json_out: JsonOpt = False)
             emit_json({"valid": False, "errors": [p.to_json() for p in exc.problems]})
         raise
     now = datetime.now(UTC)
+    if state is not None:
+        _check_against_state(loaded, fleet, state, now, json_out=json_out)
     # Guarantees the fleet cannot keep (SPEC 4): warnings, the fleet is still valid.
     warnings = shortfalls(loaded, now, desired_pairs(loaded, now))
     if json_out:
@@ -119,6 +124,36 @@ def validate_command(fleet: FleetOpt = DEFAULT_FLEET, json_out: JsonOpt = False)
         f"{len(loaded.models)} models, {active} directive{'s' if active != 1 else ''} in force "
         f"now ({total} signed in total)",
     )
+
+
+def _check_against_state(
+    loaded: Fleet, fleet: Path, state: str, now: datetime, *, json_out: bool
+) -> None:
+    """Directive rollback protection (SPEC 4): the fleet must keep every directive the state
+    applied while it would still be in force (judged on the real clock; refusals audited)."""
+    # Imported here: plain `validate` never pays for the state stack (start-up time).
+    from orchestrator.reconcile.rollback import ledger_of, refuse_rollback, rollback_problems
+    from orchestrator.state import open_store
+
+    store = open_store(state, fleet, create=False)
+    try:
+        try:
+            refuse_rollback(loaded, ledger_of(store), now, store.audit)
+        except RefusedError:
+            if json_out:
+                found = rollback_problems(loaded, ledger_of(store), now)
+                emit_json(
+                    {
+                        "valid": False,
+                        "errors": [
+                            {"file": str(fleet), "line": None, "field": "directives", **p.to_json()}
+                            for p in found
+                        ],
+                    }
+                )
+            raise
+    finally:
+        store.close()
 
 
 def write_private_key(path: Path, pem: bytes, *, force: bool) -> None:

@@ -47,7 +47,7 @@ def build_audience(
     doc: AudienceDoc | None, action: str, countries: Mapping[str, frozenset[str]]
 ) -> Audience:
     """The frozen audience with jurisdiction ids expanded to their countries."""
-    if doc is None or action == Action.WITHDRAW:
+    if doc is None or action != Action.SUSPEND:
         return EVERYONE
     return Audience(
         nationality_in=_expand(doc.nationality_in, countries),
@@ -68,7 +68,7 @@ def build_directive(
         issuer=v.issuer,
         reference=v.reference,
         action=Action(v.action),
-        models=frozenset(v.models),
+        models=frozenset(v.models or ()),
         audience=build_audience(v.audience, v.action, countries),
         effective=v.effective,
         expires=v.expires,
@@ -115,7 +115,7 @@ def build_fleet(
             directive_threshold=v.directive_threshold,
             process_in=frozenset(v.residency.process_in),
             export={k: frozenset(t) for k, t in v.export.items()},
-            models=frozenset(v.models),
+            models=frozenset(v.models or ()),
             sites=tuple(s.id for s in v.sites),
             failover=tuple(v.failover),
             min_sites_per_model=v.guarantees.min_sites_per_model,

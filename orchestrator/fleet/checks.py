@@ -330,8 +330,34 @@ def check_directive(
                 f"'{v.issuer}' is not an authority of {v.jurisdiction} ({valid_names(own_keys)})",
             )
         )
+    if v.action == "lift":
+        for key, value in (("models", v.models), ("audience", v.audience)):
+            if value is not None:
+                problems.append(
+                    doc.problem(
+                        key,
+                        f"a lift names only what it supersedes and changes nothing else; "
+                        f"remove '{key}' (or use action: suspend or withdraw)",
+                    )
+                )
+        if v.supersedes is None:
+            problems.append(
+                doc.problem(
+                    "action",
+                    "a lift must name the directive it lifts: add 'supersedes: ID' (a directive "
+                    f"of {v.jurisdiction} in this fleet)",
+                )
+            )
+    elif v.models is None:
+        problems.append(
+            doc.problem(
+                "models",
+                f"required field is missing: a {v.action} names the models it applies to "
+                f"(a list of model ids, or ['{ALL_MODELS}'])",
+            )
+        )
     known_models = ctx.models | ctx.shadow_models
-    for i, m in enumerate(v.models):
+    for i, m in enumerate(v.models or ()):
         if m != ALL_MODELS and m not in known_models:
             problems.append(
                 doc.problem(

@@ -275,7 +275,7 @@ def _cross_check(out: _Collected) -> None:
     )
     # An unusable catalog must not turn every directive's model list into an error.
     if out.catalog_unusable and not out.shadow_models:
-        ctx.shadow_models = frozenset(m for d in out.directives for m in d.value.models)
+        ctx.shadow_models = frozenset(m for d in out.directives for m in d.value.models or ())
     first: dict[str, ParsedDirective] = {}
     for d in out.directives:
         if d.value.id in first:

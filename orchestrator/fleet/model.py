@@ -21,6 +21,7 @@ ALL_MODELS = "*"
 class Action(StrEnum):
     SUSPEND = "suspend"
     WITHDRAW = "withdraw"
+    LIFT = "lift"  # only ends what it supersedes (SPEC 1): names no model, matches no one
 
 
 class Unlisted(StrEnum):

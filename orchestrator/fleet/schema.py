@@ -214,8 +214,9 @@ class DirectiveDoc(_Strict):
     jurisdiction: JurisdictionId
     issuer: NameId
     reference: NonEmpty
-    action: Literal["suspend", "withdraw"]
-    models: Annotated[list[NonEmpty], Field(min_length=1)]
+    action: Literal["suspend", "withdraw", "lift"]
+    # required for suspend and withdraw, forbidden for lift (fleet.checks says which)
+    models: Annotated[list[NonEmpty], Field(min_length=1)] | None = None
     audience: AudienceDoc | None = None
     effective: Timestamp
     expires: Timestamp | None = None

@@ -48,6 +48,7 @@ from orchestrator.providers.base import Op, Resource, ResourceKind
 from orchestrator.reconcile.interlock import enforce
 from orchestrator.reconcile.law import forbidden_placement, instants_for
 from orchestrator.reconcile.retry import RetryPolicy, call_with_retry
+from orchestrator.reconcile.rollback import applied_records, ledger_of
 from orchestrator.reconcile.session import Session
 from orchestrator.state.lease import Lease
 
@@ -242,9 +243,9 @@ class _Runner:
                 return
             if c.kind is ResourceKind.ROUTE and c.target == TABLE_TARGET:
                 if step.ok:
-                    self.serial = self.session.store.record_applied_fleet(
-                        self.lease, self.session.files
-                    )
+                    store, fleet, files = self.session.store, self.session.fleet, self.session.files
+                    records = applied_records(fleet, files, ledger_of(store))
+                    self.serial = store.record_applied_fleet(self.lease, files, records)
             elif step.ok:
                 site = self.session.fleet.sites.get(c.target)
                 after = None if c.op is Op.DELETE else resource_json(rc.after, site)

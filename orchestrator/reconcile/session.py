@@ -28,6 +28,7 @@ from orchestrator.planning.scope import Scope, parse_scope, resource_in_scope, s
 from orchestrator.providers.base import Resource, ResourceKind
 from orchestrator.providers.pulumi.automation import require_cli
 from orchestrator.reconcile.interlock import check_interlocks, plan_warnings
+from orchestrator.reconcile.rollback import ledger_of, refuse_rollback
 from orchestrator.state import open_store
 from orchestrator.state.base import StateStore
 
@@ -178,6 +179,9 @@ def make_plan(
 
     ``actual`` is observed from the providers unless given (``reconcile.verify`` observes
     site by site, so that one unreachable site does not hold back the others)."""
+    # Directive rollback protection first, on the real clock: nothing is planned from a fleet
+    # that lifts a directive without its jurisdiction's signed word.
+    refuse_rollback(session.fleet, ledger_of(session.store), datetime.now(UTC), session.store.audit)
     desired = desired_of(session)
     if actual is None:
         actual = actual_of(session, desired)

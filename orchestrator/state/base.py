@@ -7,11 +7,13 @@ it serves exactly the fleet that was last applied, re-verifying its signatures.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
+from orchestrator.errors import StateError
 from orchestrator.fleet.drain import Drain, Drains
 from orchestrator.state.audit import AuditLog
 from orchestrator.state.lease import Lease
@@ -22,6 +24,78 @@ class AppliedFleet:
     serial: int
     files: Mapping[str, bytes]  # fleet-relative path -> exact bytes, as applied
     digest: str  # fleet.digest.fleet_digest(files): equals Fleet.digest of the applied fleet
+
+
+@dataclass(frozen=True)
+class AppliedDirective:
+    """A directive the state has applied: what rollback protection (SPEC 4) compares against.
+
+    Kept for good once applied, so that deleting a directive's files, or putting back an older
+    version of it, is noticed. ``history`` holds the SHA-256 of every version applied under this
+    id, oldest first (the last one is ``sha256``).
+    """
+
+    id: str
+    jurisdiction: str
+    sha256: str  # of the directive file's exact bytes, as applied
+    signatures: str  # the .sig file's text, as applied
+    source: str  # fleet-relative path it was applied from
+    action: str
+    effective: datetime
+    expires: datetime | None
+    supersedes: str | None
+    history: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "jurisdiction": self.jurisdiction,
+            "sha256": self.sha256,
+            "signatures": self.signatures,
+            "source": self.source,
+            "action": self.action,
+            "effective": self.effective.isoformat(),
+            "expires": None if self.expires is None else self.expires.isoformat(),
+            "supersedes": self.supersedes,
+            "history": list(self.history or (self.sha256,)),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AppliedDirective:
+        """The record read back; ``StateError`` when it is damaged (never a guess)."""
+        try:
+            expires = data.get("expires")
+            supersedes = data.get("supersedes")
+            record = cls(
+                id=str(data["id"]),
+                jurisdiction=str(data["jurisdiction"]),
+                sha256=str(data["sha256"]),
+                signatures=str(data["signatures"]),
+                source=str(data["source"]),
+                action=str(data["action"]),
+                effective=_aware(data["effective"]),
+                expires=None if expires is None else _aware(expires),
+                supersedes=None if supersedes is None else str(supersedes),
+                history=tuple(str(h) for h in data["history"]),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise StateError(
+                f"an applied directive record is damaged: {exc}",
+                hint="the state was altered; restore it from a backup",
+            ) from exc
+        if not record.history or record.history[-1] != record.sha256:
+            raise StateError(
+                f"the applied directive record of {record.id} is damaged (history)",
+                hint="the state was altered; restore it from a backup",
+            )
+        return record
+
+
+def _aware(value: Any) -> datetime:
+    parsed = datetime.fromisoformat(str(value))
+    if parsed.tzinfo is None:
+        raise ValueError(f"instant {value!r} has no time zone")
+    return parsed
 
 
 class StateReader(Protocol):
@@ -68,8 +142,19 @@ class StateStore(StateReader, Protocol):
         """
         ...
 
-    def record_applied_fleet(self, lease: Lease, files: Mapping[str, bytes]) -> int:
-        """Record the exact fleet files just applied; returns the new serial."""
+    def record_applied_fleet(
+        self,
+        lease: Lease,
+        files: Mapping[str, bytes],
+        directives: Iterable[AppliedDirective] = (),
+    ) -> int:
+        """Record the exact fleet files just applied, and (in the same atomic step) the
+        directives applied with them, each replacing the record of its id; returns the new
+        serial."""
+        ...
+
+    def applied_directives(self) -> dict[str, AppliedDirective]:
+        """Every directive this state has applied, by id (SPEC 4 rollback protection)."""
         ...
 
     def replace_drains(

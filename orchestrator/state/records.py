@@ -19,7 +19,7 @@ from orchestrator.errors import AuditError, StateError
 from orchestrator.fleet.digest import fleet_digest
 from orchestrator.fleet.drain import Drain, Drains
 from orchestrator.state.audit import canonical_json
-from orchestrator.state.base import AppliedFleet
+from orchestrator.state.base import AppliedDirective, AppliedFleet
 
 
 def check_fleet_files(files: Mapping[str, bytes]) -> dict[str, bytes]:
@@ -90,3 +90,22 @@ def drains_moved_error(url: str) -> StateError:
         f"the drains in {url} changed while this command ran (another drain or restore)",
         hint="nothing was recorded; run the command again to see its effect on the new drains",
     )
+
+
+def applied_directive_from_text(text: str | bytes | Mapping[str, Any]) -> AppliedDirective:
+    """An applied directive record from its stored JSON; a damaged one is a ``StateError``."""
+    if isinstance(text, Mapping):
+        return AppliedDirective.from_json(text)
+    try:
+        raw = json.loads(text)
+    except (ValueError, TypeError) as exc:
+        raise StateError(
+            f"an applied directive record is not JSON: {exc}",
+            hint="the state was altered; restore it from a backup",
+        ) from exc
+    if not isinstance(raw, dict):
+        raise StateError(
+            "an applied directive record is not a JSON object",
+            hint="the state was altered; restore it from a backup",
+        )
+    return AppliedDirective.from_json(raw)

@@ -111,18 +111,18 @@ def test_a_failing_site_is_isolated_and_a_rerun_converges(local_fleet: LocalFlee
 def test_a_withdraw_deletes_with_the_directive_as_cause(local_fleet: LocalFleet) -> None:
     root = local_fleet()
     run(root)
-    (root / "directives" / "us-d1.yaml").write_text(WITHDRAW_YAML)
-    (root / "directives" / "us-d1.yaml.sig").unlink()
+    # A new directive (an applied one is never edited in place: rollback protection).
+    (root / "directives" / "us-w1.yaml").write_text(WITHDRAW_YAML.replace("id: us-d1", "id: us-w1"))
     from tests.fleet.builder import sign
 
-    sign(root / "directives" / "us-d1.yaml", "us-gov")
+    sign(root / "directives" / "us-w1.yaml", "us-gov")
     plan = fresh_plan(root)
     assert {(c.op.value, c.address, c.cause) for c in plan.changes} == {
-        ("delete", "artifact.us-1.m-us", "directive:us-d1"),
-        ("delete", "deployment.us-1.m-us", "directive:us-d1"),
-        ("delete", "artifact.eu-2.m-us", "directive:us-d1"),  # eu-2 is governed by US
-        ("delete", "deployment.eu-2.m-us", "directive:us-d1"),
-        ("update", "route.table.*", "directive:us-d1"),
+        ("delete", "artifact.us-1.m-us", "directive:us-w1"),
+        ("delete", "deployment.us-1.m-us", "directive:us-w1"),
+        ("delete", "artifact.eu-2.m-us", "directive:us-w1"),  # eu-2 is governed by US
+        ("delete", "deployment.eu-2.m-us", "directive:us-w1"),
+        ("update", "route.table.*", "directive:us-w1"),
     }
     # US is left with no m-us: explained by a directive, so not refused.
     assert plan.interlocks == ()

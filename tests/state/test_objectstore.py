@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from orchestrator.errors import AuditError, StateError, StateLockedError
 from orchestrator.state import StateStore, open_store
 from orchestrator.state.audit import AuditProblemKind, make_entry
+from orchestrator.state.base import AppliedDirective
 from orchestrator.state.objectstore import (
     AUDIT_HEAD,
     Blob,
@@ -333,3 +335,41 @@ def test_a_server_that_ignores_conditional_writes_is_refused() -> None:
     with pytest.raises(StateError, match="ignores conditional writes"):
         ObjectStateStore(blobs)
     assert blobs.objects == {}  # nothing was left behind
+
+
+def applied_directive(ident: str, sha: str, history: tuple[str, ...]) -> AppliedDirective:
+    return AppliedDirective(
+        id=ident,
+        jurisdiction="US",
+        sha256=sha,
+        signatures="us-gov c2ln\n",
+        source=f"directives/{ident}.yaml",
+        action="suspend",
+        effective=datetime(2026, 6, 12, tzinfo=UTC),
+        expires=None,
+        supersedes=None,
+        history=history,
+    )
+
+
+def check_applied_directives(url: str, tmp_path: Path) -> None:
+    """Rollback protection's record: kept across applies, replaced per id, read back by a
+    reader, never dropped by an apply that no longer lists it."""
+    store = open_store(url, tmp_path)
+    assert store.applied_directives() == {}
+    first = applied_directive("us-a", "1" * 64, ("1" * 64,))
+    other = applied_directive("us-b", "2" * 64, ("2" * 64,))
+    second = applied_directive("us-a", "3" * 64, ("1" * 64, "3" * 64))
+    with store.lock("apply") as lease:
+        store.record_applied_fleet(lease, {"a.yaml": b"x"}, [first, other])
+        store.record_applied_fleet(lease, {"a.yaml": b"y"}, [second])
+    reader = open_store(url, tmp_path, create=False)
+    assert reader.applied_directives() == {"us-a": second, "us-b": other}
+
+
+def test_applied_directives_on_object_stores(object_url: str, tmp_path: Path) -> None:
+    check_applied_directives(object_url, tmp_path)
+
+
+def test_applied_directives_on_sqlite(tmp_path: Path) -> None:
+    check_applied_directives(str(tmp_path / "state.db"), tmp_path)

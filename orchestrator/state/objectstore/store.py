@@ -11,7 +11,7 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -20,7 +20,7 @@ from typing import Any
 from orchestrator.errors import AuditError, StateError
 from orchestrator.fleet.digest import fleet_digest
 from orchestrator.fleet.drain import Drain, Drains
-from orchestrator.state.base import AppliedFleet
+from orchestrator.state.base import AppliedDirective, AppliedFleet
 from orchestrator.state.blobs import (
     CAS_ATTEMPTS,
     Blobs,
@@ -41,6 +41,7 @@ from orchestrator.state.lease import (
 )
 from orchestrator.state.objectstore.audit import AUDIT_DIR, ObjectAuditLog, write_genesis
 from orchestrator.state.records import (
+    applied_directive_from_text,
     check_change,
     check_fleet_files,
     drains_from_text,
@@ -153,6 +154,13 @@ class ObjectStateStore:
         raw = read_json(blob, "applied fleet")
         files = {path: base64.b64decode(data) for path, data in raw.get("files", {}).items()}
         return verified_applied_fleet(int(applied["serial"]), files, digest)
+
+    def applied_directives(self) -> dict[str, AppliedDirective]:
+        doc, _ = self._state()
+        raw = doc.get("applied_directives") or {}
+        if not isinstance(raw, dict):
+            raise StateError(f"{STATE} at {self.url} has damaged 'applied_directives'")
+        return {str(i): applied_directive_from_text(r) for i, r in sorted(raw.items())}
 
     def recorded_resources(self) -> list[dict[str, Any]]:
         doc, _ = self._state()
@@ -332,8 +340,14 @@ class ObjectStateStore:
 
         return self._commit(lease, change)
 
-    def record_applied_fleet(self, lease: Lease, files: Mapping[str, bytes]) -> int:
+    def record_applied_fleet(
+        self,
+        lease: Lease,
+        files: Mapping[str, bytes],
+        directives: Iterable[AppliedDirective] = (),
+    ) -> int:
         clean = check_fleet_files(files)
+        records = {d.id: d.to_json() for d in directives}
         digest = fleet_digest(clean)
         self._check_lease(lease)
         # Content-addressed, so writing it before the state CAS can never clobber anything.
@@ -347,6 +361,8 @@ class ObjectStateStore:
 
         def change(doc: dict[str, Any]) -> None:
             doc["applied_fleet"] = {"serial": doc["serial"], "digest": digest, "applied_at": now}
+            if records:
+                doc.setdefault("applied_directives", {}).update(records)
 
         return self._commit(lease, change)
 

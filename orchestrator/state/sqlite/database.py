@@ -39,6 +39,10 @@ CREATE TABLE IF NOT EXISTS applied_fleet_file (
     data BLOB NOT NULL,
     PRIMARY KEY (serial, path)
 );
+CREATE TABLE IF NOT EXISTS applied_directive (
+    id TEXT PRIMARY KEY,
+    record TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY,
     ts TEXT NOT NULL,

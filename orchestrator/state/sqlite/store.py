@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +19,7 @@ from orchestrator.errors import StateError
 from orchestrator.fleet.digest import fleet_digest
 from orchestrator.fleet.drain import Drain, Drains
 from orchestrator.state.audit import STATE_CREATED, canonical_json
-from orchestrator.state.base import AppliedFleet
+from orchestrator.state.base import AppliedDirective, AppliedFleet
 from orchestrator.state.lease import (
     DEFAULT_LEASE_SECONDS,
     Lease,
@@ -34,6 +34,7 @@ from orchestrator.state.lease import (
     unlock_mismatch,
 )
 from orchestrator.state.records import (
+    applied_directive_from_text,
     check_change,
     check_fleet_files,
     drains_from_text,
@@ -336,9 +337,15 @@ class SqliteStateStore:
                 )
         return serial
 
-    def record_applied_fleet(self, lease: Lease, files: Mapping[str, bytes]) -> int:
+    def record_applied_fleet(
+        self,
+        lease: Lease,
+        files: Mapping[str, bytes],
+        directives: Iterable[AppliedDirective] = (),
+    ) -> int:
         clean = check_fleet_files(files)
         digest = fleet_digest(clean)
+        records = [(d.id, canonical_json(d.to_json())) for d in directives]
         with self._db.write() as conn:
             self._check_lease(conn, lease)
             serial = self._bump_serial(conn)
@@ -350,4 +357,17 @@ class SqliteStateStore:
                 "INSERT INTO applied_fleet_file (serial, path, data) VALUES (?, ?, ?)",
                 [(serial, path, data) for path, data in sorted(clean.items())],
             )
+            conn.executemany(
+                "INSERT OR REPLACE INTO applied_directive (id, record) VALUES (?, ?)", records
+            )
         return serial
+
+    def applied_directives(self) -> dict[str, AppliedDirective]:
+        with self._db.read() as conn:
+            have = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'applied_directive'"
+            ).fetchone()
+            if have is None:  # a store made before rollback protection, opened read-only
+                return {}
+            rows = conn.execute("SELECT id, record FROM applied_directive ORDER BY id").fetchall()
+        return {str(ident): applied_directive_from_text(record) for ident, record in rows}
