@@ -406,7 +406,7 @@ CASES = [
     ),
     Case(
         "action unknown",
-        [(D, 5, "action", "'suspend' or 'withdraw'")],
+        [(D, 5, "action", "'suspend', 'withdraw' or 'lift'")],
         mutate={D: [("action: suspend", "action: pause")]},
     ),
     Case(
