@@ -24,7 +24,7 @@ from orchestrator.errors import UsageError
 from orchestrator.fleet.countries import parse_country
 from orchestrator.fleet.instants import AT_HINT, parse_at_or_now
 from orchestrator.fleet.loader import load_directive_file, load_fleet
-from orchestrator.fleet.model import Fleet
+from orchestrator.fleet.model import Action, Fleet
 from orchestrator.fleet.signing import signature_path
 from orchestrator.policy.explain import Explainer, Explanation, check_model, explain
 from orchestrator.policy.impact import CellChange, Impact, impact
@@ -264,7 +264,8 @@ def _render_impact(result: Impact) -> None:
     output.say(
         console,
         f"[bold]{d.id}[/] ({d.action.value} by {d.jurisdiction}, "
-        f"{', '.join(sorted(d.models))}) compared at "
+        + (f"lifting {d.supersedes}" if d.action is Action.LIFT else ", ".join(sorted(d.models)))
+        + ") compared at "
         f"{result.at.isoformat().replace('+00:00', 'Z')}",
     )
     groups: dict[tuple[str, str, str], list[CellChange]] = defaultdict(list)
