@@ -335,6 +335,13 @@ def impact_command(
 
       sovereign impact draft.yaml --at 2026-07-01T00:00:00Z
     """
+    if not directive_file.is_file():
+        raise UsageError(
+            f"cannot read the directive file {directive_file}: "
+            + ("it is a directory" if directive_file.is_dir() else "no such file"),
+            hint="pass the path of a directive YAML, e.g. "
+            "sovereign impact regions/directives/us-doc-2026-06-12.yaml",
+        )
     fleet = load_fleet(fleet_dir)
     signed = signature_path(directive_file).is_file()
     directive = load_directive_file(directive_file, fleet, require_signature=signed)

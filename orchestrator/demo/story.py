@@ -35,7 +35,6 @@ from orchestrator.demo.matrix import (
     Matrix,
     changed_cells,
     collateral,
-    principal_classes,
     print_matrix,
     routing_matrix,
 )
@@ -43,10 +42,10 @@ from orchestrator.demo.workspace import Workspace, prepare_workspace
 from orchestrator.errors import SovereignError
 from orchestrator.fleet.loader import load_directive_file, load_fleet, load_fleet_files
 from orchestrator.fleet.model import Fleet
-from orchestrator.layout import print_table
+from orchestrator.layout import print_table, say
 from orchestrator.planning.actual import observe_sites
 from orchestrator.planning.plan import Plan
-from orchestrator.policy.impact import impact
+from orchestrator.policy.impact import audience_cells, impact
 from orchestrator.policy.principal import Principal
 from orchestrator.policy.table import RouteTable
 from orchestrator.providers.base import ResourceKind
@@ -168,7 +167,8 @@ def _collateral(before: Step, after: Step, at_before: datetime, at_after: dateti
         at_before,
         at_after,
         SUSPENDED_MODELS,
-        principal_classes(after.applied, ("trusted-partners",)),
+        # The same (residency, audience) classes as the impact shown before: one set of cells.
+        [c.principal for c in audience_cells(after.applied, after.applied.directives.values())],
         served,
     )
 
@@ -207,6 +207,13 @@ def run_story(ws: Workspace, console: Console) -> bool:
     _narrate_changes(console, m2, m3)
 
     console.print(Rule("4. Collateral damage"))
+    say(
+        console,
+        f"Counted over the {' and '.join(SUSPENDED_MODELS)} cells of the impact of "
+        f"{DIRECTIVE.removesuffix('.yaml')} "
+        f"above ({hit.cells} of them: the same residency x audience classes). The law required "
+        f"refusing {hit.required} of them, the cells the impact reported refused.",
+    )
     print_table(
         console,
         ("response", "collateral cells"),
@@ -215,10 +222,6 @@ def run_story(ws: Workspace, console: Console) -> bool:
             ["Switch fable-5/mythos-5 off everywhere", f"[red]{hit.switch_off}[/]"],
         ],
         title="Cells refused although the law allows them (2026-06-13)",
-    )
-    console.print(
-        f"Compared over {hit.cells} (model, residency, nationality, group) cells; the law "
-        f"required refusing {hit.required} of them that were served before."
     )
 
     console.print(Rule("5. Live requests through the gateway"))
@@ -243,6 +246,9 @@ def run_story(ws: Workspace, console: Console) -> bool:
 def run_demo(source: Path, console: Console, *, workspace: Path | None = None) -> bool:
     """Run the story in ``workspace`` (kept) or in a temporary directory (removed)."""
     started = time.monotonic()
+    # Check the user's own fleet first, so that its problems name the user's files, not the
+    # copies in a temporary workspace that is gone by the time they are read.
+    load_fleet(source)
     if workspace is not None:
         if workspace.exists() and any(workspace.iterdir()):
             raise SovereignError(

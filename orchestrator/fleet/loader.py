@@ -21,6 +21,7 @@ the fleet (the default state store lives in ``.sovereign/`` inside it).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -149,6 +150,22 @@ def _parse(label: str, rel: str, raw: bytes, out: _Collected) -> Document | None
     return doc
 
 
+_RAW_JURISDICTION = re.compile(rb"^jurisdiction:\s*['\"]?([A-Za-z0-9-]+)", re.MULTILINE)
+_RAW_SITE_ID = re.compile(rb"^\s*-\s*id:\s*['\"]?([A-Za-z0-9._-]+)", re.MULTILINE)
+
+
+def _declared_in_raw(rel: str, data: bytes) -> tuple[str, set[str]]:
+    """Best guess of the jurisdiction id and site ids of a profile that is not valid YAML:
+    its ``jurisdiction:`` line, else its file name. Only used to silence follow-on problems of
+    a fleet that is invalid anyway (the file's own problem keeps it so)."""
+    found = _RAW_JURISDICTION.search(data)
+    if found is not None:
+        ident = found.group(1).decode("ascii")
+    else:
+        ident = rel.rsplit("/", 1)[-1].split(".", maxsplit=1)[0].upper()
+    return ident, {m.decode("ascii") for m in _RAW_SITE_ID.findall(data)}
+
+
 def load_fleet_files(files: Mapping[str, bytes], label: str = "regions") -> Fleet:
     """Validate a fleet given as (fleet-relative path -> bytes); ``label`` prefixes file names
     in problems (the fleet directory as the user named it)."""
@@ -196,6 +213,11 @@ def load_fleet_files(files: Mapping[str, bytes], label: str = "regions") -> Flee
     for rel in profile_rels:
         doc = _parse(label, rel, files[rel], out)
         if doc is None:
+            # The file is not even YAML: its own problem is reported; what it declares is still
+            # referenced elsewhere, so keep those references from raising follow-on problems.
+            declared, site_ids = _declared_in_raw(rel, files[rel])
+            out.shadow_jurisdictions.add(declared)
+            out.shadow_sites |= site_ids
             continue
         profile, problems = validate_doc(doc, ProfileDoc)
         out.problems.extend(problems)

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 
 from orchestrator.errors import UsageError
+from orchestrator.fleet.checks import valid_names
 from orchestrator.fleet.model import Action, Directive, Fleet
 from orchestrator.policy.epochs import in_force
 from orchestrator.policy.principal import Principal
@@ -67,8 +68,10 @@ class Explanation:
 def check_model(fleet: Fleet, model_id: str) -> None:
     """Refuse an unknown model with the list of valid ones."""
     if model_id not in fleet.models:
-        valid = ", ".join(sorted(fleet.models)) or "(none)"
-        raise UsageError(f"unknown model {model_id!r}", hint=f"valid models: {valid}")
+        raise UsageError(
+            f"unknown model {model_id!r}",
+            hint=valid_names(fleet.models, "valid models", near=model_id),
+        )
 
 
 def explain(

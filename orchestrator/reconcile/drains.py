@@ -25,6 +25,7 @@ from enum import StrEnum
 from typing import Any
 
 from orchestrator.errors import RefusedError, UsageError
+from orchestrator.fleet.checks import valid_names
 from orchestrator.fleet.drain import Drain, Drains
 from orchestrator.fleet.loader import load_fleet_files
 from orchestrator.fleet.model import Fleet
@@ -104,8 +105,9 @@ def _check_sites(fleet: Fleet, sites: Iterable[str], requested: Iterable[str] | 
     out: list[str] = []
     for s in sites:
         if s not in fleet.sites:
-            valid = ", ".join(sorted(fleet.sites)) or "(none)"
-            raise UsageError(f"unknown site {s!r}", hint=f"valid sites: {valid}")
+            raise UsageError(
+                f"unknown site {s!r}", hint=valid_names(fleet.sites, "valid sites", near=s)
+            )
         owner = fleet.sites[s].jurisdiction
         if scope is not None and owner not in scope:
             raise UsageError(
