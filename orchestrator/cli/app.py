@@ -229,6 +229,16 @@ def _show_transfer_progress() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI: the single error boundary. A user mistake never ends in a traceback, and
     under --json every failure is one JSON error document on stdout."""
+    try:
+        _main(argv)
+    except BrokenPipeError:
+        # The reader went away (`sovereign ... | head`): stop quietly, as Python's docs advise.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(1)
+
+
+def _main(argv: list[str] | None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
     if args[:1] == ["version"] and all(a == "--json" for a in args[1:]):
         # What scripts call most: answered before any command tree is built.
