@@ -108,6 +108,8 @@ def _directive(
     expires = _pick(draw, later) if later and draw(st.booleans()) else None
     same = [d.id for d in earlier if d.jurisdiction == jurisdiction]
     supersedes = _pick(draw, same) if same and draw(st.booleans()) else None
+    if supersedes is not None and draw(st.integers(0, 3)) == 0:
+        action, named = Action.LIFT, frozenset()  # names only what it supersedes (SPEC 1)
     audience = draw(audiences()) if action is Action.SUSPEND else Audience()
     return Directive(
         id=did,

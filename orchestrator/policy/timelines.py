@@ -99,7 +99,8 @@ class Compiler:
         ordered = order_route(fleet, candidates, home)
         home_countries = fleet.jurisdictions[home].countries if home is not None else None
         # Directives that can change this key: they name the model, their jurisdiction governs
-        # a candidate site, and (for a suspension) some resident of the home can match.
+        # a candidate site, and (for a suspension) some resident of the home can match. A
+        # lift names no model: it only ends what it supersedes (the epoch index's intervals).
         relevant: dict[str, Directive] = {}
         audiences: dict[str, Predicates] = {}
         for j in governing:
@@ -107,6 +108,8 @@ class Compiler:
                 *self.by_juris_model.get((j, model_id), ()),
                 *self.by_juris_model.get((j, ALL_MODELS), ()),
             ):
+                if d.action is not Action.SUSPEND and d.action is not Action.WITHDRAW:
+                    continue
                 if d.action is Action.SUSPEND:
                     audience = compile_audience(d, home_countries)
                     if audience is None:
