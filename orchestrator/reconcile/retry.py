@@ -36,6 +36,11 @@ def _env_number(name: str, default: float) -> float:
     return value
 
 
+# Jitter draws from a generator of its own: worker threads that retry must never consume (or
+# reseed) the process-wide ``random`` state that other code, and Hypothesis, rely on.
+_JITTER = random.Random()
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     max_attempts: int = 5
@@ -53,7 +58,7 @@ class RetryPolicy:
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Full jitter: uniform in [0, min(max_delay, base * 2**attempt)]."""
         ceiling = min(self.max_delay, self.base_delay * (2**attempt))
-        return (rng or random).uniform(0, ceiling)
+        return (rng or _JITTER).uniform(0, ceiling)
 
 
 def call_with_retry(
