@@ -113,6 +113,21 @@ class LazyCommands(TyperGroup):
             self.commands[cmd_name] = command
         return command
 
+    def format_help_text(self, ctx: click_Context, formatter: click_HelpFormatter) -> None:
+        # Click's wrapper breaks words at hyphens (`--detailed-` / `exitcode`): never here.
+        import textwrap
+
+        width = max((formatter.width or 80) - formatter.current_indent - 2, 40)
+        for paragraph in (self.help or "").strip().split("\n\n"):
+            formatter.write_paragraph()
+            for line in textwrap.wrap(
+                " ".join(paragraph.split()),
+                width,
+                break_on_hyphens=False,
+                break_long_words=False,
+            ):
+                formatter.write(f"  {line}\n")
+
     def format_help(self, ctx: click_Context, formatter: click_HelpFormatter) -> None:
         self._listing = True
         try:
@@ -148,7 +163,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    # The root help is plain (click's formatter): listing commands should not import rich.
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
