@@ -7,23 +7,16 @@ made from, the fleet recorded as applied and the fleet being served either have 
 or are different fleets.
 
 A fleet derived in memory (``Fleet.with_directives``, for what-ifs) was not read from files; its
-digest is derived from the original digest and the directive set, in a separate domain, so it
-never equals the digest of any set of files nor that of another derived fleet.
+digest is derived from this one and the directive set (``fleet.model.derived_digest``), in a
+separate domain, so it never equals the digest of any set of files nor another derived fleet's.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
-from datetime import datetime
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
 
-if TYPE_CHECKING:  # model.py imports this module: only the annotation is needed here
-    from orchestrator.fleet.model import Directive
-
-__all__ = ["derived_digest", "fleet_digest"]
-
-_DERIVED = b"sovereign fleet with directives v1\n"
+__all__ = ["fleet_digest"]
 
 
 def fleet_digest(files: Mapping[str, bytes]) -> str:
@@ -38,46 +31,4 @@ def fleet_digest(files: Mapping[str, bytes]) -> str:
         h.update(b"\0")
         h.update(hashlib.sha256(files[rel]).hexdigest().encode("ascii"))
         h.update(b"\n")
-    return h.hexdigest()
-
-
-def _instant(t: datetime | None) -> str:
-    return "-" if t is None else t.isoformat()
-
-
-def _sorted(values: Iterable[str] | None) -> str:
-    return "-" if values is None else ",".join(sorted(values))
-
-
-def _directive_line(d: Directive) -> str:
-    a = d.audience
-    return "\0".join(
-        (
-            d.id,
-            d.jurisdiction,
-            d.issuer,
-            d.action.value,
-            _sorted(d.models),
-            _sorted(a.nationality_in),
-            _sorted(a.nationality_not_in),
-            _sorted(a.residency_in),
-            _sorted(a.residency_not_in),
-            _sorted(a.except_groups),
-            _instant(d.effective),
-            _instant(d.expires),
-            d.supersedes or "-",
-            d.sha256,
-        )
-    )
-
-
-def derived_digest(base: str, directives: Mapping[str, Directive]) -> str:
-    """The digest of the fleet ``base`` with its directives replaced by ``directives``."""
-    h = hashlib.sha256(_DERIVED)
-    h.update(base.encode("ascii"))
-    for key in sorted(directives):
-        h.update(b"\n")
-        h.update(key.encode("utf-8"))
-        h.update(b"\0")
-        h.update(_directive_line(directives[key]).encode("utf-8"))
     return h.hexdigest()

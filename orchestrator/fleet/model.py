@@ -7,13 +7,12 @@ jurisdiction ids are already replaced by their countries, so matching is set ari
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
-
-from orchestrator.fleet.digest import derived_digest
 
 ALL_MODELS = "*"
 
@@ -140,6 +139,51 @@ class FleetSettings:
 
 def _frozen(d: Mapping[str, object]) -> Mapping[str, object]:
     return MappingProxyType(dict(d))
+
+
+_DERIVED = b"sovereign fleet with directives v1\n"
+
+
+def _instant(t: datetime | None) -> str:
+    return "-" if t is None else t.isoformat()
+
+
+def _sorted(values: Iterable[str] | None) -> str:
+    return "-" if values is None else ",".join(sorted(values))
+
+
+def _directive_line(d: Directive) -> str:
+    a = d.audience
+    return "\0".join(
+        (
+            d.id,
+            d.jurisdiction,
+            d.issuer,
+            d.action.value,
+            _sorted(d.models),
+            _sorted(a.nationality_in),
+            _sorted(a.nationality_not_in),
+            _sorted(a.residency_in),
+            _sorted(a.residency_not_in),
+            _sorted(a.except_groups),
+            _instant(d.effective),
+            _instant(d.expires),
+            d.supersedes or "-",
+            d.sha256,
+        )
+    )
+
+
+def derived_digest(base: str, directives: Mapping[str, Directive]) -> str:
+    """The digest of the fleet ``base`` with its directives replaced by ``directives``."""
+    h = hashlib.sha256(_DERIVED)
+    h.update(base.encode("ascii"))
+    for key in sorted(directives):
+        h.update(b"\n")
+        h.update(key.encode("utf-8"))
+        h.update(b"\0")
+        h.update(_directive_line(directives[key]).encode("utf-8"))
+    return h.hexdigest()
 
 
 @dataclass(frozen=True)

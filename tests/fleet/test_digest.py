@@ -14,8 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from orchestrator.errors import StateError
-from orchestrator.fleet.digest import derived_digest, fleet_digest
+from orchestrator.fleet.digest import fleet_digest
 from orchestrator.fleet.loader import load_fleet, read_fleet_files
+from orchestrator.fleet.model import derived_digest
 from orchestrator.policy.table import fleet_version
 from orchestrator.reconcile.sequence import plan_and_apply
 from orchestrator.reconcile.session import open_session
