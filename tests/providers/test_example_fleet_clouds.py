@@ -16,6 +16,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -27,7 +31,7 @@ from orchestrator.cli.app import main
 from orchestrator.providers.aws.naming import bucket_name, sagemaker_base_name
 from orchestrator.providers.base import option_env_name
 from orchestrator.providers.gcp.storage import gcs_bucket_name
-from tests.cloud_servers import fake_gcs_server, free_port, gcs_client
+from tests.cloud_servers import LOOPBACK, fake_gcs_server, free_port, gcs_client
 from tests.providers.fleets import WEIGHTS, unique
 
 pytestmark = pytest.mark.slow
@@ -36,6 +40,37 @@ REPO = Path(__file__).resolve().parents[2]
 S3_MODELS = ("fable-5", "mythos-5", "olmo-3")
 GCS_SOURCES = {"acme-models-eu": "mistral-large-3", "acme-models-in": "sarvam-2"}
 EXTRA_GCS_REGIONS = ("europe-west2", "asia-south1", "asia-northeast1")
+
+
+@pytest.fixture(scope="module")
+def own_moto(dummy_credentials: None) -> Iterator[str]:
+    """A moto server in a process of its own (moto's backends are per process): the example's
+    SageMaker names, derived from its fixed site ids, must not meet other tests' endpoints."""
+    port = free_port()
+    url = f"http://{LOOPBACK}:{port}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/moto-api/", timeout=1):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the moto server did not start") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -73,12 +108,13 @@ def seed_sources(moto_url: str, gcs_regions: dict[str, str]) -> None:
 
 
 def test_the_example_fleet_applies_to_emulated_clouds_and_india_leaves(
-    moto_url: str,
+    own_moto: str,
     gcs_regions: dict[str, str],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    moto_url = own_moto
     seed_sources(moto_url, gcs_regions)
     fleet = tmp_path / "regions"
     shutil.copytree(REPO / "regions", fleet, ignore=shutil.ignore_patterns(".sovereign"))
