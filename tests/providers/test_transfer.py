@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 
 import pytest
 from hypothesis import given
@@ -12,6 +13,8 @@ from hypothesis import strategies as st
 from orchestrator.fleet.artifacts import artifact_spec, mirrors_of, source_kind
 from orchestrator.providers.sources import choose_mirror, selected_keys
 from orchestrator.providers.transfer import (
+    CHUNK,
+    PROGRESS_MIN_BYTES,
     ArtifactIntegrityError,
     Checksum,
     SourceObject,
@@ -123,3 +126,34 @@ def test_a_prefix_selects_the_object_or_its_folder_never_a_sibling(keys: list[st
     assert set(chosen) == {
         k for k in keys if (k == "dir" or k.startswith("dir/")) and not k.endswith("/")
     }
+
+
+class _Zeros:
+    """``size`` zero bytes, without holding them."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def read(self, size: int = -1, /) -> bytes:
+        n = self.left if size < 0 else min(size, self.left)
+        self.left -= n
+        return bytes(n)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_large_copy_reports_its_progress(caplog: pytest.LogCaptureFixture) -> None:
+    size = PROGRESS_MIN_BYTES + CHUNK
+    obj = SourceObject("k", "weights.safetensors", size, None)
+    stream = VerifyingStream(_Zeros(size), obj, what="site s: s3://b/m -> gs://t/m")
+    with caplog.at_level(logging.INFO, logger="orchestrator.transfer"):
+        assert len(_drain(stream, CHUNK)) == size
+    lines = [r.getMessage() for r in caplog.records if r.name == "orchestrator.transfer"]
+    assert lines and lines[-1].startswith("site s: s3://b/m -> gs://t/m: 72 of 72 MiB (100%")
+    # Small objects stay quiet.
+    caplog.clear()
+    small = VerifyingStream(_Zeros(CHUNK), obj._replace(size=CHUNK), what="small")
+    with caplog.at_level(logging.INFO, logger="orchestrator.transfer"):
+        _drain(small, CHUNK)
+    assert not caplog.records
