@@ -197,6 +197,16 @@ class HttpsSource:
             with self._client() as client:
                 answer = client.head(self._url)
                 answer.raise_for_status()
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code not in (403, 405, 501):
+                raise self._error(exc) from exc
+            # Some servers answer only GET (pre-signed URLs, minimal servers): ask with a GET
+            # and read nothing but its headers.
+            stream, described = self.open(
+                SourceObject(self._url, self._name, None, pinned_sha256(self.uri))
+            )
+            stream.close()
+            return [described]
         except httpx.HTTPError as exc:
             raise self._error(exc) from exc
         return [self._describe({k.lower(): v for k, v in answer.headers.items()})]

@@ -29,6 +29,7 @@ from tests.cloud_servers import LOOPBACK
 class Route:
     body: bytes
     headers: tuple[tuple[str, str], ...] = ()
+    head: bool = True  # False: answer HEAD with 405, as GET-only servers do
 
 
 def _certificate(directory: Path) -> tuple[Path, Path]:
@@ -94,6 +95,10 @@ def https_server(directory: Path) -> Iterator[HttpsServer]:
             self._answer(True)
 
         def do_HEAD(self) -> None:
+            route = routes.get(self.path)
+            if route is not None and not route.head:
+                self.send_error(405)
+                return
             self._answer(False)
 
         def log_message(self, format: str, *args: object) -> None:

@@ -59,6 +59,9 @@ def https(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpsServer]:
         server.routes["/m/model.safetensors"] = Route(
             HTTPS_BODY, (("Repr-Digest", f"sha-256=:{_b64_sha256(HTTPS_BODY)}:"),)
         )
+        server.routes["/m/get-only.safetensors"] = Route(
+            HTTPS_BODY, (("Repr-Digest", f"sha-256=:{_b64_sha256(HTTPS_BODY)}:"),), head=False
+        )
         server.routes["/m/corrupt.safetensors"] = Route(
             HTTPS_BODY, (("Repr-Digest", f"sha-256=:{_b64_sha256(b'other bytes')}:"),)
         )
@@ -249,3 +252,9 @@ def test_else_the_first_mirror_it_can_read(world: World, moto_url: str, gcs_url:
     with pytest.raises(Exception, match="no mirror of the artifact can be read") as err:
         place(other, artifact_spec([missing, f"{world.https.url}/m/absent.bin"]))
     assert missing in str(err.value) and "absent.bin" in str(err.value)
+
+
+def test_an_https_source_that_answers_only_get(world: World, moto_url: str, gcs_url: str) -> None:
+    target = make_target("local", world, moto_url, gcs_url)
+    place(target, f"{world.https.url}/m/get-only.safetensors")
+    assert target.read_back() == {"get-only.safetensors": HTTPS_BODY}
