@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from orchestrator.cli import output
 from orchestrator.cli.options import (
@@ -24,7 +25,7 @@ from orchestrator.cli.options import (
     StateOpt,
     YesOpt,
 )
-from orchestrator.cli.output import emit_json
+from orchestrator.cli.output import emit_json, say
 from orchestrator.cli.plan import AllowOutageOpt
 from orchestrator.errors import UsageError
 from orchestrator.fleet.drain import Drains
@@ -56,23 +57,23 @@ UntilOpt = Annotated[
 
 def render_change(console: Console, change: RunbookChange) -> None:
     verb = {"drain": "Drain", "evacuate": "Evacuate", "restore": "Restore"}[change.runbook.value]
-    console.print(
+    say(
+        console,
         f"[bold]{verb}[/] {', '.join(change.sites)} (routes of the {change.fleet_from} fleet at "
         f"{change.at.isoformat(timespec='seconds').replace('+00:00', 'Z')})",
-        highlight=False,
     )
     if not change.routes:
-        console.print("  no route changes for anyone (no one is routed to these sites now)")
+        say(console, "  no route changes for anyone (no one is routed to these sites now)")
     for line in route_moves(change):
-        console.print(line, highlight=False, soft_wrap=True)
+        say(console, line)
     s = change.summary()
-    console.print(
+    say(
+        console,
         f"{s['changed']} route cells change: {s['rerouted']} rerouted, "
         f"{s['refused']} lose service (refused), {s['restored']} served again",
-        highlight=False,
     )
     for v in change.violations:
-        console.print(f"[bold red]interlock:[/] {v.message}", highlight=False, soft_wrap=True)
+        say(console, f"[bold red]interlock:[/] {escape(v.message)}")
 
 
 _COLOUR = {"refused": "red", "rerouted": "yellow", "restored": "green"}
@@ -108,11 +109,10 @@ def render_drains(console: Console, drains: Drains) -> None:
         return
     for d in drains.entries:
         until = f" until {d.until.isoformat()}" if d.until is not None else ""
-        console.print(
+        say(
+            console,
             f"  drained: {d.site} ({d.jurisdiction}) since {d.at.isoformat(timespec='seconds')}"
-            f"{until} by {d.by}: {d.reason}",
-            highlight=False,
-            soft_wrap=True,
+            f"{until} by {escape(d.by)}: {escape(d.reason)}",
         )
 
 

@@ -54,6 +54,11 @@ def samples(w: Workspace) -> dict[str, list[list[str]]]:
         "audit verify": [fleet],
         "audit log": [[*fleet, "--limit", "0"]],
         "directive verify": [[directive, *fleet]],
+        # sorted after "apply": the state exists by then
+        "drain": [[*fleet, "--site", "aws-us-east-1", "--reason", "maintenance CHG-1", "--yes"]],
+        "restore": [[*fleet, "--site", "aws-us-east-1", "--yes"]],
+        "state lock-info": [fleet],
+        "report": [[*fleet, "--html", str(w.root / "report.html"), "--at", AT]],
     }
 
 
