@@ -70,6 +70,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "orchestrator.cli.state",
         "Who holds the state lock, and breaking a stale one (audited).",
     ),
+    "controller": (
+        "orchestrator.cli.controller",
+        "Keep the fleet converged: plan and apply within the interlocks, forever.",
+    ),
     "audit": ("orchestrator.cli.audit", "Check and show the append-only, hash-chained audit log."),
     "gateway": (
         "orchestrator.cli.gateway",

@@ -11,7 +11,7 @@ nothing and never reads a terminal.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -26,6 +26,7 @@ from orchestrator.reconcile.interlock import enforce
 from orchestrator.reconcile.retry import RetryPolicy
 from orchestrator.reconcile.session import Session, make_plan
 from orchestrator.reconcile.verify import nonlocal_targets, refuse_unreal_time, verify_saved_plan
+from orchestrator.state.lease import Lease
 
 Confirm = Callable[[Plan], bool]
 """Asked once, with the plan, after the interlocks passed and before anything is changed;
@@ -79,6 +80,7 @@ def plan_and_apply(
     retry: RetryPolicy | None = None,
     concurrency: int | None = None,
     step_delay: float = 0.0,
+    lease: Lease | None = None,
 ) -> Applied:
     """Carry the fleet of ``session`` out under the state lock, in the one safe order.
 
@@ -92,10 +94,13 @@ def plan_and_apply(
     5. the plan is applied while the lease is held (``apply_plan``).
 
     ``step_delay`` waits that many seconds before each change (tests that need to catch an
-    apply in the middle); ``retry`` and ``concurrency`` default as in ``apply_plan``.
+    apply in the middle); ``retry`` and ``concurrency`` default as in ``apply_plan``. A caller
+    that already holds the state lock (the controller's leadership) passes its ``lease``: step
+    1 is then that lease, kept by its own heartbeat.
     """
     shown = observer or QuietSequence()
-    with session.store.lock(operation) as lease:
+    locked = nullcontext(lease) if lease is not None else session.store.lock(operation)
+    with locked as held:
         if saved is not None:
             if not nonlocal_targets(session):
                 session.at = saved.at  # a rehearsal on local sites keeps its instant
@@ -114,7 +119,7 @@ def plan_and_apply(
             result = apply_plan(
                 session,
                 plan,
-                lease,
+                held,
                 allow_outage=allow_outage,
                 observer=progress,
                 retry=retry,

@@ -1,0 +1,502 @@
+"""The controller (SPEC 7): a level-triggered loop that keeps the fleet converged.
+
+Every pass does what a person would do, through the same code: (pull the git checkout,) load
+the fleet, plan against what the sites really hold, enforce the interlocks, apply
+(``reconcile.sequence.plan_and_apply``). It never passes ``--allow-outage``: a refusal is
+reported loudly (log at error level, ``sovereign_controller_refused`` = 1, exit 1 with
+``--once``) and the next attempt waits a full interval, never a hot loop. Level-triggered means
+no pass depends on what the previous one saw: a missed wake-up is caught by the next.
+
+When it wakes:
+
+* every ``interval`` seconds (drift: anything changed behind Sovereign's back is planned with
+  cause ``drift`` and repaired);
+* at the next directive epoch (an ``effective`` or ``expires`` instant of the fleet) when that
+  comes first, so a withdraw that takes effect at 3 a.m. is carried out at 3 a.m.;
+* after a failure, after an exponential backoff with full jitter (``Backoff``), capped.
+
+Leadership: several replicas may run. Each tries to take the state lock for the operation
+``controller``; the one that gets it is the leader and keeps it (the lease's heartbeat renews
+it) for as long as it runs, applying with that lease. The others stand by and retry every
+``standby_interval``; when the leader dies its lease expires and one of them takes over (the
+takeover is audited as ``lock.broken``). Human ``sovereign apply`` runs meet exit 4 naming the
+controller while it leads; runbook drains never need the lock.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, TextIO
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+)
+
+from orchestrator.errors import (
+    RefusedError,
+    SovereignError,
+    StateLockedError,
+    UsageError,
+)
+from orchestrator.planning.plan import CauseKind, cause_kind
+from orchestrator.policy.epochs import EpochIndex
+from orchestrator.reconcile.sequence import plan_and_apply
+from orchestrator.reconcile.session import open_session
+from orchestrator.state import open_store
+from orchestrator.state.lease import DEFAULT_LEASE_SECONDS, Lease
+
+OPERATION = "controller"
+
+
+class Outcome(StrEnum):
+    IN_SYNC = "in_sync"  # nothing to do
+    APPLIED = "applied"  # changes applied, every site ok
+    PARTIAL = "partial"  # applied, some sites failed (apply's exit 3)
+    REFUSED = "refused"  # the interlock refused the plan (never overridden)
+    LOCKED = "locked"  # another run holds the state (a standby replica, or a human apply)
+    FAILED = "failed"  # anything else: invalid fleet, unreachable cloud, git pull failed
+
+    @property
+    def exit_code(self) -> int:
+        return {
+            Outcome.IN_SYNC: 0,
+            Outcome.APPLIED: 0,
+            Outcome.PARTIAL: 3,
+            Outcome.REFUSED: 1,
+            Outcome.LOCKED: 4,
+            Outcome.FAILED: 1,
+        }[self]
+
+
+@dataclass(frozen=True)
+class PassResult:
+    """What one reconcile pass did."""
+
+    outcome: Outcome
+    started: datetime
+    changes: int = 0
+    drift: int = 0  # changes whose cause is drift
+    plan_sha256: str | None = None
+    message: str = ""
+    failed_sites: tuple[str, ...] = ()
+    next_epoch: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome.value,
+            "exit_code": self.outcome.exit_code,
+            "started": _iso(self.started),
+            "changes": self.changes,
+            "drift": self.drift,
+            "plan_sha256": self.plan_sha256,
+            "message": self.message,
+            "failed_sites": list(self.failed_sites),
+            "next_epoch": (
+                None
+                if self.next_epoch is None
+                else self.next_epoch.isoformat().replace("+00:00", "Z")
+            ),
+        }
+
+
+def _iso(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class GitSource:
+    """A fleet kept in git: ``url`` at ``branch``, checked out in ``checkout``."""
+
+    url: str
+    branch: str
+    checkout: Path
+
+    def pull(self) -> str:
+        """Clone once, then fetch and reset to the branch head; returns the commit."""
+        if not (self.checkout / ".git").is_dir():
+            self.checkout.parent.mkdir(parents=True, exist_ok=True)
+            _git(
+                "clone",
+                "--quiet",
+                "--depth",
+                "1",
+                "--branch",
+                self.branch,
+                self.url,
+                str(self.checkout),
+            )
+        else:
+            _git(
+                "-C", str(self.checkout), "fetch", "--quiet", "--depth", "1", "origin", self.branch
+            )
+            _git("-C", str(self.checkout), "reset", "--quiet", "--hard", "FETCH_HEAD")
+        return _git("-C", str(self.checkout), "rev-parse", "HEAD").strip()
+
+
+def _git(*args: str) -> str:
+    try:
+        done = subprocess.run(  # noqa: S603 - fixed argv, no shell
+            ["git", *args], capture_output=True, text=True, timeout=300, check=False
+        )
+    except FileNotFoundError:
+        raise UsageError(
+            "the controller's --git needs the git command", hint="install git, or pass --fleet DIR"
+        ) from None
+    except subprocess.TimeoutExpired:
+        raise SovereignError(f"git {args[0]} timed out after 300 s") from None
+    if done.returncode != 0:
+        raise SovereignError(
+            f"git {' '.join(a for a in args if not a.startswith('-'))[:200]} failed: "
+            f"{done.stderr.strip()[:500]}",
+            hint="check --git URL, --branch and the credentials git uses",
+        )
+    return done.stdout
+
+
+@dataclass
+class ControllerSettings:
+    fleet_dir: Path
+    state_url: str | None = None
+    interval: float = 60.0  # drift check period, seconds
+    sites_local: bool = False
+    git: GitSource | None = None
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+    standby_interval: float | None = None  # default: min(interval, lease_seconds / 2)
+    backoff_base: float = 1.0
+    backoff_max: float = 300.0
+
+    @property
+    def standby(self) -> float:
+        if self.standby_interval is not None:
+            return self.standby_interval
+        return max(0.05, min(self.interval, self.lease_seconds / 2))
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with full jitter: after n failures, wait uniform(0, min(cap,
+    base * 2**n)) (at least a tenth of that, so a failing pass never spins)."""
+
+    base: float
+    cap: float
+    failures: int = 0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def next_delay(self) -> float:
+        ceiling = min(self.cap, self.base * (2**self.failures))
+        self.failures += 1
+        return self.rng.uniform(ceiling / 10, ceiling)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class ControllerMetrics:
+    """Prometheus metrics of one controller (its own registry: several in one test process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.leader = Gauge("sovereign_controller_leader", "1 while this replica leads", registry=r)
+        self.last_reconcile = Gauge(
+            "sovereign_controller_last_reconcile_timestamp_seconds",
+            "When the last reconcile pass started (Unix time)",
+            registry=r,
+        )
+        self.last_outcome = Gauge(
+            "sovereign_controller_last_outcome",
+            "1 for the outcome of the last pass, 0 for the others",
+            ["outcome"],
+            registry=r,
+        )
+        self.passes = Counter(
+            "sovereign_controller_reconcile", "Reconcile passes by outcome", ["outcome"], registry=r
+        )
+        self.drift = Gauge(
+            "sovereign_controller_drift_changes",
+            "Changes with cause drift found by the last pass",
+            registry=r,
+        )
+        self.changes = Gauge(
+            "sovereign_controller_planned_changes", "Changes planned by the last pass", registry=r
+        )
+        self.refused = Gauge(
+            "sovereign_controller_refused",
+            "1 while the interlock refuses the fleet (needs a person)",
+            registry=r,
+        )
+        self.next_epoch = Gauge(
+            "sovereign_controller_next_epoch_timestamp_seconds",
+            "The next directive effective/expires instant (Unix time; 0: none)",
+            registry=r,
+        )
+
+    def record(self, result: PassResult) -> None:
+        self.last_reconcile.set(result.started.timestamp())
+        for o in Outcome:
+            self.last_outcome.labels(o.value).set(1 if o is result.outcome else 0)
+        self.passes.labels(result.outcome.value).inc()
+        self.drift.set(result.drift)
+        self.changes.set(result.changes)
+        self.refused.set(1 if result.outcome is Outcome.REFUSED else 0)
+        self.next_epoch.set(result.next_epoch.timestamp() if result.next_epoch else 0)
+
+
+class JsonLog:
+    """One JSON object per line (ts, level, event, fields) for log collectors."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def __call__(self, event: str, level: str = "info", **fields: Any) -> None:
+        stream = self._stream if self._stream is not None else sys.stderr
+        record = {
+            "ts": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "level": level,
+            "event": event,
+            **fields,
+        }
+        with self._lock:
+            stream.write(json.dumps(record, default=str) + "\n")
+            stream.flush()
+
+
+def next_epoch_after(fleet_dir: Path, now: datetime) -> datetime | None:
+    """The first directive instant after ``now`` in the fleet on disk (None: none, or the fleet
+    does not load; the pass that loads it reports why)."""
+    from orchestrator.fleet.loader import load_fleet
+
+    try:
+        index = EpochIndex(load_fleet(fleet_dir))
+    except SovereignError:
+        return None
+    _, end = index.window(now)
+    return end if end < _FAR else None
+
+
+_FAR = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+class Controller:
+    """One replica. ``run`` loops until ``stop`` is set; ``reconcile_once`` is one pass."""
+
+    def __init__(
+        self,
+        settings: ControllerSettings,
+        *,
+        log: Callable[..., None] | None = None,
+        metrics: ControllerMetrics | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.log = log or JsonLog()
+        self.metrics = metrics or ControllerMetrics()
+        self.clock = clock
+        self.stop = threading.Event()
+        self.is_leader = False
+        self.last: PassResult | None = None
+        self.last_tick = time.monotonic()
+        self.backoff = Backoff(settings.backoff_base, settings.backoff_max)
+
+    @property
+    def fleet_dir(self) -> Path:
+        if self.settings.git is not None:
+            return self.settings.git.checkout / self.settings.fleet_dir
+        return self.settings.fleet_dir
+
+    # --- one pass ---------------------------------------------------------------------------
+
+    def reconcile_once(self, lease: Lease | None = None) -> PassResult:
+        """Pull, load, plan, check, apply; never raises for a product error (it is the
+        outcome). With ``lease`` the pass applies under that held lock (leadership)."""
+        started = self.clock()
+        commit: str | None = None
+        try:
+            if self.settings.git is not None:
+                commit = self.settings.git.pull()
+            session = open_session(
+                self.fleet_dir, self.settings.state_url, sites_local=self.settings.sites_local
+            )
+            try:
+                done = plan_and_apply(session, operation=OPERATION, lease=lease)
+            finally:
+                session.close()
+        except RefusedError as exc:
+            result = PassResult(Outcome.REFUSED, started, message=exc.message)
+        except StateLockedError as exc:
+            result = PassResult(Outcome.LOCKED, started, message=exc.message)
+        except SovereignError as exc:
+            result = PassResult(Outcome.FAILED, started, message=exc.message)
+        else:
+            plan = done.plan
+            drift = sum(1 for c in plan.changes if cause_kind(c.cause) is CauseKind.DRIFT)
+            outcome = Outcome.IN_SYNC
+            failed: tuple[str, ...] = ()
+            if not plan.empty:
+                assert done.result is not None  # no confirmation is asked: never declined
+                failed = done.result.failed_targets
+                outcome = Outcome.APPLIED if done.result.ok else Outcome.PARTIAL
+            result = PassResult(
+                outcome,
+                started,
+                changes=len(plan.changes),
+                drift=drift,
+                plan_sha256=plan.sha256(),
+                failed_sites=failed,
+            )
+        result = replace(result, next_epoch=next_epoch_after(self.fleet_dir, self.clock()))
+        self._report(result, commit)
+        return result
+
+    def _report(self, result: PassResult, commit: str | None) -> None:
+        self.last = result
+        self.metrics.record(result)
+        fields = {k: v for k, v in result.to_json().items() if v not in (None, "", [], 0)}
+        if commit:
+            fields["commit"] = commit
+        if result.outcome is Outcome.REFUSED:
+            self.log(
+                "reconcile.refused",
+                level="error",
+                action="a person must fix the fleet or apply with --allow-outage by hand; "
+                "the controller never overrides the interlock",
+                **fields,
+            )
+        elif result.outcome in (Outcome.FAILED, Outcome.PARTIAL):
+            self.log("reconcile.failed", level="error", **fields)
+        else:
+            self.log("reconcile.done", **fields)
+
+    def wait_after(self, result: PassResult) -> float:
+        """Seconds until the next pass: the interval, or the next epoch if sooner; a backoff
+        after a failure; a full interval after a refusal (never a hot loop)."""
+        if result.outcome in (Outcome.FAILED, Outcome.PARTIAL):
+            return self.backoff.next_delay()
+        self.backoff.reset()
+        wait = self.settings.interval
+        if result.next_epoch is not None and result.outcome is not Outcome.REFUSED:
+            until = (result.next_epoch - self.clock()).total_seconds()
+            wait = min(wait, max(until, 0.0) + 0.05)
+        return wait
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Lead when possible, stand by otherwise, until ``stop`` is set."""
+        store = open_store(
+            self.settings.state_url,
+            self.fleet_dir_for_state(),
+            lease_seconds=self.settings.lease_seconds,
+        )
+        try:
+            while not self.stop.is_set():
+                self.last_tick = time.monotonic()
+                try:
+                    with store.lock(OPERATION) as lease:
+                        self._lead(lease)
+                except StateLockedError as exc:
+                    self._stand_by(exc.message)
+                except SovereignError as exc:
+                    self.is_leader = False
+                    self.metrics.leader.set(0)
+                    self.log("controller.error", level="error", message=exc.message)
+                    self.stop.wait(self.backoff.next_delay())
+        finally:
+            self.is_leader = False
+            self.metrics.leader.set(0)
+            store.close()
+
+    def fleet_dir_for_state(self) -> Path:
+        """Where the default state lives: beside the fleet (cloned first when from git)."""
+        if self.settings.git is not None and self.settings.state_url is None:
+            self.settings.git.pull()
+        return self.fleet_dir
+
+    def _lead(self, lease: Lease) -> None:
+        if not self.is_leader:
+            self.log("controller.leading", holder_id=lease.holder_id, epoch=lease.epoch)
+        self.is_leader = True
+        self.metrics.leader.set(1)
+        while not self.stop.is_set() and not lease.lost:
+            self.last_tick = time.monotonic()
+            result = self.reconcile_once(lease)
+            if lease.lost:
+                break
+            self.stop.wait(self.wait_after(result))
+        if lease.lost:
+            self.log("controller.lost_leadership", level="warning", holder_id=lease.holder_id)
+        self.is_leader = False
+        self.metrics.leader.set(0)
+
+    def _stand_by(self, message: str) -> None:
+        if self.is_leader or self.last is None:
+            self.log("controller.standby", message=message)
+        self.is_leader = False
+        self.metrics.leader.set(0)
+        self.stop.wait(self.settings.standby)
+
+    def healthy(self) -> bool:
+        """Alive: the loop ticked within a few of its longest waits."""
+        longest = max(self.settings.interval, self.settings.standby, self.settings.backoff_max)
+        return time.monotonic() - self.last_tick < 3 * longest + 30
+
+    def health_json(self) -> dict[str, Any]:
+        return {
+            "status": "ok" if self.healthy() else "stalled",
+            "leader": self.is_leader,
+            "last": None if self.last is None else self.last.to_json(),
+        }
+
+
+def serve_http(controller: Controller, host: str, port: int) -> ThreadingHTTPServer:
+    """``/healthz`` (200 while the loop is alive, 503 when it stalled; JSON with leadership
+    and the last pass) and ``/metrics`` (Prometheus text), in a daemon thread."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                body = generate_latest(controller.metrics.registry)
+                self._send(200, body, CONTENT_TYPE_LATEST)
+            elif path == "/healthz":
+                info = controller.health_json()
+                code = 200 if info["status"] == "ok" else 503
+                self._send(code, json.dumps(info).encode(), "application/json")
+            else:
+                self._send(404, b'{"error": "not found: /healthz, /metrics"}', "application/json")
+
+        def _send(self, code: int, body: bytes, content_type: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+            del format, args  # the controller's JSON log is the log
+
+    try:
+        server = ThreadingHTTPServer((host, port), Handler)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot listen on {host}:{port}: {exc.strerror}", hint="pick another --port"
+        ) from None
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="controller-http", daemon=True).start()
+    return server

@@ -1,0 +1,249 @@
+"""``sovereign controller`` (SPEC 7): converges, wakes at directive instants, elects one leader.
+
+Real local sites (directories), real state (SQLite, and S3 on a moto server over HTTP), real
+time: a withdraw that becomes effective a few seconds from now is carried out by a controller
+whose interval is an hour, because it wakes at the directive's ``effective`` instant.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from orchestrator.cli.app import main
+from orchestrator.demo.workspace import Workspace, prepare_workspace
+from orchestrator.reconcile.controller import (
+    Backoff,
+    Controller,
+    ControllerSettings,
+    JsonLog,
+    Outcome,
+    PassResult,
+    serve_http,
+)
+from orchestrator.state import open_store
+from tests.reconcile.conftest import WITHDRAW_YAML, LocalFleet
+
+REPO = Path(__file__).resolve().parents[2]
+DIRECTIVE = "directives/us-d1.yaml"
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as done:
+        main(list(args))
+    out, err = capsys.readouterr()
+    code = done.value.code
+    return (code if isinstance(code, int) else 1), out, err
+
+
+def deployments(fleet_dir: Path) -> set[str]:
+    root = fleet_dir / ".sovereign" / "sites"
+    return {f"{p.parent.parent.name}/{p.stem}" for p in root.glob("*/deployments/*.json")}
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workspace:
+    w = prepare_workspace(REPO / "regions", tmp_path / "ws")
+    w.add_directive("us-doc-2026-06-12.yaml")
+    return w
+
+
+def test_once_converges_a_changed_fleet_and_repairs_drift(
+    ws: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["controller", "--once", "--sites", "local", "--fleet", str(ws.fleet_dir), "--json"]
+    code, out, err = cli(capsys, *args)
+    assert code == 0, err
+    first = json.loads(out)
+    assert first["outcome"] == "applied" and first["changes"] == 65
+    assert len(deployments(ws.fleet_dir)) == 32
+    log = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert log[-1]["event"] == "reconcile.done" and log[-1]["outcome"] == "applied"
+    # drift: a deployment removed behind Sovereign's back is repaired, cause drift
+    gone = ws.fleet_dir / ".sovereign" / "sites" / "aws-eu-central-1" / "deployments"
+    (gone / "fable-5.json").unlink()
+    code, out, err = cli(capsys, *args)
+    assert code == 0, err
+    again = json.loads(out)
+    assert again["outcome"] == "applied" and again["drift"] >= 1
+    assert "aws-eu-central-1/fable-5" in deployments(ws.fleet_dir)
+    # a changed fleet: a new directive arrives; one pass converges, the next finds nothing
+    ws.add_directive("us-doc-2026-06-26.yaml")
+    code, out, err = cli(capsys, *args)
+    assert code == 0 and json.loads(out)["outcome"] == "applied", err
+    code, out, _ = cli(capsys, *args)
+    assert json.loads(out)["outcome"] == "in_sync"
+    code, _, _ = cli(
+        capsys, "plan", "--sites", "local", "--fleet", str(ws.fleet_dir), "--detailed-exitcode"
+    )
+    assert code == 0
+
+
+def test_once_exits_4_while_another_run_holds_the_state(
+    ws: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = open_store(None, ws.fleet_dir)
+    with store.lock("apply"):
+        code, out, _ = cli(
+            capsys,
+            "controller",
+            "--once",
+            "--sites",
+            "local",
+            "--fleet",
+            str(ws.fleet_dir),
+            "--json",
+        )
+    assert code == 4 and json.loads(out)["outcome"] == "locked"
+
+
+def run_in_thread(controller: Controller) -> threading.Thread:
+    thread = threading.Thread(target=controller.run, daemon=True)
+    thread.start()
+    return thread
+
+
+def wait_for(predicate: object, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(predicate) and predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def test_wakes_at_a_directives_effective_instant(local_fleet: LocalFleet) -> None:
+    effective = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=8)
+    withdraw = WITHDRAW_YAML.replace(
+        "effective: 2026-01-01T00:00:00Z", f"effective: {effective.isoformat()}"
+    ).replace("+00:00", "Z")
+    root = local_fleet(files={DIRECTIVE: None})
+    signed = local_fleet(files={DIRECTIVE: withdraw})  # the same fleet, signed withdraw added
+    stream = io.StringIO()
+    controller = Controller(
+        ControllerSettings(fleet_dir=root, interval=3600, sites_local=True),
+        log=JsonLog(stream),
+    )
+    thread = run_in_thread(controller)
+    try:
+        wait_for(lambda: controller.last is not None, 30)
+        assert controller.last is not None and controller.last.outcome is Outcome.APPLIED
+        assert {"us-1/m-us", "eu-2/m-us", "eu-1/m-us"} <= deployments(root)
+        # the withdraw arrives (merged ahead of its effective instant) ...
+        for suffix in ("", ".sig"):
+            (root / f"{DIRECTIVE}{suffix}").write_bytes(
+                (signed / f"{DIRECTIVE}{suffix}").read_bytes()
+            )
+        controller.stop.set()  # (restart, as a new fleet revision would be picked up anyway)
+        thread.join(30)
+        controller.stop.clear()
+        thread = run_in_thread(controller)
+        wait_for(
+            lambda: controller.last is not None and controller.last.next_epoch == effective, 30
+        )
+        assert "us-1/m-us" in deployments(root)  # not yet in force
+        # ... and the interval is an hour: only the epoch can wake it
+        wait_for(lambda: "us-1/m-us" not in deployments(root), 30)
+        acted = datetime.now(UTC)
+        assert effective <= acted < effective + timedelta(seconds=10)
+        left = deployments(root)
+        assert "eu-2/m-us" not in left  # governed by US too
+        assert {"eu-1/m-us", "us-1/m-open"} <= left  # outside its reach: untouched
+    finally:
+        controller.stop.set()
+        thread.join(30)
+    events = [json.loads(line)["event"] for line in stream.getvalue().splitlines()]
+    assert events[0] == "controller.leading" and events.count("reconcile.done") >= 3
+
+
+def test_one_leader_among_three_replicas_on_s3_state(
+    local_fleet: LocalFleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+
+    from tests.cloud_servers import cloud_credentials, moto_server
+
+    root = local_fleet()
+    with cloud_credentials(), moto_server() as endpoint:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        bucket = f"ctl-{uuid.uuid4().hex[:10]}"
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=bucket)
+        url = f"s3://{bucket}/prod"
+        replicas = [
+            Controller(
+                ControllerSettings(
+                    fleet_dir=root,
+                    state_url=url,
+                    interval=0.5,
+                    sites_local=True,
+                    standby_interval=0.2,
+                ),
+                log=JsonLog(io.StringIO()),
+            )
+            for _ in range(3)
+        ]
+        threads = [run_in_thread(r) for r in replicas]
+        servers = [serve_http(r, "127.0.0.1", 0) for r in replicas]
+        try:
+            wait_for(lambda: sum(r.is_leader for r in replicas) == 1, 60)
+            wait_for(lambda: any(r.last is not None for r in replicas), 60)
+            time.sleep(2.0)  # several intervals: leadership must not flap
+            leaders = [r for r in replicas if r.is_leader]
+            assert len(leaders) == 1
+            leader = leaders[0]
+            # only the leader reconciles; standbys never ran a pass
+            assert all(r.last is None for r in replicas if r is not leader)
+            with httpx.Client(trust_env=False) as client:
+                for r, server in zip(replicas, servers, strict=True):
+                    base = f"http://127.0.0.1:{server.server_address[1]}"
+                    health = client.get(base + "/healthz").json()
+                    assert health["status"] == "ok" and health["leader"] is (r is leader)
+                    metrics = client.get(base + "/metrics").text
+                    assert f"sovereign_controller_leader {1.0 if r is leader else 0.0}" in metrics
+                base = f"http://127.0.0.1:{servers[replicas.index(leader)].server_address[1]}"
+                metrics = client.get(base + "/metrics").text
+                assert 'sovereign_controller_last_outcome{outcome="in_sync"} 1.0' in metrics
+                assert "sovereign_controller_last_reconcile_timestamp_seconds" in metrics
+            # the leader stops (releases the lock): another replica takes over
+            leader.stop.set()
+            threads[replicas.index(leader)].join(30)
+            wait_for(lambda: sum(r.is_leader for r in replicas if r is not leader) == 1, 30)
+        finally:
+            for r in replicas:
+                r.stop.set()
+            for t in threads:
+                t.join(30)
+            for s in servers:
+                s.shutdown()
+
+
+def test_backoff_grows_with_jitter_and_is_capped() -> None:
+    import random
+
+    b = Backoff(base=1.0, cap=30.0, rng=random.Random(7))
+    delays = [b.next_delay() for _ in range(8)]
+    ceilings = [min(30.0, 2.0**n) for n in range(8)]
+    assert all(c / 10 <= d <= c for d, c in zip(delays, ceilings, strict=True))
+    assert len(set(delays)) == len(delays)  # jittered
+    b.reset()
+    assert b.next_delay() <= 1.0
+
+
+def test_a_refusal_waits_a_full_interval_and_failures_back_off(tmp_path: Path) -> None:
+    controller = Controller(ControllerSettings(fleet_dir=tmp_path, interval=120))
+    now = datetime.now(UTC)
+    soon = now + timedelta(seconds=5)
+    refused = PassResult(Outcome.REFUSED, now, next_epoch=soon)
+    assert controller.wait_after(refused) == 120  # not at the epoch, not sooner: a person acts
+    assert controller.wait_after(PassResult(Outcome.IN_SYNC, now, next_epoch=soon)) <= 5.1
+    first = controller.wait_after(PassResult(Outcome.FAILED, now))
+    assert first <= 1.0
+    assert controller.wait_after(PassResult(Outcome.PARTIAL, now)) <= 2.0
