@@ -102,6 +102,11 @@ def controller_command(
         source = GitSource(git, branch, where)
     elif checkout is not None:
         raise UsageError("--checkout goes with --git", hint="pass --git URL, or drop --checkout")
+    elif not fleet.is_dir():
+        raise UsageError(
+            f"fleet directory {fleet} does not exist",
+            hint="pass --fleet DIR (default: regions), or --git URL to pull the fleet",
+        )
     settings = ControllerSettings(
         fleet_dir=fleet,
         state_url=state,
