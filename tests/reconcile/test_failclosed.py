@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,7 +29,7 @@ from orchestrator.reconcile.law import forbidden_placement
 from orchestrator.reconcile.retry import RetryPolicy
 from orchestrator.reconcile.session import Session, make_plan, open_session
 from orchestrator.reconcile.verify import verify_saved_plan
-from tests.fleet.builder import FleetFactory
+from tests.fleet.builder import FleetFactory, sign
 from tests.reconcile.conftest import WITHDRAW_YAML, LocalFleet, write_artifacts
 
 AT = datetime(2026, 6, 13, tzinfo=UTC)
@@ -184,14 +184,22 @@ def test_an_edited_value_is_refused_naming_the_change(local_fleet: LocalFleet) -
 CHANGE_EDITS = st.sampled_from(["value", "add", "remove", "retarget", "cause", "op"])
 
 
+# Fleets (and states) the saved plans are made from: creates only, export rules that keep a
+# model away, deletes caused by a withdraw after an apply, updates after instance_count changed.
+FLEETS = ["fresh", "no-export", "withdrawn-after-apply", "resized-after-apply"]
+
+
 @settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(edits=st.lists(st.tuples(CHANGE_EDITS, st.integers(0, 1000)), min_size=1, max_size=3))
+@given(
+    fleet=st.sampled_from(FLEETS),
+    edits=st.lists(st.tuples(CHANGE_EDITS, st.integers(0, 1000)), min_size=1, max_size=3),
+)
 def test_a_randomly_edited_saved_plan_is_refused_or_exactly_the_recomputed_one(
-    saved_session: tuple[Plan, Session], edits: list[tuple[str, int]]
+    saved_sessions: SavedSessions, fleet: str, edits: list[tuple[str, int]]
 ) -> None:
-    saved, session = saved_session
+    saved, session = saved_sessions(fleet)
     changes = list(saved.changes)
     sites = sorted(session.fleet.sites)
     for what, n in edits:
@@ -221,15 +229,50 @@ def test_a_randomly_edited_saved_plan_is_refused_or_exactly_the_recomputed_one(
         assert verified.changes == recomputed.changes
 
 
+SavedSessions = Callable[[str], tuple[Plan, Session]]
+
+
+def _prepare(root: Path, fleet: str) -> None:
+    """Bring ``root`` (the builder's fleet) and its state to the named situation."""
+    if fleet in ("fresh", "no-export"):
+        return
+    session = open_session(root, None, at=AT, sites_local=True)
+    try:
+        with session.store.lock("test") as lease:
+            assert apply_plan(session, make_plan(session), lease, retry=FAST).ok
+    finally:
+        session.close()
+    if fleet == "withdrawn-after-apply":
+        path = root / "directives" / "us-w1.yaml"
+        path.write_text(WITHDRAW_YAML.replace("id: us-d1", "id: us-w1"))
+        sign(path, "us-gov")
+    else:
+        profile = root / "us.yaml"
+        profile.write_text(
+            profile.read_text().replace(
+                "operator: op-us\n", "operator: op-us\n    instance_count: 2\n"
+            )
+        )
+
+
 @pytest.fixture(scope="module")
-def saved_session(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[Plan, Session]]:
-    root = FleetFactory(tmp_path_factory.mktemp("saved"))()
-    write_artifacts(root)
-    saved, session = saved_and_session(root)
-    yield saved, session
-    session.close()
+def saved_sessions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SavedSessions]:
+    """``saved_sessions(name)``: a saved plan of that fleet and a session to verify it in,
+    made once per module."""
+    made: dict[str, tuple[Plan, Session]] = {}
+
+    def get(fleet: str) -> tuple[Plan, Session]:
+        if fleet not in made:
+            factory = FleetFactory(tmp_path_factory.mktemp(fleet))
+            root = factory(mutate=NO_EXPORT if fleet == "no-export" else None)
+            write_artifacts(root)
+            _prepare(root, fleet)
+            made[fleet] = saved_and_session(root)
+        return made[fleet]
+
+    yield get
+    for _, session in made.values():
+        session.close()
 
 
 # ------------------------------------------------------------------ the CLI
