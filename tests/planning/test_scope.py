@@ -61,6 +61,7 @@ def test_a_scoped_plan_is_the_full_plan_restricted_to_the_scope(
     assert all(c.jurisdiction in scope for c in scoped if c.kind is not ResourceKind.ROUTE)
 
 
+@settings(deadline=None)
 @given(fleets())
 def test_an_unknown_jurisdiction_is_a_usage_error_naming_the_valid_ones(fleet: Fleet) -> None:
     with pytest.raises(UsageError) as err:

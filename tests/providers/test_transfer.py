@@ -7,7 +7,7 @@ import io
 import logging
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orchestrator.fleet.artifacts import artifact_spec, mirrors_of, source_kind
@@ -37,6 +37,7 @@ def _drain(stream: VerifyingStream, chunk: int) -> bytes:
     return out
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=4096), st.integers(1, 700), st.sampled_from(["md5", "sha256", None]))
 def test_a_faithful_stream_passes_whole(data: bytes, chunk: int, algorithm: str | None) -> None:
     checksum = (
@@ -48,6 +49,7 @@ def test_a_faithful_stream_passes_whole(data: bytes, chunk: int, algorithm: str 
     assert stream.sha256 == hashlib.sha256(data).hexdigest()
 
 
+@settings(deadline=None)
 @given(
     st.binary(min_size=1, max_size=4096),
     st.integers(1, 700),
@@ -97,12 +99,14 @@ _SOURCES = st.one_of(
 )
 
 
+@settings(deadline=None)
 @given(st.lists(_SOURCES, min_size=1, max_size=4))
 def test_mirror_lists_round_trip_through_their_spec(mirrors: list[str]) -> None:
     assert mirrors_of(artifact_spec(mirrors)) == tuple(mirrors)
     assert all(source_kind(m) is not None for m in mirrors)
 
 
+@settings(deadline=None)
 @given(
     st.sampled_from(["http", "ftp", "gopher", "sftp", "s4", "hdfs"]),
     st.text(min_size=1, max_size=10),
@@ -111,6 +115,7 @@ def test_other_schemes_are_not_sources(scheme: str, rest: str) -> None:
     assert source_kind(f"{scheme}://host/{rest}") is None
 
 
+@settings(deadline=None)
 @given(st.lists(_SOURCES, min_size=2, max_size=5), st.sampled_from(["s3", "gs", "file"]))
 def test_the_own_cloud_mirror_is_taken_first_when_readable(mirrors: list[str], own: str) -> None:
     chosen = choose_mirror(mirrors, own, lambda uri: None)
@@ -118,6 +123,7 @@ def test_the_own_cloud_mirror_is_taken_first_when_readable(mirrors: list[str], o
     assert chosen == (own_mirrors[0] if own_mirrors else mirrors[0])
 
 
+@settings(deadline=None)
 @given(st.lists(st.from_regex(r"(dir|dir-old|other)(/[a-z]{1,3}){0,2}/?", fullmatch=True)))
 def test_a_prefix_selects_the_object_or_its_folder_never_a_sibling(keys: list[str]) -> None:
     chosen = selected_keys("dir", keys)
