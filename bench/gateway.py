@@ -545,6 +545,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="enforcement measurements")
     parser.add_argument("--peers", default="sovereign,litellm,nginx", help="which proxies")
     parser.add_argument(
+        "--phases",
+        default="open,closed,workers,enforcement",
+        help="which measurements (closed is always run: the side-by-side needs it)",
+    )
+    parser.add_argument(
         "--profile", type=Path, help="run the gateway under cProfile and write its stats here"
     )
     parser.add_argument("--serve-stub", type=Path, help=argparse.SUPPRESS)
@@ -555,6 +560,9 @@ def main() -> None:
 
     rates = [int(r) for r in str(args.rate).split(",") if r.strip()]
     wanted = [p.strip() for p in str(args.peers).split(",") if p.strip()]
+    phases = {p.strip() for p in str(args.phases).split(",") if p.strip()}
+    if "open" not in phases:
+        rates = []
     work = Path(tempfile.mkdtemp(prefix="sovereign-bench-"))
     port_file = work / "stub.port"
     stub = subprocess.Popen([sys.executable, __file__, "--serve-stub", str(port_file)])
@@ -582,7 +590,7 @@ def main() -> None:
         print(
             f"command: .venv/bin/python bench/gateway.py --rate {','.join(map(str, rates))} "
             f"--duration {args.duration} --concurrency {args.concurrency} "
-            f"--rounds {args.rounds} --peers {','.join(wanted)}"
+            f"--rounds {args.rounds} --peers {','.join(wanted)} --phases {','.join(sorted(phases))}"
         )
         peers: list[Peer] = []
         skipped: dict[str, str] = {}
@@ -662,7 +670,7 @@ def main() -> None:
         print(f"  load generator CPU {gen_total / max(1, n_total) * 1000:.3f} ms/request")
 
         # -- workers -----------------------------------------------------------------------
-        if "sovereign" in wanted:
+        if "sovereign" in wanted and "workers" in phases:
             w_proc, w_port = start_sovereign(root, key_file, work / "gateway-w2.log", 2)
             started.append(w_proc)
             w_req = request_bytes(host, w_port, allowed)
@@ -684,7 +692,7 @@ def main() -> None:
             started.remove(w_proc)
 
         # -- directive-to-enforcement at three gateway processes ---------------------------
-        if "sovereign" in wanted:
+        if "sovereign" in wanted and "enforcement" in phases and args.rounds > 0:
             ports = [gw_port]
             for i in range(2):
                 proc, port = start_sovereign(root, key_file, work / f"gateway-e{i}.log")
