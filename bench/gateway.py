@@ -103,6 +103,7 @@ http {{
   uwsgi_temp_path {work}/nginx-uwsgi;
   scgi_temp_path {work}/nginx-scgi;
   upstream stub {{ server 127.0.0.1:{stub_port}; keepalive 64; }}
+  keepalive_requests 1000000;  # the load generator keeps its connections for the whole run
   server {{
     listen 127.0.0.1:{port};
     location / {{
