@@ -254,9 +254,17 @@ class _Runner:
                 )
             else:
                 # A failed step changes nothing Sovereign manages: keep what was recorded (so
-                # the next plan still recognises drift), record only the failed outcome.
+                # the next plan still recognises drift), record only the failed outcome. A
+                # record from before records named their site gains it now, so that a site
+                # that left the fleet can still be found once the applied fleet moves on.
+                kept = self.recorded(c.address)
+                if kept is not None and "site" not in kept and c.kind is not ResourceKind.ROUTE:
+                    known = self.session.departed.get(c.target)
+                    site = self.session.fleet.sites.get(c.target) or (known and known.site)
+                    if site:
+                        kept = {**kept, "site": site_record(site)}
                 self.serial = self.session.store.record_change(
-                    self.lease, c.address, c.op.value, "failed", self.recorded(c.address)
+                    self.lease, c.address, c.op.value, "failed", kept
                 )
             payload: dict[str, Any] = {
                 "address": c.address,

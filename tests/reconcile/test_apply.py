@@ -258,3 +258,48 @@ def test_audit_failure_stops_the_apply_and_a_rerun_converges(local_fleet: LocalF
         session.close()
     _, result = run(root)
     assert result.ok and fresh_plan(root).empty
+
+
+def test_a_departed_site_whose_teardown_fails_stays_known_even_from_old_records(
+    local_fleet: LocalFleet,
+) -> None:
+    """Records written before they named their site: the applied fleet describes the site
+    while it is in it; once the teardown fails and the applied fleet has moved on, the failed
+    records must carry the site themselves, or its weights would be orphaned."""
+    root = local_fleet()
+    _, result = run(root)
+    assert result.ok
+    session = open_session(root, None, at=AT)
+    try:
+        with session.store.lock("test") as lease:
+            for row in session.store.recorded_resources():
+                resource = row["resource"]
+                if resource["target"] == "eu-2":
+                    legacy = {k: v for k, v in resource.items() if k != "site"}
+                    session.store.record_change(lease, row["address"], "create", "applied", legacy)
+    finally:
+        session.close()
+    eu = root / "eu.yaml"
+    text = eu.read_text()
+    head, _, rest = text.partition("  - id: eu-2\n")
+    eu.write_text(head + "failover:" + rest.partition("failover:")[2].replace(", eu-2", ""))
+    # Something in the way of removing the artifact: the teardown of eu-2 fails.
+    blocker = root / ".sovereign" / "sites" / "eu-2" / "artifacts" / ".tmp-m-us-deleting"
+    blocker.write_text("not a directory")
+    plan, result = run(root)
+    assert {c.reason for c in plan.changes if c.target == "eu-2"} == {"site eu-2 left the fleet"}
+    assert result.failed_targets == ("eu-2",)
+    session = open_session(root, None, at=AT)
+    try:
+        assert set(session.departed) == {"eu-2"}  # the applied fleet no longer names it
+    finally:
+        session.close()
+    blocker.unlink()
+    _, result = run(root)
+    assert result.ok
+    session = open_session(root, None, at=AT)
+    try:
+        assert session.departed == {}
+    finally:
+        session.close()
+    assert not list((root / ".sovereign" / "sites" / "eu-2" / "artifacts").iterdir())
