@@ -11,7 +11,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orchestrator.errors import UsageError
@@ -145,6 +145,7 @@ claim_values = st.one_of(
 )
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])  # a loaded CI machine
 @given(
     st.dictionaries(st.sampled_from(["residency", "nationalities", "groups", "x"]), claim_values)
 )
@@ -158,3 +159,29 @@ def test_claims_parse_or_refuse_never_crash(claims: dict[str, Any]) -> None:
     assert principal.residency == claims["residency"].upper()
     assert principal.nationalities == {n.upper() for n in claims.get("nationalities") or []}
     assert principal.groups == set(claims.get("groups") or [])
+
+
+def test_header_bytes_hit_the_cache_and_never_outlive_exp(tmp_path: Path) -> None:
+    key = ed25519.Ed25519PrivateKey.generate()
+    path = tmp_path / "k.pem"
+    path.write_bytes(_pub_pem(key))
+    verifier = TokenVerifier(load_token_keys([path]), cache_size=2)
+    token = jwt.encode(_claims(exp=int(time.time()) + 1), key, algorithm="EdDSA")
+    raw = f"Bearer {token}".encode()
+    assert verifier.verify_header(raw).principal.residency == "DE"
+    assert token.encode() in verifier._cache  # keyed by the token's exact bytes
+    # Other spellings of the same header verify to the same principal (and share the entry).
+    assert verifier.verify_header(f"bearer   {token} ").principal.residency == "DE"
+    assert len(verifier._cache) == 1
+    # Bounded: two more tokens push the first one out.
+    for residency in ("FR", "IT"):
+        other = jwt.encode(_claims(residency=residency), key, algorithm="EdDSA")
+        verifier.verify_header(f"Bearer {other}".encode())
+    assert token.encode() not in verifier._cache and len(verifier._cache) == 2
+    verifier.verify_header(raw)
+    time.sleep(1.2)
+    with pytest.raises(TokenError, match="expired"):
+        verifier.verify_header(raw)
+    assert token.encode() not in verifier._cache  # dropped when found expired
+    with pytest.raises(TokenError, match="malformed"):
+        verifier.verify_header("Bearer ey\u00e9.x.y")
