@@ -16,7 +16,7 @@ every managed artifact and deployment of the sites that remain. ``name_departure
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any, NamedTuple
 
@@ -85,13 +85,17 @@ def _resource_from_record(data: Mapping[str, Any]) -> Resource | None:
 
 
 def departed_sites(
-    fleet: Fleet, recorded: Iterable[Mapping[str, Any]], applied: Fleet | None = None
+    fleet: Fleet,
+    recorded: Iterable[Mapping[str, Any]],
+    applied: Callable[[], Fleet | None] = lambda: None,
 ) -> dict[str, Departed]:
     """Sites the state records artifacts or deployments at that the fleet no longer declares.
 
-    ``recorded`` is ``StateStore.recorded_resources()``; ``applied`` the last applied fleet,
-    which describes sites recorded before records carried their site.
+    ``recorded`` is ``StateStore.recorded_resources()``; ``applied`` gives the last applied
+    fleet, which describes sites recorded before records carried their site (asked for only
+    then: loading it verifies its signatures again).
     """
+    applied_fleet: list[Fleet | None] = []
     sites: dict[str, Site] = {}
     held: dict[str, set[Resource]] = {}
     for row in recorded:
@@ -106,8 +110,11 @@ def departed_sites(
         site = None
         if isinstance(data.get("site"), Mapping):
             site = _site_from_record(data["site"])
-        if site is None and applied is not None:
-            site = applied.sites.get(resource.target)
+        if site is None:
+            if not applied_fleet:
+                applied_fleet.append(applied())
+            if applied_fleet[0] is not None:
+                site = applied_fleet[0].sites.get(resource.target)
         if site is None:
             continue  # nothing says where it is: it cannot be reached (status shows the record)
         sites.setdefault(site.id, site)

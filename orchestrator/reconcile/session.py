@@ -100,7 +100,7 @@ def open_session(
     store = open_store(state_url, fleet_dir, create=create)
     try:
         departed = departed_sites(
-            fleet, store.recorded_resources(), _applied_fleet(store, str(fleet_dir))
+            fleet, store.recorded_resources(), lambda: _applied_fleet(store, str(fleet_dir))
         )
         scope = parse_scope(
             fleet, jurisdictions, known={d.site.jurisdiction for d in departed.values()}
