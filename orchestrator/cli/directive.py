@@ -20,6 +20,7 @@ from orchestrator.cli import output
 from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt
 from orchestrator.cli.output import emit_json
 from orchestrator.errors import FleetError, SignatureError, UsageError
+from orchestrator.fleet.keyfiles import read_private_key_file
 from orchestrator.fleet.loader import (
     inspect_directive_file,
     load_fleet,
@@ -96,13 +97,7 @@ def sign_command(
         data = file.read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read {file}: {exc.strerror}") from exc
-    try:
-        pem = key.read_bytes()
-    except OSError as exc:
-        raise UsageError(
-            f"cannot read key {key}: {exc.strerror}",
-            hint="make one with `sovereign keygen --out KEYFILE`",
-        ) from exc
+    pem = read_private_key_file(key, make_hint="make one with `sovereign keygen --out KEYFILE`")
     public = public_key_of(pem)
     _check_key_matches(file, fleet, authority, public)
     write_signature(file, authority, sign_file_bytes(pem, data))

@@ -21,6 +21,7 @@ from orchestrator.cli.output import emit_json
 from orchestrator.cli.validate import write_private_key
 from orchestrator.errors import UsageError
 from orchestrator.fleet.countries import parse_country
+from orchestrator.fleet.keyfiles import read_private_key_file
 
 # Literal so that `--help` does not import the gateway stack; tests/cli checks it.
 DEFAULT_AUDIENCE = "sovereign"
@@ -128,13 +129,9 @@ def mint_command(
     home = parse_country(residency, "residency")
     nats = [parse_country(n, "nationality") for n in nationality or []]
     ttl_s = parse_ttl(ttl)
-    try:
-        pem = key.read_bytes()
-    except OSError as exc:
-        raise UsageError(
-            f"cannot read key {key}: {exc.strerror}",
-            hint="make one with `sovereign token keygen --out dev-idp.pem`",
-        ) from None
+    pem = read_private_key_file(
+        key, make_hint="make one with `sovereign token keygen --out dev-idp.pem`"
+    )
     token = mint_token(
         pem,
         residency=home,
