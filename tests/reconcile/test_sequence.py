@@ -59,15 +59,15 @@ class Recorder:
 def test_sequence_plans_confirms_applies_and_converges(local_fleet: LocalFleet) -> None:
     root = local_fleet()
     asked: list[int] = []
+
+    def confirm(plan: Plan) -> bool:
+        asked.append(len(plan.changes))
+        return True
+
     shown = Recorder()
     session = open_session(root, None, at=AT)
     try:
-        done = plan_and_apply(
-            session,
-            confirm=lambda plan: asked.append(len(plan.changes)) is None,
-            observer=shown,
-            retry=FAST,
-        )
+        done = plan_and_apply(session, confirm=confirm, observer=shown, retry=FAST)
     finally:
         session.close()
     assert done.result is not None and done.result.ok and not done.declined
