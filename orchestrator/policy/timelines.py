@@ -117,7 +117,7 @@ class Compiler:
                     audiences[d.id] = audience
                 relevant[d.id] = d
         if not relevant:
-            return Timeline((), (ordered,))
+            return (), (ordered,)
         sites = fleet.sites
         governed = {
             j: frozenset(s for s in ordered if j in sites[s].governing)
@@ -168,7 +168,7 @@ class Compiler:
                 continue  # nothing this key can see changed at t
             bounds.append(t)
             raw.append(entry)
-        return Timeline(tuple(bounds), tuple(finish(e) for e in raw))
+        return tuple(bounds), tuple(finish(e) for e in raw)
 
 
 def _withdrawn_entry(
