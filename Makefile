@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench bench-peers fmt clean
+.PHONY: demo test lint bench bench-peers fmt clean fuzz chaos
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,17 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest -q
+
+# The campaigns of docs/security.md at full budget (smoke versions run in `make test`); each
+# prints its counts at the end. FUZZ_EXAMPLES per target, CHAOS_RUNS kills per state backend.
+FUZZ_EXAMPLES ?= 10000
+CHAOS_RUNS    ?= 200
+
+fuzz: $(STAMP)
+	SOVEREIGN_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q tests/fuzz
+
+chaos: $(STAMP)
+	SOVEREIGN_CHAOS_RUNS=$(CHAOS_RUNS) $(BIN)/pytest -q tests/chaos
 
 # Peers are measured when installed (`make bench-peers`) and skipped, with the reason, when not.
 bench: $(STAMP)

@@ -1,0 +1,247 @@
+"""Files the CLI reads from users: ``explain --batch`` lines, saved plans, directive files.
+
+Driven in process through the CLI's one entry point (its error boundary included), with
+``--json``: every run exits with a documented code, and a failure is one JSON object on stdout,
+``{"error": {"message", "hint", "exit_code", ...}}``, with that code; never a traceback. A
+saved plan that was changed in any way is never carried out: nothing reaches a site.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from orchestrator.demo.workspace import Workspace, prepare_workspace
+from tests.cli.support import run_cli
+from tests.fuzz.conftest import budget, count
+
+REPO = Path(__file__).resolve().parents[2]
+AT = "2026-06-13T00:00:00Z"
+JSON_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.text(max_size=12),
+    st.sampled_from(["fable-5", "DE", "US", "ZZ", "GB", "trusted-partners", AT, "2026-13-45"]),
+)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+def error_of(out: str, code: int) -> dict[str, Any]:
+    """The JSON error a failed ``--json`` run printed, checked against the documented shape."""
+    error = json.loads(out)["error"]
+    assert isinstance(error["message"], str) and error["message"]
+    assert "hint" in error and error["exit_code"] == code
+    return error
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    w = prepare_workspace(REPO / "regions", tmp_path_factory.mktemp("fuzz-cli"))
+    w.add_directive("us-doc-2026-06-12.yaml")
+    return w
+
+
+# --- explain --batch ------------------------------------------------------------------------
+
+QUERY_KEYS = ["model", "residency", "nationalities", "groups", "at"]
+
+
+VALID_QUERY = st.fixed_dictionaries(
+    {
+        "model": st.sampled_from(["fable-5", "mythos-5", "mistral-large-3"]),
+        "residency": st.sampled_from(["DE", "US", "GB", "JP", "IN", "FR"]),
+    },
+    optional={
+        "nationalities": st.lists(st.sampled_from(["DE", "US", "GB", "CN"]), max_size=2),
+        "groups": st.lists(st.sampled_from(["trusted-partners", "staff"]), max_size=2),
+        "at": st.sampled_from([AT, "2026-01-01T00:00:00Z", "2027-06-01T12:00:00+02:00"]),
+    },
+)
+
+
+@st.composite
+def batch_lines(draw: st.DrawFn) -> bytes:
+    """Mostly valid queries (so that answers are checked too), now and then a broken line."""
+    lines: list[bytes] = []
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.integers(0, 9))
+        if kind <= 5:
+            lines.append(json.dumps(draw(VALID_QUERY)).encode())
+        elif kind == 6:  # a plausible query with any values
+            query = {k: draw(JSON_VALUES) for k in QUERY_KEYS if draw(st.booleans())}
+            lines.append(json.dumps(query).encode())
+        elif kind == 7:
+            lines.append(json.dumps(draw(JSON_VALUES)).encode())
+        elif kind == 8:
+            lines.append(draw(st.binary(max_size=40)).replace(b"\n", b""))
+        else:
+            lines.append(b"[" * draw(st.integers(1, 3000)))
+    return b"\n".join(lines) + b"\n"
+
+
+def test_explain_batch_lines(
+    workspace: Workspace, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    batch = tmp_path / "queries.jsonl"
+
+    @budget()
+    @given(data=batch_lines())
+    def check(data: bytes) -> None:
+        batch.write_bytes(data)
+        code, out, err = run_cli(
+            capsys, "explain", "--batch", str(batch), "--fleet", str(workspace.fleet_dir), "--json"
+        )
+        assert "Traceback" not in err
+        if code == 0:
+            answers = [json.loads(line) for line in out.splitlines()]
+            assert len(answers) == data.count(b"\n")
+            assert all(set(a["sites"]) and isinstance(a["route"], list) for a in answers)
+            count("explain --batch lines", "answered (exit 0)")
+        else:
+            assert code == 1, (code, out, err)
+            error_of(out, 1)
+            count("explain --batch lines", "refused (exit 1, JSON error)")
+
+    check()
+
+
+# --- saved plan files -------------------------------------------------------------------------
+
+
+def deployments(w: Workspace) -> int:
+    return len(list((w.fleet_dir / ".sovereign" / "sites").glob("*/deployments/*.json")))
+
+
+@pytest.fixture(scope="module")
+def saved_plan(workspace: Workspace, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    path = tmp_path_factory.mktemp("plan") / "plan.json"
+    args = ["--fleet", str(workspace.fleet_dir), "--sites", "local", "--at", AT]
+    assert _run_plain(["plan", *args, "--out", str(path)]) == 0 and path.is_file()
+    yield path
+
+
+def _run_plain(args: list[str]) -> int:
+    from orchestrator.cli.app import main
+
+    with pytest.raises(SystemExit) as done:
+        main(args)
+    return int(done.value.code or 0)
+
+
+def paths_of(value: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    yield prefix
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from paths_of(v, (*prefix, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from paths_of(v, (*prefix, i))
+
+
+def get(value: Any, path: tuple[Any, ...]) -> Any:
+    for step in path:
+        value = value[step]
+    return value
+
+
+@st.composite
+def changed_plans(draw: st.DrawFn, original: bytes) -> bytes:
+    """The saved plan with one thing changed: a value replaced, a key dropped, bytes damaged."""
+    kind = draw(st.integers(0, 3))
+    if kind == 0:
+        return draw(st.binary(max_size=200))
+    if kind == 1:
+        cut = draw(st.integers(0, len(original) - 1))
+        return original[:cut]
+    doc = json.loads(original)
+    path = draw(st.sampled_from([p for p in paths_of(doc) if p]))
+    parent, last = get(doc, path[:-1]), path[-1]
+    if kind == 2 and isinstance(parent, dict):
+        del parent[last]
+    else:
+        new = draw(JSON_VALUES.filter(lambda v: v != parent[last]))
+        parent[last] = new
+    return json.dumps(doc).encode()
+
+
+def test_saved_plan_files(
+    workspace: Workspace, saved_plan: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    original = saved_plan.read_bytes()
+    target = tmp_path / "changed.json"
+    args = ["--fleet", str(workspace.fleet_dir), "--sites", "local", "--at", AT, "--yes", "--json"]
+
+    @budget()
+    @given(data=changed_plans(original))
+    def check(data: bytes) -> None:
+        target.write_bytes(data)
+        code, out, err = run_cli(capsys, "apply", str(target), *args)
+        assert "Traceback" not in err
+        assert code == 1, (code, out[:400], err[:400])
+        error_of(out, 1)
+        assert deployments(workspace) == 0, "a changed saved plan was carried out"
+        count("saved plan files", "refused (exit 1, JSON error), nothing applied")
+
+    check()
+    assert deployments(workspace) == 0
+
+
+# --- directive verify -------------------------------------------------------------------------
+
+
+def test_directive_and_signature_through_verify(
+    workspace: Workspace, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    source = workspace.fleet_dir / "directives" / "us-doc-2026-06-12.yaml"
+    good, good_sig = source.read_bytes(), (source.parent / (source.name + ".sig")).read_bytes()
+    directive = tmp_path / "probe.yaml"
+    signature = tmp_path / "probe.yaml.sig"
+
+    def damage(data: bytes) -> st.SearchStrategy[bytes]:
+        return st.one_of(
+            st.just(data),
+            st.binary(max_size=200),
+            st.tuples(st.integers(0, len(data)), st.binary(min_size=1, max_size=6)).map(
+                lambda t: data[: t[0]] + t[1] + data[t[0] :]
+            ),
+            st.integers(0, len(data)).map(lambda n: data[:n]),
+        )
+
+    @budget()
+    @given(body=damage(good), sig=damage(good_sig))
+    def check(body: bytes, sig: bytes) -> None:
+        directive.write_bytes(body)
+        signature.write_bytes(sig)
+        code, out, err = run_cli(
+            capsys,
+            "directive",
+            "verify",
+            str(directive),
+            "--fleet",
+            str(workspace.fleet_dir),
+            "--json",
+        )
+        assert "Traceback" not in err and code in (0, 1), (code, out, err)
+        payload = json.loads(out)
+        if code == 0:
+            assert body == good and payload["valid"] is True
+            count("directive verify (file + .sig)", "verified (exit 0)")
+        else:
+            assert payload.get("valid") is False or error_of(out, 1)
+            count("directive verify (file + .sig)", "refused (exit 1)")
+
+    check()
