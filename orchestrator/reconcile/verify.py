@@ -23,6 +23,7 @@ development). For cloud sites a saved plan is recomputed on the real clock.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -111,11 +112,21 @@ def _observe_each(session: Session) -> tuple[frozenset[Resource], dict[str, str]
     fleet, providers = session.fleet, session.providers
     found: set[Resource] = set(applied_table(session.store))
     failed: dict[str, str] = {}
-    for site_id in sorted(sites_in_scope(fleet, session.scope)):
+
+    def observe(site_id: str) -> frozenset[Resource] | str:
         try:
-            found |= providers.for_site(fleet, site_id).observe(fleet.sites[site_id])
+            return providers.for_site(fleet, site_id).observe(fleet.sites[site_id])
         except ProviderError as exc:
-            failed[site_id] = f"cannot be observed to verify the saved plan: {exc.message}"
+            return f"cannot be observed to verify the saved plan: {exc.message}"
+
+    site_ids = sorted(sites_in_scope(fleet, session.scope))
+    # Concurrently, as the planner observes: a saved plan is verified in the time it was made.
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(site_ids)))) as pool:
+        for site_id, seen in zip(site_ids, pool.map(observe, site_ids), strict=True):
+            if isinstance(seen, str):
+                failed[site_id] = seen
+            else:
+                found |= seen
     for departed in session.departed_in_scope():
         # Unreachable, it stands on the state's records: its teardown is verified and fails.
         found |= observe_departed(session, departed)
