@@ -6,7 +6,7 @@ The parts, one module each:
   to reload it (``changes``: a fast change signal, plus the state serial every interval);
 - ``sites``: which base URL serves each site, starting loopback stubs for local sites;
 - ``proxy``: model requests, the hot path (auth, route, 451, forward, fail over, relay);
-- ``endpoints``: ``/v1/models``, ``/healthz``, ``/metrics``;
+- ``endpoints``: ``/v1/models``, ``/healthz``, ``/metrics``, ``/admin/reload``;
 - ``probes``: active health probes; ``health``: the health book both feed;
 - ``tokens``: who is asking, from signed tokens only; ``upstreams``: the HTTP client pools.
 
@@ -124,6 +124,7 @@ class Gateway:
             Route("/v1/models", endpoints.list_models, methods=["GET"]),
             Route("/healthz", endpoints.healthz, methods=["GET"]),
             Route("/metrics", endpoints.metrics, methods=["GET"]),
+            Route("/admin/reload", endpoints.reload, methods=["POST"]),
         ]
         # Model paths answer other methods through the router too (405, not 404).
         routes += [Route(p, model_requests, methods=["POST"]) for p in sorted(MODEL_PATHS)]

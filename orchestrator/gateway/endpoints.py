@@ -1,4 +1,5 @@
-"""The gateway's other endpoints: ``GET /v1/models``, ``/healthz`` and ``/metrics``.
+"""The gateway's other endpoints: ``GET /v1/models``, ``/healthz``, ``/metrics`` and
+``POST /admin/reload``.
 
 They go through Starlette's router (the hot path, model requests, does not; see ``proxy``).
 ``/v1/models`` lists the models this principal may be served now (a route exists); ``/healthz``
@@ -98,6 +99,22 @@ class Endpoints:
                 "sites_up": sorted(s for s, info in sites.items() if info["up"]),
                 "sites_down": down,
                 "sites": sites,
+            }
+        )
+
+    async def reload(self, request: Request) -> Response:
+        """``POST /admin/reload``: re-read the applied fleet now (states without a change
+        signal: call it after an apply). It can only make the gateway re-read and re-verify
+        what was applied, never change it, so it needs no token; floods coalesce."""
+        await self._keeper.reload_requested()
+        serving = self._keeper.serving
+        assert serving is not None
+        return JSONResponse(
+            {
+                "table": serving.table.version,
+                "serial": serving.table.serial,
+                "reload_error": self._keeper.reload_error,
+                "pid": os.getpid(),
             }
         )
 

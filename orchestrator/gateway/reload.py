@@ -6,8 +6,10 @@ already read the old value keeps it to the end and none sees a mix. A reload tha
 the last verified table (fail closed: never an unverified table) and reports why.
 
 When to reload: the source's change signal (``changes``), asked every ``signal_interval_s``,
-says when an apply probably happened; the state serial is still read every
-``reload_interval_s`` whatever the signal says, so a missed signal costs at most that interval.
+says when an apply probably happened; a push (``POST /admin/reload``, for states without a
+signal) asks for one at once; the state serial is still read every ``reload_interval_s``
+whatever the signal says, so a missed signal costs at most that interval. Reloads never
+overlap, and a flood of pushes costs at most one reload after the one in progress.
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ class TableKeeper:
         self.reload_error: str | None = None
         self._marker: Hashable = None
         self._failed: tuple[Hashable, float] | None = None
+        self._lock = asyncio.Lock()
+        self._reloads_started = 0
 
     def load_initial(self) -> Serving:
         """Load, verify and compile the first table (blocking). Raises ``SovereignError`` when
@@ -147,6 +151,21 @@ class TableKeeper:
             table=self.serving.table.version if self.serving else None,
         )
 
+    async def _reload_serialized(self) -> bool:
+        async with self._lock:
+            self._reloads_started += 1
+            return await self.reload_once()
+
+    async def reload_requested(self) -> None:
+        """A push: make sure a reload *starts* after this call and finishes before it returns
+        (one already started after the push arrived counts: floods coalesce)."""
+        arrived = self._reloads_started
+        async with self._lock:
+            if self._reloads_started > arrived:
+                return
+            self._reloads_started += 1
+            await self.reload_once()
+
     async def watch(self) -> None:
         """Reload on the change signal, and every reload interval whatever it says."""
         signal: ChangeSignal | None = None
@@ -165,7 +184,7 @@ class TableKeeper:
                 now = time.monotonic()
                 if fired or now >= due:
                     due = now + self.reload_interval_s
-                    await self.reload_once()
+                    await self._reload_serialized()
         finally:
             if signal is not None:
                 signal.close()

@@ -3,6 +3,7 @@ signal still leaves the interval poll in force (never longer than the old 0.5 s)
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import httpx
 
 from orchestrator.fleet.loader import load_fleet_files
+from orchestrator.fleet.model import Fleet
 from orchestrator.gateway.app import Gateway, GatewaySettings
 from orchestrator.gateway.changes import SqliteDataVersion
 from orchestrator.gateway.metrics import AccessLog
@@ -134,3 +136,42 @@ def test_a_missed_signal_costs_at_most_the_reload_interval(keys: Keys) -> None:
         source.set(make_fleet(us_failover=("us-west", "us-east")))
         wait_for(lambda: app.gateway.serving is not before, timeout=10)
         assert app.gateway.serving.table.version != before.table.version
+
+
+class CountingDeafSource(DeafSource):
+    """No change signal (like an object-store state); counts its loads."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        super().__init__(fleet)
+        self.loads = 0
+
+    def load(self) -> tuple[Fleet, int | None]:
+        self.loads += 1
+        return super().load()
+
+
+def test_a_push_reloads_at_once_and_floods_coalesce(keys: Keys) -> None:
+    source = CountingDeafSource(make_fleet())
+    verifier = TokenVerifier(load_token_keys([keys.public_pem_path]), keys.audience)
+    # A 60 s interval and no signal: only the push can make this reload happen in time.
+    settings = GatewaySettings(reload_interval_s=60, probe_interval_s=0)
+    with GatewayApp(Gateway(source, verifier, settings, AccessLog(None))) as app:
+        before = app.gateway.serving.table.version
+        source.set(make_fleet(us_failover=("us-west", "us-east")))
+        with httpx.Client(trust_env=False, timeout=10) as client:
+            answer = client.post(app.url + "/admin/reload").json()
+            assert answer["table"] == app.gateway.serving.table.version != before
+            assert answer["reload_error"] is None
+            # The push cannot choose a table: unchanged input, unchanged table.
+            assert client.post(app.url + "/admin/reload").json()["table"] == answer["table"]
+            assert client.get(app.url + "/admin/reload").status_code == 405
+        loads = source.loads
+
+        async def flood() -> None:
+            async with httpx.AsyncClient(trust_env=False, timeout=10) as client:
+                source.set(make_fleet())
+                await asyncio.gather(*(client.post(app.url + "/admin/reload") for _ in range(30)))
+
+        asyncio.run(flood())
+        assert app.gateway.serving.table.version == before
+        assert 1 <= source.loads - loads <= 3  # thirty pushes, a reload or two
