@@ -304,14 +304,22 @@ def _main(argv: list[str] | None) -> None:
     _exit(rc if isinstance(rc, int) else 0)
 
 
+EXIT_MEANINGS = {
+    1: "invalid input or refused",
+    3: "finished with some sites failed",
+    4: "the state is locked by another run",
+}
+
+
 def _exit(code: int) -> None:
     """End the run: 0 and 2 (plan found changes) are answers; any other code is a failure."""
     if code in (0, 2):
         output.finish()
     else:
+        meaning = EXIT_MEANINGS.get(code, "the command failed")
         output.fail(
             output.error_json(
-                f"the command failed (exit code {code})", hint=None, exit_code=code, type="Exit"
+                f"{meaning} (exit code {code})", hint=None, exit_code=code, type="Exit"
             )
         )
     sys.exit(code)
