@@ -42,8 +42,8 @@ from orchestrator.providers.base import (
     SiteProvider,
     spec_of,
 )
-from orchestrator.providers.sources import FileSource
-from orchestrator.providers.transfer import CHUNK, VerifyingStream
+from orchestrator.providers.sources import FileSource, pinned_sha256
+from orchestrator.providers.transfer import CHUNK, ArtifactIntegrityError, VerifyingStream
 
 ARTIFACT_MANIFEST = ".sovereign.json"
 SYNTHETIC_WEIGHTS = "weights.safetensors"
@@ -285,6 +285,13 @@ class LocalProvider(SiteProvider):
                 shutil.copytree(path, staging, dirs_exist_ok=True)
             elif path.is_file():
                 shutil.copy2(path, staging / path.name)
+                pinned = pinned_sha256(reader.uri)
+                if pinned is not None and _sha256_file(staging / path.name) != pinned.digest.hex():
+                    raise ArtifactIntegrityError(
+                        f"site {resource.target}: {reader.uri}: the file's sha256 is not the "
+                        "pinned one; nothing was kept",
+                        hint="check the file, or the #sha256= pinned in models.yaml",
+                    )
             else:
                 reader.objects()  # raises: says what it resolved to and how to fix it
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from orchestrator.providers.base import (
     spec_of,
 )
 from orchestrator.providers.local import SYNTHETIC_WEIGHTS, LocalProvider, synthetic_weights
+from orchestrator.providers.transfer import ArtifactIntegrityError
 from tests.cloud_servers import free_port
 
 SITE = Site(
@@ -190,3 +192,17 @@ def test_leftover_temp_dirs_are_ignored_and_cleaned(fleet_dir: Path) -> None:
     assert p.observe(SITE) == frozenset()
     create(p, artifact("m", "weights/tree"))
     assert not stale.exists()
+
+
+def test_a_pinned_sha256_is_checked_on_a_local_copy(fleet_dir: Path) -> None:
+    weights = fleet_dir / "weights" / "pinned.bin"
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    weights.write_bytes(b"pinned weights")
+    good = hashlib.sha256(b"pinned weights").hexdigest()
+    p = provider(fleet_dir)
+    create(p, artifact("m", f"file://{weights}#sha256={good}"))
+    assert {r.model for r in p.observe(SITE)} == {"m"}
+    bad = hashlib.sha256(b"other").hexdigest()
+    with pytest.raises(ArtifactIntegrityError):
+        create(p, artifact("n", f"file://{weights}#sha256={bad}"))
+    assert {r.model for r in p.observe(SITE)} == {"m"}  # nothing kept of n
