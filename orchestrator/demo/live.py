@@ -4,13 +4,16 @@ The gateway reads the applied fleet from the workspace's state store (re-verifyi
 signatures), starts a loopback stub per local site that serves only what the local provider
 really deployed under ``.sovereign/sites/<id>``, and is called over HTTP with signed tokens
 from a throwaway identity-provider key. Then one site is stopped to show that failover stays
-inside the legal route. It runs at wall-clock time, when the 2026-06-26 amendment is in force.
+inside the legal route, and the on-call runbook drains it (the gateway stops trying it, without a
+restart) and restores it. It runs at wall-clock time, when the 2026-06-26 amendment is in force.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -20,14 +23,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rich.console import Console
 
 from orchestrator.demo.matrix import MODELS, PRINCIPALS, DemoPrincipal
-from orchestrator.fleet.loader import load_fleet_files
+from orchestrator.fleet.loader import load_fleet, load_fleet_files
 from orchestrator.gateway.app import Gateway, GatewaySettings
 from orchestrator.gateway.metrics import AccessLog
 from orchestrator.gateway.server import GatewayApp
 from orchestrator.gateway.sources import AppliedFleetSource
 from orchestrator.gateway.tokens import DEFAULT_AUDIENCE, TokenVerifier, load_token_keys
 from orchestrator.layout import print_table
-from orchestrator.state import open_store
+from orchestrator.policy.principal import Principal
+from orchestrator.reconcile.drains import prepare_drain, prepare_restore, record, serving_fleet
+from orchestrator.state import StateStore, open_store
 
 ISSUER = "https://idp.demo.invalid"
 CHAT = "/v1/chat/completions"
@@ -104,6 +109,44 @@ def _cell(a: Answer) -> str:
     return f"[red]{a.status}[/] {a.detail}"
 
 
+def _runbook(
+    console: Console,
+    client: httpx.Client,
+    url: str,
+    gateway: Gateway,
+    store: StateStore,
+    fleet_dir: Path,
+    site: str,
+    token: str,
+) -> bool:
+    """The on-call runbook for the stopped site: drain it (the effect first, then recorded and
+    audited), the gateway honours it on its next reload without a restart, then restore it."""
+    served, origin = serving_fleet(store, lambda: load_fleet(fleet_dir))
+    now = datetime.now(UTC)
+    change = prepare_drain(
+        served, origin, store.drains(), sites=[site], reason="demo: site down", at=now
+    )
+    s = change.summary()
+    record(store, change, None)
+    asyncio.run(gateway.reload_once())
+    drained = _ask(client, url, token, "fable-5")
+    console.print(
+        f"sovereign drain --site {site} --reason 'demo: site down': {s['rerouted']} audience "
+        f"cells rerouted, {s['refused']} lose service (the interlock allows it: another EU site "
+        f"serves). The gateway reloaded without a restart; German in Germany, fable-5: "
+        f"{_cell(drained)}, {site} no longer tried."
+    )
+    restore = prepare_restore(served, origin, store.drains(), sites=[site], at=datetime.now(UTC))
+    record(store, restore, None)
+    asyncio.run(gateway.reload_once())
+    route = gateway.serving.table.route("fable-5", Principal.of("DE", ["DE"]), datetime.now(UTC))
+    console.print(
+        f"sovereign restore --site {site}: {restore.summary()['rerouted']} cells back; "
+        f"route again {' > '.join(route)}. Both steps are in the audit log."
+    )
+    return drained.served and drained.site != site and route[:1] == (site,)
+
+
 def run_live_requests(fleet_dir: Path, workdir: Path, console: Console) -> bool:
     """Serve the applied fleet and send the story's principals through it; True when every
     answer agrees with the law (served from a legal site, or 451) and failover stays legal."""
@@ -151,6 +194,9 @@ def run_live_requests(fleet_dir: Path, workdir: Path, console: Console) -> bool:
                     f"{_cell(refused)} (no healthy site anywhere makes an illegal one legal)."
                 )
                 ok &= again.served and again.site != first and refused.status == 451
+                ok &= _runbook(
+                    console, client, url, gateway, store, fleet_dir, first, tokens[german.label]
+                )
     finally:
         app.stop()
         store.close()

@@ -162,5 +162,9 @@ def test_demo_runs_offline_in_under_a_minute(tmp_path: Path) -> None:
     out = " ".join(r.stdout.split())  # rich wraps long lines
     assert "Live requests (now)" in out
     assert "Stopped aws-eu-central-1. German in Germany, fable-5: 200 gcp-europe-west4" in out
+    # The runbook: drained (the gateway stops trying it), then restored.
+    assert "sovereign drain --site aws-eu-central-1" in out and "0 lose service" in out
+    assert "German in Germany, fable-5: 200 gcp-europe-west4, aws-eu-central-1 no longer" in out
+    assert "route again aws-eu-central-1 > gcp-europe-west4" in out
     assert "German national in US, fable-5: 451 refused: us-doc-2026-06-26" in out
     assert sorted(p.relative_to(REPO) for p in (REPO / "regions").rglob("*")) == before
