@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orchestrator.fleet.model import Directive, Fleet
+from orchestrator.policy.clock import instants_within
 from orchestrator.policy.epochs import EARLIEST, LATEST, EpochIndex, in_force
 from tests.strategies import GRID, fleets, instants
 
@@ -74,3 +75,25 @@ def test_the_memo_returns_the_same_answers_in_any_order(fleet: Fleet, ats: list[
     first = [index.in_force(at) for at in ats]
     again = [index.in_force(at) for at in reversed(ats)]
     assert first == list(reversed(again))
+
+
+@settings(max_examples=150, deadline=None)
+@given(fleets(max_directives=6), instants(), st.sampled_from([1, 3600, 3 * 86400]))
+def test_the_skew_window_instants_see_every_state_the_window_spans(
+    fleet: Fleet, at: datetime, skew_seconds: int
+) -> None:
+    """``clock.instants_within``: every instant of the window is in force as at the last
+    listed instant not after it, so judging at the listed instants misses no state."""
+    skew = timedelta(seconds=skew_seconds)
+    listed = instants_within(fleet, at, skew)
+    assert listed[0] == at - skew and list(listed) == sorted(set(listed))
+    assert all(at - skew <= t <= at + skew for t in listed)
+    probes = {at - skew, at, at + skew} | {
+        t + d
+        for t in GRID
+        for d in (-_TICK, timedelta(0), _TICK)
+        if at - skew <= t + d <= at + skew
+    }
+    for t in probes:
+        last = max(x for x in listed if x <= t)
+        assert spec_in_force(fleet, t) == spec_in_force(fleet, last)
