@@ -330,8 +330,14 @@ class Controller:
         try:
             if self.settings.git is not None:
                 commit = self.settings.git.pull()
+            # The session's store judges the leader's lease (its expiry margin) with the same
+            # length the lease was taken with; a shorter --lease-seconds than the default would
+            # otherwise look about to expire at every write, and no pass would ever apply.
             session = open_session(
-                self.fleet_dir, self.settings.state_url, sites_local=self.settings.sites_local
+                self.fleet_dir,
+                self.settings.state_url,
+                sites_local=self.settings.sites_local,
+                lease_seconds=self.settings.lease_seconds,
             )
             try:
                 done = plan_and_apply(session, operation=OPERATION, lease=lease)

@@ -31,6 +31,7 @@ from orchestrator.reconcile.interlock import check_interlocks, plan_warnings
 from orchestrator.reconcile.rollback import ledger_of, refuse_rollback
 from orchestrator.state import open_store
 from orchestrator.state.base import StateStore
+from orchestrator.state.lease import DEFAULT_LEASE_SECONDS
 
 
 @dataclass
@@ -78,6 +79,7 @@ def open_session(
     jurisdictions: Iterable[str] | None = None,
     engine: str | None = None,
     create: bool = True,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
 ) -> Session:
     """Read the fleet and open its state; ``create=False`` for readers (SPEC 5: a reader never
     creates a state store, and one that does not exist is an error)."""
@@ -97,7 +99,7 @@ def open_session(
         raise FleetError(over_capacity)
     when = at if at is not None else datetime.now(UTC)
     options = engine_options(fleet, fleet_dir, when, state_url) if engine == "pulumi" else None
-    store = open_store(state_url, fleet_dir, create=create)
+    store = open_store(state_url, fleet_dir, create=create, lease_seconds=lease_seconds)
     try:
         departed = departed_sites(
             fleet, store.recorded_resources(), lambda: _applied_fleet(store, str(fleet_dir))
