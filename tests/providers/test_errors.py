@@ -14,10 +14,10 @@ from botocore.exceptions import ClientError, NoCredentialsError
 from google.api_core import exceptions as gex
 from google.auth.exceptions import DefaultCredentialsError
 
+from orchestrator.adaptors import gcp as gcp_errors
+from orchestrator.adaptors.aws import call, is_not_found, lookup, map_aws_error
 from orchestrator.errors import PermanentProviderError, ProviderError, TransientProviderError
-from orchestrator.providers.aws.errors import call, is_not_found, lookup, map_aws_error
 from orchestrator.providers.aws.session import AwsClients
-from orchestrator.providers.gcp import errors as gcp_errors
 from tests.cloud_servers import free_port, gcs_client
 
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from orchestrator.adaptors.aws import call, pages
 from orchestrator.errors import PermanentProviderError
-from orchestrator.providers.aws.errors import call, pages
 from orchestrator.providers.aws.session import AwsClients, ProviderOptions
 from orchestrator.providers.base import (
     Op,

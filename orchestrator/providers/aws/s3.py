@@ -20,16 +20,16 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from orchestrator.adaptors import aws
-from orchestrator.errors import PermanentProviderError
-from orchestrator.fleet.artifacts import S3
-from orchestrator.fleet.model import Site
-from orchestrator.providers.aws.errors import (
+from orchestrator.adaptors.aws import (
     ACCESS_DENIED_CODES,
     call,
     error_code,
     lookup,
     pages,
 )
+from orchestrator.errors import PermanentProviderError
+from orchestrator.fleet.artifacts import S3
+from orchestrator.fleet.model import Site
 from orchestrator.providers.aws.naming import (
     bucket_name,
     is_managed_by,

@@ -13,9 +13,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from orchestrator.adaptors.aws import call, lookup, pages
 from orchestrator.errors import PermanentProviderError, TransientProviderError
 from orchestrator.fleet.model import Site
-from orchestrator.providers.aws.errors import call, lookup, pages
 from orchestrator.providers.aws.naming import (
     TAG_MODEL,
     endpoint_config_name,

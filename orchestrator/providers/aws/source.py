@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from orchestrator.adaptors.aws import call, is_sdk_error, map_aws_error, pages
 from orchestrator.errors import PermanentProviderError
 from orchestrator.fleet.artifacts import S3
-from orchestrator.providers.aws.errors import call, is_sdk_error, map_aws_error, pages
 from orchestrator.providers.aws.s3 import parse_s3_uri
 from orchestrator.providers.aws.session import AwsClients
 from orchestrator.providers.sources import relative_name, selected_keys

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from orchestrator.adaptors.gcp import call, lookup
 from orchestrator.errors import PermanentProviderError
 from orchestrator.fleet.artifacts import GCS
-from orchestrator.providers.gcp.errors import call, lookup
 from orchestrator.providers.gcp.storage import GcsClients
 from orchestrator.providers.sources import relative_name, selected_keys
 from orchestrator.providers.transfer import CHUNK, Checksum, Readable, SourceObject

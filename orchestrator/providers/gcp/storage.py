@@ -26,10 +26,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from orchestrator.adaptors import gcp
+from orchestrator.adaptors.gcp import call, lookup
 from orchestrator.errors import PermanentProviderError
 from orchestrator.fleet.artifacts import GCS
 from orchestrator.fleet.model import Site
-from orchestrator.providers.gcp.errors import call, lookup
 from orchestrator.providers.naming import bucket_name
 from orchestrator.providers.sources import relative_name, selected_keys
 from orchestrator.providers.transfer import CHUNK, SourceReader, VerifyingStream
