@@ -25,15 +25,17 @@ test: lint
 	$(BIN)/pytest -q
 
 # The campaigns of docs/security.md at full budget (smoke versions run in `make test`); each
-# prints its counts at the end. FUZZ_EXAMPLES per target, CHAOS_RUNS kills per state backend.
+# prints its counts at the end. FUZZ_EXAMPLES per target, CHAOS_RUNS kills per state backend,
+# FAULT_RUNS seeds of the cloud fault campaign.
 FUZZ_EXAMPLES ?= 10000
 CHAOS_RUNS    ?= 200
+FAULT_RUNS    ?= 10
 
 fuzz: $(STAMP)
 	SOVEREIGN_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q tests/fuzz
 
 chaos: $(STAMP)
-	SOVEREIGN_CHAOS_RUNS=$(CHAOS_RUNS) $(BIN)/pytest -q tests/chaos
+	SOVEREIGN_CHAOS_RUNS=$(CHAOS_RUNS) SOVEREIGN_FAULT_RUNS=$(FAULT_RUNS) $(BIN)/pytest -q tests/chaos
 
 # Peers are measured when installed (`make bench-peers`) and skipped, with the reason, when not.
 bench: $(STAMP)

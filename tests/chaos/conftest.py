@@ -21,8 +21,8 @@ def runs() -> int:
     return int(os.environ.get("SOVEREIGN_CHAOS_RUNS", SMOKE_RUNS))
 
 
-def count(campaign: str, outcome: str) -> None:
-    COUNTS[campaign][outcome] += 1
+def count(campaign: str, outcome: str, n: int = 1) -> None:
+    COUNTS[campaign][outcome] += n
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
