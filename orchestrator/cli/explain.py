@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +23,7 @@ from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt, StateOpt
 from orchestrator.cli.output import emit_json, emit_json_line
 from orchestrator.errors import UsageError
 from orchestrator.fleet.countries import parse_country
+from orchestrator.fleet.drain import Drains
 from orchestrator.fleet.instants import AT_HINT, parse_at_or_now
 from orchestrator.fleet.loader import load_directive_file, load_fleet
 from orchestrator.fleet.model import Action, Fleet
@@ -81,30 +83,42 @@ class _Query:
     at: datetime
 
 
-def read_batch(stream: IO[bytes], fleet: Fleet, now: datetime) -> list[_Query]:
-    """Parse every line first: one bad line fails the whole run before anything is printed
-    (a compliance report with silently missing rows would be worse than none). A blank line is
-    a bad line too: output line N always answers input line N."""
-    queries: list[_Query] = []
+@dataclass(frozen=True, slots=True)
+class BatchError:
+    """A batch line that is not a query: its answer is an error object on that output line."""
+
+    line: int
+    error: UsageError
+
+    def to_json(self) -> dict[str, Any]:
+        return {"error": {**output.error_of(self.error), "line": self.line}}
+
+
+def read_batch(stream: IO[bytes], fleet: Fleet, now: datetime) -> Iterator[_Query | BatchError]:
+    """One item per input line, in order: the query, or the error of that line. Lines are
+    judged one by one (a non-UTF-8 byte or a blank line spoils only its own line), so output
+    line N always answers input line N and a compliance report never silently loses a row."""
     for n, raw in enumerate(stream, start=1):
         try:
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise UsageError(
-                    f"not valid UTF-8 (byte {exc.start} of the line)",
-                    hint="save the batch file as UTF-8",
-                ) from None
-            if not line.strip():
-                raise UsageError(
-                    "the line is blank",
-                    hint="every line is one query (output line N answers input line N); "
-                    "remove blank lines",
-                )
-            queries.append(_batch_query(line, fleet, now))
+            yield _batch_line(raw, fleet, now)
         except UsageError as exc:
-            raise UsageError(f"line {n}: {exc.message}", hint=exc.hint) from None
-    return queries
+            yield BatchError(n, exc)
+
+
+def _batch_line(raw: bytes, fleet: Fleet, now: datetime) -> _Query:
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"not valid UTF-8 (byte {exc.start} of the line)",
+            hint="save the batch file as UTF-8",
+        ) from None
+    if not line.strip():
+        raise UsageError(
+            "the line is blank",
+            hint="every line is one query (output line N answers input line N); remove blank lines",
+        )
+    return _batch_query(line, fleet, now)
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -165,6 +179,36 @@ def _open_batch(source: str) -> IO[bytes]:
         ) from None
 
 
+def _answer_batch(stream: IO[bytes], fleet: Fleet, now: datetime, drains: Drains) -> None:
+    """Print one JSON line per input line as it is read; exit 1 at the end if any line failed
+    (a pipeline that checks the exit code fails closed), naming the failed lines on stderr."""
+    explainers: dict[frozenset[str], Explainer] = {}
+    compiled = RouteTable.compile(fleet)
+    failed: list[int] = []
+    total = 0
+    output.streaming_json_lines()
+    for item in read_batch(stream, fleet, now):
+        total += 1
+        if isinstance(item, BatchError):
+            failed.append(item.line)
+            if not output.json_mode():
+                output.print_error(f"line {item.line}: {item.error.message}", item.error.hint)
+            emit_json_line(item.to_json())
+            continue
+        drained = drains.sites_at(item.at)
+        explainer = explainers.get(drained)
+        if explainer is None:
+            explainer = explainers[drained] = Explainer(fleet, compiled, drained)
+        emit_json_line(explainer.explain(item.model, item.principal, item.at).to_json())
+    sys.stdout.flush()
+    if failed:
+        shown = ", ".join(str(n) for n in failed[:10]) + (", ..." if len(failed) > 10 else "")
+        raise UsageError(
+            f"{len(failed)} of {total} batch line(s) are not valid queries (line {shown})",
+            hint="each failed line has an error object on its output line; fix those lines",
+        )
+
+
 def explain_command(
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="Model id from models.yaml.")
@@ -212,8 +256,9 @@ def explain_command(
       sovereign explain --batch queries.jsonl > decisions.jsonl
 
     A batch line looks like {"model": "fable-5", "residency": "DE", "nationalities": ["DE"],
-    "groups": [], "at": "2026-06-13T00:00:00Z"}; only model and residency are required. If
-    any line is invalid nothing is printed and the exit code is 1.
+    "groups": [], "at": "2026-06-13T00:00:00Z"}; only model and residency are required. Every
+    input line gets exactly one output line, in order: an invalid line gets
+    {"error": {"line": N, "message": ..., "hint": ...}} and the exit code is then 1.
     """
     fleet = load_fleet(fleet_dir)
     now = datetime.now(UTC)
@@ -226,19 +271,10 @@ def explain_command(
             )
         stream = _open_batch(batch)
         try:
-            queries = read_batch(stream, fleet, now)
+            _answer_batch(stream, fleet, now, drains)
         finally:
             if stream is not sys.stdin.buffer:
                 stream.close()
-        explainers: dict[frozenset[str], Explainer] = {}
-        compiled = RouteTable.compile(fleet)
-        for q in queries:
-            drained = drains.sites_at(q.at)
-            explainer = explainers.get(drained)
-            if explainer is None:
-                explainer = explainers[drained] = Explainer(fleet, compiled, drained)
-            emit_json_line(explainer.explain(q.model, q.principal, q.at).to_json())
-        sys.stdout.flush()
         return
     if model is None or residency is None:
         raise UsageError(

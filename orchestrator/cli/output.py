@@ -64,6 +64,7 @@ class _Run:
     json_mode: bool = False
     defer: bool = False
     document: Any = _UNSET
+    streamed: bool = False
     consoles: dict[bool, Console] = field(default_factory=dict)
 
 
@@ -120,6 +121,12 @@ def emit_json(payload: Any) -> None:
     _write(payload)
 
 
+def streaming_json_lines() -> None:
+    """The command answers with JSON lines, one per input line (``explain --batch``): from now
+    on a failure is said on stderr only, so that stdout keeps exactly one line per input."""
+    _run.streamed = True
+
+
 def emit_json_line(payload: Any) -> None:
     """Print one compact JSON line now (JSON-lines output of batch commands)."""
     sys.stdout.write(json.dumps(payload, separators=(",", ":"), default=str))
@@ -156,7 +163,7 @@ def fail(error: dict[str, Any]) -> None:
     document = _run.document
     _run.document = _UNSET
     _run.defer = False
-    if not _run.json_mode:
+    if not _run.json_mode or _run.streamed:
         return
     if isinstance(document, dict):
         _write({**document, "error": error})

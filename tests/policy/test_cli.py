@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orchestrator.cli.app import main
 
@@ -113,30 +118,139 @@ def test_batch_answers_every_line_in_order(
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
-        ("not json", "line 2: not JSON"),
-        ('{"model": "fable-5"}', 'line 2: "model" and "residency" are required'),
-        ('{"model": "nope", "residency": "US"}', "line 2: unknown model 'nope'"),
-        ('{"model": "fable-5", "residency": "US", "extra": 1}', "line 2: unknown field(s) extra"),
-        ('{"model": "fable-5", "residency": "US", "groups": "x"}', 'line 2: "groups" must be'),
-        ('{"model": "fable-5", "residency": "US", "at": "soon"}', "line 2: invalid time"),
-        ("", "line 2: the line is blank"),
-        ("   ", "line 2: the line is blank"),
+        ("not json", "not JSON"),
+        ('{"model": "fable-5"}', '"model" and "residency" are required'),
+        ('{"model": "nope", "residency": "US"}', "unknown model 'nope'"),
+        ('{"model": "fable-5", "residency": "US", "extra": 1}', "unknown field(s) extra"),
+        ('{"model": "fable-5", "residency": "US", "groups": "x"}', '"groups" must be'),
+        ('{"model": "fable-5", "residency": "US", "at": "soon"}', "invalid time"),
+        ('{"model": "fable-5", "residency": "Germany"}', "invalid residency"),
+        ("", "the line is blank"),
+        ("   ", "the line is blank"),
         ('{"model": "fable-5", "model": "olmo-3", "residency": "US"}', 'duplicate key "model"'),
-        ("[" * 100_000, "line 2: nested too deeply"),
-        ('{"model": "fable-5", "residency": "\xff"}', "line 2: not valid UTF-8 (byte 35"),
+        ("[" * 100_000, "nested too deeply"),
+        ('{"model": "fable-5", "residency": "\xff"}', "not valid UTF-8 (byte 35"),
     ],
 )
-def test_a_bad_batch_line_fails_the_whole_run_before_any_output(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, bad: str, message: str
+def test_a_bad_batch_line_gets_its_own_error_line_and_exit_1(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    bad: str,
+    message: str,
 ) -> None:
     batch = tmp_path / "q.jsonl"
     raw = bad.encode("utf-8").replace(b"\xc3\xbf", b"\xff")  # a lone non-UTF-8 byte
-    batch.write_bytes(b'{"model": "olmo-3", "residency": "US"}\n' + raw + b"\n")
+    good = b'{"model": "olmo-3", "residency": "US", "at": "2026-06-13"}'
+    data = good + b"\n" + raw + b"\n" + good + b"\n"
+    batch.write_bytes(data)
     code, out, err = run(capsys, *explain_args("--batch", str(batch)))
-    assert code == 1
-    assert out == ""
-    assert message in err
+    assert code == 1  # a pipeline that checks the exit code fails closed
+    lines = [json.loads(x) for x in out.splitlines()]
+    assert len(lines) == 3
+    assert lines[0] == lines[2] and lines[0]["route"]  # the good lines around it are answered
+    error = lines[1]["error"]
+    assert error["line"] == 2 and message in error["message"] and error["hint"]
+    assert error["exit_code"] == 1 and error["type"] == "UsageError"
+    assert f"line 2: {message}" in err and "1 of 3 batch line(s)" in err
     assert "Traceback" not in err
+    # The same bytes on standard input give the same answer; with --json stderr stays quiet.
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    code, piped, err = run(capsys, *explain_args("--batch", "-", "--json"))
+    assert (code, piped, err) == (1, out, "")
+
+
+# A batch line and the single query it stands for (explain --model ... --json).
+GOOD_QUERIES = [
+    (
+        {"model": "fable-5", "residency": "US", "nationalities": ["DE"], "at": "2026-06-13"},
+        ("-m", "fable-5", "-r", "US", "-n", "DE", "--at", "2026-06-13"),
+    ),
+    (
+        {"model": "fable-5", "residency": "DE", "at": "2026-06-11T00:00:00Z"},
+        ("-m", "fable-5", "-r", "DE", "--at", "2026-06-11T00:00:00Z"),
+    ),
+    (
+        {
+            "model": "mythos-5",
+            "residency": "US",
+            "nationalities": ["DE"],
+            "groups": ["trusted-partners"],
+            "at": "2026-06-27T00:00:00Z",
+        },
+        (
+            "-m",
+            "mythos-5",
+            "-r",
+            "US",
+            "-n",
+            "DE",
+            "-g",
+            "trusted-partners",
+            "--at",
+            "2026-06-27T00:00:00Z",
+        ),
+    ),
+    (
+        {"model": "sarvam-2", "residency": "IN", "nationalities": ["IN", "US"], "at": "2026-07-01"},
+        ("-m", "sarvam-2", "-r", "IN", "-n", "IN", "-n", "US", "--at", "2026-07-01"),
+    ),
+]
+BAD_LINES = st.one_of(
+    st.sampled_from(
+        [
+            b"",
+            b"  \t",
+            b"not json",
+            b"[]",
+            b'{"model": "fable-5", "model": "olmo-3", "residency": "US"}',
+            b'{"model": "gpt-9", "residency": "US"}',
+            b'{"model": "fable-5", "residency": "QQ"}',
+            b'{"model": "fable-5", "residency": "DE", "at": "soon"}',
+            b'{"model": "fable-5", "residency": "DE\xff"}',
+            b"[" * 5000,
+        ]
+    ),
+    # any bytes at all that cannot parse as a query (no newline: one line stays one line)
+    st.binary(max_size=30).map(lambda b: b"\x00" + b.replace(b"\n", b"")),
+)
+LINES = st.lists(
+    st.one_of(st.integers(0, len(GOOD_QUERIES) - 1), BAD_LINES), min_size=1, max_size=6
+)
+
+
+def test_batch_output_lines_match_input_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    """For any mix of good and bad lines: one output line per input line, in order; a good
+    line's output is exactly the single ``explain --json`` answer, a bad one is an error
+    object naming its line; exit 1 exactly when some line is bad."""
+    single: dict[int, object] = {}
+
+    @settings(max_examples=25, deadline=None)
+    @given(lines=LINES, final_newline=st.booleans())
+    def check(lines: list[int | bytes], final_newline: bool) -> None:
+        raw = [json.dumps(GOOD_QUERIES[x][0]).encode() if isinstance(x, int) else x for x in lines]
+        # (an empty last line exists only with its newline: b"" is an empty file)
+        data = b"\n".join(raw) + (b"\n" if final_newline or not raw[-1] else b"")
+        with tempfile.TemporaryDirectory() as tmp:
+            batch = Path(tmp) / "q.jsonl"
+            batch.write_bytes(data)
+            code, out, err = run(capsys, *explain_args("--batch", str(batch), "--json"))
+        assert "Traceback" not in err
+        answers = [json.loads(x) for x in out.splitlines()]
+        # a last line without its newline is still a line
+        assert len(answers) == len(lines)
+        for n, (line, answer) in enumerate(zip(lines, answers, strict=True), start=1):
+            if isinstance(line, int):
+                if line not in single:
+                    c, one, _ = run(capsys, *explain_args(*GOOD_QUERIES[line][1], "--json"))
+                    assert c == 0
+                    single[line] = json.loads(one)
+                assert answer == single[line]
+            else:
+                assert answer["error"]["line"] == n and answer["error"]["message"]
+        assert code == (0 if all(isinstance(x, int) for x in lines) else 1)
+
+    check()
 
 
 def test_impact_of_an_unsigned_directive_warns_and_reports(
