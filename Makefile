@@ -32,10 +32,10 @@ CHAOS_RUNS    ?= 200
 FAULT_RUNS    ?= 10
 
 fuzz: $(STAMP)
-	SOVEREIGN_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q tests/fuzz
+	SOVEREIGN_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q --timeout=0 tests/fuzz
 
 chaos: $(STAMP)
-	SOVEREIGN_CHAOS_RUNS=$(CHAOS_RUNS) SOVEREIGN_FAULT_RUNS=$(FAULT_RUNS) $(BIN)/pytest -q tests/chaos
+	SOVEREIGN_CHAOS_RUNS=$(CHAOS_RUNS) SOVEREIGN_FAULT_RUNS=$(FAULT_RUNS) $(BIN)/pytest -q --timeout=0 tests/chaos
 
 # Peers are measured when installed (`make bench-peers`) and skipped, with the reason, when not.
 bench: $(STAMP)

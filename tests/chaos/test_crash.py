@@ -125,7 +125,9 @@ def test_apply_killed_at_random_points_converges(
     apply = ["apply", *state_args(ws, state_url), "--sites", "local", "--at", AT, "--yes"]
     code, out, err = run_cli(capsys, *apply)
     assert code == 0, out + err
-    for _ in range(runs()):
+    # S3 state costs several round trips per step: its smoke run kills once, the campaign fully.
+    kills = runs() if state_url == "-" or "SOVEREIGN_CHAOS_RUNS" in os.environ else 1
+    for _ in range(kills):
         shutil.rmtree(ws.fleet_dir / ".sovereign" / "sites")  # drift: every deployment gone
         since = last_seq(ws, state_url)
         proc = start_apply(ws, state_url, delay=STEP_DELAY, lease=60)
