@@ -3,7 +3,9 @@
 Validation must reject a typo such as ``eu-centrall-1`` before anything is planned, and must
 catch a site whose declared ``country`` contradicts its region (a German site declared in
 ``us-east-1``). AWS names come from data, not from a hand-typed list: botocore ships the
-partition catalogue as ``botocore/data/endpoints.json``. This module reads that file directly,
+partition catalogue as ``botocore/data/partitions.json`` (7 kB: each partition's regions and the
+pattern its region names follow; the 1.2 MB ``endpoints.json``, per-service endpoints, is read
+only when a botocore too old to have it is installed). This module reads that file directly,
 *without importing botocore* (the layer contract keeps cloud SDKs inside provider modules, and
 ``validate`` should not pay for importing an SDK). Google Cloud has no such offline catalogue in
 its client libraries, so its regions are the documented table below
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from functools import cache
 from pathlib import Path
 
@@ -111,13 +114,13 @@ AWS_REGION_COUNTRY: dict[str, str] = {
 }
 
 
-def _botocore_endpoints_file() -> Path | None:
+def _botocore_data_file(name: str) -> Path | None:
     # find_spec locates the package on disk without executing its __init__.
     spec = importlib.util.find_spec("botocore")
     if spec is None or not spec.submodule_search_locations:
         return None
     for location in spec.submodule_search_locations:
-        candidate = Path(location) / "data" / "endpoints.json"
+        candidate = Path(location) / "data" / name
         if candidate.is_file():
             return candidate
     return None
@@ -125,24 +128,42 @@ def _botocore_endpoints_file() -> Path | None:
 
 @cache
 def aws_regions() -> frozenset[str]:
-    """Every AWS region name of every partition in botocore's endpoint data.
+    """Every AWS region name of every partition in botocore's partition data.
 
-    Falls back to the country table's keys if botocore's data cannot be found or read, so a
-    broken install narrows what validates rather than accepting anything (fail closed).
+    Pseudo-regions such as ``aws-global`` are left out: a partition's names must match its own
+    ``regionRegex``. Falls back to ``endpoints.json`` for an older botocore, and to the country
+    table's keys if neither can be found or read, so a broken install narrows what validates
+    rather than accepting anything (fail closed).
     """
-    path = _botocore_endpoints_file()
-    if path is None:
-        return frozenset(AWS_REGION_COUNTRY)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        names = {
-            region
-            for partition in data.get("partitions", [])
-            for region in partition.get("regions", {})
-        }
-    except (OSError, ValueError, AttributeError, TypeError):
-        return frozenset(AWS_REGION_COUNTRY)
+        names = _partition_regions() or _endpoint_regions()
+    except (OSError, ValueError, AttributeError, TypeError, re.error):
+        names = set()
     return frozenset(names) or frozenset(AWS_REGION_COUNTRY)
+
+
+def _partition_regions() -> set[str]:
+    path = _botocore_data_file("partitions.json")
+    if path is None:
+        return set()
+    data = json.loads(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for partition in data.get("partitions", []):
+        pattern = re.compile(partition.get("regionRegex", "$^"))
+        names.update(r for r in partition.get("regions", {}) if pattern.match(r))
+    return names
+
+
+def _endpoint_regions() -> set[str]:
+    path = _botocore_data_file("endpoints.json")
+    if path is None:
+        return set()
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return {
+        region
+        for partition in data.get("partitions", [])
+        for region in partition.get("regions", {})
+    }
 
 
 def gcp_regions() -> frozenset[str]:

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
@@ -31,6 +30,8 @@ SIGNATURE_SUFFIX = ".sig"
 
 def generate_key() -> tuple[bytes, str]:
     """A new Ed25519 key: (private key as unencrypted PKCS8 PEM, public key as base64 raw-32)."""
+    from cryptography.hazmat.primitives import serialization  # only keys need it (lazy)
+
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(
         serialization.Encoding.PEM,
@@ -41,12 +42,16 @@ def generate_key() -> tuple[bytes, str]:
 
 
 def public_key_b64(key: Ed25519PublicKey) -> str:
+    from cryptography.hazmat.primitives import serialization
+
     raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return base64.b64encode(raw).decode("ascii")
 
 
 def load_private_key(private_pem: bytes) -> Ed25519PrivateKey:
     """Read an Ed25519 private key from PEM; SignatureError (with a hint) if it is not one."""
+    from cryptography.hazmat.primitives import serialization
+
     try:
         key = serialization.load_pem_private_key(private_pem, password=None)
     except (ValueError, TypeError) as exc:

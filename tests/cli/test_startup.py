@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from orchestrator.cli import gateway as gateway_cli
 from orchestrator.cli import token as token_cli
 from orchestrator.gateway import tokens
+
+REPO = Path(__file__).resolve().parents[2]
 
 HEAVY = [
     "orchestrator.gateway.app",
@@ -89,3 +92,13 @@ def test_help_lists_every_command_without_importing_them() -> None:
         and m not in ("orchestrator.cli.app", "orchestrator.cli.output", "orchestrator.cli.options")
     ]
     assert commands == []
+
+
+def test_validate_reads_country_and_region_data_without_importing_it() -> None:
+    """`validate` reads pycountry's and botocore's data files (not the packages), and verifies
+    signatures without cryptography's key serialization (only key making needs that)."""
+    loaded = modules_loaded_by("validate", "--fleet", str(REPO / "regions"))
+    assert "orchestrator.fleet.loader" in loaded  # the fleet really was checked
+    assert "cryptography.hazmat.primitives.asymmetric.ed25519" in loaded
+    skipped = ["pycountry", "botocore", "cryptography.hazmat.primitives.serialization"]
+    assert [m for m in skipped if m in loaded] == []

@@ -225,6 +225,8 @@ def test_region_catalogue_comes_from_botocore_data() -> None:
     regions = aws_regions()
     assert {"us-east-1", "eu-central-1", "ap-northeast-1", "ap-south-1"} <= regions
     assert "eu-centrall-1" not in regions
+    assert "aws-global" not in regions  # a pseudo-region of partitions.json, not a region
+    assert {"us-gov-west-1", "cn-north-1"} <= regions  # every partition, not only "aws"
     assert known_regions("local") is None
     gcp = known_regions("gcp")
     assert gcp is not None
