@@ -30,6 +30,8 @@ from orchestrator.gateway.server import GatewayApp
 from orchestrator.gateway.sources import AppliedFleetSource
 from orchestrator.gateway.tokens import DEFAULT_AUDIENCE, TokenVerifier, load_token_keys
 from orchestrator.layout import print_table
+from orchestrator.policy.epochs import in_force
+from orchestrator.policy.impact import audience_cells
 from orchestrator.policy.principal import Principal
 from orchestrator.reconcile.drains import prepare_drain, prepare_restore, record, serving_fleet
 from orchestrator.state import StateStore, open_store
@@ -127,11 +129,14 @@ def _runbook(
         served, origin, store.drains(), sites=[site], reason="demo: site down", at=now
     )
     s = change.summary()
+    # The story's one unit: every model in every audience class the directives in force tell
+    # apart (what the drain compared).
+    cells = len(served.models) * len(audience_cells(served, in_force(served, now)))
     record(store, change, None)
     asyncio.run(gateway.reload_once())
     drained = _ask(client, url, token, "fable-5")
     console.print(
-        f"sovereign drain --site {site} --reason 'demo: site down': {s['rerouted']} audience "
+        f"sovereign drain --site {site} --reason 'demo: site down': {s['rerouted']} of {cells} "
         f"cells rerouted, {s['refused']} lose service (the interlock allows it: another EU site "
         f"serves). The gateway reloaded without a restart; German in Germany, fable-5: "
         f"{_cell(drained)}, {site} no longer tried."

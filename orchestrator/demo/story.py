@@ -45,7 +45,7 @@ from orchestrator.fleet.model import Fleet
 from orchestrator.layout import print_table, say
 from orchestrator.planning.actual import observe_sites
 from orchestrator.planning.plan import Plan
-from orchestrator.policy.impact import audience_cells, impact
+from orchestrator.policy.impact import Impact, audience_cells, impact
 from orchestrator.policy.principal import Principal
 from orchestrator.policy.table import RouteTable
 from orchestrator.providers.base import ResourceKind
@@ -129,24 +129,55 @@ def apply_step(ws: Workspace, at: datetime, console: Console) -> Step:
     return Step(done.plan, result, applied, served)
 
 
-def _show_impact(console: Console, ws: Workspace, name: str, at: datetime) -> None:
+# The story's one counting unit, said once (beside the first figure that uses it).
+CELL = (
+    "A cell is one model for one audience class: the residents of a country, by nationality "
+    "and group, as finely as the directives in play tell them apart (what `sovereign impact` "
+    "counts)."
+)
+
+
+def _show_impact(
+    console: Console, ws: Workspace, name: str, at: datetime, earlier: Impact | None
+) -> Impact:
+    """The impact of the held-back directive ``name``, in the figures `sovereign impact` gives
+    (tests/e2e compares them); ``earlier``: the impact shown before, if any."""
     fleet = load_fleet(ws.fleet_dir)
     directive = load_directive_file(ws.held_back / name, fleet)
     what = impact(fleet, directive, at)
     s = what.summary()
+    classes = _classes(what, len(fleet.models))
     console.print(
         f"Impact of [bold]{directive.id}[/] ({directive.reference}), before adding it: "
-        f"{s['changed']} of {s['cells']} (model, residency, audience) cells change - "
-        f"{s['refused']} refused, {s['rerouted']} rerouted, {s['restored']} restored; "
-        f"collateral {s['collateral']}."
+        f"{s['changed']} of {s['cells']} cells change ({len(fleet.models)} models x {classes} "
+        f"audience classes) - {s['refused']} refused, {s['rerouted']} rerouted, "
+        f"{s['restored']} restored; collateral {s['collateral']}."
     )
+    if earlier is None:
+        console.print(CELL)
+    elif (before := _classes(earlier, len(fleet.models))) != classes:
+        groups = sorted(directive.audience.except_groups)
+        why = (
+            f"its exempt group ({', '.join(groups)}) splits every class by membership"
+            if len(groups) == 1
+            else f"its exempt groups ({', '.join(groups)}) split every class by membership"
+            if groups
+            else "with it in play the directives tell more people apart"
+        )
+        console.print(f"{classes} audience classes where there were {before}: {why}.")
     shown = [c for c in what.changes if c.model in MODELS and c.residency in ("US", "DE", "JP")]
     for c in shown[:8]:
-        before = c.before[0] if c.before else "451"
-        after = c.after[0] if c.after else "451"
-        console.print(f"  {c.model}: {c.describe_principal()}: {before} -> {after} ({c.effect})")
+        old = c.before[0] if c.before else "451"
+        new = c.after[0] if c.after else "451"
+        console.print(f"  {c.model}: {c.describe_principal()}: {old} -> {new} ({c.effect})")
     if len(what.changes) > len(shown[:8]):
         console.print(f"  ... and {len(what.changes) - len(shown[:8])} more cells")
+    return what
+
+
+def _classes(what: Impact, models: int) -> int:
+    """Audience classes of an impact: it compares every model in every class."""
+    return what.cells // models
 
 
 def _narrate_changes(console: Console, before: Matrix, after: Matrix) -> None:
@@ -182,7 +213,7 @@ def run_story(ws: Workspace, console: Console) -> bool:
     print_matrix(console, "Routing on 2026-06-11 (first serving site, or 451)", m1)
 
     console.print(Rule("2. The US Commerce directive of 2026-06-12"))
-    _show_impact(console, ws, DIRECTIVE, DIRECTIVE_DAY_AFTER)
+    first_impact = _show_impact(console, ws, DIRECTIVE, DIRECTIVE_DAY_AFTER, None)
     ws.add_directive(DIRECTIVE)
     console.print(f"Added directives/{DIRECTIVE} and its signature; planning on 2026-06-13.")
     second = apply_step(ws, DIRECTIVE_DAY_AFTER, console)
@@ -198,7 +229,7 @@ def run_story(ws: Workspace, console: Console) -> bool:
     hit = _collateral(first, second, DAY_BEFORE, DIRECTIVE_DAY_AFTER)
 
     console.print(Rule("3. The amendment of 2026-06-26: trusted partners exempt"))
-    _show_impact(console, ws, AMENDMENT, AMENDMENT_DAY_AFTER)
+    _show_impact(console, ws, AMENDMENT, AMENDMENT_DAY_AFTER, first_impact)
     ws.add_directive(AMENDMENT)
     console.print(f"Added directives/{AMENDMENT}; planning on 2026-06-27.")
     third = apply_step(ws, AMENDMENT_DAY_AFTER, console)
@@ -209,10 +240,10 @@ def run_story(ws: Workspace, console: Console) -> bool:
     console.print(Rule("4. Collateral damage"))
     say(
         console,
-        f"Counted over the {' and '.join(SUSPENDED_MODELS)} cells of the impact of "
-        f"{DIRECTIVE.removesuffix('.yaml')} "
-        f"above ({hit.cells} of them: the same residency x audience classes). The law required "
-        f"refusing {hit.required} of them, the cells the impact reported refused.",
+        f"Counted over the {hit.cells} {' and '.join(SUSPENDED_MODELS)} cells of the impact "
+        f"of {first_impact.directive.id} above ({len(SUSPENDED_MODELS)} models x "
+        f"{hit.cells // len(SUSPENDED_MODELS)} audience classes). The law required refusing "
+        f"{hit.required} of them, the cells that impact reported refused.",
     )
     print_table(
         console,

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -168,3 +171,71 @@ def test_demo_runs_offline_in_under_a_minute(tmp_path: Path) -> None:
     assert "route again aws-eu-central-1 > gcp-europe-west4" in out
     assert "German national in US, fable-5: 451 refused: us-doc-2026-06-26" in out
     assert sorted(p.relative_to(REPO) for p in (REPO / "regions").rglob("*")) == before
+    assert_demo_counts_agree_with_impact(out, tmp_path)
+
+
+IMPACT_LINE = re.compile(
+    r"Impact of (\S+) \(.*?\), before adding it: (\d+) of (\d+) cells change "
+    r"\((\d+) models x (\d+) audience classes\) - (\d+) refused, (\d+) rerouted, "
+    r"(\d+) restored; collateral (\d+)\."
+)
+COLLATERAL_LINE = re.compile(
+    r"Counted over the (\d+) fable-5 and mythos-5 cells of the impact of (\S+) above "
+    r"\(2 models x (\d+) audience classes\)\. The law required refusing (\d+) of them"
+)
+
+
+def impact_json(tmp_path: Path, directive: str, fleet_has: list[str], at: str) -> dict[str, Any]:
+    """`sovereign impact --json` of the example fleet's ``directive`` against the example
+    fleet holding only the directives ``fleet_has`` (how the demo adds them one by one)."""
+    fleet = tmp_path / f"fleet-before-{directive}"
+    shutil.copytree(REPO / "regions", fleet)
+    for path in (fleet / "directives").iterdir():
+        if path.name.removesuffix(".sig") not in fleet_has:
+            path.unlink()
+    r = sovereign(
+        "impact",
+        str(REPO / "regions" / "directives" / directive),
+        "--fleet",
+        str(fleet),
+        "--at",
+        at,
+        "--json",
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    answer: dict[str, Any] = json.loads(r.stdout)
+    return answer
+
+
+def assert_demo_counts_agree_with_impact(out: str, tmp_path: Path) -> None:
+    """The demo counts in one unit, the cell of `sovereign impact`, said once; each of its
+    figures is what `sovereign impact --json` answers for the same directives."""
+    assert out.count("A cell is one model for one audience class") == 1
+    first, second = IMPACT_LINE.findall(out)
+    expected = [
+        ("us-doc-2026-06-12.yaml", [], "2026-06-13T00:00:00Z"),
+        ("us-doc-2026-06-26.yaml", ["us-doc-2026-06-12.yaml"], "2026-06-27T00:00:00Z"),
+    ]
+    answers = [impact_json(tmp_path, *e) for e in expected]
+    for shown, answer in zip((first, second), answers, strict=True):
+        did, changed, cells, models, classes, refused, rerouted, restored, collateral = shown
+        summary = answer["summary"]
+        assert did == answer["directive"]
+        assert int(cells) == summary["cells"] == int(models) * int(classes)
+        assert int(models) == 5  # the example fleet's models
+        assert [int(changed), int(refused), int(rerouted), int(restored), int(collateral)] == [
+            summary[k] for k in ("changed", "refused", "rerouted", "restored", "collateral")
+        ]
+    # The amendment's exempt group splits every class: the demo says so, in the same unit.
+    assert int(second[4]) == 2 * int(first[4])
+    assert f"{second[4]} audience classes where there were {first[4]}" in out
+    (hit,) = COLLATERAL_LINE.findall(out)
+    cells, did, classes, required = hit
+    assert did == first[0] and classes == first[4]
+    assert int(cells) == 2 * int(first[4])
+    refused = [
+        c
+        for c in answers[0]["changes"]
+        if c["effect"] == "refused" and c["model"] in ("fable-5", "mythos-5")
+    ]
+    assert int(required) == len(refused) == answers[0]["summary"]["refused"]
