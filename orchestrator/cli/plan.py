@@ -8,7 +8,7 @@ confirmation prompt to stderr; ``--json`` output alone to stdout.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -29,7 +29,7 @@ from orchestrator.cli.options import (
     YesOpt,
 )
 from orchestrator.cli.output import emit_json, print_table, say
-from orchestrator.errors import PartialApplyError, RefusedError, UsageError
+from orchestrator.errors import PartialApplyError, ProviderError, RefusedError, UsageError
 from orchestrator.fleet.instants import parse_at
 from orchestrator.planning.plan import Change, Plan
 from orchestrator.planning.scope import describe_scope
@@ -136,6 +136,30 @@ def render_plan(console: Console, plan: Plan, fleet_dir: Path) -> None:
         say(console, f"[yellow]warning:[/] {escape(w.message)}")
     for v in plan.interlocks:
         say(console, f"[bold red]interlock:[/] {escape(v.message)}")
+    for u in plan.unobservable:
+        owner = f" ({u.jurisdiction})" if u.jurisdiction else ""
+        say(console, f"[bold red]not observed:[/] {escape(u.target + owner)}: {escape(u.error)}")
+
+
+def refuse_incomplete(plan: Plan, jurisdictions: Iterable[str]) -> None:
+    """A plan that could not see some targets is shown and saved, then fails (exit 1): it is
+    not a complete answer. ``--jurisdiction`` plans the others cleanly."""
+    if not plan.unobservable:
+        return
+    shown = "; ".join(
+        f"{u.target}{f' ({u.jurisdiction})' if u.jurisdiction else ''}: {u.error}"
+        for u in plan.unobservable
+    )
+    blind = {u.jurisdiction for u in plan.unobservable}
+    others = sorted(j for j in (plan.scope or jurisdictions) if j not in blind)
+    example = " ".join(f"--jurisdiction {j}" for j in others[:3]) or "--jurisdiction J"
+    raise ProviderError(
+        f"the plan could not observe {len(plan.unobservable)} target(s), so it holds no change "
+        f"for them: {shown}",
+        hint="the plan covers every other site (apply carries those out and reports these as "
+        "failed, exit 3); restore access to them, or plan the other jurisdictions alone with "
+        f"--jurisdiction (e.g. sovereign plan {example})",
+    )
 
 
 def render_result(console: Console, result: ApplyResult) -> None:
@@ -328,6 +352,7 @@ def plan_command(
     )
     try:
         plan = make_plan(session)
+        every_jurisdiction = tuple(session.fleet.jurisdictions)
         reviews = directive_reviews(session) if markdown is not None else ()
     finally:
         session.close()
@@ -350,6 +375,7 @@ def plan_command(
     enforce(
         plan.interlocks, None, changed=plan.jurisdictions()
     )  # refused plans exit 1, after showing (and saving) them
+    refuse_incomplete(plan, every_jurisdiction)
     if detailed_exitcode and not plan.empty:
         raise typer.Exit(2)
 

@@ -207,6 +207,23 @@ class Shortfall(NamedTuple):
         )
 
 
+class Unobservable(NamedTuple):
+    """A target (a site, or a DNS zone) whose provider could not be observed when the plan was
+    made: the plan holds no change for it and cannot say what it needs (SPEC 4: a trouble in
+    one jurisdiction never holds back another, and is never hidden either)."""
+
+    target: str
+    jurisdiction: str  # "" for a fleet-wide target (a DNS zone)
+    error: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"site": self.target, "jurisdiction": self.jurisdiction, "error": self.error}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Unobservable:
+        return cls(str(data["site"]), str(data["jurisdiction"]), str(data["error"]))
+
+
 # Within a site: artifacts arrive before the deployments that need them; deployments go before
 # the artifacts they use. Fleet-wide route resources sort after every site.
 _PHASE = {
@@ -248,6 +265,8 @@ class Plan:
     # the jurisdictions whose sites the plan covers (--jurisdiction); None: the whole fleet
     scope: tuple[str, ...] | None = None
     engine: str | None = None  # "pulumi" when made with --engine pulumi: apply must match
+    # targets that could not be observed: the plan covers every other one
+    unobservable: tuple[Unobservable, ...] = field(default=())
 
     def __post_init__(self) -> None:
         with gc_paused():
@@ -297,6 +316,7 @@ class Plan:
             "warnings": [w.to_json() for w in self.warnings],
             "scope": None if self.scope is None else list(self.scope),
             "engine": self.engine,
+            "unobservable": [u.to_json() for u in self.unobservable],
         }
 
     def sha256(self) -> str:
@@ -334,6 +354,7 @@ class Plan:
                 warnings=tuple(Shortfall.from_json(w) for w in data.get("warnings", [])),
                 scope=(None if data.get("scope") is None else tuple(str(j) for j in data["scope"])),
                 engine=None if data.get("engine") is None else str(data["engine"]),
+                unobservable=tuple(Unobservable.from_json(u) for u in data.get("unobservable", [])),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise UsageError(

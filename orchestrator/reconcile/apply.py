@@ -440,6 +440,8 @@ def apply_plan(
     results: dict[str, TargetResult] = {
         t: TargetResult(t, len(cs)) for t, cs in plan.by_target().items()
     }
+    for t in held_back:
+        results.setdefault(t, TargetResult(t, 0))  # e.g. a site that could not be observed
     for t, r in results.items():
         if t in held_back:
             r.skipped, r.error = r.total, held_back[t]

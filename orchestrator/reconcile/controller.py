@@ -354,8 +354,9 @@ class Controller:
             drift = sum(1 for c in plan.changes if cause_kind(c.cause) is CauseKind.DRIFT)
             outcome = Outcome.IN_SYNC
             failed: tuple[str, ...] = ()
-            if not plan.empty:
-                assert done.result is not None  # no confirmation is asked: never declined
+            assert done.result is not None  # no confirmation is asked: never declined
+            if not plan.empty or not done.result.ok:
+                # (an empty plan fails too when a site could not be observed)
                 failed = done.result.failed_targets
                 outcome = Outcome.APPLIED if done.result.ok else Outcome.PARTIAL
             result = PassResult(

@@ -16,7 +16,7 @@ Pure: fleet, desired pairs and changes in, violations out.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime
 
 from orchestrator.errors import RefusedError
@@ -47,11 +47,14 @@ def check_interlocks(
     at: datetime,
     desired_pairs: frozenset[tuple[str, str]],
     changes: Iterable[Change] = (),
+    unobservable: Collection[str] = (),
 ) -> tuple[InterlockViolation, ...]:
     """Every deletion that takes a jurisdiction's model below its budget, in a stable order.
 
     After the plan, J's sites hold exactly the desired pairs (a plan converges the sites it
-    covers; sites it does not cover have no deletions, so they are never judged here).
+    covers; sites it does not cover have no deletions, so they are never judged here). A site
+    in ``unobservable`` is not covered: what it holds is unknown, so it never counts as
+    serving when a deletion elsewhere is judged (fail closed).
     """
     del at  # the desired pairs already reflect the law at the plan's instant
     deleting = disruptions(changes)
@@ -61,7 +64,7 @@ def check_interlocks(
         if j is None or m not in j.models:
             continue  # no guarantee: the jurisdiction or its listing of m left the fleet
         need = j.min_sites_per_model
-        count = sum(1 for s in j.sites if (m, s) in desired_pairs)
+        count = sum(1 for s in j.sites if (m, s) in desired_pairs and s not in unobservable)
         if count >= need:
             continue
         violations.append(

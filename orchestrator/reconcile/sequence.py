@@ -108,10 +108,13 @@ def plan_and_apply(
             plan, held_back = verified.plan, verified.held_back
         else:
             refuse_unreal_time(session)
-            plan, held_back = make_plan(session), {}
+            plan = make_plan(session)
+            # What could not be observed is carried out by nobody: a failed target (exit 3),
+            # converged by the next run once it can be seen.
+            held_back = {u.target: u.error for u in plan.unobservable}
         shown.planned(plan)
         enforce(plan.interlocks, allow_outage, changed=plan.jurisdictions())
-        if plan.empty:
+        if plan.empty and not held_back:
             return Applied(plan, ApplyResult(serial=plan.serial))
         if confirm is not None and not confirm(plan):
             return Applied(plan, None)

@@ -9,6 +9,7 @@ only presentation and the demo drives exactly what a user runs.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,14 +17,14 @@ from pathlib import Path
 from orchestrator.errors import FleetError, ProviderError, UsageError
 from orchestrator.fleet.loader import load_fleet_files, read_fleet_files
 from orchestrator.fleet.model import Fleet, Site
-from orchestrator.planning.actual import Providers, observe_actual
+from orchestrator.planning.actual import Providers, applied_table
 from orchestrator.planning.causes import cause_context, directive_events
 from orchestrator.planning.departed import Departed, departed_sites, name_departures
 from orchestrator.planning.desired import desired_pairs, desired_state
 from orchestrator.planning.diff import diff
 from orchestrator.planning.engine import check_engine, engine_options
 from orchestrator.planning.guarantees import capacity_problems
-from orchestrator.planning.plan import TABLE_TARGET, Plan
+from orchestrator.planning.plan import TABLE_TARGET, Plan, Unobservable
 from orchestrator.planning.scope import Scope, parse_scope, resource_in_scope, sites_in_scope
 from orchestrator.providers.base import Resource, ResourceKind
 from orchestrator.providers.pulumi.automation import require_cli
@@ -148,20 +149,41 @@ def desired_of(session: Session) -> frozenset[Resource]:
     return frozenset(r for r in desired if resource_in_scope(session.fleet, r, session.scope))
 
 
-def actual_of(session: Session, desired: frozenset[Resource]) -> frozenset[Resource]:
-    route_targets = {
+def observe_each(
+    session: Session, desired: frozenset[Resource]
+) -> tuple[frozenset[Resource], dict[str, str]]:
+    """What every site and route target in scope holds, observed concurrently, and apart from
+    it the targets whose provider failed (target -> why): one unreachable site is reported,
+    never allowed to hold back the others (the planner and saved-plan verification both)."""
+    fleet, providers = session.fleet, session.providers
+    found: set[Resource] = set(applied_table(session.store))
+    failed: dict[str, str] = {}
+
+    def observe(site_id: str) -> frozenset[Resource] | str:
+        try:
+            return providers.for_site(fleet, site_id).observe(fleet.sites[site_id])
+        except ProviderError as exc:
+            return f"cannot be observed: {exc.message}"
+
+    site_ids = sorted(sites_in_scope(fleet, session.scope))
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(site_ids)))) as pool:
+        for site_id, seen in zip(site_ids, pool.map(observe, site_ids), strict=True):
+            if isinstance(seen, str):
+                failed[site_id] = seen
+            else:
+                found |= seen
+    for departed in session.departed_in_scope():
+        # Unreachable, it stands on the state's records: its teardown is planned and fails.
+        found |= observe_departed(session, departed)
+    routes = {
         r.target for r in desired if r.kind is ResourceKind.ROUTE and r.target != TABLE_TARGET
     }
-    actual = observe_actual(
-        session.fleet,
-        session.providers,
-        session.store,
-        route_targets=route_targets,
-        site_ids=sites_in_scope(session.fleet, session.scope),
-    )
-    for departed in session.departed_in_scope():
-        actual |= observe_departed(session, departed)
-    return actual
+    for target in sorted(routes):
+        try:
+            found |= providers.for_route(target).observe_routes(target)
+        except ProviderError as exc:
+            failed[target] = f"cannot be observed: {exc.message}"
+    return frozenset(found), failed
 
 
 def observe_departed(session: Session, departed: Departed) -> frozenset[Resource]:
@@ -175,18 +197,21 @@ def observe_departed(session: Session, departed: Departed) -> frozenset[Resource
 
 
 def make_plan(
-    session: Session, *, audit: bool = True, actual: frozenset[Resource] | None = None
+    session: Session,
+    *,
+    audit: bool = True,
+    observed: tuple[frozenset[Resource], dict[str, str]] | None = None,
 ) -> Plan:
     """Desired vs actual now, with causes and interlocks; audited as ``plan.created``.
 
-    ``actual`` is observed from the providers unless given (``reconcile.verify`` observes
-    site by site, so that one unreachable site does not hold back the others)."""
+    The actual state is observed site by site (``observe_each``) unless ``observed`` gives it
+    (``reconcile.verify`` observes first). A target that cannot be observed gets no change and
+    is recorded on the plan as unobservable; it never counts as serving for the interlock."""
     # Directive rollback protection first, on the real clock: nothing is planned from a fleet
     # that lifts a directive without its jurisdiction's signed word.
     refuse_rollback(session.fleet, ledger_of(session.store), datetime.now(UTC), session.store.audit)
     desired = desired_of(session)
-    if actual is None:
-        actual = actual_of(session, desired)
+    actual, blind = observed if observed is not None else observe_each(session, desired)
     applied = session.store.applied_fleet()
     applied_files = dict(applied.files) if applied is not None else None
     ctx = cause_context(
@@ -195,7 +220,14 @@ def make_plan(
     if session.departed:
         owners = {t: d.site.jurisdiction for t, d in session.departed.items()}
         ctx = replace(ctx, jurisdiction_of={**ctx.jurisdiction_of, **owners})
-    changes = name_departures(diff(desired, actual, ctx), session.fleet, session.departed)
+    changes = tuple(
+        c
+        for c in name_departures(diff(desired, actual, ctx), session.fleet, session.departed)
+        if c.target not in blind
+    )
+    unobservable = tuple(
+        Unobservable(t, _jurisdiction_of(session, t), why) for t, why in sorted(blind.items())
+    )
     plan = Plan(
         lineage=session.store.lineage(),
         serial=session.store.serial(),
@@ -206,9 +238,10 @@ def make_plan(
         sites="local" if session.sites_local else None,
         engine=None if session.engine == "builtin" else session.engine,
         scope=session.scope,
+        unobservable=unobservable,
     )
     pairs = desired_pairs(session.fleet, session.at)
-    violations = check_interlocks(session.fleet, session.at, pairs, plan.changes)
+    violations = check_interlocks(session.fleet, session.at, pairs, plan.changes, blind)
     plan = replace(
         plan,
         interlocks=violations,
@@ -217,6 +250,14 @@ def make_plan(
     if audit:
         audit_plan(session, plan, applied_files)
     return plan
+
+
+def _jurisdiction_of(session: Session, target: str) -> str:
+    site = session.fleet.sites.get(target)
+    if site is not None:
+        return site.jurisdiction
+    departed = session.departed.get(target)
+    return departed.site.jurisdiction if departed is not None else ""
 
 
 def audit_plan(session: Session, plan: Plan, applied_files: dict[str, bytes] | None) -> None:
@@ -241,5 +282,6 @@ def audit_plan(session: Session, plan: Plan, applied_files: dict[str, bytes] | N
             "at": plan.at.isoformat(),
             "summary": plan.summary(),
             "interlocks": [v.to_json() for v in plan.interlocks],
+            "unobservable": [u.to_json() for u in plan.unobservable],
         },
     )

@@ -23,18 +23,14 @@ development). For cloud sites a saved plan is recomputed on the real clock.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from orchestrator.errors import ProviderError, RefusedError, UsageError
-from orchestrator.planning.actual import applied_table
-from orchestrator.planning.plan import TABLE_TARGET, Change, Plan
-from orchestrator.planning.scope import sites_in_scope
+from orchestrator.errors import RefusedError, UsageError
+from orchestrator.planning.plan import Change, Plan
 from orchestrator.policy.clock import CLOCK_SKEW
-from orchestrator.providers.base import Resource, ResourceKind
 from orchestrator.reconcile.apply import check_fresh
-from orchestrator.reconcile.session import Session, desired_of, make_plan, observe_departed
+from orchestrator.reconcile.session import Session, desired_of, make_plan, observe_each
 
 __all__ = ["VerifiedPlan", "nonlocal_targets", "refuse_unreal_time", "verify_saved_plan"]
 
@@ -107,42 +103,6 @@ class VerifiedPlan:
     held_back: dict[str, str] = field(default_factory=dict)
 
 
-def _observe_each(session: Session) -> tuple[frozenset[Resource], dict[str, str]]:
-    """What every site and route target holds; targets whose provider fails are listed apart."""
-    fleet, providers = session.fleet, session.providers
-    found: set[Resource] = set(applied_table(session.store))
-    failed: dict[str, str] = {}
-
-    def observe(site_id: str) -> frozenset[Resource] | str:
-        try:
-            return providers.for_site(fleet, site_id).observe(fleet.sites[site_id])
-        except ProviderError as exc:
-            return f"cannot be observed to verify the saved plan: {exc.message}"
-
-    site_ids = sorted(sites_in_scope(fleet, session.scope))
-    # Concurrently, as the planner observes: a saved plan is verified in the time it was made.
-    with ThreadPoolExecutor(max_workers=max(1, min(8, len(site_ids)))) as pool:
-        for site_id, seen in zip(site_ids, pool.map(observe, site_ids), strict=True):
-            if isinstance(seen, str):
-                failed[site_id] = seen
-            else:
-                found |= seen
-    for departed in session.departed_in_scope():
-        # Unreachable, it stands on the state's records: its teardown is verified and fails.
-        found |= observe_departed(session, departed)
-    routes = {
-        r.target
-        for r in desired_of(session)
-        if r.kind is ResourceKind.ROUTE and r.target != TABLE_TARGET
-    }
-    for target in sorted(routes):
-        try:
-            found |= providers.for_route(target).observe_routes(target)
-        except ProviderError as exc:
-            failed[target] = f"cannot be observed to verify the saved plan: {exc.message}"
-    return frozenset(found), failed
-
-
 def verify_saved_plan(session: Session, saved: Plan) -> VerifiedPlan:
     """The saved plan, once it is proven to be exactly what the planner makes now.
 
@@ -150,16 +110,31 @@ def verify_saved_plan(session: Session, saved: Plan) -> VerifiedPlan:
     the interlocks carried out are always the recomputed ones.
     """
     check_fresh(session, saved)
-    actual, unobservable = _observe_each(session)
-    fresh = make_plan(session, audit=False, actual=actual)
-    held = {t: why for t, why in unobservable.items() if any(c.target == t for c in saved.changes)}
+    actual, unobservable = observe_each(session, desired_of(session))
+    fresh = make_plan(session, audit=False, observed=(actual, unobservable))
+    # A target unobservable now cannot be verified; one that was unobservable when the plan was
+    # made has changes nobody reviewed. Either way its changes are held back (a failed target,
+    # exit 3) and everything else is verified and carried out.
+    saved_blind = {u.target for u in saved.unobservable}
+    touched = {c.target for c in saved.changes} | saved_blind
+    held = {
+        t: f"{why} (the saved plan could not be verified there)"
+        for t, why in unobservable.items()
+        if t in touched
+    }
+    for t in sorted(saved_blind - set(unobservable)):
+        held[t] = (
+            "could not be observed when the plan was made, so its changes were never reviewed: "
+            "make a new plan to converge it"
+        )
+    skip = set(unobservable) | saved_blind
 
     def keep(plan: Plan) -> Plan:
-        kept = tuple(c for c in plan.changes if c.target not in unobservable)
+        kept = tuple(c for c in plan.changes if c.target not in skip)
         return replace(plan, changes=kept)
 
     differences = _differences(keep(saved), keep(fresh))
-    if not differences and not unobservable and saved.interlocks != fresh.interlocks:
+    if not differences and not skip and saved.interlocks != fresh.interlocks:
         differences.append("the saved plan's interlocks are not the recomputed ones")
     if differences:
         more = len(differences) - _SHOWN

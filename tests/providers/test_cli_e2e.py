@@ -164,3 +164,76 @@ def test_apply_with_one_region_down_exits_3_and_the_rerun_converges(
         ["plan", "--detailed-exitcode", "--fleet", str(fleet), "--state", state, "--json"], env
     )
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_a_site_unobservable_at_plan_time_holds_back_only_itself(
+    moto_url: str, gcs_url: str, source_bucket: str, tmp_path: Path
+) -> None:
+    """SPEC 4/5: a fresh plan covers every site it can see and records the one it cannot
+    (exit 1 after showing and saving it); a fresh apply and the controller's --once carry out
+    the rest and report that site failed (exit 3); once it is back, one more pass converges."""
+    fleet = tmp_path / "fleet"
+    fleet.mkdir()
+    tag = unique()
+    r53 = boto3.client("route53", endpoint_url=moto_url, region_name="us-east-1")
+    domain = f"{tag}.inference.example"
+    zone_id = r53.create_hosted_zone(Name=domain, CallerReference=tag)["HostedZone"]["Id"]
+    zone_id = zone_id.split("/")[-1]
+    _write_fleet(fleet, source_bucket, zone_id, domain)
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SOVEREIGN_"))},
+        **DUMMY_ENV,
+        "AWS_ENDPOINT_URL": moto_url,
+        "STORAGE_EMULATOR_HOST": gcs_url,
+        "SOVEREIGN_BUCKET_SUFFIX": tag,
+        "SOVEREIGN_AWS_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/sovereign-e2e",
+        "SOVEREIGN_AWS_MAX_ATTEMPTS": "1",
+        "SOVEREIGN_GCS_RETRY_TIMEOUT": "1",
+        "SOVEREIGN_RETRY_MAX_ATTEMPTS": "2",
+        "SOVEREIGN_RETRY_BASE_DELAY": "0.01",
+    }
+    down = {**env, "SOVEREIGN_AWS_ENDPOINT_URL__EU_CENTRAL_1": f"http://127.0.0.1:{free_port()}"}
+    common = ["--fleet", str(fleet), "--state", state, "--json"]
+
+    plan_file = tmp_path / "plan.json"
+    planned = _sovereign(["plan", *common, "--out", str(plan_file)], down)
+    assert planned.returncode == 1, planned.stdout + planned.stderr
+    doc = json.loads(planned.stdout)
+    assert (
+        "--jurisdiction" in doc["error"]["hint"] and "aws-eu-central-1" in doc["error"]["message"]
+    )
+    [blind] = doc["unobservable"]
+    assert blind["site"] == "aws-eu-central-1" and blind["jurisdiction"] == "EU"
+    assert "cannot reach the AWS endpoint" in blind["error"]
+    targets = {c["target"] for c in doc["changes"]}
+    assert {"aws-us-east-1", "gcp-us-central1"} <= targets and "aws-eu-central-1" not in targets
+    saved = json.loads(plan_file.read_text())
+    assert saved["unobservable"] == doc["unobservable"] and saved["sha256"] == doc["sha256"]
+    # Scoped to the others, the plan is clean.
+    scoped = _sovereign(["plan", *common, "--jurisdiction", "US"], down)
+    assert scoped.returncode == 0, scoped.stdout + scoped.stderr
+
+    applied = _sovereign(["apply", "--yes", *common], down)
+    assert applied.returncode == 3, applied.stdout + applied.stderr
+    targets_out = {t["target"]: t for t in json.loads(applied.stdout)["result"]["targets"]}
+    assert targets_out["aws-eu-central-1"]["error"]
+    assert "cannot reach the AWS endpoint" in targets_out["aws-eu-central-1"]["error"]
+    assert targets_out["aws-us-east-1"]["error"] is None
+    s3 = boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1")
+    us_keys = {
+        o["Key"] for o in s3.list_objects_v2(Bucket=bucket_name("aws-us-east-1", tag))["Contents"]
+    }
+    assert {f"fable-5/{k}" for k in WEIGHTS} <= us_keys
+
+    # The controller runs the same sequence: still down, the pass is partial (exit 3) ...
+    once = _sovereign(["controller", "--once", *common], down)
+    assert once.returncode == 3, once.stdout + once.stderr
+    assert json.loads(once.stdout)["failed_sites"] == ["aws-eu-central-1"]
+    # ... and once the region is back, one pass converges it.
+    healed = _sovereign(["controller", "--once", *common], env)
+    assert healed.returncode == 0, healed.stdout + healed.stderr
+    sm = boto3.client("sagemaker", endpoint_url=moto_url, region_name="eu-central-1")
+    assert sm.describe_endpoint(EndpointName=sagemaker_base_name("aws-eu-central-1", "fable-5"))
+    again = _sovereign(["plan", "--detailed-exitcode", *common], env)
+    assert again.returncode == 0, again.stdout + again.stderr

@@ -83,6 +83,21 @@ def test_deletion_below_minimum_is_refused_naming_the_change(
         enforce([v], "   ")
 
 
+def test_a_site_that_cannot_be_observed_never_counts_as_serving(
+    signed_fleet_factory: FleetFactory,
+) -> None:
+    """Fail closed: deleting m-us at eu-1 is within budget while eu-2 serves it, and refused
+    when eu-2 cannot be observed (what it holds is unknown)."""
+    fleet = load_fleet(signed_fleet_factory())
+    pairs = frozenset(desired_pairs(fleet, AT) - {("m-us", "eu-1")})
+    assert ("m-us", "eu-2") in pairs
+    assert check_interlocks(fleet, AT, pairs, [delete("eu-1", "m-us")]) == ()
+    (v,) = check_interlocks(fleet, AT, pairs, [delete("eu-1", "m-us")], unobservable={"eu-2"})
+    assert (v.jurisdiction, v.subject, v.count, v.required) == ("EU", "m-us", 0, 1)
+    # a site elsewhere that cannot be observed changes nothing for EU's budget
+    assert check_interlocks(fleet, AT, pairs, [delete("eu-1", "m-us")], unobservable={"us-1"}) == ()
+
+
 def test_a_first_rollout_below_the_minimum_only_warns(signed_fleet_factory: FleetFactory) -> None:
     # EU asks for 3 sites per model but has 2: creating them takes nothing away.
     fleet = load_fleet(
