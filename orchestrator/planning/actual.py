@@ -3,8 +3,9 @@
 This is the I/O half of planning. Every site is observed through its own provider (or, with
 ``--sites local``, through the local provider with offline artifacts), concurrently because
 cloud observation is network-bound. The routing table's actual value is the digest of the
-fleet the state recorded as applied. A site that cannot be observed fails the plan: planning
-against an unknown actual state could delete or duplicate things (fail closed).
+fleet the state recorded as applied. A site that cannot be observed is never planned against
+an unknown actual state (that could delete or duplicate things): ``reconcile.session``
+observes site by site, plans every other site and records that one as unobservable.
 """
 
 from __future__ import annotations
