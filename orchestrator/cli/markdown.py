@@ -101,10 +101,23 @@ def _interlocks(plan: Plan) -> list[str]:
     return out
 
 
+def _unobservable(plan: Plan) -> list[str]:
+    if not plan.unobservable:
+        return []
+    out = ["### Not observed", ""]
+    for u in plan.unobservable:
+        owner = f" ({u.jurisdiction})" if u.jurisdiction else ""
+        out.append(f"- :x: `{u.target}`{owner}: {u.error} (no change planned there)")
+    out.append("")
+    return out
+
+
 def plan_markdown(plan: Plan, fleet_dir: Path, reviews: tuple[tuple[str, Impact], ...]) -> str:
     """The whole comment."""
     s = plan.summary()["by_op"]
     verdict = "refused by the interlock" if plan.interlocks else "ready to apply"
+    if plan.unobservable:
+        verdict = f"incomplete: {len(plan.unobservable)} target(s) could not be observed"
     scope = "the whole fleet" if plan.scope is None else ", ".join(plan.scope)
     lines = [
         f"## Sovereign plan for `{fleet_dir}`: {s['create']} to create, {s['update']} to update, "
@@ -117,6 +130,7 @@ def plan_markdown(plan: Plan, fleet_dir: Path, reviews: tuple[tuple[str, Impact]
         *_changes(plan),
         *_directives(reviews),
         *_interlocks(plan),
+        *_unobservable(plan),
         "<sub>Apply exactly this plan after merge: `sovereign apply plan.json` (it refuses if the "
         "state or the fleet moved).</sub>",
         "",

@@ -197,7 +197,10 @@ def test_a_site_unobservable_at_plan_time_holds_back_only_itself(
     common = ["--fleet", str(fleet), "--state", state, "--json"]
 
     plan_file = tmp_path / "plan.json"
-    planned = _sovereign(["plan", *common, "--out", str(plan_file)], down)
+    comment = tmp_path / "plan.md"
+    planned = _sovereign(
+        ["plan", *common, "--out", str(plan_file), "--markdown", str(comment)], down
+    )
     assert planned.returncode == 1, planned.stdout + planned.stderr
     doc = json.loads(planned.stdout)
     assert (
@@ -210,6 +213,8 @@ def test_a_site_unobservable_at_plan_time_holds_back_only_itself(
     assert {"aws-us-east-1", "gcp-us-central1"} <= targets and "aws-eu-central-1" not in targets
     saved = json.loads(plan_file.read_text())
     assert saved["unobservable"] == doc["unobservable"] and saved["sha256"] == doc["sha256"]
+    markdown = comment.read_text()
+    assert "could not be observed" in markdown and "`aws-eu-central-1` (EU)" in markdown
     # Scoped to the others, the plan is clean.
     scoped = _sovereign(["plan", *common, "--jurisdiction", "US"], down)
     assert scoped.returncode == 0, scoped.stdout + scoped.stderr
