@@ -170,12 +170,8 @@ def fake_gcs_server(location: str = "US-CENTRAL1") -> Iterator[str]:
 
 
 def gcs_client(url: str, project: str = "test") -> Any:
-    """A google-cloud-storage client for the emulator at ``url``, with anonymous credentials."""
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
+    """A google-cloud-storage client for the emulator at ``url``, with anonymous credentials
+    (the adaptor's, so it starts no background threads either)."""
+    from orchestrator.adaptors import gcp
 
-    return storage.Client(
-        project=project,
-        credentials=AnonymousCredentials(),
-        client_options={"api_endpoint": url},
-    )
+    return gcp.storage_client(project, url)

@@ -43,6 +43,20 @@ class Failure(StrEnum):
     REJECTED = "rejected"
 
 
+def _without_background_fetches(client: Any) -> Any:
+    """The client without its bucket-metadata cache.
+
+    google-cloud-storage 3.x keeps that cache only to label OpenTelemetry spans, and fills it
+    from a daemon thread per bucket it has not seen: a retried ``get_bucket`` that nobody
+    joins, which against an unreachable endpoint keeps retrying for minutes after the call that
+    started it has failed (with jitter drawn from the global ``random``). Sovereign traces
+    nothing through it, so no such thread is started; every call stays on the caller's thread,
+    under the caller's deadline."""
+    if getattr(client, "_bucket_metadata_cache", None) is not None:
+        client._bucket_metadata_cache = None
+    return client
+
+
 def storage_module() -> ModuleType:
     """``google.cloud.storage``, imported on first use."""
     with warnings.catch_warnings():
@@ -58,13 +72,15 @@ def storage_client(project: str | None = None, endpoint: str | None = None) -> A
     storage = storage_module()
     try:
         if endpoint is None:
-            return storage.Client(project=project)
+            return _without_background_fetches(storage.Client(project=project))
         from google.auth.credentials import AnonymousCredentials
 
-        return storage.Client(
-            project=project or EMULATOR_PROJECT,
-            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-            client_options={"api_endpoint": endpoint},
+        return _without_background_fetches(
+            storage.Client(
+                project=project or EMULATOR_PROJECT,
+                credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+                client_options={"api_endpoint": endpoint},
+            )
         )
     except Exception as exc:
         if is_sdk_error(exc) or isinstance(exc, OSError | ValueError):
