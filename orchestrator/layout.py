@@ -37,21 +37,36 @@ def wrap_words(text: Text, width: int) -> list[Text]:
     a word is never divided. Embedded newlines are kept."""
     lines: list[Text] = []
     for paragraph in text.split("\n", allow_blank=True):
-        plain = paragraph.plain
-        offsets: list[int] = []
-        start = 0
-        last_space = -1
-        for i, ch in enumerate(plain):
-            if ch == " ":
-                last_space = i
-            if i - start >= width and last_space > start:
-                offsets.append(last_space + 1)
-                start = last_space + 1
+        offsets = _breaks(paragraph.plain, width)
         parts = list(paragraph.divide(offsets)) if offsets else [paragraph]
         for part in parts:
             part.rstrip()
         lines.extend(parts)
     return lines
+
+
+def wrap_plain(text: str, width: int) -> list[str]:
+    """:func:`wrap_words` for text without markup, without ``rich``: the same lines."""
+    lines: list[str] = []
+    for paragraph in text.split("\n"):
+        offsets = [0, *_breaks(paragraph, width), len(paragraph)]
+        lines.extend(paragraph[a:b].rstrip() for a, b in zip(offsets, offsets[1:], strict=False))
+    return lines
+
+
+def _breaks(plain: str, width: int) -> list[int]:
+    """Where to start a new line of ``plain``: after the last space before it grows wider than
+    ``width``, never inside a word."""
+    offsets: list[int] = []
+    start = 0
+    last_space = -1
+    for i, ch in enumerate(plain):
+        if ch == " ":
+            last_space = i
+        if i - start >= width and last_space > start:
+            offsets.append(last_space + 1)
+            start = last_space + 1
+    return offsets
 
 
 def _plain(markup: str) -> str:

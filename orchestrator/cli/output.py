@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import Problem, SovereignError
-from orchestrator.layout import print_table, say
+from orchestrator.layout import MIN_WIDTH, print_table, say, wrap_plain
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -51,6 +51,7 @@ __all__ = [
     "print_problems",
     "print_table",
     "say",
+    "say_plain",
     "wants_json",
 ]
 
@@ -101,6 +102,30 @@ def _console(stderr: bool) -> Console:
             console.width = DEFAULT_WIDTH
         _run.consoles[stderr] = console
     return console
+
+
+def say_plain(text: str) -> None:
+    """A result in plain prose (no markup) on stdout, wrapped between words exactly as
+    :func:`say` would, at the width :func:`out` would have; it does not import ``rich``, which
+    costs a command that draws nothing else (``validate``) a noticeable part of its start-up."""
+    console = _run.consoles.get(False)
+    width = console.width if console is not None else _plain_width()
+    for line in wrap_plain(text, max(width, MIN_WIDTH)):
+        sys.stdout.write(line + "\n")
+
+
+def _plain_width() -> int:
+    """The width ``rich`` gives the stdout console here: ``COLUMNS`` when set, else the
+    terminal's, else (piped) :data:`DEFAULT_WIDTH`."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit():
+        return int(columns)
+    if sys.stdout.isatty():
+        try:
+            return os.get_terminal_size(sys.stdout.fileno()).columns
+        except (OSError, ValueError):
+            return DEFAULT_WIDTH
+    return DEFAULT_WIDTH
 
 
 def out() -> Console:

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from orchestrator.cli import output
 from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt, StateOpt
@@ -117,9 +116,8 @@ def validate_command(
         output.err().print(f"warning: {w.message}", markup=False, highlight=False, soft_wrap=True)
     active = len(in_force(loaded, now))
     total = len(loaded.directives)
-    output.say(
-        output.out(),
-        f"{escape(str(fleet))}: valid: {len(loaded.jurisdictions)} jurisdictions, "
+    output.say_plain(
+        f"{fleet}: valid: {len(loaded.jurisdictions)} jurisdictions, "
         f"{len(loaded.sites)} sites, "
         f"{len(loaded.models)} models, {active} directive{'s' if active != 1 else ''} in force "
         f"now ({total} signed in total)",

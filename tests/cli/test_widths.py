@@ -13,11 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from orchestrator.cli.app import command_tree
 from orchestrator.demo.workspace import Workspace, prepare_workspace
 from orchestrator.fleet.loader import load_fleet
-from orchestrator.layout import wrap_words
+from orchestrator.layout import wrap_plain, wrap_words
 from tests.cli.support import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -163,6 +165,18 @@ def test_wrap_words_never_divides_a_word() -> None:
         lines = [line.plain for line in wrap_words(text, width)]
         assert [w for line in lines for w in line.split()] == words * 3
         assert all(len(line) <= width or " " not in line.strip() for line in lines)
+
+
+@given(
+    st.text(alphabet=st.sampled_from("ab- \n"), max_size=120),
+    st.integers(min_value=1, max_value=40),
+)
+def test_plain_wrapping_gives_the_same_lines_as_rich_wrapping(text: str, width: int) -> None:
+    """`validate` prints its summary through wrap_plain (no rich): the lines must be those
+    that `say` prints through rich, for any text and width."""
+    from rich.text import Text
+
+    assert wrap_plain(text, width) == [line.plain for line in wrap_words(Text(text), width)]
 
 
 def test_the_check_sees_a_split_a_cut_and_an_overlong_line() -> None:
