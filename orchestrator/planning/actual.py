@@ -111,31 +111,3 @@ def observe_sites(
     for r in results:
         found |= r
     return frozenset(found)
-
-
-def observe_routes(
-    targets: Mapping[str, None] | set[str], providers: Providers
-) -> frozenset[Resource]:
-    found: set[Resource] = set()
-    for target in sorted(targets):
-        found |= providers.for_route(target).observe_routes(target)
-    return frozenset(found)
-
-
-def observe_actual(
-    fleet: Fleet,
-    providers: Providers,
-    store: StateReader,
-    *,
-    route_targets: set[str] | None = None,
-    concurrency: int = 8,
-    site_ids: Iterable[str] | None = None,
-) -> frozenset[Resource]:
-    """The whole actual state: sites (or ``site_ids``), the applied routing table and any
-    route targets."""
-    actual = observe_sites(
-        fleet, providers, concurrency=concurrency, site_ids=site_ids
-    ) | applied_table(store)
-    if route_targets:
-        actual |= observe_routes(route_targets, providers)
-    return actual
