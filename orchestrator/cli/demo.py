@@ -47,13 +47,14 @@ def demo_command(
 
     started = time.monotonic()
     run_demo(fleet, console, workspace=workspace)  # raises unless the story ended clean
-    emit_json(
-        {
-            "ok": True,
-            "seconds": round(time.monotonic() - started, 1),
-            "workspace": str(workspace) if workspace is not None else None,
-        }
-    )
+    if json_out:  # the human story already ends with its own closing line
+        emit_json(
+            {
+                "ok": True,
+                "seconds": round(time.monotonic() - started, 1),
+                "workspace": str(workspace) if workspace is not None else None,
+            }
+        )
 
 
 def register(app: typer.Typer) -> None:

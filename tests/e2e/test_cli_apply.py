@@ -161,6 +161,7 @@ def test_demo_runs_offline_in_under_a_minute(tmp_path: Path) -> None:
     assert elapsed < 60
     assert "gcp-asia-northeast1" in r.stdout and "451" in r.stdout
     assert "audit verify: OK" in r.stdout
+    assert '"ok"' not in r.stdout  # without --json, no JSON document among the story
     # The live act: real requests through the gateway, and failover that stays legal.
     out = " ".join(r.stdout.split())  # rich wraps long lines
     assert "Live requests (now)" in out
