@@ -91,6 +91,14 @@ def register(app: typer.Typer) -> None:
         probe_interval: Annotated[
             float, typer.Option(help="Seconds between upstream /healthz probes (0: off).")
         ] = 5.0,
+        signal_interval: Annotated[
+            float,
+            typer.Option(
+                help="S3/GCS state: seconds between reads of the state object's version "
+                "(one HEAD / metadata request each; 0: off, the serial is read every "
+                "--reload-interval only)."
+            ),
+        ] = 0.05,
         upstream_timeout: Annotated[
             float, typer.Option(help="Seconds an upstream may take before failing over.")
         ] = 30.0,
@@ -132,8 +140,10 @@ def register(app: typer.Typer) -> None:
         GET /v1/models, /healthz, /metrics.
 
         An apply reaches the gateway within milliseconds on an SQLite state
-        (the database's change counter is watched); the state serial is also
-        read every --reload-interval, whatever the signal says.
+        (the database's change counter is watched) and within about
+        --signal-interval on S3/GCS (the state object's version is read that
+        often); the state serial is also read every --reload-interval,
+        whatever the signal says.
 
         Examples:
 
@@ -155,6 +165,7 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"--port {port} is not a port number", hint="use 1-65535 (0: any)")
         _positive("--reload-interval", reload_interval)
         _positive("--probe-interval", probe_interval, allow_zero=True)
+        _positive("--signal-interval", signal_interval, allow_zero=True)
         _positive("--upstream-timeout", upstream_timeout)
         if workers < 1:
             raise UsageError(f"--workers must be >= 1, got {workers}")
@@ -180,6 +191,7 @@ def register(app: typer.Typer) -> None:
                 fleet_dir=fleet,
                 reload_interval_s=reload_interval,
                 probe_interval_s=probe_interval,
+                object_signal_interval_s=signal_interval,
                 upstream_timeout_s=upstream_timeout,
                 stub_all_sites=stub_upstreams,
             ),

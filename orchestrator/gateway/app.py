@@ -46,6 +46,8 @@ class GatewaySettings:
     fleet_dir: Path | None = None  # local sites' stubs serve <fleet_dir>/.sovereign/sites/<id>
     reload_interval_s: float = 0.5  # the state serial is read this often; 0 disables reloads
     signal_interval_s: float = 0.01  # the source's change signal is asked this often; 0: off
+    # S3/GCS state: its version is read (one HEAD / metadata request) this often; 0: no signal
+    object_signal_interval_s: float = 0.05
     probe_interval_s: float = 5.0  # 0 disables active probes
     upstream_timeout_s: float = 30.0
     connect_timeout_s: float = 2.0

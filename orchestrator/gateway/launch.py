@@ -48,5 +48,9 @@ def build_gateway(spec: GatewaySpec) -> Gateway:
         def from_files(files: Mapping[str, bytes]) -> Fleet:
             return load_fleet_files(files, label)
 
-        source = AppliedFleetSource(store, from_files)
+        source = AppliedFleetSource(
+            store,
+            from_files,
+            object_signal_interval_s=spec.settings.object_signal_interval_s,
+        )
     return Gateway(source, verifier, spec.settings)

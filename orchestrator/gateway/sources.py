@@ -25,7 +25,12 @@ from typing import Protocol
 from orchestrator.errors import StateError
 from orchestrator.fleet.drain import NO_DRAINS, Drains
 from orchestrator.fleet.model import Fleet
-from orchestrator.gateway.changes import ChangeSignal, CounterSignal, SqliteDataVersion
+from orchestrator.gateway.changes import (
+    ChangeSignal,
+    CounterSignal,
+    PolledVersion,
+    SqliteDataVersion,
+)
 from orchestrator.state.base import StateReader
 
 __all__ = [
@@ -71,9 +76,14 @@ class AppliedFleetSource:
     """The fleet last recorded by ``sovereign apply`` in the state store."""
 
     def __init__(
-        self, reader: StateReader, fleet_from_files: Callable[[Mapping[str, bytes]], Fleet]
+        self,
+        reader: StateReader,
+        fleet_from_files: Callable[[Mapping[str, bytes]], Fleet],
+        *,
+        object_signal_interval_s: float = 0.05,
     ) -> None:
         self.reader = reader
+        self.object_signal_interval_s = object_signal_interval_s
         self.label = f"applied fleet in {reader.url}"
         self._fleet_from_files = fleet_from_files
         self._last: tuple[str, Fleet] | None = None
@@ -85,11 +95,15 @@ class AppliedFleetSource:
         return self.reader.drains()
 
     def change_signal(self) -> ChangeSignal | None:
-        """SQLite's ``data_version`` for a state file; None for object stores (their serial is
-        read every reload interval)."""
+        """SQLite's ``data_version`` for a state file; for S3/GCS the version of the state
+        object, polled every ``object_signal_interval_s`` on a thread (0: no signal, the serial
+        is read every reload interval only)."""
         url = self.reader.url
         if not url.startswith(_SQLITE_PREFIX):
-            return None
+            read = getattr(self.reader, "state_version", None)
+            if not callable(read) or self.object_signal_interval_s <= 0:
+                return None
+            return PolledVersion(read, self.object_signal_interval_s)
         try:
             return SqliteDataVersion(Path(url[len(_SQLITE_PREFIX) :]))
         except Exception:  # noqa: BLE001 - no signal only means the interval poll alone

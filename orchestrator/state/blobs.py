@@ -1,4 +1,4 @@
-"""The blob interface object-storage state is built on: four calls and a lost-race error.
+"""The blob interface object-storage state is built on: five calls and a lost-race error.
 
 A bucket offers no transactions, only compare-and-swap on one object (create if absent,
 replace if unchanged). ``Blobs`` names exactly that, so the state machinery
@@ -30,7 +30,7 @@ class Blob:
 
 
 class Blobs(Protocol):
-    """The four calls a bucket must offer; names are relative to the store's prefix."""
+    """The calls a bucket must offer; names are relative to the store's prefix."""
 
     url: str
 
@@ -43,6 +43,11 @@ class Blobs(Protocol):
     ) -> str:
         """Write; with ``if_version``/``if_absent`` only if that still holds, else raise
         ``PreconditionFailed``. Returns the new version."""
+        ...
+
+    def version(self, name: str) -> str | None:
+        """The object's version without its data (a HEAD / metadata read), None when absent:
+        the cheap question a gateway asks often to learn that the state moved."""
         ...
 
     def delete(self, name: str) -> None: ...

@@ -72,6 +72,15 @@ class GcsBlobs:
                 raise self._error(exc, f"reading {name}") from exc
         raise StateError(f"{name} at {self.url} keeps changing while it is read")
 
+    def version(self, name: str) -> str | None:
+        try:
+            blob = self._bucket.get_blob(self._key(name))  # metadata only, not the data
+        except Exception as exc:
+            if not gcp.is_sdk_error(exc):
+                raise
+            raise self._error(exc, f"reading the version of {name}") from exc
+        return None if blob is None else str(int(blob.generation))
+
     def put(
         self, name: str, data: bytes, *, if_version: str | None = None, if_absent: bool = False
     ) -> str:

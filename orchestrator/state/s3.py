@@ -94,6 +94,19 @@ class S3Blobs:
                 return None
             raise self._error(exc, f"reading {name}") from exc
 
+    def version(self, name: str) -> str | None:
+        # A HEAD reply has no body: an absent bucket answers like an absent key (None), which
+        # still differs from any version seen before, so a watcher notices it all the same.
+        try:
+            reply = self._client.head_object(Bucket=self.bucket, Key=self._key(name))
+            return str(reply["ETag"])
+        except Exception as exc:
+            if not aws.is_sdk_error(exc):
+                raise
+            if self._missing(exc):
+                return None
+            raise self._error(exc, f"reading the version of {name}") from exc
+
     def put(
         self, name: str, data: bytes, *, if_version: str | None = None, if_absent: bool = False
     ) -> str:

@@ -177,6 +177,18 @@ def test_cli_usage_errors(
             ],
             "--reload-interval",
         ),
+        (
+            [
+                "gateway",
+                "--fleet",
+                str(root),
+                "--token-key",
+                str(keys.public_pem_path),
+                "--signal-interval",
+                "-1",
+            ],
+            "--signal-interval must be >= 0",
+        ),
     ]:
         with pytest.raises(SystemExit) as info:
             main(argv)

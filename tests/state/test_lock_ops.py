@@ -164,6 +164,9 @@ class StallingBlobs:
             self.resume.wait(30)
         return self.inner.put(name, data, if_version=if_version, if_absent=if_absent)
 
+    def version(self, name: str) -> str | None:
+        return self.inner.version(name)
+
     def delete(self, name: str) -> None:
         self.inner.delete(name)
 

@@ -323,6 +323,10 @@ class CarelessBlobs:
         self.objects[name] = data
         return str(hash(data))
 
+    def version(self, name: str) -> str | None:
+        blob = self.get(name)
+        return None if blob is None else blob.version
+
     def delete(self, name: str) -> None:
         self.objects.pop(name, None)
 

@@ -287,6 +287,11 @@ class ObjectStateStore:
             lambda: self._acquire(operation), self._renew, self._release, self.lease_seconds
         )
 
+    def state_version(self) -> str | None:
+        """The version (ETag / generation) of ``state.json``, read without its data: every
+        recorded step rewrites it, so a gateway asks this often to learn of an apply."""
+        return self._blobs.version(STATE)
+
     def _check_lease(self, lease: Lease) -> None:
         if lease.lost:
             raise lost_error(lease, "its heartbeat found the lock taken over")
