@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -161,6 +161,37 @@ def _open(fleet_dir: Path, state: str | None) -> StateStore:
     return open_store(state, fleet_dir)
 
 
+def _drain(
+    fleet: Path,
+    state: str | None,
+    *,
+    reason: str,
+    until: str | None,
+    allow_outage: str | None,
+    yes: bool,
+    json_out: bool,
+    **selection: Any,
+) -> None:
+    """The one drain sequence behind `drain` and `evacuate`; ``selection`` names what to drain
+    (``sites``/``scope`` or ``jurisdictions``, as ``prepare_drain`` takes them)."""
+    store = _open(fleet, state)
+    try:
+        served, origin = serving_fleet(store, lambda: load_fleet(fleet))
+        change = prepare_drain(
+            served,
+            origin,
+            store.drains(),
+            **selection,
+            reason=reason,
+            at=_now(),
+            until=parse_at(until, what="--until"),
+            allow_outage=allow_outage,
+        )
+        _run(store, change, yes=yes, json_out=json_out, allow_outage=allow_outage)
+    finally:
+        store.close()
+
+
 def drain_command(
     site: Annotated[
         list[str], typer.Option("--site", "-s", help="The site to drain (repeatable).")
@@ -188,23 +219,17 @@ def drain_command(
       sovereign drain --site gcp-europe-west4 --reason "maintenance CHG-88" \\
         --until 2026-06-14T06:00:00Z --yes
     """
-    store = _open(fleet, state)
-    try:
-        served, origin = serving_fleet(store, lambda: load_fleet(fleet))
-        change = prepare_drain(
-            served,
-            origin,
-            store.drains(),
-            sites=site,
-            scope=jurisdiction,
-            reason=reason,
-            at=_now(),
-            until=parse_at(until, what="--until"),
-            allow_outage=allow_outage,
-        )
-        _run(store, change, yes=yes, json_out=json_out, allow_outage=allow_outage)
-    finally:
-        store.close()
+    _drain(
+        fleet,
+        state,
+        reason=reason,
+        until=until,
+        allow_outage=allow_outage,
+        yes=yes,
+        json_out=json_out,
+        sites=site,
+        scope=jurisdiction,
+    )
 
 
 def evacuate_command(
@@ -230,22 +255,16 @@ def evacuate_command(
       sovereign evacuate --jurisdiction EU --reason "INC-4711: EU region down" \\
         --allow-outage "INC-4711, approved by the incident commander"
     """
-    store = _open(fleet, state)
-    try:
-        served, origin = serving_fleet(store, lambda: load_fleet(fleet))
-        change = prepare_drain(
-            served,
-            origin,
-            store.drains(),
-            jurisdictions=jurisdiction,
-            reason=reason,
-            at=_now(),
-            until=parse_at(until, what="--until"),
-            allow_outage=allow_outage,
-        )
-        _run(store, change, yes=yes, json_out=json_out, allow_outage=allow_outage)
-    finally:
-        store.close()
+    _drain(
+        fleet,
+        state,
+        reason=reason,
+        until=until,
+        allow_outage=allow_outage,
+        yes=yes,
+        json_out=json_out,
+        jurisdictions=jurisdiction,
+    )
 
 
 def restore_command(
