@@ -8,7 +8,7 @@ The parts, one module each:
 - ``proxy``: model requests, the hot path (auth, route, 451, forward, fail over, relay);
 - ``endpoints``: ``/v1/models``, ``/healthz``, ``/metrics``, ``/admin/reload``;
 - ``probes``: active health probes; ``health``: the health book both feed;
-- ``tokens``: who is asking, from signed tokens only; ``upstreams``: the HTTP client pools.
+- ``authn``: who is asking (``tokens``: signed tokens); ``upstreams``: the HTTP client pools.
 
 Model requests go straight to ``proxy``; everything else (other paths and methods, lifespan)
 through Starlette's router, whose per-request cost was a measurable share of a proxied request.
@@ -26,6 +26,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from orchestrator.gateway.authn import Authenticator
 from orchestrator.gateway.endpoints import Endpoints
 from orchestrator.gateway.health import HealthBook
 from orchestrator.gateway.metrics import AccessLog, GatewayMetrics
@@ -85,12 +86,14 @@ class Gateway:
     def __init__(
         self,
         source: FleetSource,
-        verifier: TokenVerifier,
+        authenticator: Authenticator | TokenVerifier,
         settings: GatewaySettings | None = None,
         access_log: AccessLog | None = None,
     ) -> None:
         self.source = source
-        self.verifier = verifier
+        if isinstance(authenticator, TokenVerifier):
+            authenticator = Authenticator(authenticator)
+        self.authenticator = authenticator
         self.settings = s = settings if settings is not None else GatewaySettings()
         self.access_log = access_log if access_log is not None else AccessLog()
         self.metrics = GatewayMetrics()
@@ -113,7 +116,7 @@ class Gateway:
         self._tasks: list[asyncio.Task[None]] = []
         model_requests = ModelRequests(
             self.keeper,
-            verifier,
+            authenticator,
             self._upstreams,
             self.health,
             self.metrics,
@@ -121,7 +124,9 @@ class Gateway:
             s.max_body_bytes,
             lambda: self._started,
         )
-        endpoints = Endpoints(self.keeper, verifier, self.health, self.metrics, self.access_log)
+        endpoints = Endpoints(
+            self.keeper, authenticator, self.health, self.metrics, self.access_log
+        )
         routes = [
             Route("/v1/models", endpoints.list_models, methods=["GET"]),
             Route("/healthz", endpoints.healthz, methods=["GET"]),

@@ -17,11 +17,11 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from orchestrator.gateway.authn import Authenticator, AuthError, Caller
 from orchestrator.gateway.health import HealthBook
 from orchestrator.gateway.metrics import AccessLog, GatewayMetrics
 from orchestrator.gateway.reload import TableKeeper
 from orchestrator.gateway.responses import unauthorized_response
-from orchestrator.gateway.tokens import TokenError, TokenVerifier
 
 __all__ = ["Endpoints"]
 
@@ -32,13 +32,13 @@ class Endpoints:
     def __init__(
         self,
         keeper: TableKeeper,
-        verifier: TokenVerifier,
+        authenticator: Authenticator,
         health: HealthBook,
         metrics: GatewayMetrics,
         access_log: AccessLog,
     ) -> None:
         self._keeper = keeper
-        self._verifier = verifier
+        self._authenticator = authenticator
         self._health = health
         self._metrics = metrics
         self._access_log = access_log
@@ -49,7 +49,7 @@ class Endpoints:
         assert serving is not None
         version = serving.table.version
 
-        def log(status: int, residency: str | None = None, sub: str | None = None) -> None:
+        def log(status: int, caller: Caller | None = None) -> None:
             self._access_log.write(
                 method=request.method,
                 path=request.scope["path"],
@@ -58,13 +58,14 @@ class Endpoints:
                 site=None,
                 table=version,
                 latency_ms=round((time.perf_counter() - started) * 1000, 3),
-                residency=residency,
-                sub_hash=sub,
+                residency=caller.principal.residency if caller else None,
+                auth=caller.kind if caller else None,
+                caller=caller.label if caller else None,
             )
 
         try:
-            token = self._verifier.verify_header(request.headers.get("authorization"))
-        except TokenError as exc:
+            caller = self._authenticator.authenticate(request.headers.get("authorization"))
+        except AuthError as exc:
             log(401)
             return unauthorized_response(exc)
         at = datetime.now(UTC)
@@ -72,9 +73,9 @@ class Endpoints:
         data = [
             {"id": m, "object": "model", "owned_by": fleet.models[m].origin}
             for m in sorted(fleet.models)
-            if serving.table.route(m, token.principal, at)
+            if serving.table.route(m, caller.principal, at)
         ]
-        log(200, token.principal.residency, token.subject_hash)
+        log(200, caller)
         return JSONResponse(
             {"object": "list", "data": data}, headers={"X-Sovereign-Table": version}
         )

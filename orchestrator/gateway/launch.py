@@ -13,6 +13,7 @@ from pathlib import Path
 
 from orchestrator.fleet.model import Fleet
 from orchestrator.gateway.app import Gateway, GatewaySettings
+from orchestrator.gateway.authn import Authenticator
 from orchestrator.gateway.sources import AppliedFleetSource, FleetSource, WorkingFleetSource
 from orchestrator.gateway.tokens import TokenVerifier, load_token_keys
 
@@ -35,8 +36,8 @@ def build_gateway(spec: GatewaySpec) -> Gateway:
     from orchestrator.fleet.loader import load_fleet, load_fleet_files
     from orchestrator.state import open_store
 
-    verifier = TokenVerifier(
-        load_token_keys(spec.token_keys), spec.token_audience, spec.token_issuer
+    authenticator = Authenticator(
+        TokenVerifier(load_token_keys(spec.token_keys), spec.token_audience, spec.token_issuer)
     )
     source: FleetSource
     if spec.serve_working_fleet:
@@ -53,4 +54,4 @@ def build_gateway(spec: GatewaySpec) -> Gateway:
             from_files,
             object_signal_interval_s=spec.settings.object_signal_interval_s,
         )
-    return Gateway(source, verifier, spec.settings)
+    return Gateway(source, authenticator, spec.settings)

@@ -1,12 +1,13 @@
 """Model requests, the gateway's hot path: authenticate, route, forward, fail over, relay.
 
-One request, in order: the bearer token is verified (401 otherwise) and is the *only* source of
-the principal; the request keeps the table that was current when it arrived (the keeper's
-``serving`` is read once; a reload swaps that single reference, so in-flight requests are never
-mixed); the route comes from the compiled table at the request's time (directive epochs need no
-reload); an empty route answers 451 with the SPEC 5 explanation; otherwise the route's sites are
-tried in health order (healthy first, never a site outside the route) and the first answer that
-is not a connection error, timeout or 5xx is passed through. Streams are passed through chunk by
+One request, in order: the caller is authenticated (``authn``: a token or an API key; 401
+otherwise) and its credential is the *only* source of the principal; the request keeps the
+table that was current when it arrived (the keeper's ``serving`` is read once; a reload swaps
+that single reference, so in-flight requests are never mixed); the route comes from the
+compiled table at the request's time (directive epochs need no reload); an empty route answers
+451 with the SPEC 5 explanation; otherwise the route's sites are tried in health order (healthy
+first, never a site outside the route) and the first answer that is not a connection error,
+timeout or 5xx is passed through. Streams are passed through chunk by
 chunk; failover is possible only until the first byte has been forwarded.
 
 This is plain ASGI, not Starlette's ``Request``/``Response``: the request headers are walked
@@ -28,11 +29,11 @@ import aiohttp
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from orchestrator.gateway.authn import Authenticator, AuthError, Caller
 from orchestrator.gateway.health import HealthBook
 from orchestrator.gateway.metrics import AccessLog, GatewayMetrics
 from orchestrator.gateway.reload import Serving, TableKeeper
 from orchestrator.gateway.responses import error_response, unauthorized_response
-from orchestrator.gateway.tokens import TokenError, TokenVerifier, VerifiedToken
 from orchestrator.gateway.upstreams import UPSTREAM_ERRORS, UpstreamPool, failure_name
 
 __all__ = ["MODEL_PATHS", "ModelRequests"]
@@ -78,7 +79,7 @@ class ModelRequests:
     def __init__(
         self,
         keeper: TableKeeper,
-        verifier: TokenVerifier,
+        authenticator: Authenticator,
         pool: UpstreamPool,
         health: HealthBook,
         metrics: GatewayMetrics,
@@ -87,7 +88,7 @@ class ModelRequests:
         started: Callable[[], bool],
     ) -> None:
         self._keeper = keeper
-        self._verifier = verifier
+        self._authenticate = authenticator.authenticate
         self._pool = pool
         self._health = health
         self._metrics = metrics
@@ -104,7 +105,7 @@ class ModelRequests:
         model: str | None = None,
         site: str | None = None,
         table: str | None = None,
-        token: VerifiedToken | None = None,
+        token: Caller | None = None,
         **extra: Any,
     ) -> None:
         self._access_log.write(
@@ -116,7 +117,8 @@ class ModelRequests:
             table=table,
             latency_ms=round((time.perf_counter() - started) * 1000, 3),
             residency=token.principal.residency if token else None,
-            sub_hash=token.subject_hash if token else None,
+            auth=token.kind if token else None,
+            caller=token.label if token else None,
             **extra,
         )
 
@@ -141,8 +143,8 @@ class ModelRequests:
                 if forwarded is not None and forwarded not in forward_headers:
                     forward_headers[forwarded] = value.decode("latin-1")
         try:
-            token = self._verifier.verify_header(authorization)
-        except TokenError as exc:
+            token = self._authenticate(authorization)
+        except AuthError as exc:
             self._metrics.request("", "", "unauthorized").inc()
             self._log(path, started, 401, table=version)
             await unauthorized_response(exc)(scope, receive, send)
@@ -245,7 +247,7 @@ class ModelRequests:
         model: str,
         route: tuple[str, ...],
         serving: Serving,
-        token: VerifiedToken,
+        token: Caller,
         stream: bool,
         started: float,
     ) -> None:

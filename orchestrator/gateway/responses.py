@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-from orchestrator.gateway.tokens import TokenError
+from orchestrator.gateway.callers import AuthError
 
 __all__ = ["error_response", "unauthorized_response"]
 
@@ -23,9 +23,10 @@ def error_response(
     )
 
 
-def unauthorized_response(exc: TokenError) -> JSONResponse:
-    """401 with a ``WWW-Authenticate: Bearer`` challenge naming the RFC 6750 error."""
+def unauthorized_response(exc: AuthError) -> JSONResponse:
+    """401 with a ``WWW-Authenticate: Bearer`` challenge naming the error (RFC 6750 codes for
+    tokens, ``invalid_api_key`` for API keys)."""
     # The reason may quote attacker-chosen text (an alg name): keep the header valid.
     reason = "".join(c for c in exc.reason if c.isprintable() and c not in '"\\')
     challenge = f'Bearer realm="sovereign", error="{exc.error}", error_description="{reason}"'
-    return error_response(401, exc.error, exc.reason, {"WWW-Authenticate": challenge})
+    return error_response(exc.status, exc.error, exc.reason, {"WWW-Authenticate": challenge})

@@ -36,9 +36,17 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from orchestrator.errors import UsageError
 from orchestrator.fleet.countries import country_code
+from orchestrator.gateway.callers import AuthError, Caller
 from orchestrator.policy.principal import Principal
 
-__all__ = ["TokenError", "TokenKey", "TokenVerifier", "VerifiedToken", "load_token_keys"]
+__all__ = [
+    "TokenError",
+    "TokenKey",
+    "TokenVerifier",
+    "VerifiedToken",
+    "caller_label",
+    "load_token_keys",
+]
 
 DEFAULT_AUDIENCE = "sovereign"
 _MIN_RSA_BITS = 2048
@@ -50,13 +58,8 @@ _CURVE_ALGS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 
 
-class TokenError(Exception):
+class TokenError(AuthError):
     """A request's token is missing or not acceptable; ``error`` is the RFC 6750 code."""
-
-    def __init__(self, reason: str, error: str = "invalid_token") -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.error = error
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,18 @@ class TokenKey:
 class VerifiedToken:
     principal: Principal
     subject_hash: str | None  # sha256 of ``sub`` (truncated): loggable, not reversible
+    caller: Caller  # built once with the verification, so a cache hit builds nothing
+
+
+_MAX_LABEL_ISSUER = 200
+
+
+def caller_label(issuer: object, subject_hash: str | None) -> str:
+    """``ISSUER#SUBJECT_HASH`` for logs: the issuer as the token says it (printable, bounded),
+    ``token`` when it names none; ``-`` when it has no ``sub``."""
+    iss = issuer if isinstance(issuer, str) and issuer else "token"
+    iss = "".join(c for c in iss[:_MAX_LABEL_ISSUER] if c.isprintable() and not c.isspace())
+    return f"{iss or 'token'}#{subject_hash or '-'}"
 
 
 def _algorithm_for(key: object, source: str) -> str:
@@ -321,5 +336,7 @@ class TokenVerifier:
             digest = hashlib.sha256(sub.encode()).hexdigest()[:16] if isinstance(sub, str) else None
             exp = float(claims["exp"])
             nbf = float(claims.get("nbf", 0))
-            return VerifiedToken(principal_from_claims(claims), digest), exp, nbf
+            principal = principal_from_claims(claims)
+            caller = Caller(principal, "token", caller_label(claims.get("iss"), digest))
+            return VerifiedToken(principal, digest, caller), exp, nbf
         raise last

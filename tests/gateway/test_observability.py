@@ -60,7 +60,9 @@ def test_metrics_and_access_log_hold_no_token_or_prompt(keys: Keys, client: http
         "residency",
     } <= set(first)
     assert first["site"] == "us-east" and first["residency"] == "US"
-    assert first["sub_hash"] and len(first["sub_hash"]) == 16
+    assert first["auth"] == "token"
+    issuer, _, sub_hash = first["caller"].partition("#")  # never the token or ``sub`` itself
+    assert issuer == keys.issuer and len(sub_hash) == 16
     assert requests[3]["site"] == "us-west" and requests[3]["failed_over"] == ["us-east"]
 
 
