@@ -1,16 +1,22 @@
-# Two commands on a fresh machine: `make demo` and `make test`. Both bootstrap .venv first.
+# Two commands on a fresh machine: `make demo` and `make test`. Both bootstrap .venv first;
+# .ci/setup installs (as root) or names (otherwise) the Debian packages they need.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench bench-peers fmt clean fuzz chaos
+.PHONY: demo test test-fast os-packages lint bench bench-peers fmt clean fuzz chaos
 
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	sh .ci/setup venv
+	test -x $(BIN)/pip || $(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev,pulumi]"
+	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
+
+# chromium, nginx, curl, git: the tests' operating-system packages (.ci/setup says which).
+os-packages:
+	sh .ci/setup test
 
 demo: $(STAMP)
 	$(BIN)/sovereign demo
@@ -21,8 +27,13 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint
+test: os-packages lint
 	$(BIN)/pytest -q
+
+# The inner loop: no slow (real servers, subprocess pipelines), browser or campaign (fuzz,
+# chaos) tests, no linters; under two minutes on a quiet machine. `make test` runs them all.
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not slow and not browser and not campaign"
 
 # The campaigns of docs/security.md at full budget (smoke versions run in `make test`); each
 # prints its counts at the end. FUZZ_EXAMPLES per target, CHAOS_RUNS kills per state backend,
@@ -45,7 +56,7 @@ bench: $(STAMP)
 
 # Cedar and the LiteLLM proxy (pinned, pip extra `bench`), nginx from Debian (needs root or sudo).
 bench-peers: $(STAMP)
-	$(BIN)/python -m pip install -q -e ".[dev,pulumi,bench]"
+	$(BIN)/python -m pip install -q -e ".[dev,bench]"
 	command -v nginx >/dev/null || { apt-get update -q && apt-get install -y -q nginx-light; }
 
 fmt: $(STAMP)

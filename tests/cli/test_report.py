@@ -22,6 +22,8 @@ from orchestrator.fleet.loader import load_fleet
 from orchestrator.fleet.model import Fleet
 from tests.cli.support import run_cli
 
+pytestmark = pytest.mark.browser
+
 REPO = Path(__file__).resolve().parents[2]
 REGIONS = REPO / "regions"
 CHROMIUM_FLAGS = [
@@ -43,7 +45,7 @@ def chromium() -> str:
         found = shutil.which(name)
         if found:
             return found
-    pytest.fail("no chromium on PATH: `apt-get install -y chromium` (.ci/run installs it)")
+    pytest.fail("no chromium on PATH: `sudo .ci/setup test` installs it (Debian's chromium)")
 
 
 def load_in_browser(page: Path) -> tuple[str, list[str]]:
