@@ -34,6 +34,7 @@ from orchestrator.fleet.signing import (
     signature_path,
     write_signature,
 )
+from orchestrator.fleet.tenants import inspect_tenant_file, is_tenant_document
 
 directive_app = typer.Typer(
     name="directive",
@@ -44,7 +45,8 @@ directive_app = typer.Typer(
 SIGN_HELP = """Sign a directive file as one authority (appends or replaces its line in FILE.sig).
 
 The signature covers the exact bytes of FILE: sign after the last edit. When the fleet \
-(--fleet) declares the authority, the key must match its public key.
+(--fleet) declares the authority, the key must match its public key. A tenant attestation \
+(tenants/NAME.yaml) is signed the same way, by an attestor of fleet.yaml.
 
 \b
 Examples:
@@ -52,17 +54,20 @@ Examples:
   sovereign directive sign regions/directives/us-doc-2026-07-01.yaml \\
       --key us-commerce.pem --authority us-commerce
   sovereign directive verify regions/directives/us-doc-2026-07-01.yaml
+  sovereign directive sign regions/tenants/acme.yaml --key attestor.pem --authority eu-notary
 """
 
 VERIFY_HELP = """Check a directive and its signatures against the fleet's profiles.
 
 Lists which authorities' signatures verified and whether the jurisdiction's \
-directive_threshold is met. Exit 0 when the directive is valid, 1 otherwise.
+directive_threshold is met. Exit 0 when the directive is valid, 1 otherwise. Given a tenant \
+attestation (a file with attested_by), checks it against fleet.yaml's attestors.
 
 \b
 Examples:
   sovereign directive verify regions/directives/us-doc-2026-06-12.yaml
   sovereign directive verify new.yaml --fleet regions --json
+  sovereign directive verify regions/tenants/acme.yaml
 """
 
 
@@ -129,6 +134,14 @@ def _check_key_matches(file: Path, fleet_dir: Path, authority: str, public: str)
             soft_wrap=True,
         )
         return
+    attestor = fleet.settings.attestor(authority)
+    if attestor is not None:
+        if base64.b64encode(attestor.public_key).decode("ascii") != public:
+            raise SignatureError(
+                f"the key {public} is not the key of attestor '{authority}' (fleet.yaml)",
+                hint="use the attestor's own key, or register this key in fleet.yaml first",
+            )
+        return
     for j in fleet.jurisdictions.values():
         found = j.authority(authority)
         if found is None:
@@ -141,8 +154,9 @@ def _check_key_matches(file: Path, fleet_dir: Path, authority: str, public: str)
             )
         return
     known = sorted(a.id for j in fleet.jurisdictions.values() for a in j.authorities)
+    known += sorted(a.id for a in fleet.settings.attestors)
     output.err().print(
-        f"note: no profile of {fleet_dir} declares authority '{authority}' "
+        f"note: neither a profile nor fleet.yaml of {fleet_dir} declares '{authority}' "
         f"(declared: {', '.join(known)})",
         markup=False,
         soft_wrap=True,
@@ -170,6 +184,13 @@ def verify_command(
                 }
             )
         raise
+    try:
+        is_tenant = is_tenant_document(file.read_bytes())
+    except OSError:
+        is_tenant = False
+    if is_tenant:
+        _verify_tenant(file, loaded, json_out)
+        return
     report = inspect_directive_file(file, loaded)
     if json_out:
         emit_json(
@@ -201,6 +222,39 @@ def verify_command(
             + (f": {report.problems[0].message}" if report.problems else ""),
             hint="sign it with `sovereign directive sign FILE --key KEY --authority ID` "
             "until the jurisdiction's directive_threshold is met",
+        )
+
+
+def _verify_tenant(file: Path, fleet: Fleet, json_out: bool) -> None:
+    """``directive verify`` on a tenant attestation: its attestor's signature, its schema."""
+    report = inspect_tenant_file(file, fleet)
+    if json_out:
+        emit_json(
+            {
+                "file": str(file),
+                "valid": report.valid,
+                "tenant": report.tenant.id if report.tenant else None,
+                "attested_by": report.attested_by,
+                "signers": list(report.signers),
+                "expires": report.tenant.expires.isoformat() if report.tenant else None,
+                "errors": [p.to_json() for p in report.problems],
+            }
+        )
+    else:
+        for p in report.problems:
+            sys.stderr.write(p.render() + "\n")
+        state = "valid" if report.valid else "INVALID"
+        signers = ", ".join(report.signers) or "none"
+        output.say(
+            output.out(),
+            f"{escape(str(file))}: tenant attestation, verified signatures: {signers}: {state}",
+        )
+    if not report.valid:
+        raise SignatureError(
+            f"{file} is not a valid tenant attestation"
+            + (f": {report.problems[0].message}" if report.problems else ""),
+            hint="sign it with `sovereign directive sign FILE --key KEY --authority ATTESTOR_ID` "
+            "(an attestor of fleet.yaml)",
         )
 
 

@@ -50,7 +50,8 @@ The fleet directory (default: regions/):
   <jurisdiction>.yaml       one region profile per jurisdiction
   models.yaml               the model catalog
   directives/NAME.yaml      a directive, signed in directives/NAME.yaml.sig
-  fleet.yaml                optional: unlisted_countries: deny|any, dns: {...}
+  tenants/NAME.yaml         an attested tenant, signed in tenants/NAME.yaml.sig
+  fleet.yaml                optional: unlisted_countries: deny|any, dns: {...}, attestors
 
 \b
 A short region profile:
@@ -97,8 +98,10 @@ def validate_command(
         files = read_fleet_files(fleet)
         loaded = load_fleet_files(files, label=str(fleet))
         over_capacity = capacity_problems(loaded, files, label=str(fleet))
-        if over_capacity:
-            raise FleetError(over_capacity)
+        # A tenant that does not verify is left out of the fleet (its keys are refused) but
+        # is still an error here: docs/identity.md.
+        if over_capacity or loaded.tenant_problems:
+            raise FleetError([*over_capacity, *loaded.tenant_problems])
     except FleetError as exc:
         if json_out:
             # The documented validate shape; the boundary adds SPEC 5's "error" beside it.
@@ -114,13 +117,24 @@ def validate_command(
         return
     for w in warnings:
         output.err().print(f"warning: {w.message}", markup=False, highlight=False, soft_wrap=True)
+    for t in sorted(loaded.tenants.values(), key=lambda t: t.id):
+        if t.expired(now):
+            output.err().print(
+                f"warning: tenant {t.id} ({fleet}/{t.source}): attestation expired "
+                f"{t.expires.isoformat()}; its keys are refused until {t.attested_by} signs a "
+                "renewal",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
     active = len(in_force(loaded, now))
     total = len(loaded.directives)
     output.say_plain(
         f"{fleet}: valid: {len(loaded.jurisdictions)} jurisdictions, "
         f"{len(loaded.sites)} sites, "
         f"{len(loaded.models)} models, {active} directive{'s' if active != 1 else ''} in force "
-        f"now ({total} signed in total)",
+        f"now ({total} signed in total)"
+        + (f", {len(loaded.tenants)} attested tenants" if loaded.tenants else ""),
     )
 
 

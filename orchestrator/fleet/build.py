@@ -16,6 +16,7 @@ from orchestrator.fleet.checks import ParsedDirective, ParsedProfile
 from orchestrator.fleet.model import (
     EVERYONE,
     Action,
+    Attestor,
     Audience,
     Authority,
     Directive,
@@ -133,6 +134,7 @@ def build_fleet(
     settings = FleetSettings(
         unlisted_countries=Unlisted(fs.unlisted_countries),
         dns=DnsSettings(fs.dns.hosted_zone_id, fs.dns.domain) if fs.dns else None,
+        attestors=tuple(Attestor(a.id, _b64(a.public_key)) for a in fs.attestors),
     )
     return Fleet(
         jurisdictions=jurisdictions,

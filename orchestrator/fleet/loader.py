@@ -14,6 +14,8 @@ Layout (SPEC 1), paths relative to the fleet root:
     fleet.yaml               fleet-wide settings (optional)
     <anything>.yaml          one region profile each
     directives/NAME.yaml     a directive, signed by directives/NAME.yaml.sig
+    tenants/NAME.yaml        an attested tenant, signed by tenants/NAME.yaml.sig; one that does
+                             not verify is left out and reported (fleet.tenants), never fatal
 
 ``.yml`` is accepted wherever ``.yaml`` is. Hidden files and other directories are not part of
 the fleet (the default state store lives in ``.sovereign/`` inside it).
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 from orchestrator.errors import FleetError, Problem
@@ -48,12 +50,14 @@ from orchestrator.fleet.reading import (
     CATALOG_NAMES,
     DIRECTIVES_DIR,
     SETTINGS_NAMES,
+    TENANTS_DIR,
     YAML_SUFFIXES,
     read_fleet_files,
 )
 from orchestrator.fleet.schema import CatalogDoc, DirectiveDoc, FleetSettingsDoc, ProfileDoc
 from orchestrator.fleet.schema_errors import problem_order, raw_ids, raw_str, validate_doc
 from orchestrator.fleet.signing import SIGNATURE_SUFFIX
+from orchestrator.fleet.tenants import check_tenants
 from orchestrator.fleet.yamlsource import Document, parse_yaml
 
 # The loader is the fleet package's front door: reading, single directive files and the digest
@@ -91,6 +95,8 @@ class _Collected:
     shadow_directives: set[str] = field(default_factory=set)
     catalog_unusable: bool = False
     signers: dict[str, tuple[str, ...]] = field(default_factory=dict)  # rel -> verified
+    tenant_rels: list[str] = field(default_factory=list)
+    settings_doc: Document | None = None
 
 
 def _classify(
@@ -115,6 +121,10 @@ def _classify(
             directives.append(rel)
         elif len(parts) == 2 and parts[0] == DIRECTIVES_DIR and pure.suffix == SIGNATURE_SUFFIX:
             sigs.add(rel)
+        elif len(parts) == 2 and parts[0] == TENANTS_DIR and pure.suffix in YAML_SUFFIXES:
+            out.tenant_rels.append(rel)
+        elif len(parts) == 2 and parts[0] == TENANTS_DIR and pure.suffix == SIGNATURE_SUFFIX:
+            sigs.add(rel)
         else:
             out.problems.append(
                 Problem(
@@ -122,7 +132,8 @@ def _classify(
                     None,
                     "",
                     "not part of the fleet layout: region profiles and models.yaml/fleet.yaml at "
-                    "the top, directives and their .sig files in directives/",
+                    "the top, directives and their .sig files in directives/, tenants and "
+                    "theirs in tenants/",
                 )
             )
     for names in (catalog, settings):
@@ -198,6 +209,7 @@ def load_fleet_files(files: Mapping[str, bytes], label: str = "regions") -> Flee
     if settings_rel is not None:
         doc = _parse(label, settings_rel, files[settings_rel], out)
         if doc is not None:
+            out.settings_doc = doc
             out.settings, problems = validate_doc(doc, FleetSettingsDoc)
             out.problems.extend(problems)
 
@@ -253,19 +265,49 @@ def load_fleet_files(files: Mapping[str, bytes], label: str = "regions") -> Flee
                     f"{label}/{sig_rel}",
                     None,
                     "",
-                    f"signature file without a directive (expected "
+                    f"signature file without its file (expected "
                     f"{label}/{sig_rel.removesuffix(SIGNATURE_SUFFIX)}); remove it or restore the "
                     "directive",
                 )
             )
 
     _cross_check(out)
+    _check_attestors(out)
     if out.problems:
         raise FleetError(sorted(out.problems, key=problem_order))
     assert out.catalog is not None  # guaranteed: a missing catalog is a problem
-    return build_fleet(
+    fleet = build_fleet(
         out.profiles, out.catalog, out.settings, out.directives, out.signers, fleet_digest(files)
     )
+    tenants, tenant_problems = check_tenants(
+        files, out.tenant_rels, label, fleet.settings.attestors
+    )
+    return replace(fleet, tenants=tenants, tenant_problems=tuple(tenant_problems))
+
+
+def _check_attestors(out: _Collected) -> None:
+    """Attestor ids are unique and each has its own key (a signature then names one person)."""
+    if out.settings is None or out.settings_doc is None:
+        return
+    ids: set[str] = set()
+    keys: dict[str, str] = {}
+    for i, a in enumerate(out.settings.attestors):
+        if a.id in ids:
+            out.problems.append(
+                out.settings_doc.problem(
+                    f"attestors[{i}].id", f"attestor '{a.id}' is declared twice"
+                )
+            )
+        if a.public_key in keys:
+            out.problems.append(
+                out.settings_doc.problem(
+                    f"attestors[{i}].public_key",
+                    f"attestor '{a.id}' has the public key of '{keys[a.public_key]}'; each "
+                    "attestor needs its own key",
+                )
+            )
+        ids.add(a.id)
+        keys.setdefault(a.public_key, a.id)
 
 
 def _cross_check(out: _Collected) -> None:

@@ -14,6 +14,8 @@ from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
 
+from orchestrator.errors import Problem
+
 ALL_MODELS = "*"
 
 
@@ -135,6 +137,40 @@ class DnsSettings:
 class FleetSettings:
     unlisted_countries: Unlisted = Unlisted.DENY
     dns: DnsSettings | None = None
+    attestors: tuple[Attestor, ...] = ()
+
+    def attestor(self, attestor_id: str) -> Attestor | None:
+        return next((a for a in self.attestors if a.id == attestor_id), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Attestor:
+    """Someone accountable who vouches for a tenant's people (``fleet.yaml`` ``attestors``)."""
+
+    id: str
+    public_key: bytes  # raw Ed25519
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """An organisation whose people's attributes an attestor signed (``tenants/NAME.yaml``).
+
+    Only tenants whose signature verified are in ``Fleet.tenants``; an expired one stays there
+    (it is refused at the time of each request, docs/identity.md).
+    """
+
+    id: str
+    attested_by: str
+    reference: str
+    residency: str
+    nationalities: frozenset[str]
+    groups: frozenset[str]
+    expires: datetime
+    source: str  # fleet-relative path
+    sha256: str  # of the exact file bytes that were signed
+
+    def expired(self, at: datetime) -> bool:
+        return at >= self.expires
 
 
 def _frozen(d: Mapping[str, object]) -> Mapping[str, object]:
@@ -200,9 +236,13 @@ class Fleet:
     # fleet.digest.fleet_digest of the input files, so plans, the state and the gateway can
     # name what they saw ("" for a fleet built in memory)
     digest: str = ""
+    # tenants whose attestation verified; one that does not verify is not here (its keys are
+    # refused) and is listed in ``tenant_problems`` for ``validate`` (docs/identity.md)
+    tenants: Mapping[str, Tenant] = field(default_factory=dict)
+    tenant_problems: tuple[Problem, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("jurisdictions", "sites", "models", "directives", "country_home"):
+        for name in ("jurisdictions", "sites", "models", "directives", "country_home", "tenants"):
             value = getattr(self, name)
             if not isinstance(value, MappingProxyType):
                 object.__setattr__(self, name, MappingProxyType(dict(value)))
@@ -233,4 +273,6 @@ class Fleet:
             settings=self.settings,
             country_home=self.country_home,
             digest=digest,
+            tenants=self.tenants,
+            tenant_problems=self.tenant_problems,
         )

@@ -31,6 +31,7 @@ __all__ = [
     "CATALOG_NAMES",
     "DIRECTIVES_DIR",
     "SETTINGS_NAMES",
+    "TENANTS_DIR",
     "YAML_SUFFIXES",
     "read_fleet_files",
 ]
@@ -39,6 +40,7 @@ YAML_SUFFIXES = (".yaml", ".yml")
 CATALOG_NAMES = ("models.yaml", "models.yml")
 SETTINGS_NAMES = ("fleet.yaml", "fleet.yml")
 DIRECTIVES_DIR = "directives"
+TENANTS_DIR = "tenants"  # attested tenants, signed like directives (docs/identity.md)
 
 # Reading more than this from one fleet file is a mistake (a fleet file is a few kilobytes).
 MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -121,8 +123,8 @@ def _is_dir(path: Path, real_root: str) -> bool:
     st = _target(path, real_root)
     if not stat.S_ISDIR(st.st_mode):
         raise _Unreadable(
-            f"{_kind(st.st_mode)}, not a directory; {DIRECTIVES_DIR}/ must be a folder of "
-            "signed directive files (or absent when there are none)"
+            f"{_kind(st.st_mode)}, not a directory; {DIRECTIVES_DIR}/ and {TENANTS_DIR}/ must "
+            "be folders of signed files (or absent when there are none)"
         )
     return True
 
@@ -169,23 +171,25 @@ def read_fleet_files(root: Path) -> dict[str, bytes]:
     for path in top:
         if path.name.startswith("."):
             continue
-        if path.name == DIRECTIVES_DIR:
+        if path.name in (DIRECTIVES_DIR, TENANTS_DIR):
             continue
         if path.suffix in YAML_SUFFIXES:
             take(path, path.name)
-    directives = root / DIRECTIVES_DIR
-    if os.path.lexists(directives):
+    for folder in (DIRECTIVES_DIR, TENANTS_DIR):
+        directory = root / folder
+        if not os.path.lexists(directory):
+            continue
         try:
-            _is_dir(directives, real_root)
-            inner = _listing(directives)
+            _is_dir(directory, real_root)
+            inner = _listing(directory)
         except _Unreadable as exc:
-            problems.append(Problem(f"{root}/{DIRECTIVES_DIR}", None, "", f"is {exc}"))
+            problems.append(Problem(f"{root}/{folder}", None, "", f"is {exc}"))
             inner = []
         for path in inner:
             if path.name.startswith("."):
                 continue
             if path.suffix in (*YAML_SUFFIXES, SIGNATURE_SUFFIX):
-                take(path, f"{DIRECTIVES_DIR}/{path.name}")
+                take(path, f"{folder}/{path.name}")
     if problems:
         raise FleetError(problems)
     return files

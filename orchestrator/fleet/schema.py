@@ -228,6 +228,30 @@ class DnsDoc(_Strict):
     domain: NonEmpty
 
 
+class AttestorDoc(_Strict):
+    """Who may attest a tenant's people (docs/identity.md): an id and an Ed25519 public key."""
+
+    id: NameId
+    public_key: Annotated[str, AfterValidator(_public_key)]
+
+
 class FleetSettingsDoc(_Strict):
     unlisted_countries: Literal["deny", "any"] = "deny"
     dns: DnsDoc | None = None
+    attestors: list[AttestorDoc] = Field(default_factory=list)
+
+
+class TenantPrincipalDoc(_Strict):
+    residency: Country
+    nationalities: list[Country] = Field(default_factory=list)
+    groups: list[NonEmpty] = Field(default_factory=list)
+
+
+class TenantDoc(_Strict):
+    """``tenants/NAME.yaml``: who a tenant's requests are judged as, signed by an attestor."""
+
+    id: NameId
+    attested_by: NameId
+    reference: NonEmpty
+    principal: TenantPrincipalDoc
+    expires: Timestamp

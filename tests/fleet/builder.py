@@ -18,7 +18,7 @@ from pathlib import Path
 
 from orchestrator.fleet.signing import generate_key, sign_file_bytes, write_signature
 
-AUTHORITIES = ("us-gov", "us-court", "eu-gov")
+AUTHORITIES = ("us-gov", "us-court", "eu-gov", "notary")  # notary: a tenant attestor
 
 US_YAML = """\
 jurisdiction: US
@@ -102,6 +102,33 @@ supersedes: null
 
 DIRECTIVE_FILE = "directives/us-d1.yaml"
 
+FLEET_WITH_ATTESTOR_YAML = """\
+unlisted_countries: deny
+attestors:
+  - id: notary
+    public_key: "{notary}"
+"""
+
+
+def tenant_yaml(
+    tenant: str = "acme",
+    residency: str = "DE",
+    nationalities: tuple[str, ...] = ("DE",),
+    expires: str = "2099-01-01T00:00:00Z",
+    attested_by: str = "notary",
+) -> str:
+    """A tenant attestation (docs/identity.md); sign it with ``sign(path, "notary")``."""
+    return (
+        f"id: {tenant}\n"
+        f"attested_by: {attested_by}\n"
+        f'reference: "KYC file {tenant}"\n'
+        "principal:\n"
+        f"  residency: {residency}\n"
+        f"  nationalities: [{', '.join(nationalities)}]\n"
+        "  groups: []\n"
+        f"expires: {expires}\n"
+    )
+
 
 @cache
 def keys() -> dict[str, tuple[bytes, str]]:
@@ -115,7 +142,7 @@ def default_files() -> dict[str, str]:
         "us.yaml": US_YAML,
         "eu.yaml": EU_YAML,
         "models.yaml": MODELS_YAML,
-        "fleet.yaml": FLEET_YAML,
+        "fleet.yaml": FLEET_WITH_ATTESTOR_YAML,
         DIRECTIVE_FILE: DIRECTIVE_YAML,
     }
     out = {}
@@ -183,6 +210,10 @@ class FleetFactory:
                 path.write_text(content, encoding="utf-8")
         if sign_directives:
             for rel, content in contents.items():
+                if rel.startswith("tenants/") and rel.endswith(".yaml"):
+                    if content is not None and f"{rel}.sig" not in contents:
+                        sign(root / rel, "notary")
+                    continue
                 if not rel.startswith("directives/") or not rel.endswith(".yaml"):
                     continue
                 if content is None or f"{rel}.sig" in contents:

@@ -1,0 +1,109 @@
+"""Attested tenants: tenants/NAME.yaml + .sig against fleet.yaml attestors (docs/identity.md)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from orchestrator.fleet.loader import load_fleet
+from orchestrator.fleet.signing import generate_key
+from tests.fleet.builder import FleetFactory, sign, tenant_yaml
+from tests.fleet.test_cli import run
+
+T = "tenants/acme.yaml"
+
+
+def test_a_signed_tenant_is_in_the_fleet_and_validates(
+    signed_fleet_factory: FleetFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = signed_fleet_factory({T: tenant_yaml(nationalities=("DE", "FR"))})
+    tenant = load_fleet(root).tenants["acme"]
+    assert (tenant.residency, tenant.nationalities) == ("DE", frozenset({"DE", "FR"}))
+    assert tenant.attested_by == "notary" and tenant.source == T
+    assert tenant.expires == datetime(2099, 1, 1, tzinfo=UTC)
+    code, out, _ = run(["validate", "--fleet", str(root)], capsys)
+    assert code == 0 and "1 attested tenants" in out
+    code, out, _ = run(
+        ["directive", "verify", str(root / T), "--fleet", str(root), "--json"], capsys
+    )
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["valid"] and doc["tenant"] == "acme" and doc["signers"] == ["notary"]
+
+
+@pytest.mark.parametrize(
+    ("files", "where", "message"),
+    [
+        ({f"{T}.sig": None}, f"{T}.sig", "unsigned"),
+        ({T: tenant_yaml(attested_by="nobody")}, T, "not an attestor"),
+        ({T: tenant_yaml() + "colour: blue\n"}, T, "unknown key 'colour'"),
+        ({T: tenant_yaml().replace("expires: 2099-01-01T00:00:00Z\n", "")}, T, "expires"),
+        ({T: tenant_yaml(residency="Germany")}, T, "ISO 3166-1"),
+    ],
+)
+def test_a_tenant_that_does_not_verify_is_left_out_and_fails_validate(
+    signed_fleet_factory: FleetFactory,
+    capsys: pytest.CaptureFixture[str],
+    files: dict[str, str | None],
+    where: str,
+    message: str,
+) -> None:
+    root = signed_fleet_factory({T: tenant_yaml(), **files})
+    if f"{T}.sig" in files:
+        (root / f"{T}.sig").unlink(missing_ok=True)
+    fleet = load_fleet(root)  # the rest of the fleet (its law) does not wait on a tenant
+    assert "acme" not in fleet.tenants
+    assert any(message in p.message or message in p.field for p in fleet.tenant_problems)
+    code, out, _ = run(["validate", "--fleet", str(root), "--json"], capsys)
+    assert code == 1
+    errors = json.loads(out)["errors"]
+    found = [e for e in errors if e["file"].endswith(where)]
+    assert found and (where.endswith(".sig") or all(e["line"] for e in found))
+
+
+def test_a_changed_byte_voids_the_attestation(signed_fleet_factory: FleetFactory) -> None:
+    root = signed_fleet_factory({T: tenant_yaml()})
+    path = root / T
+    path.write_text(path.read_text().replace("nationalities: [DE]", "nationalities: [US]"))
+    fleet = load_fleet(root)
+    assert "acme" not in fleet.tenants
+    assert any("does not verify" in p.message for p in fleet.tenant_problems)
+    sign(path, "notary")
+    assert load_fleet(root).tenants["acme"].nationalities == frozenset({"US"})
+
+
+def test_sign_refuses_a_key_that_is_not_the_attestors(
+    signed_fleet_factory: FleetFactory, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    root = signed_fleet_factory({T: tenant_yaml(), f"{T}.sig": None})
+    (root / f"{T}.sig").unlink(missing_ok=True)
+    other = tmp_path / "other.pem"
+    other.write_bytes(generate_key()[0])
+    other.chmod(0o600)
+    code, _, err = run(
+        [
+            "directive",
+            "sign",
+            str(root / T),
+            "--key",
+            str(other),
+            "--authority",
+            "notary",
+            "--fleet",
+            str(root),
+        ],
+        capsys,
+    )
+    assert code == 1 and "attestor 'notary'" in err
+
+
+def test_an_expired_tenant_verifies_but_validate_warns(
+    signed_fleet_factory: FleetFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = signed_fleet_factory({T: tenant_yaml(expires="2020-01-01T00:00:00Z")})
+    assert load_fleet(root).tenants["acme"].expired(datetime.now(UTC))
+    code, _, err = run(["validate", "--fleet", str(root)], capsys)
+    assert code == 0 and "attestation expired" in err
