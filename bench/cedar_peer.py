@@ -4,10 +4,11 @@ Cedar is what a team would pick to write these rules as policies instead of comp
 The encoding, at one instant:
 
 - entities: ``Jurisdiction`` (the models it offers, where its residents may be processed),
-  ``Site`` (its owner; its parents are its governing jurisdictions, so ``resource in
-  Jurisdiction::"J"`` means "J governs this site"), ``Model`` (origin, whether export is open,
-  the jurisdictions its origin's export list allows), and one ``Person`` per principal asked
-  about (residency, home, nationalities, groups);
+  ``Site`` (its owner; its parents are its governing jurisdictions, ``Site.governing`` as
+  ``fleet.model.governing_set`` defines it: owner, ``governed_by`` and the law of the soil, so
+  ``resource in Jurisdiction::"J"`` means "J governs this site"), ``Model`` (origin, whether
+  export is open, the jurisdictions its origin's export list allows), and one ``Person`` per
+  principal asked about (residency, home, nationalities, groups);
 - one ``permit`` for R0-R3; one ``forbid`` per withdraw in force (R4) and per suspend in force
   (R5), the audience as conditions on the principal's attributes, matched fail-closed (unknown
   nationality matches both nationality predicates) and group exemptions as ``unless``.

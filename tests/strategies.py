@@ -153,15 +153,20 @@ def fleets(draw: st.DrawFn, max_directives: int = 4) -> Fleet:
         site_ids[j] = ids
         for s in ids:
             governed_by = _subset(draw, jids, 2) - {j}
+            country = next(iter(sorted(countries[j])), "ZZ")
+            if draw(st.integers(0, 3)) == 0:
+                # foreign soil: the site stands in another jurisdiction's country (or none),
+                # and the law of the soil binds it there (fleet.model.governing_set)
+                country = _pick(draw, COUNTRIES)
             sites[s] = Site(
                 id=s,
                 jurisdiction=j,
                 provider="local",
                 region=s,
-                country=next(iter(sorted(countries[j])), "ZZ"),
+                country=country,
                 operator=f"op-{j.lower()}",
                 governed_by=governed_by,
-                governing=governed_by | {j},
+                governing=governed_by | {j},  # the Fleet adds the soil
             )
     every_site = tuple(sites)
     jurisdictions: dict[str, Jurisdiction] = {}

@@ -102,7 +102,7 @@ def build_fleet(
                 country=s.country,
                 operator=s.operator,
                 governed_by=frozenset(s.governed_by),
-                governing=frozenset({v.jurisdiction, *s.governed_by}),
+                governing=frozenset(),  # computed by Fleet (fleet.model.governing_set)
                 capacity=s.capacity,
                 endpoint=s.endpoint,
                 instance_type=s.instance_type,

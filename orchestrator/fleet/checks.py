@@ -70,6 +70,8 @@ class DirectiveContext:
     authorities: Mapping[str, Mapping[str, bytes]]  # jurisdiction id -> authority id -> key
     thresholds: Mapping[str, int]
     models: frozenset[str]
+    # jurisdiction id -> directive_threshold exactly as its profile writes it (rotations)
+    profile_thresholds: Mapping[str, int] = field(default_factory=dict)
     existing: Mapping[str, str] = field(default_factory=dict)  # directive id -> jurisdiction
     shadow_jurisdictions: frozenset[str] = frozenset()
     shadow_models: frozenset[str] = frozenset()
@@ -94,6 +96,7 @@ def context_from_profiles(
     countries: dict[str, frozenset[str]] = {}
     authorities: dict[str, dict[str, bytes]] = {}
     thresholds: dict[str, int] = {}
+    written: dict[str, int] = {}
     for p in profiles:
         j = p.value.jurisdiction
         countries.setdefault(j, frozenset(p.value.countries))
@@ -107,14 +110,41 @@ def context_from_profiles(
         thresholds.setdefault(
             j, min(max(p.value.directive_threshold, 1), max(len(p.value.authorities), 1))
         )
+        written.setdefault(j, p.value.directive_threshold)
     return DirectiveContext(
         countries=countries,
         authorities=authorities,
         thresholds=thresholds,
+        profile_thresholds=written,
         models=frozenset(models),
         shadow_jurisdictions=frozenset(shadow_jurisdictions),
         shadow_models=frozenset(shadow_models),
     )
+
+
+def duplicate_key_problems(profiles: Iterable[ParsedProfile]) -> list[Problem]:
+    """Two authority ids with one public key, anywhere in the fleet: a threshold counts
+    distinct keys, so one key under two names would meet a two-person rule alone."""
+    problems: list[Problem] = []
+    first: dict[bytes, tuple[str, str]] = {}  # raw key -> (authority id, profile file)
+    for p in profiles:
+        for i, a in enumerate(p.value.authorities):
+            raw = _decode_key(a.public_key)
+            if raw is None:
+                continue
+            seen = first.get(raw)
+            if seen is None:
+                first[raw] = (a.id, p.doc.file)
+                continue
+            problems.append(
+                p.doc.problem(
+                    f"authorities[{i}].public_key",
+                    f"authority '{a.id}' has the same public key as '{seen[0]}' ({seen[1]}): "
+                    "each authority needs its own key (a threshold counts distinct keys); "
+                    "make one with `sovereign keygen`",
+                )
+            )
+    return problems
 
 
 def check_profiles(
@@ -181,6 +211,7 @@ def check_profiles(
                 )
             )
 
+    problems.extend(duplicate_key_problems(profiles))
     for p in profiles:
         v, doc = p.value, p.doc
         seen_auth: set[str] = set()
@@ -330,7 +361,10 @@ def check_directive(
                 f"'{v.issuer}' is not an authority of {v.jurisdiction} ({valid_names(own_keys)})",
             )
         )
-    if v.action == "lift":
+    problems.extend(_rotation_problems(d, ctx))
+    if v.action == "rotate":
+        pass  # _rotation_problems: a rotation names no model
+    elif v.action == "lift":
         for key, value in (("models", v.models), ("audience", v.audience)):
             if value is not None:
                 problems.append(
@@ -459,6 +493,75 @@ def check_directive(
             )
         )
     return problems, signers
+
+
+def _rotation_problems(d: ParsedDirective, ctx: DirectiveContext) -> list[Problem]:
+    """A rotation carries exactly the authority set its jurisdiction's profile now lists, and
+    nothing else; other actions carry no authority set."""
+    v, doc = d.value, d.doc
+    problems: list[Problem] = []
+    if v.action != "rotate":
+        for key, value in (
+            ("authorities", v.authorities),
+            ("directive_threshold", v.directive_threshold),
+        ):
+            if value is not None:
+                problems.append(
+                    doc.problem(
+                        key,
+                        f"only a rotation carries '{key}' (action: rotate); remove it from this "
+                        f"{v.action}",
+                    )
+                )
+        return problems
+    carried_extra: tuple[tuple[str, object], ...] = (
+        ("models", v.models),
+        ("audience", v.audience),
+        ("supersedes", v.supersedes),
+        ("expires", v.expires),
+    )
+    for key, extra in carried_extra:
+        if extra is not None:
+            problems.append(
+                doc.problem(
+                    key,
+                    f"a rotation changes only who speaks for {v.jurisdiction}; remove '{key}'",
+                )
+            )
+    if v.authorities is None or v.directive_threshold is None:
+        missing = "authorities" if v.authorities is None else "directive_threshold"
+        problems.append(
+            doc.problem(
+                "action",
+                f"a rotation carries the new set: add '{missing}' exactly as "
+                f"{v.jurisdiction}'s profile now lists it",
+            )
+        )
+        return problems
+    if v.jurisdiction not in ctx.countries:
+        return problems
+    carried = {a.id: _decode_key(a.public_key) for a in v.authorities}
+    listed = dict(ctx.authorities.get(v.jurisdiction, {}))
+    threshold = ctx.profile_thresholds.get(v.jurisdiction)
+    if carried != listed or len(carried) != len(v.authorities):
+        problems.append(
+            doc.problem(
+                "authorities",
+                f"the rotation's authorities ({', '.join(sorted(carried)) or 'none'}) are not "
+                f"exactly those {v.jurisdiction}'s profile lists "
+                f"({', '.join(sorted(listed)) or 'none'}, with the same public keys): a "
+                "rotation carries the new set exactly as the profile now lists it",
+            )
+        )
+    if threshold is not None and v.directive_threshold != threshold:
+        problems.append(
+            doc.problem(
+                "directive_threshold",
+                f"the rotation's directive_threshold {v.directive_threshold} is not the "
+                f"profile's ({threshold})",
+            )
+        )
+    return problems
 
 
 def check_supersede_cycles(directives: list[ParsedDirective]) -> list[Problem]:

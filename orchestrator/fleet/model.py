@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
@@ -23,6 +23,9 @@ class Action(StrEnum):
     SUSPEND = "suspend"
     WITHDRAW = "withdraw"
     LIFT = "lift"  # only ends what it supersedes (SPEC 1): names no model, matches no one
+    # changes who speaks for its jurisdiction (the pinned authority set), nothing else: names
+    # no model, matches no one (docs/fleet-format.md, rotating an authority set)
+    ROTATE = "rotate"
 
 
 class Unlisted(StrEnum):
@@ -51,11 +54,30 @@ class Site:
     country: str
     operator: str
     governed_by: frozenset[str]  # extra jurisdictions, as written
-    governing: frozenset[str]  # jurisdiction | governed_by: whose directives bind this site
+    # whose directives bind this site: ``governing_set`` (owner, governed_by, the law of the
+    # soil); a ``Fleet`` always holds its sites with this set computed, whatever was passed
+    governing: frozenset[str]
     capacity: int | None = None
     endpoint: str | None = None
     instance_type: str | None = None  # provider-specific serving size (aws: SageMaker type)
     instance_count: int = 1
+
+
+def governing_set(site: Site, country_home: Mapping[str, str]) -> frozenset[str]:
+    """The jurisdictions whose directives bind ``site``: the one definition (docs/decisions.md,
+    "the law of the soil").
+
+    Its owner (the profile that declares it), its ``governed_by``, and the jurisdiction whose
+    ``countries`` contain the site's ``country``: the soil binds every site on it, whoever
+    declares it, so a profile cannot move a site out of another jurisdiction's reach by
+    declaring it itself. ``country_home`` maps a country to its jurisdiction
+    (``Fleet.country_home``).
+    """
+    soil = country_home.get(site.country)
+    out = {site.jurisdiction, *site.governed_by}
+    if soil is not None:
+        out.add(soil)
+    return frozenset(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +271,15 @@ class Fleet:
         if not self.country_home:
             home = {c: j.id for j in self.jurisdictions.values() for c in j.countries}
             object.__setattr__(self, "country_home", MappingProxyType(home))
+        # Every layer reads ``Site.governing``; it is computed here, once, for every fleet
+        # however it was built (the loader, a test strategy, a benchmark).
+        sites = self.sites
+        if any(s.governing != governing_set(s, self.country_home) for s in sites.values()):
+            fixed = {
+                k: replace(s, governing=governing_set(s, self.country_home))
+                for k, s in sites.items()
+            }
+            object.__setattr__(self, "sites", MappingProxyType(fixed))
 
     def home_of(self, country: str) -> str | None:
         return self.country_home.get(country)

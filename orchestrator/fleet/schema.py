@@ -214,13 +214,17 @@ class DirectiveDoc(_Strict):
     jurisdiction: JurisdictionId
     issuer: NameId
     reference: NonEmpty
-    action: Literal["suspend", "withdraw", "lift"]
-    # required for suspend and withdraw, forbidden for lift (fleet.checks says which)
+    action: Literal["suspend", "withdraw", "lift", "rotate"]
+    # required for suspend and withdraw, forbidden for lift and rotate (fleet.checks says which)
     models: Annotated[list[NonEmpty], Field(min_length=1)] | None = None
     audience: AudienceDoc | None = None
     effective: Timestamp
     expires: Timestamp | None = None
     supersedes: NameId | None = None
+    # rotate only (docs/fleet-format.md, rotating an authority set): the new set, exactly as
+    # the jurisdiction's profile now lists it
+    authorities: list[AuthorityDoc] | None = None
+    directive_threshold: int | None = None
 
 
 class DnsDoc(_Strict):

@@ -109,3 +109,14 @@ def applied_directive_from_text(text: str | bytes | Mapping[str, Any]) -> Applie
             hint="the state was altered; restore it from a backup",
         )
     return AppliedDirective.from_json(raw)
+
+
+def unreadable_store(where: object, why: str) -> StateError:
+    """A store that exists but cannot be read (empty, truncated, not a store): writers never
+    create over it (docs/state.md, the state as an anchor)."""
+    return StateError(
+        f"the state at {where} exists but cannot be read ({why}); it is not re-created",
+        hint="restore it from a backup (its applied directives and pinned authority sets are "
+        "what protects the law); if it truly never held anything, remove it and run "
+        "`sovereign state init`",
+    )

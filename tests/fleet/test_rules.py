@@ -406,7 +406,7 @@ CASES = [
     ),
     Case(
         "action unknown",
-        [(D, 5, "action", "'suspend', 'withdraw' or 'lift'")],
+        [(D, 5, "action", "'suspend', 'withdraw', 'lift' or 'rotate'")],
         mutate={D: [("action: suspend", "action: pause")]},
     ),
     Case(

@@ -46,6 +46,7 @@ from orchestrator.state.records import (
     check_fleet_files,
     drains_from_text,
     drains_moved_error,
+    unreadable_store,
     verified_applied_fleet,
 )
 
@@ -80,6 +81,13 @@ class ObjectStateStore:
                 raise StateError(
                     f"no state at {self.url}",
                     hint="nothing was applied with this state yet; check --state",
+                )
+            leftovers = [n for n in self._blobs.list("") if not n.startswith("probe/")]
+            if leftovers:
+                # The store's records are there but its state object is not: never re-created
+                # behind anyone's back (docs/state.md, the state as an anchor).
+                raise unreadable_store(
+                    self.url, f"{STATE} is missing but {leftovers[0]} and others are there"
                 )
             self._check_conditional_writes()
             doc = {

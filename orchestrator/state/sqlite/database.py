@@ -74,7 +74,10 @@ class Database:
     def __init__(self, path: Path, *, create: bool) -> None:
         self.path = path.resolve()
         self._mutex = threading.RLock()
-        if not self.path.exists():
+        # Whether a file was there before this open: a writer creates a store only where none
+        # exists (docs/state.md, the state as an anchor).
+        self.existed = self.path.exists()
+        if not self.existed:
             if not create:
                 raise StateError(
                     f"no state at {self.path}",

@@ -39,6 +39,7 @@ from orchestrator.state.records import (
     check_fleet_files,
     drains_from_text,
     drains_moved_error,
+    unreadable_store,
     verified_applied_fleet,
 )
 from orchestrator.state.sqlite.audit import SqliteAuditLog, append_in
@@ -74,6 +75,12 @@ class SqliteStateStore:
             with self._db.read() as conn:
                 self._db.meta(conn, "lineage")
             return
+        if self._db.existed:
+            missing = self._db.missing_tables()
+            if missing:
+                # Empty, truncated, or some other SQLite file: never re-created behind
+                # anyone's back (a wiped store would forget applied directives and pins).
+                raise unreadable_store(self.path, f"missing tables: {', '.join(missing)}")
         with self._db.write() as conn:
             self._db.create_tables(conn)
             have = conn.execute("SELECT value FROM meta WHERE key = 'lineage'").fetchone()
