@@ -67,11 +67,18 @@ def _render_explanation(fleet: Fleet, e: Explanation) -> None:
         reasons = "\n".join(escape(f"{r.rule.value} ({r.ref}): {r.message}") for r in d.reasons)
         allowed = "[green]yes[/]" if d.allowed else "[red]no[/]"
         if site_id in e.drained:
-            allowed += " [yellow](drained)[/]"
+            allowed += " [yellow]unavailable (drained)[/]" if d.allowed else " [yellow](drained)[/]"
         rows.append([site_id, fleet.sites[site_id].jurisdiction, allowed, reasons or "-"])
     output.print_table(console, ("site", "owner", "allowed", "failing rules"), rows)
     if e.route:
         output.say(console, f"route: {' -> '.join(e.route)}")
+    elif e.unavailable:
+        output.say(
+            console,
+            f"route: [bold yellow]unavailable (drained)[/]: the law allows "
+            f"{', '.join(e.unavailable)}, operations drained them "
+            "(an outage, not a refusal: the gateway answers 503 site_unavailable)",
+        )
     else:
         output.say(console, "route: [bold red]refused[/] (no site may serve this principal)")
 
@@ -310,13 +317,16 @@ def _render_impact(result: Impact) -> None:
     if groups:
         rows = []
         for (model, home, effect), cells in sorted(groups.items()):
-            colour = {"refused": "red", "rerouted": "yellow"}.get(effect, "green")
+            colour = {"refused": "red", "unavailable": "red", "rerouted": "yellow"}.get(
+                effect, "green"
+            )
             examples = "\n".join(c.describe_principal() for c in cells[:3])
             if len(cells) > 3:
                 examples += f"\n... and {len(cells) - 3} more"
             first = cells[0]
+            lost = "unavailable (drained)" if effect == "unavailable" else "refused"
             route = f"{' -> '.join(first.before) or 'refused'}\n=> " + (
-                " -> ".join(first.after) or "refused"
+                " -> ".join(first.after) or lost
             )
             rows.append(
                 [model, home, f"[{colour}]{effect}[/]", str(len(cells)), escape(examples), route]
@@ -329,6 +339,7 @@ def _render_impact(result: Impact) -> None:
     output.say(
         console,
         f"{s['changed']} of {s['cells']} cells change: {s['refused']} refused, "
+        f"{s['unavailable']} lose service (drained), "
         f"{s['rerouted']} rerouted, {s['restored']} restored",
     )
     colour = "green" if result.collateral == 0 else "bold red"

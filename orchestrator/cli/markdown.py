@@ -67,7 +67,8 @@ def _directives(reviews: tuple[tuple[str, Impact], ...]) -> list[str]:
         out.append(
             f"- **{d.id}** ({status}; {d.action.value} by {d.jurisdiction}, "
             f"models {', '.join(sorted(d.models))}; compared at {at}): "
-            f"{s['refused']} cells refused, {s['rerouted']} rerouted, {s['restored']} restored"
+            f"{s['refused']} cells refused, {s['unavailable']} lose service (drained), "
+            f"{s['rerouted']} rerouted, {s['restored']} restored"
             f", collateral {s['collateral']}"
         )
         rows = [
@@ -77,7 +78,12 @@ def _directives(reviews: tuple[tuple[str, Impact], ...]) -> list[str]:
                 c.describe_principal(),
                 c.effect.value,
                 " > ".join(c.before) or "refused",
-                " > ".join(c.after) or "refused (451)",
+                " > ".join(c.after)
+                or (
+                    "unavailable (drained, 503)"
+                    if c.effect.value == "unavailable"
+                    else "refused (451)"
+                ),
             )
             for c in result.changes
         ]

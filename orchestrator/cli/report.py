@@ -20,7 +20,7 @@ import typer
 
 from orchestrator import __version__
 from orchestrator.cli import output
-from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt
+from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt, StateOpt
 from orchestrator.cli.output import emit_json
 from orchestrator.errors import UsageError
 from orchestrator.fleet.instants import parse_at_or_now
@@ -43,12 +43,14 @@ _STATE_TEXT = {
     CellState.HERE: "served here",
     CellState.ELSEWHERE: "served elsewhere",
     CellState.REFUSED: "refused",
+    CellState.UNAVAILABLE: "unavailable (drained)",
 }
 
 REPORT_HELP = """Write a self-contained HTML picture of who is served where.
 
 For each model: jurisdictions x audience classes, each cell served here (at a site of the \
-person's own jurisdiction), served elsewhere, or refused, with links to the directive or rule \
+person's own jurisdiction), served elsewhere, refused, or unavailable (the law allows sites \
+that operations drained, read from the state like explain), with links to the directive or rule \
 behind each refusal; the sites and their operators. With --directive FILE, the before/after of \
 adding that directive (cells that change are marked). The file has no external references: \
 open it in any browser, attach it to a pull request.
@@ -71,13 +73,16 @@ def report_command(
         typer.Option("--directive", help="Also show the before/after of adding this directive."),
     ] = None,
     fleet_dir: FleetOpt = DEFAULT_FLEET,
+    state: StateOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     from orchestrator.fleet.loader import load_directive_file, load_fleet
     from orchestrator.fleet.signing import signature_path
+    from orchestrator.state.url import read_drains
 
     fleet = load_fleet(fleet_dir)
     when = parse_at_or_now(at, what="--at")
+    drained = read_drains(state, fleet_dir).sites_at(when)
     before: Coverage | None = None
     directive: Directive | None = None
     if directive_file is not None:
@@ -86,11 +91,11 @@ def report_command(
         base = fleet.with_directives(
             {k: v for k, v in fleet.directives.items() if k != directive.id}
         )
-        before = coverage(base, when, play=[directive])
+        before = coverage(base, when, play=[directive], drained=drained)
         fleet = base.with_directives({**base.directives, directive.id: directive})
-        after = coverage(fleet, when)
+        after = coverage(fleet, when, drained=drained)
     else:
-        after = coverage(fleet, when)
+        after = coverage(fleet, when, drained=drained)
     page = render_html(fleet, fleet_dir, after, before, directive)
     try:
         html.write_text(page, encoding="utf-8")
@@ -146,7 +151,8 @@ h1{margin:0 0 .2rem}h2{margin-top:2.2rem;border-bottom:1px solid #d0d7de;padding
 .meta{color:#57606a}table{border-collapse:collapse;margin:.6rem 0}
 th,td{border:1px solid #d0d7de;padding:.3rem .5rem;vertical-align:top;text-align:left}
 th{background:#f6f8fa}td.here{background:#dafbe1}td.elsewhere{background:#fff8c5}
-td.refused{background:#ffebe9}td.changed{outline:3px solid #8250df;outline-offset:-3px}
+td.refused{background:#ffebe9}td.unavailable{background:#ddf4ff}
+td.changed{outline:3px solid #8250df;outline-offset:-3px}
 .cell small{display:block;color:#57606a}.legend span{padding:.1rem .5rem;margin-right:.5rem}
 code{font-family:ui-monospace,SFMono-Regular,Menlo,monospace}
 """
@@ -154,11 +160,12 @@ code{font-family:ui-monospace,SFMono-Regular,Menlo,monospace}
 _SCRIPT = """
 (function(){
   var cells = document.querySelectorAll('td.cell');
-  var counts = {here:0, elsewhere:0, refused:0};
+  var counts = {here:0, elsewhere:0, refused:0, unavailable:0};
   cells.forEach(function(td){ counts[td.dataset.state] += 1; });
   document.getElementById('counts').textContent =
     cells.length + ' cells: ' + counts.here + ' served here, ' + counts.elsewhere +
-    ' served elsewhere, ' + counts.refused + ' refused';
+    ' served elsewhere, ' + counts.refused + ' refused' +
+    (counts.unavailable ? ', ' + counts.unavailable + ' unavailable (drained)' : '');
   document.body.dataset.ready = 'yes';
 })();
 """
@@ -193,8 +200,10 @@ def render_html(
     parts.append(
         '<p class="legend"><span class="here" style="background:#dafbe1">served here</span>'
         '<span style="background:#fff8c5">served elsewhere</span>'
-        '<span style="background:#ffebe9">refused</span> '
-        "Served here: the first site of the route belongs to the person's own jurisdiction. "
+        '<span style="background:#ffebe9">refused</span>'
+        '<span style="background:#ddf4ff">unavailable (drained)</span> '
+        "Unavailable: the law allows sites, operations drained them all (an outage, not the "
+        "law). Served here: the first site of the route belongs to the person's own jurisdiction. "
         "Each cell is one class of principals (residency x nationality x group).</p>"
     )
     parts.append(
@@ -271,6 +280,10 @@ def _cell_html(
             for d in cell.directives
         ] or [f'<a href="#rule-{r.value}"><code>{r.value}</code></a>' for r in cell.rules]
         detail = " ".join(links)
+    elif cell.state is CellState.UNAVAILABLE:
+        detail = "drained: " + " ".join(
+            f'<a href="#site-{escape(d)}"><code>{escape(d)}</code></a>' for d in cell.drained
+        )
     else:
         first = cell.route[0]
         detail = f"<code>{escape(first)}</code> ({escape(fleet.sites[first].jurisdiction)})"

@@ -70,13 +70,14 @@ def render_change(console: Console, change: RunbookChange) -> None:
     say(
         console,
         f"{s['changed']} route cells change: {s['rerouted']} rerouted, "
-        f"{s['refused']} lose service (refused), {s['restored']} served again",
+        f"{s['unavailable']} lose service (every legal site drained: 503, not refused), "
+        f"{s['refused']} refused (451), {s['restored']} served again",
     )
     for v in change.violations:
         say(console, f"[bold red]interlock:[/] {escape(v.message)}")
 
 
-_COLOUR = {"refused": "red", "rerouted": "yellow", "restored": "green"}
+_COLOUR = {"refused": "red", "unavailable": "red", "rerouted": "yellow", "restored": "green"}
 
 
 def route_moves(change: RunbookChange) -> list[str]:
@@ -90,14 +91,16 @@ def route_moves(change: RunbookChange) -> list[str]:
         models.add(c.model)
         count[0] += 1
     lines = []
-    order = {"refused": 0, "rerouted": 1, "restored": 2}
+    order = {"refused": 0, "unavailable": 1, "rerouted": 2, "restored": 3}
     for (effect, home, before, after), (models, count) in sorted(
         groups.items(), key=lambda kv: (order[kv[0][0]], kv[0][1:])
     ):
         was = " > ".join(before) or "refused"
-        now = " > ".join(after) or "refused (451)"
+        now = " > ".join(after) or (
+            "lose service (drained: 503)" if effect == "unavailable" else "refused (451)"
+        )
         lines.append(
-            f"  [{_COLOUR[effect]}]{effect:<8}[/] residents of {home}: {was} => {now}  "
+            f"  [{_COLOUR[effect]}]{effect:<11}[/] residents of {home}: {was} => {now}  "
             f"[dim]({', '.join(sorted(models))}; {count[0]} audience cells)[/]"
         )
     return lines

@@ -5,7 +5,8 @@ otherwise) and its credential is the *only* source of the principal; the request
 table that was current when it arrived (the keeper's ``serving`` is read once; a reload swaps
 that single reference, so in-flight requests are never mixed); the route comes from the
 compiled table at the request's time (directive epochs need no reload); an empty route answers
-451 with the SPEC 5 explanation; otherwise the route's sites are tried in health order (healthy
+451 with the explanation (503 ``site_unavailable`` when only drains empty it:
+``routing.Verdict``); otherwise the route's sites are tried in health order (healthy
 first, never a site outside the route) and the first answer that is not a connection error,
 timeout or 5xx is passed through. Streams are passed through chunk by
 chunk; failover is possible only until the first byte has been forwarded.
@@ -34,6 +35,7 @@ from orchestrator.gateway.health import HealthBook
 from orchestrator.gateway.metrics import AccessLog, GatewayMetrics
 from orchestrator.gateway.reload import Serving, TableKeeper
 from orchestrator.gateway.responses import error_response, unauthorized_response
+from orchestrator.gateway.routing import REFUSED, UNAVAILABLE, UNKNOWN_MODEL
 from orchestrator.gateway.upstreams import UPSTREAM_ERRORS, UpstreamPool, failure_name
 
 __all__ = ["MODEL_PATHS", "ModelRequests"]
@@ -61,6 +63,12 @@ _DROPPED_RESPONSE_HEADERS = frozenset(
 # gateway alone) and nothing that could pretend to carry principal attributes.
 _FORWARDED_REQUEST_HEADERS = {b"content-type": "content-type", b"accept": "accept"}
 _MAX_LOGGED_MODEL = 100
+# verdict status -> metrics outcome
+_REFUSAL_OUTCOMES = {
+    UNKNOWN_MODEL: "unknown_model",
+    REFUSED: "refused",
+    UNAVAILABLE: "unavailable",
+}
 
 
 def _passthrough_headers(resp: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
@@ -170,34 +178,21 @@ class ModelRequests:
             return
         principal = token.principal
         at = datetime.now(UTC)
-        route = table.route(model, principal, at)
+        verdict = table.verdict(model, principal, at)
         self._metrics.decision_seconds.observe(time.perf_counter() - started)
+        route = verdict.route
         if not route:
-            headers = {"X-Sovereign-Table": version}
-            if not table.knows(model):
-                self._metrics.request("unknown", "", "unknown_model").inc()
-                self._log(path, started, 404, model=model, table=version, token=token)
-                response = error_response(
-                    404, "model_not_found", f"model {model!r} is not in the fleet", headers
-                )
-            else:
-                self._metrics.request(model, "", "refused").inc()
+            outcome = _REFUSAL_OUTCOMES[verdict.status]
+            label_model = model if verdict.status != UNKNOWN_MODEL else "unknown"
+            self._metrics.request(label_model, "", outcome).inc()
+            if verdict.status == REFUSED:
                 self._metrics.refusals.labels(model).inc()
-                explanation = table.explain_json(model, principal, at)
-                self._log(path, started, 451, model=model, table=version, token=token)
-                response = JSONResponse(
-                    {
-                        "error": {
-                            "type": "unavailable_for_legal_reasons",
-                            "message": f"{model} may not be served to this principal at any site",
-                            "model": model,
-                            "table": version,
-                        },
-                        "explanation": explanation,
-                    },
-                    status_code=451,
-                    headers=headers,
-                )
+            self._log(path, started, verdict.status, model=model, table=version, token=token)
+            response = JSONResponse(
+                table.refusal_body(verdict, model, principal, at),
+                status_code=verdict.status,
+                headers={"X-Sovereign-Table": version},
+            )
             await response(scope, receive, send)
             return
         stream = payload.get("stream") is True  # payload is a dict: it has a model

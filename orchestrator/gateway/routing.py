@@ -6,6 +6,11 @@ two, so the request path sees a single small interface (``route``, ``explain_jso
 ``version``) and a table swap is one reference assignment of an immutable value. Drained sites
 (SPEC 7) are left out of the table's routes here, through ``policy.rules.route_without``: the
 gateway tries the next legal site, never one the law does not already allow.
+
+``verdict`` is the one answer the gateway and ``sovereign authz`` both give for a request:
+served along a route, ``404`` for a model the fleet does not know, ``451`` when the law leaves
+the route empty, ``503 site_unavailable`` when only drains do (an outage, not the law:
+docs/gateway.md, "Drained routes"); ``refusal_body`` is the JSON body of the last three.
 """
 
 from __future__ import annotations
@@ -22,7 +27,22 @@ from orchestrator.policy.principal import Principal
 from orchestrator.policy.rules import route_without
 from orchestrator.policy.table import RouteTable
 
-__all__ = ["ServingTable"]
+__all__ = ["ServingTable", "Verdict"]
+
+ALLOWED = 200
+UNKNOWN_MODEL = 404
+REFUSED = 451
+UNAVAILABLE = 503
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One request's answer: ``status`` 200 (served along ``route``), 404, 451 or 503; for 503,
+    ``drained`` names the drained sites the law would have served from, in route order."""
+
+    status: int
+    route: tuple[str, ...] = ()
+    drained: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -65,6 +85,48 @@ class ServingTable:
         if not self.drains.entries:
             return route
         return route_without(route, self.drains.sites_at(at))
+
+    def verdict(self, model_id: str, principal: Principal, at: datetime) -> Verdict:
+        """The route, or why there is none (see the module docstring)."""
+        route = self.route(model_id, principal, at)
+        if route:
+            return Verdict(ALLOWED, route)
+        if model_id not in self.fleet.models:
+            return Verdict(UNKNOWN_MODEL)
+        if self.drains.entries:
+            legal = self.table.route(model_id, principal, at)
+            if legal:
+                return Verdict(UNAVAILABLE, (), legal)  # every legal site is drained
+        return Verdict(REFUSED)
+
+    def refusal_body(
+        self, verdict: Verdict, model_id: str, principal: Principal, at: datetime
+    ) -> dict[str, Any]:
+        """The JSON body of a 404, 451 or 503 verdict (docs/gateway.md, "Endpoints")."""
+        if verdict.status == UNKNOWN_MODEL:
+            return {
+                "error": {
+                    "type": "model_not_found",
+                    "message": f"model {model_id!r} is not in the fleet",
+                }
+            }
+        if verdict.status == UNAVAILABLE:
+            error: dict[str, Any] = {
+                "type": "site_unavailable",
+                "message": f"{model_id} may be served to this principal only at drained sites "
+                f"({', '.join(verdict.drained)}): an outage, not a refusal of the law",
+                "model": model_id,
+                "table": self.version,
+                "sites": list(verdict.drained),
+            }
+        else:
+            error = {
+                "type": "unavailable_for_legal_reasons",
+                "message": f"{model_id} may not be served to this principal at any site",
+                "model": model_id,
+                "table": self.version,
+            }
+        return {"error": error, "explanation": self.explain_json(model_id, principal, at)}
 
     @cached_property
     def _explainers(self) -> dict[frozenset[str], Explainer]:

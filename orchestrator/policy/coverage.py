@@ -4,7 +4,8 @@ This is the data behind ``sovereign report --html``: the picture a compliance re
 instead of tables. Each cell is a class of principals (a residency country, a nationality
 class, a group class: the same classes ``impact`` compares, see ``policy.impact``) and says
 whether they are served at a site of their own jurisdiction (``here``), only at another
-jurisdiction's site (``elsewhere``) or not at all (``refused``), and for a refusal which
+jurisdiction's site (``elsewhere``), not at all by the law (``refused``) or not now because
+every site the law allows them is drained (``unavailable``: an outage), and for a refusal which
 directives or rules stand in the way. Countries of one jurisdiction whose cells are all alike are
 merged into one row. Every cell is computed with ``Explainer``, the same code as ``explain``,
 so the picture cannot disagree with it.
@@ -29,7 +30,8 @@ __all__ = ["Audience", "CellState", "Coverage", "CoverageCell", "CoverageRow", "
 class CellState(StrEnum):
     HERE = "here"  # the first site of the route belongs to the principal's home jurisdiction
     ELSEWHERE = "elsewhere"  # served, but first by another jurisdiction's site
-    REFUSED = "refused"  # the route is empty
+    REFUSED = "refused"  # the law leaves the route empty (451)
+    UNAVAILABLE = "unavailable"  # the law allows sites, all of them drained (503, an outage)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,7 @@ class CoverageCell:
     directives: tuple[str, ...]  # ids of the directives that refuse or withdraw (refused only)
     rules: tuple[Rule, ...]  # the other rules that fail at some site (refused only)
     example: Principal  # a real principal of this cell, for `explain`
+    drained: tuple[str, ...] = ()  # unavailable only: the legal sites operations drained
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +76,15 @@ class Coverage:
     models: dict[str, tuple[CoverageRow, ...]]
 
 
-def coverage(fleet: Fleet, at: datetime, play: Iterable[Directive] = ()) -> Coverage:
+def coverage(
+    fleet: Fleet,
+    at: datetime,
+    play: Iterable[Directive] = (),
+    drained: frozenset[str] = frozenset(),
+) -> Coverage:
     """The matrix for every model of ``fleet`` at ``at``; ``play`` adds directives whose
-    audiences must be told apart (e.g. one being assessed)."""
+    audiences must be told apart (e.g. one being assessed). With ``drained`` sites, a cell the
+    law serves only there is ``unavailable`` (an outage), never ``refused``."""
     directives = (*fleet.directives.values(), *play)
     cells = [c for c in audience_cells(fleet, directives) if c.residency != OTHER]
     audiences: list[Audience] = []
@@ -84,7 +93,7 @@ def coverage(fleet: Fleet, at: datetime, play: Iterable[Directive] = ()) -> Cove
         if a not in audiences:
             audiences.append(a)
     other = _unnamed_country(fleet, directives)
-    explainer = Explainer(fleet)
+    explainer = Explainer(fleet, drained=drained)
     models: dict[str, tuple[CoverageRow, ...]] = {}
     for model in sorted(fleet.models):
         by_country: dict[str, list[CoverageCell]] = {}
@@ -105,6 +114,8 @@ def _cell(explainer: Explainer, model: str, principal: Principal, at: datetime) 
         owner = explainer.fleet.sites[e.route[0]].jurisdiction
         state = CellState.HERE if owner == e.home else CellState.ELSEWHERE
         return CoverageCell(state, e.route, (), (), principal)
+    if e.unavailable:
+        return CoverageCell(CellState.UNAVAILABLE, (), (), (), principal, e.unavailable)
     directives: set[str] = set()
     rules: set[Rule] = set()
     for decision in e.sites.values():

@@ -30,8 +30,9 @@ def drain_effect(
     models: Iterable[str] | None = None,
 ) -> tuple[CellChange, ...]:
     """Every (model, residency, audience class) whose route at ``at`` changes when the drained
-    sites go from ``before`` to ``after``: ``refused`` (nobody left to serve them),
-    ``rerouted`` or ``restored``."""
+    sites go from ``before`` to ``after``: ``unavailable`` (they lose service: every site
+    the law allows them is drained; a drain never makes a refusal of the law), ``rerouted`` or
+    ``restored``."""
     table = table if table is not None and table.fleet is fleet else RouteTable.compile(fleet)
     cells = audience_cells(fleet, table.epochs.in_force(at))
     changes: list[CellChange] = []
@@ -40,5 +41,5 @@ def drain_effect(
             legal = table.route(model, cell.principal, at)
             was, now = route_without(legal, before), route_without(legal, after)
             if was != now:
-                changes.append(cell.change(model, was, now))
+                changes.append(cell.change(model, was, now, legal))
     return tuple(changes)

@@ -47,6 +47,16 @@ class Explanation:
     route: tuple[str, ...]
     sites: Mapping[str, Decision]
     drained: frozenset[str] = frozenset()
+    legal_route: tuple[str, ...] = ()  # the route the law gives, drained sites included
+
+    @property
+    def unavailable(self) -> tuple[str, ...]:
+        """The drained sites, in route order, when the route is empty only by drains (the law
+        allows them, operations took them out): an outage, not the law (docs/gateway.md,
+        "Drained routes"). Empty when the principal is served or the law refuses."""
+        if self.route:
+            return ()
+        return tuple(s for s in self.legal_route if s in self.drained)
 
     def to_json(self) -> dict[str, object]:
         """Exactly the SPEC 5 ``explain --json`` shape (``"drained": true`` on drained sites)."""
@@ -96,6 +106,7 @@ def explain(
         route_without(route, drained),
         MappingProxyType(decisions),
         drained & frozenset(fleet.sites),
+        route,
     )
 
 
@@ -136,9 +147,10 @@ class Explainer:
                     dynamic.append(suspended_reason(d))
             reasons = (*fixed, *dynamic) if dynamic else fixed
             decisions[site_id] = Decision(reasons) if reasons else ALLOWED
-        route = route_without(self.table.route(model_id, principal, at), self.drained)
+        legal = self.table.route(model_id, principal, at)
+        route = route_without(legal, self.drained)
         return Explanation(
-            model_id, principal, at, home, route, MappingProxyType(decisions), self.drained
+            model_id, principal, at, home, route, MappingProxyType(decisions), self.drained, legal
         )
 
     def _static_reasons(

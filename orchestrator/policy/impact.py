@@ -12,8 +12,10 @@ the answer covers everyone without enumerating people:
 
 "In play" means the directive itself, what it supersedes, and every directive in force at the
 instant compared (they can already have removed the same sites). Each cell whose route changes is
-``refused`` (route becomes empty), ``rerouted`` (still served, other sites) or ``restored`` (was
-refused, served again: only a directive that supersedes another can do that). A cell that
+``refused`` (the law leaves the route empty), ``unavailable`` (only drained sites are left:
+service is lost to an outage, not refused by the law), ``rerouted`` (still served, other
+sites) or ``restored`` (was refused, served again: only a directive that supersedes another
+can do that). A cell that
 changes although the directive does not reach it, or whose route changes at a site the directive
 does not govern, is *collateral*; SPEC 2 says there is none, and the count is shown so that
 anyone can see it is zero.
@@ -37,7 +39,8 @@ OTHER = "*"
 
 
 class Effect(StrEnum):
-    REFUSED = "refused"
+    REFUSED = "refused"  # the law leaves the route empty: 451
+    UNAVAILABLE = "unavailable"  # only drains leave it empty (the law allows a site): 503
     REROUTED = "rerouted"
     RESTORED = "restored"
 
@@ -102,6 +105,7 @@ class Impact:
             "cells": self.cells,
             "changed": len(self.changes),
             "refused": effects.get(Effect.REFUSED.value, 0),
+            "unavailable": effects.get(Effect.UNAVAILABLE.value, 0),
             "rerouted": effects.get(Effect.REROUTED.value, 0),
             "restored": effects.get(Effect.RESTORED.value, 0),
             "models": sorted({c.model for c in self.changes}),
@@ -154,13 +158,13 @@ def impact(
             cells += 1
             principal = cell.principal
             before = before_table.route(model, principal, when)
-            after = after_table.route(model, principal, when)
-            before, after = route_without(before, drained), route_without(after, drained)
+            legal_after = after_table.route(model, principal, when)
+            before, after = route_without(before, drained), route_without(legal_after, drained)
             if before == after:
                 continue
             if not _within_reach(fleet, reach, model, principal, before, after):
                 collateral += 1
-            changes.append(cell.change(model, before, after))
+            changes.append(cell.change(model, before, after, legal_after))
     return Impact(directive, when, signed, cells, tuple(changes), collateral)
 
 
@@ -174,9 +178,21 @@ class Cell:
     groups: tuple[str, ...]
     principal: Principal  # a representative
 
-    def change(self, model: str, before: tuple[str, ...], after: tuple[str, ...]) -> CellChange:
-        """This cell's route change for ``model`` (``before != after``)."""
-        effect = Effect.REFUSED if not after else Effect.RESTORED if not before else Effect.REROUTED
+    def change(
+        self,
+        model: str,
+        before: tuple[str, ...],
+        after: tuple[str, ...],
+        legal_after: tuple[str, ...] = (),
+    ) -> CellChange:
+        """This cell's route change for ``model`` (``before != after``). ``legal_after`` is the
+        route the law gives after the change, drained sites included: an empty ``after`` with a
+        non-empty ``legal_after`` is ``unavailable`` (the cell loses service to drains, 503),
+        not ``refused`` (the law's 451)."""
+        if not after:
+            effect = Effect.UNAVAILABLE if legal_after else Effect.REFUSED
+        else:
+            effect = Effect.RESTORED if not before else Effect.REROUTED
         return CellChange(
             model, self.residency, self.home, self.nationalities, self.groups, before, after, effect
         )

@@ -70,15 +70,24 @@ def test_a_drained_site_stops_receiving_and_the_rest_keeps_serving(
         for _ in range(20):
             assert site_for(client, app.url, german) == (200, "eu-2")
             assert site_for(client, app.url, american) == (200, "us-1")
-        # Both EU sites drained: the German is refused (never sent outside the EU).
+        # Both EU sites drained: the German is not served (never sent outside the EU), and
+        # it is an outage, not the law: 503 site_unavailable naming the drained sites.
         set_drains(store, "eu-1", "eu-2")
-        until_site(client, app.url, german, (451, ""))
+        until_site(client, app.url, german, (503, ""))
         r = client.post(app.url + CHAT, json={"model": "m-open"}, headers=german)
+        error = r.json()["error"]
+        assert error["type"] == "site_unavailable" and error["sites"] == ["eu-1", "eu-2"]
+        assert r.headers["x-sovereign-table"]
         sites = r.json()["explanation"]["sites"]
         assert sites["eu-1"]["allowed"] and sites["eu-1"]["drained"] is True
         assert sites["eu-2"]["drained"] is True and "drained" not in sites["us-1"]
         assert r.json()["explanation"]["route"] == []
         assert site_for(client, app.url, american) == (200, "us-1")
+        # The law's refusal stays a 451 while the drains are in force (a residency no
+        # jurisdiction lists: refused by R0 at every site, drained or not).
+        r = client.post(app.url + CHAT, json={"model": "m-open"}, headers=keys.headers("JP", []))
+        assert r.status_code == 451
+        assert r.json()["error"]["type"] == "unavailable_for_legal_reasons"
         # Restore: instant, no apply, no restart.
         set_drains(store)
         assert until_site(client, app.url, german, (200, "eu-1")) < 1.0

@@ -8,20 +8,24 @@ it, and no route ever holds a site the law does not allow.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orchestrator.fleet.drain import Drain, Drains
+from orchestrator.fleet.loader import load_fleet
 from orchestrator.fleet.model import Fleet
 from orchestrator.gateway.routing import ServingTable
 from orchestrator.policy import rules
 from orchestrator.policy.drains import drain_effect
 from orchestrator.policy.explain import explain
-from orchestrator.policy.impact import Effect
+from orchestrator.policy.impact import Effect, impact
 from orchestrator.policy.principal import Principal
 from orchestrator.policy.table import RouteTable
 from tests.strategies import fleets, instants, principals
+
+REGIONS = Path(__file__).resolve().parents[2] / "regions"
 
 
 @st.composite
@@ -63,6 +67,17 @@ def test_drained_routes_are_the_legal_route_minus_the_drained_sites(
                 assert sites[s].get("drained", False) is (s in drained)
                 assert sites[s]["allowed"] is (s in legal)
             assert serving.explain_json(m, p, at)["route"] == list(expected)
+            # A route empty only by drains is an outage (503), never the law's refusal (451).
+            verdict = serving.verdict(m, p, at)
+            if expected:
+                assert (verdict.status, verdict.route, e.unavailable) == (200, expected, ())
+            elif legal:
+                assert (verdict.status, verdict.drained, e.unavailable) == (503, legal, legal)
+                assert serving.refusal_body(verdict, m, p, at)["error"]["sites"] == list(legal)
+            else:
+                assert (verdict.status, verdict.drained, e.unavailable) == (451, (), ())
+                body451 = serving.refusal_body(verdict, m, p, at)
+                assert body451["error"]["type"] == "unavailable_for_legal_reasons"
 
 
 @settings(max_examples=60, deadline=None)
@@ -78,7 +93,9 @@ def test_the_drain_what_if_lists_exactly_the_cells_that_move(
         assert c.before == legal
         assert c.after == tuple(s for s in legal if s not in drained)
         assert set(c.after) <= set(c.before)  # a drain never adds a site to a route
-        assert c.effect is (Effect.REFUSED if not c.after else Effect.REROUTED)
+        # a drain never makes a refusal of the law: whoever it leaves without a site loses
+        # service (503), the law still allows them
+        assert c.effect is (Effect.UNAVAILABLE if not c.after else Effect.REROUTED)
     # restoring is the exact mirror image
     back = drain_effect(fleet, drained, frozenset(), at, table=table)
     assert [(c.model, c.residency, c.after, c.before) for c in back] == [
@@ -96,3 +113,26 @@ def test_a_drain_with_until_ends_on_its_own() -> None:
     assert drains.sites_at(t0 + timedelta(hours=2)) == frozenset()
     assert drains.sites_at(t0 - timedelta(seconds=1)) == frozenset()
     assert Drain.from_json(d.to_json()) == d
+
+
+def test_impact_tells_service_lost_to_drains_from_the_laws_refusal() -> None:
+    """The June directive leaves Japanese residents only gcp-asia-northeast1; drained, that is
+    an outage ("unavailable"), while foreigners in the US are refused by the law."""
+    fleet = load_fleet(REGIONS)
+    d = fleet.directives["us-doc-2026-06-12"]
+    base = fleet.with_directives({k: v for k, v in fleet.directives.items() if k != d.id})
+    at = datetime(2026, 6, 13, tzinfo=UTC)
+    drained = impact(base, d, at, drained=frozenset({"gcp-asia-northeast1"}))
+    plain = impact(base, d, at)
+    lost = [c for c in drained.changes if c.residency == "JP" and c.model == "fable-5"]
+    assert lost and all(c.effect is Effect.UNAVAILABLE and c.after == () for c in lost)
+    moved = [c for c in plain.changes if c.residency == "JP" and c.model == "fable-5"]
+    assert moved and all(c.after == ("gcp-asia-northeast1",) for c in moved)
+    assert all(c.effect is Effect.REROUTED for c in moved)
+    for result in (plain, drained):
+        us = [c for c in result.changes if c.residency == "US" and c.model == "fable-5"]
+        assert us and all(c.effect is Effect.REFUSED for c in us)
+    assert drained.summary()["unavailable"] == len(
+        [c for c in drained.changes if c.effect is Effect.UNAVAILABLE]
+    )
+    assert plain.summary()["unavailable"] == 0

@@ -134,12 +134,36 @@ def test_evacuate_is_refused_below_budget_unless_allow_outage(
     assert code == 0, err
     result = json.loads(out)
     assert sorted(d["site"] for d in result["drains"]) == ["aws-eu-central-1", "gcp-europe-west4"]
-    refused = [c for c in result["change"]["routes"] if c["effect"] == "refused"]
-    assert refused and all(c["home"] == "EU" for c in refused)  # EU residents lose service
+    lost = [c for c in result["change"]["routes"] if c["effect"] == "unavailable"]
+    assert lost and all(c["home"] == "EU" for c in lost)  # EU residents lose service
+    # ... to an outage: the law still allows them, so none of it is a refusal (451)
+    assert result["change"]["summary"]["refused"] == 0
+    assert result["change"]["summary"]["unavailable"] == len(lost)
     # ... and nobody else: UK residents are rerouted to UK sites only
     assert all(c["home"] == "EU" or c["after"] for c in result["change"]["routes"])
     kinds = audit_kinds(ws)
     assert kinds[-2:] == ["interlock.overridden", "drain.added"]
+    # explain: an outage, not the law. Human: "unavailable (drained)"; JSON keeps the law's
+    # decision per site and marks the drain.
+    german = ["explain", "-m", "fable-5", "-r", "DE", "-n", "DE", "--fleet", fleet_dir]
+    code, out, err = cli(capsys, *german)
+    assert code == 0, err
+    flat = " ".join(out.split())
+    assert "route: unavailable (drained)" in flat and "refused" not in flat
+    assert "aws-eu-central-1, gcp-europe-west4" in flat
+    code, out, _ = cli(capsys, *german, "--json")
+    sites = json.loads(out)["sites"]
+    assert sites["aws-eu-central-1"] == {"allowed": True, "reasons": [], "drained": True}
+    assert sites["gcp-europe-west4"]["allowed"] and sites["gcp-europe-west4"]["drained"]
+    assert json.loads(out)["route"] == []
+    # the HTML report: EU residents' cells are "unavailable (drained)", none is "refused"
+    # by the drains (the same cells without the drains are served)
+    page = ws.fleet_dir / "report.html"
+    code, _, err = cli(capsys, "report", "--html", str(page), "--fleet", fleet_dir)
+    assert code == 0, err
+    html = page.read_text()
+    assert 'data-state="unavailable"' in html and "unavailable (drained)" in html
+    assert 'href="#site-gcp-europe-west4"' in html
     # restore the jurisdiction: never refused
     code, out, err = cli(capsys, "restore", "-j", "EU", "--fleet", fleet_dir, "--yes", "--json")
     assert code == 0, err
