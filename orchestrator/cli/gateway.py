@@ -56,7 +56,7 @@ def require_a_reachable_site(
     )
 
 
-def _positive(name: str, value: float, allow_zero: bool = False) -> None:
+def positive(name: str, value: float, allow_zero: bool = False) -> None:
     if value < 0 or (value == 0 and not allow_zero):
         raise UsageError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
 
@@ -163,10 +163,10 @@ def register(app: typer.Typer) -> None:
             )
         if not 0 <= port <= 65535:
             raise UsageError(f"--port {port} is not a port number", hint="use 1-65535 (0: any)")
-        _positive("--reload-interval", reload_interval)
-        _positive("--probe-interval", probe_interval, allow_zero=True)
-        _positive("--signal-interval", signal_interval, allow_zero=True)
-        _positive("--upstream-timeout", upstream_timeout)
+        positive("--reload-interval", reload_interval)
+        positive("--probe-interval", probe_interval, allow_zero=True)
+        positive("--signal-interval", signal_interval, allow_zero=True)
+        positive("--upstream-timeout", upstream_timeout)
         if workers < 1:
             raise UsageError(f"--workers must be >= 1, got {workers}")
         # The gateway stack is imported only when the gateway runs (CLI start-up stays fast).
@@ -239,7 +239,7 @@ def register(app: typer.Typer) -> None:
         )
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to the
         # handler that was installed before it: make that a clean stop, not a traceback.
-        signal.signal(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGTERM, interrupt)
         try:
             run(gw, host, port, sock)  # on uvloop when installed
         except KeyboardInterrupt:
@@ -247,5 +247,5 @@ def register(app: typer.Typer) -> None:
         output.err().print("gateway stopped")
 
 
-def _interrupt(signum: int, frame: object) -> None:
+def interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt

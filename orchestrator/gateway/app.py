@@ -1,6 +1,7 @@
-"""The routing gateway (SPEC 6): its parts, wired into one ASGI app, and their lifecycle.
+"""The routing gateway (SPEC 6): its parts, wired into one ASGI app.
 
-The parts, one module each:
+What it shares with ``sovereign authz`` (the table and its reloads, sites, health, probes,
+the authenticator, metrics, lifecycle) is ``core.Enforcer``; the parts, one module each:
 
 - ``reload``: the served table (verified before it counts, swapped as one reference) and when
   to reload it (``changes``: a fast change signal, plus the state serial every interval);
@@ -16,54 +17,20 @@ through Starlette's router, whose per-request cost was a measurable share of a p
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
-
 from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from orchestrator.gateway.authn import Authenticator
+from orchestrator.gateway.core import Enforcer, GatewaySettings
 from orchestrator.gateway.endpoints import Endpoints
-from orchestrator.gateway.health import HealthBook
-from orchestrator.gateway.metrics import AccessLog, GatewayMetrics
-from orchestrator.gateway.probes import probe_sites
+from orchestrator.gateway.metrics import AccessLog
 from orchestrator.gateway.proxy import MODEL_PATHS, ModelRequests
-from orchestrator.gateway.reload import Serving, TableKeeper
-from orchestrator.gateway.sites import SiteUpstreams
+from orchestrator.gateway.reload import Serving
 from orchestrator.gateway.sources import FleetSource
 from orchestrator.gateway.tokens import TokenVerifier
-from orchestrator.gateway.upstreams import UpstreamPool
-from orchestrator.stubs.upstream import StubServer
 
 __all__ = ["MODEL_PATHS", "Gateway", "GatewaySettings", "Serving"]
-
-
-@dataclass(frozen=True)
-class GatewaySettings:
-    fleet_dir: Path | None = None  # local sites' stubs serve <fleet_dir>/.sovereign/sites/<id>
-    reload_interval_s: float = 0.5  # the state serial is read this often; 0 disables reloads
-    signal_interval_s: float = 0.01  # the source's change signal is asked this often; 0: off
-    # S3/GCS state: its version is read (one HEAD / metadata request) this often; 0: no signal
-    object_signal_interval_s: float = 0.05
-    probe_interval_s: float = 5.0  # 0 disables active probes
-    upstream_timeout_s: float = 30.0
-    connect_timeout_s: float = 2.0
-    probe_timeout_s: float = 2.0
-    base_backoff_s: float = 1.0
-    max_backoff_s: float = 30.0
-    max_body_bytes: int = 4 * 1024 * 1024
-    max_connections_per_upstream: int = 128
-    stub_host: str = "127.0.0.1"
-    # site id -> base URL, overriding the fleet (tests and benchmarks point sites at servers
-    # they run themselves); still only sites of the route are ever tried.
-    upstream_overrides: Mapping[str, str] = field(default_factory=dict)
-    # Demo/development: every site is served by a loopback stub, whatever its endpoint says
-    # (so the example fleet can be exercised without contacting any real inference service).
-    stub_all_sites: bool = False
 
 
 class _Dispatch:
@@ -80,8 +47,10 @@ class _Dispatch:
             await self.rest(scope, receive, send)
 
 
-class Gateway:
-    """The routing gateway: an ASGI app (``.app``) plus its background tasks."""
+class Gateway(Enforcer):
+    """The routing gateway: an ASGI app (``.app``) plus its background tasks (``Enforcer``)."""
+
+    name = "gateway"
 
     def __init__(
         self,
@@ -90,33 +59,11 @@ class Gateway:
         settings: GatewaySettings | None = None,
         access_log: AccessLog | None = None,
     ) -> None:
-        self.source = source
-        if isinstance(authenticator, TokenVerifier):
-            authenticator = Authenticator(authenticator)
-        self.authenticator = authenticator
-        self.settings = s = settings if settings is not None else GatewaySettings()
-        self.access_log = access_log if access_log is not None else AccessLog()
-        self.metrics = GatewayMetrics()
-        self.health = HealthBook(s.base_backoff_s, s.max_backoff_s)
-        self.sites = SiteUpstreams(s.fleet_dir, s.upstream_overrides, s.stub_all_sites, s.stub_host)
-        self.keeper = TableKeeper(
-            source,
-            self.sites.for_fleet,
-            self.metrics,
-            self.access_log,
-            s.reload_interval_s,
-            s.signal_interval_s,
-        )
-        self._upstreams = UpstreamPool(
-            max_connections=s.max_connections_per_upstream,
-            timeout_s=s.upstream_timeout_s,
-            connect_timeout_s=s.connect_timeout_s,
-        )
-        self._started = False
-        self._tasks: list[asyncio.Task[None]] = []
+        super().__init__(source, authenticator, settings, access_log)
+        s = self.settings
         model_requests = ModelRequests(
             self.keeper,
-            authenticator,
+            self.authenticator,
             self._upstreams,
             self.health,
             self.metrics,
@@ -125,7 +72,7 @@ class Gateway:
             lambda: self._started,
         )
         endpoints = Endpoints(
-            self.keeper, authenticator, self.health, self.metrics, self.access_log
+            self.keeper, self.authenticator, self.health, self.metrics, self.access_log
         )
         routes = [
             Route("/v1/models", endpoints.list_models, methods=["GET"]),
@@ -135,88 +82,4 @@ class Gateway:
         ]
         # Model paths answer other methods through the router too (405, not 404).
         routes += [Route(p, model_requests, methods=["POST"]) for p in sorted(MODEL_PATHS)]
-        self.app = _Dispatch(model_requests, Starlette(routes=routes, lifespan=self._lifespan))
-
-    # -- the served table --------------------------------------------------------------------
-
-    @property
-    def serving(self) -> Serving:
-        serving = self.keeper.serving
-        if serving is None:
-            raise RuntimeError("the gateway has no table yet: call load_initial() first")
-        return serving
-
-    @property
-    def reload_error(self) -> str | None:
-        return self.keeper.reload_error
-
-    @property
-    def stubs(self) -> dict[str, StubServer]:
-        return self.sites.stubs
-
-    def load_initial(self) -> Serving:
-        """Load, verify and compile the first table (blocking). Raises ``SovereignError`` when
-        there is nothing valid to serve: the gateway does not start without a table."""
-        return self.keeper.load_initial()
-
-    async def reload_once(self) -> bool:
-        """Ask the source once; install a new table if it changed and verifies."""
-        return await self.keeper.reload_once()
-
-    async def probe_once(self) -> None:
-        """``GET <upstream>/healthz`` for every site with an upstream; feeds the health book."""
-        if not self._started:
-            return
-        await probe_sites(
-            self.serving.upstreams,
-            self._upstreams,
-            self.health,
-            self.metrics,
-            self.settings.probe_timeout_s,
-        )
-
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    @asynccontextmanager
-    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        await self.startup()
-        try:
-            yield
-        finally:
-            await self.shutdown()
-
-    async def startup(self) -> None:
-        if self.keeper.serving is None:
-            await asyncio.to_thread(self.load_initial)
-        s = self.settings
-        self._started = True
-        if s.reload_interval_s > 0:
-            self._tasks.append(asyncio.create_task(self.keeper.watch(), name="gateway-reload"))
-        if s.probe_interval_s > 0:
-            self._tasks.append(asyncio.create_task(self._probe_loop(), name="gateway-probe"))
-        serving = self.serving
-        self.access_log.event(
-            "gateway.started",
-            table=serving.table.version,
-            serial=serving.table.serial,
-            source=serving.source,
-        )
-
-    async def shutdown(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-        self._tasks.clear()
-        self._started = False
-        await self._upstreams.close()
-        stubs = self.sites.stop_stubs()
-        await asyncio.gather(*(asyncio.to_thread(stub.stop) for stub in stubs))
-
-    async def _probe_loop(self) -> None:
-        while True:
-            await self.probe_once()
-            await asyncio.sleep(self.settings.probe_interval_s)
+        self.app = _Dispatch(model_requests, Starlette(routes=routes, lifespan=self.lifespan))

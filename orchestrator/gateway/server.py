@@ -14,18 +14,19 @@ from collections.abc import Callable
 import uvicorn
 
 from orchestrator.errors import UsageError
-from orchestrator.gateway.app import Gateway
+from orchestrator.gateway.core import Enforcer
 from orchestrator.stubs.server import BackgroundServer
 
 __all__ = ["GatewayApp", "bind", "event_loop_factory", "run", "serve"]
 
 
 class GatewayApp:
-    """A gateway on a loopback port in a background thread: ``start()`` returns its URL."""
+    """A gateway (or ``sovereign authz``: any ``Enforcer``) on a loopback port in a background
+    thread: ``start()`` returns its URL."""
 
-    def __init__(self, gateway: Gateway, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, gateway: Enforcer, host: str = "127.0.0.1", port: int = 0) -> None:
         self.gateway = gateway
-        self._server = BackgroundServer(gateway.app, host, port, name="gateway")
+        self._server = BackgroundServer(gateway.app, host, port, name=gateway.name)
 
     @property
     def url(self) -> str:
@@ -78,7 +79,7 @@ def bind(host: str, port: int, *, reuse_port: bool = False, listen: bool = True)
 
 
 async def serve(
-    gateway: Gateway, host: str = "127.0.0.1", port: int = 8080, sock: socket.socket | None = None
+    gateway: Enforcer, host: str = "127.0.0.1", port: int = 8080, sock: socket.socket | None = None
 ) -> None:
     """Serve in the foreground until interrupted (SIGINT/SIGTERM stop it gracefully)."""
     gateway.load_initial()
@@ -110,7 +111,7 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def run(
-    gateway: Gateway, host: str = "127.0.0.1", port: int = 8080, sock: socket.socket | None = None
+    gateway: Enforcer, host: str = "127.0.0.1", port: int = 8080, sock: socket.socket | None = None
 ) -> None:
     """``serve`` in the foreground on a fresh event loop (uvloop when installed)."""
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
