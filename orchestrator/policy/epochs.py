@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_right
+from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Protocol
 
 from orchestrator.fleet.model import Directive, Fleet
 
@@ -29,18 +31,38 @@ EARLIEST = datetime.min.replace(tzinfo=UTC)
 LATEST = datetime.max.replace(tzinfo=UTC)
 
 
-def active_intervals(fleet: Fleet) -> dict[str, tuple[datetime, datetime | None]]:
+class Timed(Protocol):
+    """What "in force" reads of a directive: a fleet's ``Directive``, or a directive the
+    state recorded as applied (``state.base.AppliedDirective``, rollback protection)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def jurisdiction(self) -> str: ...
+    @property
+    def effective(self) -> datetime: ...
+    @property
+    def expires(self) -> datetime | None: ...
+    @property
+    def supersedes(self) -> str | None: ...
+
+
+def intervals_of(directives: Iterable[Timed]) -> dict[str, tuple[datetime, datetime | None]]:
     """For every directive that is ever in force, the half-open interval ``[start, end)`` in
     which it is (``end`` None: open-ended). ``end`` is the earlier of its expiry and its
-    earliest replacement's effective instant (a replacement stays one after it expires)."""
+    earliest replacement's effective instant (a replacement stays one after it expires); only
+    a directive of the same jurisdiction replaces one (the loader guarantees it for a fleet;
+    records of a state are held to it here)."""
+    items = list(directives)
+    jurisdiction = {d.id: d.jurisdiction for d in items}
     replaced_at: dict[str, datetime] = {}
-    for d in fleet.directives.values():
-        if d.supersedes:
+    for d in items:
+        if d.supersedes and jurisdiction.get(d.supersedes, d.jurisdiction) == d.jurisdiction:
             prev = replaced_at.get(d.supersedes)
             if prev is None or d.effective < prev:
                 replaced_at[d.supersedes] = d.effective
     out: dict[str, tuple[datetime, datetime | None]] = {}
-    for d in fleet.directives.values():
+    for d in items:
         end = d.expires
         cut = replaced_at.get(d.id)
         if cut is not None and (end is None or cut < end):
@@ -49,6 +71,18 @@ def active_intervals(fleet: Fleet) -> dict[str, tuple[datetime, datetime | None]
             continue  # never in force
         out[d.id] = (d.effective, end)
     return out
+
+
+def active_intervals(fleet: Fleet) -> dict[str, tuple[datetime, datetime | None]]:
+    """``intervals_of`` the fleet's directives."""
+    return intervals_of(fleet.directives.values())
+
+
+def binds_at_or_after(interval: tuple[datetime, datetime | None], t: datetime) -> bool:
+    """Whether a directive with this interval is in force at ``t`` or at some later instant:
+    in force now, or not yet effective (rollback protection until expiry)."""
+    end = interval[1]
+    return end is None or t < end
 
 
 class EpochIndex:

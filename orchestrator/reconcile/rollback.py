@@ -11,11 +11,15 @@ planned or validated against a state, the fleet is compared with that record:
 
 - a recorded directive whose version in the fleet is an *older* version applied before is a
   replay: refused, whatever the clock says;
-- a recorded directive that is missing from the fleet, or whose file changed, is refused while
-  the recorded version would still be in force. That is judged on the real clock (``--at``
-  never moves it) widened by the clock-skew window (``policy.clock``): in force at any instant
-  of ``[now - skew, now + skew]``, unless a valid directive of the fleet or of the record
-  supersedes it since ``now - skew``.
+- a recorded directive that is missing from the fleet, or whose file changed, is refused until
+  the recorded version has expired: while it is in force, and before it takes effect (a
+  future order cannot be cancelled by deleting it). "In force" is the one definition
+  (``policy.epochs.intervals_of``), over the recorded versions and the fleet's directives, so a
+  valid superseding directive (in the fleet, or applied before) ends it from its ``effective``
+  on. It is judged on the real clock (``--at`` never moves it), widened by the clock-skew
+  window (``policy.clock``): protected if it binds at ``now - skew`` or any later instant;
+- a rotation (``action: rotate``) took effect when it was applied (the pinned authority set
+  is its record): deleting it afterwards changes nothing, so only its replay is refused.
 
 (A recorded directive that is present but *invalid* never gets here: an invalid directive
 makes the whole fleet invalid.) Every refusal is written to the audit log.
@@ -29,8 +33,9 @@ from datetime import datetime
 
 from orchestrator.errors import FleetError, RefusedError
 from orchestrator.fleet.loader import load_fleet_files
-from orchestrator.fleet.model import Fleet
+from orchestrator.fleet.model import Action, Fleet
 from orchestrator.policy.clock import CLOCK_SKEW
+from orchestrator.policy.epochs import Timed, binds_at_or_after, intervals_of
 from orchestrator.state.audit import AuditLog
 from orchestrator.state.base import AppliedDirective, StateStore
 
@@ -66,23 +71,21 @@ class Rollback:
         }
 
 
-def _superseded(fleet: Fleet, ledger: Mapping[str, AppliedDirective], since: datetime) -> set[str]:
-    """Ids a valid directive (in the fleet, or applied before) replaces by ``since``."""
-    out = {d.supersedes for d in fleet.directives.values() if d.supersedes and d.effective <= since}
-    for rec in ledger.values():
-        if rec.supersedes and rec.effective <= since:
-            target = ledger.get(rec.supersedes)
-            if target is None or target.jurisdiction == rec.jurisdiction:
-                out.add(rec.supersedes)
-    return out
-
-
-def _would_be_in_force(rec: AppliedDirective, superseded: set[str], now: datetime) -> bool:
-    start, end = now - CLOCK_SKEW, now + CLOCK_SKEW
-    return (
-        rec.effective <= end
-        and (rec.expires is None or start < rec.expires)
-        and rec.id not in superseded
+def protected_ids(
+    fleet: Fleet, ledger: Mapping[str, AppliedDirective], now: datetime
+) -> frozenset[str]:
+    """Recorded directives that still bind at ``now - skew`` or later: in force, or not yet
+    effective, judged by the one definition of "in force" (``policy.epochs.intervals_of``)
+    over the recorded versions and every valid directive of the fleet (so a lift in the fleet,
+    or one applied before, ends what it supersedes from its ``effective`` on)."""
+    timed: dict[str, Timed] = dict(fleet.directives)
+    timed.update(ledger)  # a recorded directive is judged as it was applied
+    intervals = intervals_of(timed.values())
+    since = now - CLOCK_SKEW
+    return frozenset(
+        rec.id
+        for rec in ledger.values()
+        if rec.id in intervals and binds_at_or_after(intervals[rec.id], since)
     )
 
 
@@ -104,7 +107,7 @@ def rollback_problems(
     fleet: Fleet, ledger: Mapping[str, AppliedDirective], now: datetime
 ) -> tuple[Rollback, ...]:
     """Every recorded directive the fleet drops, alters or replays while that matters."""
-    superseded = _superseded(fleet, ledger, now - CLOCK_SKEW)
+    protected = protected_ids(fleet, ledger, now)
     problems: list[Rollback] = []
     for rec in sorted(ledger.values(), key=lambda r: r.id):
         current = fleet.directives.get(rec.id)
@@ -123,7 +126,9 @@ def rollback_problems(
                 )
             )
             continue
-        if not _would_be_in_force(rec, superseded, now):
+        if rec.action == Action.ROTATE.value or rec.id not in protected:
+            # A rotation took effect when it was applied (the pinned set is the record);
+            # deleting its files afterwards changes nothing.
             continue
         if current is None:
             kind, what = "missing", f"is missing from the fleet (applied from {rec.source})"
@@ -134,8 +139,8 @@ def rollback_problems(
                 rec.id,
                 rec.jurisdiction,
                 kind,
-                f"directive {rec.id} ({rec.jurisdiction}) {what} while it would still be in "
-                f"force (judged at {now.isoformat()}, the real clock)",
+                f"directive {rec.id} ({rec.jurisdiction}) {what} before it has expired (in "
+                f"force, or not yet effective; judged at {now.isoformat()}, the real clock)",
                 _hint(rec),
             )
         )

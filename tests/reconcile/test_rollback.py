@@ -146,6 +146,36 @@ def test_expiry_is_judged_with_the_clock_skew_window(
     assert code == 1 and "us-d1" in err  # it may still be in force on a clock a minute slow
 
 
+FUTURE = "directives/us-w-future.yaml"
+FUTURE_WITHDRAW = """\
+id: us-w-future
+jurisdiction: US
+issuer: us-gov
+reference: "withdraw m-open in three days"
+action: withdraw
+models: [m-open]
+effective: {effective}
+"""
+
+
+def test_a_future_order_cannot_be_cancelled_by_deleting_it(
+    local_fleet: LocalFleet, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 19, "cancel a future order": an applied directive not yet effective is
+    protected too, until it expires (here: open-ended)."""
+    effective = iso(datetime.now(UTC) + timedelta(days=3))
+    root = local_fleet(files={FUTURE: FUTURE_WITHDRAW.format(effective=effective)})
+    assert apply(capsys, root)[0] == 0
+    (root / FUTURE).unlink()
+    (root / (FUTURE + ".sig")).unlink()
+    before = serial(root)
+    code, _, err = apply(capsys, root)
+    assert code == 1
+    assert "us-w-future (US) is missing from the fleet" in err and "not yet effective" in err
+    assert serial(root) == before
+    assert plan(capsys, root)[0] == 1
+
+
 def test_an_older_version_is_never_replayed(
     local_fleet: LocalFleet, capsys: pytest.CaptureFixture[str]
 ) -> None:
