@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 
 from orchestrator.fleet.artifacts import artifact_spec
 from orchestrator.fleet.checks import ParsedDirective, ParsedProfile
@@ -25,10 +26,18 @@ from orchestrator.fleet.model import (
     FleetSettings,
     Jurisdiction,
     Model,
+    Rollout,
     Site,
     Unlisted,
 )
-from orchestrator.fleet.schema import AudienceDoc, CatalogDoc, FleetSettingsDoc
+from orchestrator.fleet.schema import (
+    AudienceDoc,
+    CatalogDoc,
+    ChangesDoc,
+    FleetSettingsDoc,
+    RolloutDoc,
+)
+from orchestrator.fleet.windows import ChangeWindows, Window, WindowKind, parse_duration
 
 __all__ = ["build_audience", "build_directive", "build_fleet"]
 
@@ -121,6 +130,7 @@ def build_fleet(
             failover=tuple(v.failover),
             min_sites_per_model=v.guarantees.min_sites_per_model,
             source=p.rel,
+            changes=_changes(v.changes),
         )
     models = {
         m.id: Model(m.id, m.origin, m.export_control, artifact_spec(m.artifact))
@@ -135,6 +145,7 @@ def build_fleet(
         unlisted_countries=Unlisted(fs.unlisted_countries),
         dns=DnsSettings(fs.dns.hosted_zone_id, fs.dns.domain) if fs.dns else None,
         attestors=tuple(Attestor(a.id, _b64(a.public_key)) for a in fs.attestors),
+        rollout=_rollout(fs.rollout),
     )
     return Fleet(
         jurisdictions=jurisdictions,
@@ -144,6 +155,32 @@ def build_fleet(
         settings=settings,
         digest=digest,
     )
+
+
+def _duration(text: str) -> timedelta:
+    value = parse_duration(text)
+    assert value is not None  # the schema checked it
+    return value
+
+
+def _changes(doc: ChangesDoc | None) -> ChangeWindows | None:
+    if doc is None:
+        return None
+    windows = tuple(
+        Window(
+            WindowKind.DENY if w.deny is not None else WindowKind.ALLOW,
+            w.deny if w.deny is not None else str(w.allow),
+            _duration(w.duration),
+        )
+        for w in doc.windows
+    )
+    return ChangeWindows(doc.timezone, windows)
+
+
+def _rollout(doc: RolloutDoc | None) -> Rollout | None:
+    if doc is None:
+        return None
+    return Rollout(tuple(tuple(w) for w in doc.waves), _duration(doc.healthy_for))
 
 
 def _b64(text: str) -> bytes:

@@ -88,6 +88,7 @@ class _Collected:
     catalog: CatalogDoc | None = None
     catalog_doc: Document | None = None
     settings: FleetSettingsDoc | None = None
+    settings_doc: Document | None = None
     directives: list[ParsedDirective] = field(default_factory=list)
     shadow_jurisdictions: set[str] = field(default_factory=set)
     shadow_sites: set[str] = field(default_factory=set)
@@ -211,6 +212,7 @@ def load_fleet_files(files: Mapping[str, bytes], label: str = "regions") -> Flee
         if doc is not None:
             out.settings_doc = doc
             out.settings, problems = validate_doc(doc, FleetSettingsDoc)
+            out.settings_doc = doc
             out.problems.extend(problems)
 
     if not profile_rels:
@@ -310,6 +312,36 @@ def _check_attestors(out: _Collected) -> None:
         keys.setdefault(a.public_key, a.id)
 
 
+def _check_rollout(out: _Collected, known: frozenset[str]) -> list[Problem]:
+    """fleet.yaml ``rollout.waves`` name jurisdictions of the fleet, each at most once."""
+    if out.settings is None or out.settings.rollout is None or out.settings_doc is None:
+        return []
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    for i, wave in enumerate(out.settings.rollout.waves):
+        for k, j in enumerate(wave):
+            field = f"rollout.waves[{i}][{k}]"
+            if j not in known:
+                problems.append(
+                    out.settings_doc.problem(
+                        field,
+                        f"'{j}' is not a jurisdiction of the fleet; a wave lists jurisdiction "
+                        f"ids: {', '.join(sorted(known)) or 'none declared'}",
+                    )
+                )
+            elif j in seen:
+                problems.append(
+                    out.settings_doc.problem(
+                        field,
+                        f"'{j}' is already in wave {seen[j] + 1}; a jurisdiction belongs to at "
+                        "most one wave (the unlisted ones form a last wave)",
+                    )
+                )
+            else:
+                seen[j] = i
+    return problems
+
+
 def _cross_check(out: _Collected) -> None:
     catalog_models: dict[str, str] | None = None
     if out.catalog is not None:
@@ -326,6 +358,7 @@ def _cross_check(out: _Collected) -> None:
         )
     )
     known_j = frozenset({p.value.jurisdiction for p in out.profiles} | out.shadow_jurisdictions)
+    out.problems.extend(_check_rollout(out, known_j))
     if out.catalog is not None and out.catalog_doc is not None:
         out.problems.extend(
             check_catalog(out.catalog_doc, [(m.id, m.origin) for m in out.catalog.models], known_j)

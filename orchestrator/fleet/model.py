@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from types import MappingProxyType
 
 from orchestrator.errors import Problem
+from orchestrator.fleet.windows import ChangeWindows
 
 ALL_MODELS = "*"
 
@@ -94,6 +95,7 @@ class Jurisdiction:
     failover: tuple[str, ...]
     min_sites_per_model: int
     source: str  # file the profile came from, relative to the fleet root
+    changes: ChangeWindows | None = None  # change windows (fleet.windows); None: always open
 
     def authority(self, authority_id: str) -> Authority | None:
         for a in self.authorities:
@@ -156,10 +158,33 @@ class DnsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class Rollout:
+    """fleet.yaml ``rollout``: configuration changes of a model go wave by wave, each wave
+    after the earlier ones were observed healthy for ``healthy_for`` (planning.deferral)."""
+
+    waves: tuple[tuple[str, ...], ...]
+    healthy_for: timedelta
+
+    def wave_of(self, jurisdiction: str) -> int:
+        """0-based wave of a jurisdiction; the unlisted ones form a last wave."""
+        for i, wave in enumerate(self.waves):
+            if jurisdiction in wave:
+                return i
+        return len(self.waves)
+
+    def describe_wave(self, index: int) -> str:
+        """``wave 2 (UK, IN)``, or ``the last wave (every jurisdiction not listed)``."""
+        if index < len(self.waves):
+            return f"wave {index + 1} ({', '.join(self.waves[index])})"
+        return f"wave {index + 1} (the jurisdictions no wave lists)"
+
+
+@dataclass(frozen=True, slots=True)
 class FleetSettings:
     unlisted_countries: Unlisted = Unlisted.DENY
     dns: DnsSettings | None = None
     attestors: tuple[Attestor, ...] = ()
+    rollout: Rollout | None = None
 
     def attestor(self, attestor_id: str) -> Attestor | None:
         return next((a for a in self.attestors if a.id == attestor_id), None)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 from urllib.parse import urlparse
@@ -24,10 +25,12 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainValidator,
+    model_validator,
 )
 
 from orchestrator.fleet.artifacts import source_problem
 from orchestrator.fleet.countries import is_country, suggest_country
+from orchestrator.fleet.windows import cron_problem, duration_problem, zone_problem
 
 JURISDICTION_ID = re.compile(r"^[A-Z0-9][A-Z0-9-]*$")
 SITE_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -136,7 +139,20 @@ def _timestamp(value: object) -> object:
     return value
 
 
+def _check(problem_of: Callable[[object], str | None]) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        problem = problem_of(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    return check
+
+
 JurisdictionId = Annotated[str, AfterValidator(_jurisdiction_id)]
+Cron = Annotated[str, AfterValidator(_check(cron_problem))]
+Duration = Annotated[str, AfterValidator(_check(duration_problem))]
+ZoneName = Annotated[str, AfterValidator(_check(zone_problem))]
 SiteId = Annotated[str, AfterValidator(_site_id)]
 NameId = Annotated[str, AfterValidator(_name_id)]
 Country = Annotated[str, AfterValidator(_country)]
@@ -174,6 +190,28 @@ class GuaranteesDoc(_Strict):
     min_sites_per_model: Annotated[int, Field(ge=0)] = 1
 
 
+class WindowDoc(_Strict):
+    """One change window (docs/fleet-format.md, "changes"): exactly one of deny/allow."""
+
+    deny: Cron | None = None
+    allow: Cron | None = None
+    duration: Duration
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> WindowDoc:
+        if (self.deny is None) == (self.allow is None):
+            raise ValueError(
+                "a window has exactly one of 'deny' or 'allow' (a cron expression), e.g. "
+                "deny: '0 18 * * 5' with duration: 62h"
+            )
+        return self
+
+
+class ChangesDoc(_Strict):
+    timezone: ZoneName
+    windows: list[WindowDoc] = Field(default_factory=list)
+
+
 class ProfileDoc(_Strict):
     jurisdiction: JurisdictionId
     name: NonEmpty
@@ -186,6 +224,7 @@ class ProfileDoc(_Strict):
     sites: list[SiteDoc] = Field(default_factory=list)
     failover: list[SiteId] = Field(default_factory=list)
     guarantees: GuaranteesDoc = Field(default_factory=GuaranteesDoc)
+    changes: ChangesDoc | None = None
 
 
 class ModelDoc(_Strict):
@@ -239,10 +278,18 @@ class AttestorDoc(_Strict):
     public_key: Annotated[str, AfterValidator(_public_key)]
 
 
+class RolloutDoc(_Strict):
+    """``rollout`` in fleet.yaml (docs/fleet-format.md): waves of jurisdictions, in order."""
+
+    waves: list[Annotated[list[JurisdictionId], Field(min_length=1)]] = Field(default_factory=list)
+    healthy_for: Duration = "10m"
+
+
 class FleetSettingsDoc(_Strict):
     unlisted_countries: Literal["deny", "any"] = "deny"
     dns: DnsDoc | None = None
     attestors: list[AttestorDoc] = Field(default_factory=list)
+    rollout: RolloutDoc | None = None
 
 
 class TenantPrincipalDoc(_Strict):
