@@ -88,7 +88,6 @@ class _Collected:
     catalog: CatalogDoc | None = None
     catalog_doc: Document | None = None
     settings: FleetSettingsDoc | None = None
-    settings_doc: Document | None = None
     directives: list[ParsedDirective] = field(default_factory=list)
     shadow_jurisdictions: set[str] = field(default_factory=set)
     shadow_sites: set[str] = field(default_factory=set)
@@ -212,7 +211,6 @@ def load_fleet_files(files: Mapping[str, bytes], label: str = "regions") -> Flee
         if doc is not None:
             out.settings_doc = doc
             out.settings, problems = validate_doc(doc, FleetSettingsDoc)
-            out.settings_doc = doc
             out.problems.extend(problems)
 
     if not profile_rels:
