@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 
-.PHONY: demo test test-fast os-packages lint bench bench-peers fmt clean fuzz chaos
+.PHONY: demo test test-fast os-packages lint bench bench-peers fmt clean fuzz chaos cli-index
 
 $(STAMP): pyproject.toml
 	sh .ci/setup venv
@@ -58,6 +58,11 @@ bench: $(STAMP)
 bench-peers: $(STAMP)
 	$(BIN)/python -m pip install -q -e ".[dev,bench]"
 	command -v nginx >/dev/null || { apt-get update -q && apt-get install -y -q nginx-light; }
+
+# After adding, renaming or re-wording a command: the index `sovereign --help` lists commands
+# from without importing them (orchestrator/cli/index.py).
+cli-index: $(STAMP)
+	$(BIN)/python -m orchestrator.cli.index
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix orchestrator tests bench infra

@@ -1,19 +1,28 @@
 """The ``sovereign`` entry point and its single error boundary.
 
-Each command group lives in its own module and registers itself (``register(app)``); the root
-group imports a module only when one of its commands runs, so start-up pays for nothing else
-(``COMMANDS`` names them). ``main`` is the only place that catches ``SovereignError``:
-it prints what happened and what to do, and exits with the documented code (SPEC 5).
-Tracebacks appear only for bugs, or with SOVEREIGN_DEBUG=1.
+A command is defined once, in its own module under ``orchestrator/cli/``: the module has a
+``cli = typer.Typer()`` and decorates each command function with ``@cli.command("name")`` (a
+command group is a Typer of its own, added with ``cli.add_typer(group)``); the help is the
+function's docstring or ``help=``. CONTRIBUTING.md, "How to add a command", has the recipe.
+The root group imports a module only when one of its commands runs (or its ``--help`` is asked
+for), so start-up pays for nothing else: ``sovereign --help`` lists the commands from
+``commands.json``, generated from the modules by ``make cli-index``.
+
+``main`` is the only place that catches ``SovereignError``: it prints what happened and what to
+do, and exits with the documented code (docs/cli.md, "Exit codes"). A traceback appears only
+for a bug (any other exception, re-raised after its JSON error document), or for a
+``SovereignError`` when ``SOVEREIGN_DEBUG=1``.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import ClassVar
 
 import typer
@@ -27,92 +36,39 @@ from orchestrator.cli import output
 from orchestrator.cli.options import JsonOpt
 from orchestrator.errors import FleetError, SovereignError
 
-# Every command, the module that registers it and its one-line help. Modules are imported only
-# when their command runs (or its --help is asked for): `sovereign version` and `--help` stay
-# instant. tests/cli/test_conventions.py checks this table against what the modules register.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "validate": (
-        "orchestrator.cli.validate",
-        "Check the fleet: every file, every reference, every directive signature.",
-    ),
-    "keygen": ("orchestrator.cli.validate", "Make an Ed25519 key pair for a directive authority."),
-    "directive": ("orchestrator.cli.directive", "Sign directives and check their signatures."),
-    "explain": (
-        "orchestrator.cli.explain",
-        "Explain, site by site, whether a principal may be served a model, and the route.",
-    ),
-    "impact": (
-        "orchestrator.cli.explain",
-        "Show what a directive would change, before it is added to the fleet.",
-    ),
-    "plan": ("orchestrator.cli.plan", "Compare the desired state with what the sites really hold."),
-    "apply": (
-        "orchestrator.cli.plan",
-        "Carry a plan out: sites in parallel, each site's changes in order.",
-    ),
-    "status": (
-        "orchestrator.cli.plan",
-        "What is deployed where, the state, and routing per jurisdiction.",
-    ),
-    "drain": (
-        "orchestrator.cli.runbooks",
-        "Take a site out of every route; its deployments stay, so `restore` is instant.",
-    ),
-    "evacuate": (
-        "orchestrator.cli.runbooks",
-        "Drain every site of a jurisdiction (a regional outage).",
-    ),
-    "restore": (
-        "orchestrator.cli.runbooks",
-        "Put drained sites back into routing (instant: their deployments stayed).",
-    ),
-    "state": (
-        "orchestrator.cli.state",
-        "Who holds the state lock, and breaking a stale one (audited).",
-    ),
-    "controller": (
-        "orchestrator.cli.controller",
-        "Keep the fleet converged: plan and apply within the interlocks, forever.",
-    ),
-    "audit": ("orchestrator.cli.audit", "Check and show the append-only, hash-chained audit log."),
-    "gateway": (
-        "orchestrator.cli.gateway",
-        "Serve model requests (OpenAI-compatible) only where the law allows.",
-    ),
-    "demo": ("orchestrator.cli.demo", "Run the main job end to end, offline, in under a minute."),
-    "export": (
-        "orchestrator.cli.export",
-        "One jurisdiction's desired state (sites, deployments, artifacts, tags) as JSON.",
-    ),
-    "token": (
-        "orchestrator.cli.token",
-        "Development tokens for the gateway: a key pair, and tokens signed with it.",
-    ),
-    "report": (
-        "orchestrator.cli.report",
-        "Write a self-contained HTML picture of who is served where.",
-    ),
-}
+# The commands `sovereign --help` lists and the module that defines each, with the one-line help
+# that module gives it: generated from the modules by `make cli-index` (orchestrator/cli/index.py),
+# so `--help` and `version` import no command module; tests/cli/test_conventions.py fails when
+# it is stale. Read once per process.
+INDEX_FILE = Path(__file__).with_name("commands.json")
+
+
+@functools.cache
+def command_index() -> dict[str, dict[str, str]]:
+    """Command name -> {"module": the module whose ``cli`` defines it, "help": its one line}."""
+    index: dict[str, dict[str, str]] = json.loads(INDEX_FILE.read_text(encoding="utf-8"))
+    return index
 
 
 class LazyCommands(TyperGroup):
     """The root group: a command's module is imported when the command is looked up to run.
-    Listing commands for ``--help`` uses the one-line helps of ``COMMANDS`` instead."""
+    Listing commands for ``--help`` uses the one-line helps of the index instead."""
 
     _listing = False
     _loaded: ClassVar[dict[str, TyperGroup]] = {}
 
     def list_commands(self, ctx: click_Context) -> list[str]:
-        return [*self.commands, *(n for n in COMMANDS if n not in self.commands)]
+        return sorted({*self.commands, *command_index()})
 
     def get_command(self, ctx: click_Context, cmd_name: str) -> click_Command | None:
         found = self.commands.get(cmd_name)
-        if found is not None or cmd_name not in COMMANDS:
+        entry = command_index().get(cmd_name)
+        if found is not None or entry is None:
             return found
-        module, short = COMMANDS[cmd_name]
         if self._listing:
+            short = entry["help"]
             return TyperCommand(name=cmd_name, short_help=short, help=short, callback=None)
-        command = _module_commands(module).get(cmd_name)
+        command = _module_commands(entry["module"]).get(cmd_name)
         if command is not None:
             self.commands[cmd_name] = command
         return command
@@ -141,13 +97,11 @@ class LazyCommands(TyperGroup):
 
 
 def _module_commands(module_name: str) -> dict[str, click_Command]:
-    """The commands a module registers, built once per process."""
+    """The commands a module defines (its ``cli``), built once per process."""
     group = LazyCommands._loaded.get(module_name)
     if group is None:
         module = importlib.import_module(module_name)
-        sub = typer.Typer(rich_markup_mode="rich", add_completion=False)
-        module.register(sub)
-        group = typer.main.get_group(sub)
+        group = typer.main.get_group(module.cli)
         LazyCommands._loaded[module_name] = group
     return dict(group.commands)
 
@@ -213,7 +167,7 @@ def _report(exc: SovereignError) -> None:
 def _usage_error(exc: typer.TyperException) -> None:
     """A wrong argument or option (Typer's vendored click): invalid input, exit 1.
 
-    Click would exit 2, but SPEC 5 reserves 2 for "plan found changes"."""
+    Click would exit 2, but docs/cli.md ("Exit codes") reserves 2 for "plan found changes"."""
     ctx = getattr(exc, "ctx", None)
     command_path = getattr(ctx, "command_path", "sovereign")
     hint = f"see `{command_path} --help`"

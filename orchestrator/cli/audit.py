@@ -19,6 +19,8 @@ from orchestrator.cli.output import emit_json
 from orchestrator.errors import AuditError, UsageError
 from orchestrator.state import open_store
 
+cli = typer.Typer()  # this module's commands (cli/commands.json indexes them)
+
 audit_app = typer.Typer(
     name="audit",
     help="Check and show the append-only, hash-chained audit log.",
@@ -118,6 +120,4 @@ def _short(value: object, width: int = 80) -> str:
     return (text[:cut] if cut > 0 else text[:width]) + ", ..."
 
 
-def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
-    app.add_typer(audit_app, name="audit")
+cli.add_typer(audit_app, name="audit")

@@ -14,12 +14,21 @@ from typing import Annotated
 import typer
 
 from orchestrator.cli import output
-from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt, StateOpt
+from orchestrator.cli.options import (
+    DEFAULT_FLEET,
+    FleetOpt,
+    JsonOpt,
+    SitesOpt,
+    StateOpt,
+    sites_local,
+)
 from orchestrator.cli.output import emit_json
-from orchestrator.cli.plan import SitesOpt, sites_local
 from orchestrator.errors import UsageError
 
+cli = typer.Typer()  # this module's commands (cli/commands.json indexes them)
 
+
+@cli.command("controller")
 def controller_command(
     once: Annotated[
         bool,
@@ -147,8 +156,3 @@ def controller_command(
     finally:
         server.shutdown()
         controller.log("controller.stopped")
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``controller`` to the root app."""
-    app.command("controller")(controller_command)

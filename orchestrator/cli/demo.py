@@ -12,7 +12,10 @@ from orchestrator.cli import output
 from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt
 from orchestrator.cli.output import emit_json
 
+cli = typer.Typer()  # this module's commands (cli/commands.json indexes them)
 
+
+@cli.command("demo")
 def demo_command(
     fleet: FleetOpt = DEFAULT_FLEET,
     workspace: Annotated[
@@ -55,8 +58,3 @@ def demo_command(
                 "workspace": str(workspace) if workspace is not None else None,
             }
         )
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``demo`` to the root app."""
-    app.command("demo")(demo_command)

@@ -36,6 +36,8 @@ from orchestrator.fleet.signing import (
 )
 from orchestrator.fleet.tenants import inspect_tenant_file, is_tenant_document
 
+cli = typer.Typer()  # this module's commands (cli/commands.json indexes them)
+
 directive_app = typer.Typer(
     name="directive",
     help="Sign directives and check their signatures.",
@@ -262,6 +264,4 @@ directive_app.command("sign", help=SIGN_HELP)(sign_command)
 directive_app.command("verify", help=VERIFY_HELP)(verify_command)
 
 
-def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
-    app.add_typer(directive_app, name="directive")
+cli.add_typer(directive_app, name="directive")

@@ -34,6 +34,8 @@ from orchestrator.policy.principal import Principal
 from orchestrator.policy.table import RouteTable
 from orchestrator.state.url import read_drains
 
+cli = typer.Typer()  # this module's commands (cli/commands.json indexes them)
+
 _BATCH_KEYS = frozenset({"model", "residency", "nationalities", "groups", "at"})
 
 
@@ -216,6 +218,7 @@ def _answer_batch(stream: IO[bytes], fleet: Fleet, now: datetime, drains: Drains
         )
 
 
+@cli.command("explain")
 def explain_command(
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="Model id from models.yaml.")
@@ -243,7 +246,7 @@ def explain_command(
     ] = None,
     fleet_dir: FleetOpt = DEFAULT_FLEET,
     state: StateOpt = None,
-    as_json: JsonOpt = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Explain, site by site, whether a principal may be served a model, and the route.
 
@@ -292,7 +295,7 @@ def explain_command(
     principal = principal_of(fleet, residency, nationality or [], group or [])
     when = parse_at_or_now(at, now)
     result = explain(fleet, model, principal, when, drains.sites_at(when))
-    if as_json:
+    if json_out:
         emit_json(result.to_json())
     else:
         _render_explanation(fleet, result)
@@ -349,6 +352,7 @@ def _render_impact(result: Impact) -> None:
     )
 
 
+@cli.command("impact")
 def impact_command(
     directive_file: Annotated[
         Path, typer.Argument(help="The directive YAML to assess (its .sig beside it, if any).")
@@ -361,7 +365,7 @@ def impact_command(
     ] = None,
     fleet_dir: FleetOpt = DEFAULT_FLEET,
     state: StateOpt = None,
-    as_json: JsonOpt = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Show what a directive would change, before it is added to the fleet.
 
@@ -403,13 +407,7 @@ def impact_command(
     when = parse_at_or_now(at)
     drained = read_drains(state, fleet_dir).sites_at(max(when, directive.effective))
     result = impact(base, directive, when, signed=signed, drained=drained)
-    if as_json:
+    if json_out:
         emit_json(result.to_json())
     else:
         _render_impact(result)
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``explain`` and ``impact`` to the root app."""
-    app.command("explain")(explain_command)
-    app.command("impact")(impact_command)

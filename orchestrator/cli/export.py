@@ -16,15 +16,17 @@ from typing import Annotated
 import typer
 
 from orchestrator.cli import output
-from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt
+from orchestrator.cli.options import DEFAULT_FLEET, AtOpt, FleetOpt, JsonOpt
 from orchestrator.cli.output import emit_json
-from orchestrator.cli.plan import AtOpt
 from orchestrator.errors import UsageError
 from orchestrator.fleet.instants import parse_at_or_now
 from orchestrator.fleet.loader import load_fleet
 from orchestrator.planning.export import EXPORT_FORMATS, export_stack_input
 
+cli = typer.Typer()  # this module's commands (cli/commands.json indexes them)
 
+
+@cli.command("export")
 def export_command(
     jurisdiction: Annotated[
         str, typer.Option("--jurisdiction", "-j", help="The jurisdiction id whose stack to export.")
@@ -78,8 +80,3 @@ def _export(jurisdiction: str, format_: str, out: Path | None, fleet: Path, at: 
         markup=False,
         soft_wrap=True,
     )
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``export`` to the root app."""
-    app.command("export")(export_command)

@@ -18,6 +18,8 @@ from orchestrator.errors import SovereignError, UsageError
 # tests/cli asserts it equals orchestrator.gateway.tokens.DEFAULT_AUDIENCE.
 DEFAULT_AUDIENCE = "sovereign"
 
+cli = typer.Typer()  # this module's commands (cli/commands.json indexes them)
+
 
 def _reachable(url: str, timeout_s: float) -> str | None:
     """None when a TCP connection to the URL's host and port opens, else why not."""
@@ -61,190 +63,187 @@ def positive(name: str, value: float, allow_zero: bool = False) -> None:
         raise UsageError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
 
 
-def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+@cli.command("gateway")
+def gateway(
+    token_key: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--token-key",
+            metavar="FILE",
+            help="Public key that signs principal tokens: a PEM (Ed25519, EC "
+            "P-256/384/521 or RSA) or a JWKS JSON file. Repeatable; required.",
+        ),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    token_issuer: Annotated[
+        str | None, typer.Option(help="Required 'iss' of tokens (unchecked if omitted).")
+    ] = None,
+    token_audience: Annotated[
+        str, typer.Option(help="Required 'aud' of tokens.")
+    ] = DEFAULT_AUDIENCE,
+    fleet: FleetOpt = DEFAULT_FLEET,
+    state: StateOpt = None,
+    reload_interval: Annotated[
+        float, typer.Option(help="Seconds between checks for a newly applied fleet.")
+    ] = 0.5,
+    probe_interval: Annotated[
+        float, typer.Option(help="Seconds between upstream /healthz probes (0: off).")
+    ] = 5.0,
+    signal_interval: Annotated[
+        float,
+        typer.Option(
+            help="S3/GCS state: seconds between reads of the state object's version "
+            "(one HEAD / metadata request each; 0: off, the serial is read every "
+            "--reload-interval only)."
+        ),
+    ] = 0.05,
+    upstream_timeout: Annotated[
+        float, typer.Option(help="Seconds an upstream may take before failing over.")
+    ] = 30.0,
+    serve_working_fleet: Annotated[
+        bool,
+        typer.Option(
+            "--serve-working-fleet",
+            help="Development only: serve the fleet "
+            "directory as it is on disk (not what was applied); reload on edits.",
+        ),
+    ] = False,
+    stub_upstreams: Annotated[
+        bool,
+        typer.Option(
+            "--stub-upstreams",
+            help="Demo/development: serve every site from a "
+            "stub upstream on loopback instead of its endpoint.",
+        ),
+    ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Gateway processes sharing the port (SO_REUSEPORT), each with its own "
+            "table reload, health and metrics."
+        ),
+    ] = 1,
+    json_out: JsonOpt = False,
+) -> None:
+    """Serve model requests (OpenAI-compatible) only where the law allows.
 
-    @app.command("gateway")
-    def gateway(
-        token_key: Annotated[
-            list[Path] | None,
-            typer.Option(
-                "--token-key",
-                metavar="FILE",
-                help="Public key that signs principal tokens: a PEM (Ed25519, EC "
-                "P-256/384/521 or RSA) or a JWKS JSON file. Repeatable; required.",
-            ),
-        ] = None,
-        host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-        port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
-        token_issuer: Annotated[
-            str | None, typer.Option(help="Required 'iss' of tokens (unchecked if omitted).")
-        ] = None,
-        token_audience: Annotated[
-            str, typer.Option(help="Required 'aud' of tokens.")
-        ] = DEFAULT_AUDIENCE,
-        fleet: FleetOpt = DEFAULT_FLEET,
-        state: StateOpt = None,
-        reload_interval: Annotated[
-            float, typer.Option(help="Seconds between checks for a newly applied fleet.")
-        ] = 0.5,
-        probe_interval: Annotated[
-            float, typer.Option(help="Seconds between upstream /healthz probes (0: off).")
-        ] = 5.0,
-        signal_interval: Annotated[
-            float,
-            typer.Option(
-                help="S3/GCS state: seconds between reads of the state object's version "
-                "(one HEAD / metadata request each; 0: off, the serial is read every "
-                "--reload-interval only)."
-            ),
-        ] = 0.05,
-        upstream_timeout: Annotated[
-            float, typer.Option(help="Seconds an upstream may take before failing over.")
-        ] = 30.0,
-        serve_working_fleet: Annotated[
-            bool,
-            typer.Option(
-                "--serve-working-fleet",
-                help="Development only: serve the fleet "
-                "directory as it is on disk (not what was applied); reload on edits.",
-            ),
-        ] = False,
-        stub_upstreams: Annotated[
-            bool,
-            typer.Option(
-                "--stub-upstreams",
-                help="Demo/development: serve every site from a "
-                "stub upstream on loopback instead of its endpoint.",
-            ),
-        ] = False,
-        workers: Annotated[
-            int,
-            typer.Option(
-                help="Gateway processes sharing the port (SO_REUSEPORT), each with its own "
-                "table reload, health and metrics."
-            ),
-        ] = 1,
-        json_output: JsonOpt = False,
-    ) -> None:
-        """Serve model requests (OpenAI-compatible) only where the law allows.
+    Principals come only from signed bearer tokens: claims residency,
+    nationalities and groups, exp required. A request goes to the first
+    healthy site of its route and fails over only along that route; an
+    empty route answers 451 with the explanation. The gateway serves the
+    fleet last applied to the state store and picks up a new apply within
+    --reload-interval, without a restart.
 
-        Principals come only from signed bearer tokens: claims residency,
-        nationalities and groups, exp required. A request goes to the first
-        healthy site of its route and fails over only along that route; an
-        empty route answers 451 with the explanation. The gateway serves the
-        fleet last applied to the state store and picks up a new apply within
-        --reload-interval, without a restart.
+    Endpoints: POST /v1/chat/completions, /v1/completions, /v1/embeddings;
+    GET /v1/models, /healthz, /metrics.
 
-        Endpoints: POST /v1/chat/completions, /v1/completions, /v1/embeddings;
-        GET /v1/models, /healthz, /metrics.
+    An apply reaches the gateway within milliseconds on an SQLite state
+    (the database's change counter is watched) and within about
+    --signal-interval on S3/GCS (the state object's version is read that
+    often); the state serial is also read every --reload-interval,
+    whatever the signal says.
 
-        An apply reaches the gateway within milliseconds on an SQLite state
-        (the database's change counter is watched) and within about
-        --signal-interval on S3/GCS (the state object's version is read that
-        often); the state serial is also read every --reload-interval,
-        whatever the signal says.
+    Examples:
 
-        Examples:
+      sovereign gateway --token-key idp-public.pem
 
-          sovereign gateway --token-key idp-public.pem
+      sovereign gateway --port 9000 --token-key jwks.json \\
+        --token-issuer https://idp.example --workers 2
 
-          sovereign gateway --port 9000 --token-key jwks.json \\
-            --token-issuer https://idp.example --workers 2
-
-          sovereign gateway --serve-working-fleet --stub-upstreams \\
-            --token-key dev.pem
-        """
-        if not token_key:
-            raise UsageError(
-                "the gateway needs at least one --token-key",
-                hint="pass --token-key FILE: the identity provider's public key "
-                "(PEM) or a JWKS JSON file",
-            )
-        if not 0 <= port <= 65535:
-            raise UsageError(f"--port {port} is not a port number", hint="use 1-65535 (0: any)")
-        positive("--reload-interval", reload_interval)
-        positive("--probe-interval", probe_interval, allow_zero=True)
-        positive("--signal-interval", signal_interval, allow_zero=True)
-        positive("--upstream-timeout", upstream_timeout)
-        if workers < 1:
-            raise UsageError(f"--workers must be >= 1, got {workers}")
-        # The gateway stack is imported only when the gateway runs (CLI start-up stays fast).
-        from orchestrator.gateway.app import GatewaySettings
-        from orchestrator.gateway.launch import GatewaySpec, build_gateway
-        from orchestrator.gateway.server import bind, run
-        from orchestrator.stubs.server import is_loopback
-
-        if not fleet.is_dir():
-            raise UsageError(
-                f"fleet directory {fleet} does not exist",
-                hint="pass --fleet DIR (default: regions)",
-            )
-        spec = GatewaySpec(
-            fleet=fleet,
-            state=state,
-            token_keys=tuple(token_key),
-            token_audience=token_audience,
-            token_issuer=token_issuer,
-            serve_working_fleet=serve_working_fleet,
-            settings=GatewaySettings(
-                fleet_dir=fleet,
-                reload_interval_s=reload_interval,
-                probe_interval_s=probe_interval,
-                object_signal_interval_s=signal_interval,
-                upstream_timeout_s=upstream_timeout,
-                stub_all_sites=stub_upstreams,
-            ),
+      sovereign gateway --serve-working-fleet --stub-upstreams \\
+        --token-key dev.pem
+    """
+    if not token_key:
+        raise UsageError(
+            "the gateway needs at least one --token-key",
+            hint="pass --token-key FILE: the identity provider's public key "
+            "(PEM) or a JWKS JSON file",
         )
-        gw = build_gateway(spec)  # reads the keys and opens the state: errors come first
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port {port} is not a port number", hint="use 1-65535 (0: any)")
+    positive("--reload-interval", reload_interval)
+    positive("--probe-interval", probe_interval, allow_zero=True)
+    positive("--signal-interval", signal_interval, allow_zero=True)
+    positive("--upstream-timeout", upstream_timeout)
+    if workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {workers}")
+    # The gateway stack is imported only when the gateway runs (CLI start-up stays fast).
+    from orchestrator.gateway.app import GatewaySettings
+    from orchestrator.gateway.launch import GatewaySpec, build_gateway
+    from orchestrator.gateway.server import bind, run
+    from orchestrator.stubs.server import is_loopback
 
-        def announce(bound_port: int, info: Mapping[str, object]) -> None:
-            url = f"http://{host if ':' not in host else f'[{host}]'}:{bound_port}"
-            started = {"url": url, **info, "workers": workers}
-            if json_output:
-                output.emit_json_now(started)
-            else:
-                output.err().print(
-                    f"gateway on {url}, serving table {info['table']} from {info['source']}"
-                    + (f" ({workers} workers)" if workers > 1 else "")
-                )
-            if serve_working_fleet:
-                output.err().print(
-                    "[yellow]warning:[/] serving the working fleet, not what was "
-                    "applied (development only)"
-                )
-            if not is_loopback(host):
-                output.err().print(
-                    f"[yellow]warning:[/] listening on {host}: terminate TLS in front "
-                    "of the gateway; bearer tokens must not cross a network in clear"
-                )
-
-        if workers > 1:
-            from orchestrator.gateway.workers import serve_workers
-
-            serve_workers(spec, host, port, workers, announce, output.err().print)
-            output.err().print("gateway stopped")
-            return
-        serving = gw.load_initial()
-        if not stub_upstreams:
-            require_a_reachable_site(serving.upstreams, sorted(serving.table.fleet.sites))
-        sock = bind(host, port)
-        announce(
-            int(sock.getsockname()[1]),
-            {
-                "table": serving.table.version,
-                "serial": serving.table.serial,
-                "source": serving.source,
-            },
+    if not fleet.is_dir():
+        raise UsageError(
+            f"fleet directory {fleet} does not exist",
+            hint="pass --fleet DIR (default: regions)",
         )
-        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to the
-        # handler that was installed before it: make that a clean stop, not a traceback.
-        signal.signal(signal.SIGTERM, interrupt)
-        try:
-            run(gw, host, port, sock)  # on uvloop when installed
-        except KeyboardInterrupt:
-            pass
+    spec = GatewaySpec(
+        fleet=fleet,
+        state=state,
+        token_keys=tuple(token_key),
+        token_audience=token_audience,
+        token_issuer=token_issuer,
+        serve_working_fleet=serve_working_fleet,
+        settings=GatewaySettings(
+            fleet_dir=fleet,
+            reload_interval_s=reload_interval,
+            probe_interval_s=probe_interval,
+            object_signal_interval_s=signal_interval,
+            upstream_timeout_s=upstream_timeout,
+            stub_all_sites=stub_upstreams,
+        ),
+    )
+    gw = build_gateway(spec)  # reads the keys and opens the state: errors come first
+
+    def announce(bound_port: int, info: Mapping[str, object]) -> None:
+        url = f"http://{host if ':' not in host else f'[{host}]'}:{bound_port}"
+        started = {"url": url, **info, "workers": workers}
+        if json_out:
+            output.emit_json_now(started)
+        else:
+            output.err().print(
+                f"gateway on {url}, serving table {info['table']} from {info['source']}"
+                + (f" ({workers} workers)" if workers > 1 else "")
+            )
+        if serve_working_fleet:
+            output.err().print(
+                "[yellow]warning:[/] serving the working fleet, not what was "
+                "applied (development only)"
+            )
+        if not is_loopback(host):
+            output.err().print(
+                f"[yellow]warning:[/] listening on {host}: terminate TLS in front "
+                "of the gateway; bearer tokens must not cross a network in clear"
+            )
+
+    if workers > 1:
+        from orchestrator.gateway.workers import serve_workers
+
+        serve_workers(spec, host, port, workers, announce, output.err().print)
         output.err().print("gateway stopped")
+        return
+    serving = gw.load_initial()
+    if not stub_upstreams:
+        require_a_reachable_site(serving.upstreams, sorted(serving.table.fleet.sites))
+    sock = bind(host, port)
+    announce(
+        int(sock.getsockname()[1]),
+        {
+            "table": serving.table.version,
+            "serial": serving.table.serial,
+            "source": serving.source,
+        },
+    )
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to the
+    # handler that was installed before it: make that a clean stop, not a traceback.
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        run(gw, host, port, sock)  # on uvloop when installed
+    except KeyboardInterrupt:
+        pass
+    output.err().print("gateway stopped")
 
 
 def interrupt(signum: int, frame: object) -> None:

@@ -1,4 +1,10 @@
-"""Options every command shares (SPEC 5): --fleet, --json, --state, --yes, --jurisdiction."""
+"""Options more than one command takes, defined once: --fleet, --json, --state, --yes,
+--jurisdiction, --at, --sites, --engine, --allow-outage (docs/cli.md, "Conventions every command
+follows"). A command module imports them from here, never from another command's module, so
+importing it never pulls in a sibling command (and its dependencies) as a side effect.
+
+Every command spells its ``--json`` parameter ``json_out: JsonOpt = False``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from orchestrator.errors import UsageError
 
 FleetOpt = Annotated[
     Path,
@@ -40,3 +48,46 @@ JurisdictionOpt = Annotated[
         "recompiled for the whole fleet. Default: every jurisdiction.",
     ),
 ]
+AtOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--at",
+        help="Evaluate the law at this instant (ISO 8601, e.g. 2026-06-13T00:00:00Z; default now).",
+    ),
+]
+SitesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--sites",
+        help="'local': run every site on the local provider (directories under "
+        ".sovereign/sites, synthetic artifacts for s3:// and gs:// sources).",
+    ),
+]
+EngineOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--engine",
+        help="Who carries out aws and gcp sites: 'builtin' (default, each site's provider) or "
+        "'pulumi' (each jurisdiction's stack of infra/, through the Pulumi CLI).",
+    ),
+]
+AllowOutageOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--allow-outage",
+        metavar="REASON",
+        help="Apply although the safety interlock refuses the plan; REASON is audited.",
+    ),
+]
+
+
+def sites_local(value: str | None) -> bool:
+    if value is None:
+        return False
+    if value != "local":
+        raise UsageError(
+            f"--sites {value!r} is not supported",
+            hint="--sites local runs every site on the local provider; omit it to use each "
+            "site's own provider",
+        )
+    return True

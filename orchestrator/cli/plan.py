@@ -22,11 +22,16 @@ from orchestrator.cli import output
 from orchestrator.cli.markdown import plan_markdown
 from orchestrator.cli.options import (
     DEFAULT_FLEET,
+    AllowOutageOpt,
+    AtOpt,
+    EngineOpt,
     FleetOpt,
     JsonOpt,
     JurisdictionOpt,
+    SitesOpt,
     StateOpt,
     YesOpt,
+    sites_local,
 )
 from orchestrator.cli.output import emit_json, print_table, say
 from orchestrator.errors import PartialApplyError, ProviderError, RefusedError, UsageError
@@ -42,51 +47,9 @@ from orchestrator.reconcile.sequence import plan_and_apply
 from orchestrator.reconcile.session import make_plan, open_session
 from orchestrator.reconcile.status import Status, collect_status
 
-AtOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--at",
-        help="Evaluate the law at this instant (ISO 8601, e.g. 2026-06-13T00:00:00Z; default now).",
-    ),
-]
-SitesOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--sites",
-        help="'local': run every site on the local provider (directories under "
-        ".sovereign/sites, synthetic artifacts for s3:// and gs:// sources).",
-    ),
-]
-EngineOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--engine",
-        help="Who carries out aws and gcp sites: 'builtin' (default, each site's provider) or "
-        "'pulumi' (each jurisdiction's stack of infra/, through the Pulumi CLI).",
-    ),
-]
-AllowOutageOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--allow-outage",
-        metavar="REASON",
-        help="Apply although the safety interlock refuses the plan; REASON is audited.",
-    ),
-]
+cli = typer.Typer()  # this module's commands (cli/commands.json indexes them)
 
 _SYMBOL = {Op.CREATE: ("+", "green"), Op.UPDATE: ("~", "yellow"), Op.DELETE: ("-", "red")}
-
-
-def sites_local(value: str | None) -> bool:
-    if value is None:
-        return False
-    if value != "local":
-        raise UsageError(
-            f"--sites {value!r} is not supported",
-            hint="--sites local runs every site on the local provider; omit it to use each "
-            "site's own provider",
-        )
-    return True
 
 
 # -- rendering -----------------------------------------------------------------------------
@@ -293,6 +256,7 @@ def render_status(console: Console, status: Status) -> None:
 # -- commands ------------------------------------------------------------------------------
 
 
+@cli.command("plan")
 def plan_command(
     fleet: FleetOpt = DEFAULT_FLEET,
     state: StateOpt = None,
@@ -380,6 +344,7 @@ def plan_command(
         raise typer.Exit(2)
 
 
+@cli.command("apply")
 def apply_command(
     planfile: Annotated[
         Path | None, typer.Argument(help="A plan written by `sovereign plan --out`.")
@@ -471,6 +436,7 @@ def apply_command(
         )
 
 
+@cli.command("status")
 def status_command(
     fleet: FleetOpt = DEFAULT_FLEET,
     state: StateOpt = None,
@@ -501,10 +467,3 @@ def status_command(
         emit_json(status.to_json())
     else:
         render_status(output.out(), status)
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``plan``, ``apply`` and ``status`` to the root app."""
-    app.command("plan")(plan_command)
-    app.command("apply")(apply_command)
-    app.command("status")(status_command)

@@ -27,6 +27,8 @@ from orchestrator.fleet.instants import parse_at_or_now
 from orchestrator.fleet.model import Directive, Fleet
 from orchestrator.policy.coverage import CellState, Coverage, CoverageCell, coverage
 
+cli = typer.Typer()  # this module's commands (cli/commands.json indexes them)
+
 RULES = {
     "no_jurisdiction": "R0: the principal's residency belongs to no jurisdiction of the fleet "
     "(and unlisted_countries is deny).",
@@ -63,6 +65,7 @@ Examples:
 """
 
 
+@cli.command("report", help=REPORT_HELP)
 def report_command(
     html: Annotated[Path, typer.Option("--html", help="Write the HTML report to this file.")],
     at: Annotated[
@@ -329,8 +332,3 @@ def _directives_section(fleet: Fleet, at: datetime) -> list[str]:
         )
     out.append("</table>")
     return out
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``report`` to the root app."""
-    app.command("report", help=REPORT_HELP)(report_command)

@@ -19,6 +19,7 @@ from rich.markup import escape
 from orchestrator.cli import output
 from orchestrator.cli.options import (
     DEFAULT_FLEET,
+    AllowOutageOpt,
     FleetOpt,
     JsonOpt,
     JurisdictionOpt,
@@ -26,7 +27,6 @@ from orchestrator.cli.options import (
     YesOpt,
 )
 from orchestrator.cli.output import emit_json, say
-from orchestrator.cli.plan import AllowOutageOpt
 from orchestrator.errors import UsageError
 from orchestrator.fleet.drain import Drains
 from orchestrator.fleet.instants import parse_at
@@ -41,6 +41,8 @@ from orchestrator.reconcile.drains import (
 )
 from orchestrator.state import open_store
 from orchestrator.state.base import StateStore
+
+cli = typer.Typer()  # this module's commands (cli/commands.json indexes them)
 
 ReasonOpt = Annotated[
     str, typer.Option("--reason", help="Why (an incident or change id): recorded and audited.")
@@ -195,6 +197,7 @@ def _drain(
         store.close()
 
 
+@cli.command("drain")
 def drain_command(
     site: Annotated[
         list[str], typer.Option("--site", "-s", help="The site to drain (repeatable).")
@@ -235,6 +238,7 @@ def drain_command(
     )
 
 
+@cli.command("evacuate")
 def evacuate_command(
     jurisdiction: Annotated[
         list[str],
@@ -270,6 +274,7 @@ def evacuate_command(
     )
 
 
+@cli.command("restore")
 def restore_command(
     site: Annotated[
         list[str] | None, typer.Option("--site", "-s", help="A drained site (repeatable).")
@@ -314,10 +319,3 @@ def restore_command(
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``drain``, ``evacuate`` and ``restore`` to the root app."""
-    app.command("drain")(drain_command)
-    app.command("evacuate")(evacuate_command)
-    app.command("restore")(restore_command)

@@ -22,6 +22,8 @@ from orchestrator.errors import UsageError
 from orchestrator.state import open_store
 from orchestrator.state.lease import Lease, iso_utc, takeover_reason, who
 
+cli = typer.Typer()  # this module's commands (cli/commands.json indexes them)
+
 state_app = typer.Typer(
     name="state",
     help="Who holds the state lock, and breaking a stale one (audited).",
@@ -130,6 +132,4 @@ def unlock(
         output.out().print(f"Unlocked: the lock of {broken.describe()} is broken (audited).")
 
 
-def register(app: typer.Typer) -> None:
-    """Add the ``state`` command group to the root app."""
-    app.add_typer(state_app)
+cli.add_typer(state_app)

@@ -23,6 +23,8 @@ from orchestrator.errors import UsageError
 from orchestrator.fleet.countries import parse_country
 from orchestrator.fleet.keyfiles import read_private_key_file
 
+cli = typer.Typer()  # this module's commands (cli/commands.json indexes them)
+
 # Literal so that `--help` does not import the gateway stack; tests/cli checks it.
 DEFAULT_AUDIENCE = "sovereign"
 DEV_ONLY = (
@@ -32,7 +34,8 @@ DEV_ONLY = (
 
 token_app = typer.Typer(
     name="token",
-    help="Development tokens for the gateway: a key pair, and tokens signed with it. " + DEV_ONLY,
+    help="Development tokens for the gateway: a key pair, and tokens signed with it.\n\n"
+    + DEV_ONLY,
     no_args_is_help=True,
 )
 
@@ -163,6 +166,4 @@ token_app.command("keygen", help=KEYGEN_HELP)(keygen_command)
 token_app.command("mint", help=MINT_HELP)(mint_command)
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``token keygen`` and ``token mint`` to the root app."""
-    app.add_typer(token_app, name="token")
+cli.add_typer(token_app, name="token")

@@ -28,6 +28,8 @@ from orchestrator.planning.desired import desired_pairs
 from orchestrator.planning.guarantees import capacity_problems, shortfalls
 from orchestrator.policy.epochs import in_force
 
+cli = typer.Typer()  # this module's commands (cli/commands.json indexes them)
+
 VALIDATE_HELP = """Check the fleet: every file, every reference, every directive signature.
 
 Exit 0 with a one-line summary when the fleet is valid. Otherwise print every problem, one \
@@ -91,6 +93,7 @@ Examples:
 """
 
 
+@cli.command("validate", help=VALIDATE_HELP)
 def validate_command(
     fleet: FleetOpt = DEFAULT_FLEET, json_out: JsonOpt = False, state: StateOpt = None
 ) -> None:
@@ -191,6 +194,7 @@ def write_private_key(path: Path, pem: bytes, *, force: bool) -> None:
         raise
 
 
+@cli.command("keygen", help=KEYGEN_HELP)
 def keygen_command(
     out: Annotated[Path, typer.Option("--out", help="Where to write the private key (PEM).")],
     authority: Annotated[
@@ -215,9 +219,3 @@ def keygen_command(
     typer.echo(f"public key: {public}")
     typer.echo("add to the region profile under `authorities:`")
     typer.echo(f'  - id: {authority}\n    public_key: "{public}"')
-
-
-def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
-    app.command("validate", help=VALIDATE_HELP)(validate_command)
-    app.command("keygen", help=KEYGEN_HELP)(keygen_command)
