@@ -442,7 +442,7 @@ def start_sovereign(
         + ["--port", "0", "--token-key", str(key_file), "--probe-interval", "0", "--json"]
         + ["--workers", str(workers)],
         stdout=subprocess.PIPE,
-        stderr=open(log, "w"),  # noqa: SIM115
+        stderr=open(log, "w"),
         text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
@@ -469,7 +469,7 @@ def start_litellm(work: Path, stub_port: int) -> tuple[subprocess.Popen[str] | N
     proc = subprocess.Popen(
         [str(cli), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
         + ["--num_workers", "1"],
-        stdout=open(log, "w"),  # noqa: SIM115
+        stdout=open(log, "w"),
         stderr=subprocess.STDOUT,
         text=True,
         env={
@@ -497,7 +497,7 @@ def start_nginx(work: Path, stub_port: int) -> tuple[subprocess.Popen[str] | Non
     proc = subprocess.Popen(
         [nginx, "-p", str(work), "-c", str(conf)],
         stdout=subprocess.DEVNULL,
-        stderr=open(work / "nginx.stderr", "w"),  # noqa: SIM115
+        stderr=open(work / "nginx.stderr", "w"),
         text=True,
     )
     if not run(wait_http(port, 20)) or proc.poll() is not None:

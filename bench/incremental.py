@@ -1,14 +1,14 @@
 """Incremental re-planning, for the benchmark: after a directive changes, recompute only what
 it can reach.
 
-SPEC 2 guarantees that a directive changes nothing outside its own reach (the sites it governs,
-the models it names). So when directives are added, removed or replaced, the desired state can
-only move for those (model, site) pairs, plus the routing table. ``IncrementalPlanner`` keeps the
-desired state indexed by identity and, on a change, recomputes the touched pairs and diffs only
+docs/decisions.md guarantees that a directive changes nothing outside its own reach (the sites it
+governs, the models it names). So when directives are added, removed or replaced, the desired state
+can only move for those (model, site) pairs, plus the routing table. ``IncrementalPlanner`` keeps
+the desired state indexed by identity and, on a change, recomputes the touched pairs and diffs only
 their identities against actual state. The result equals a full plan (``bench/plan.py`` and
 ``tests/bench/test_incremental.py`` check that). It lives here, not in the package, because no
 command uses it yet: it measures how fast a directive could be re-planned (the controller of
-SPEC 7 is where it would serve), and the package keeps only what the product runs.
+docs/runbooks.md is where it would serve), and the package keeps only what the product runs.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ def reach_of(fleet: Fleet, directive: Directive) -> frozenset[tuple[str, str]]:
 class DesiredPairs:
     """Desired (model, site) pairs, recomputable for only the pairs a directive change reaches.
 
-    SPEC 2: a directive changes nothing outside its own reach, so after adding, removing or
-    replacing directives only the union of their reaches can change.
+    docs/decisions.md: a directive changes nothing outside its own reach, so after adding, removing
+    or replacing directives only the union of their reaches can change.
     """
 
     fleet: Fleet

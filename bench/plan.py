@@ -5,9 +5,10 @@ Run: .venv/bin/python bench/plan.py [--sites 1000] [--models 100] [--repeat 3]
 The fleet is synthetic and built in memory (no YAML): 10 jurisdictions x 100 sites, 100 models
 offered everywhere, so every (model, site) pair is desired. Actual state is the desired state
 with a little drift. "From scratch" is the full pipeline after observation: desired state
-(SPEC 3) -> pure diff -> Plan value. "After one directive" adds a withdraw of two models from one
-jurisdiction and re-plans incrementally (only the pairs the directive reaches), then checks the
-result equals a full re-plan. Targets: < 2 s from scratch, < 100 ms after one directive.
+(docs/planning.md, "Desired state") -> pure diff -> Plan value. "After one directive" adds a
+withdraw of two models from one jurisdiction and re-plans incrementally (only the pairs the
+directive reaches), then checks the result equals a full re-plan. Targets: < 2 s from scratch, < 100
+ms after one directive.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.incremental import IncrementalPlanner  # noqa: E402
-from orchestrator.fleet.model import (  # noqa: E402
+from bench.incremental import IncrementalPlanner
+from orchestrator.fleet.model import (
     Action,
     Audience,
     Directive,
@@ -35,10 +36,10 @@ from orchestrator.fleet.model import (  # noqa: E402
     Model,
     Site,
 )
-from orchestrator.planning.desired import desired_state  # noqa: E402
-from orchestrator.planning.diff import CauseContext, diff, index  # noqa: E402
-from orchestrator.planning.plan import Plan  # noqa: E402
-from orchestrator.providers.base import Resource, ResourceKind, spec_of  # noqa: E402
+from orchestrator.planning.desired import desired_state
+from orchestrator.planning.diff import CauseContext, diff, index
+from orchestrator.planning.plan import Plan
+from orchestrator.providers.base import Resource, ResourceKind, spec_of
 
 T = TypeVar("T")
 AT = datetime(2026, 6, 13, tzinfo=UTC)

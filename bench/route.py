@@ -39,7 +39,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.fleet.model import (  # noqa: E402
+from orchestrator.fleet.model import (
     ALL_MODELS,
     Action,
     Audience,
@@ -51,9 +51,9 @@ from orchestrator.fleet.model import (  # noqa: E402
     Site,
     Unlisted,
 )
-from orchestrator.policy import rules  # noqa: E402
-from orchestrator.policy.principal import Principal  # noqa: E402
-from orchestrator.policy.table import RouteTable  # noqa: E402
+from orchestrator.policy import rules
+from orchestrator.policy.principal import Principal
+from orchestrator.policy.table import RouteTable
 
 N_JURISDICTIONS = 30
 SITES_PER_JURISDICTION = 5

@@ -1,8 +1,10 @@
 """The one exception tree of Sovereign.
 
 Everything the product raises on purpose derives from :class:`SovereignError`; the CLI catches
-that base once, prints the message (and hint) and exits with ``exit_code``. Anything else is a
-bug and shows a traceback only when ``SOVEREIGN_DEBUG=1``.
+that base once, prints the message (and hint) and exits with ``exit_code``; with
+``SOVEREIGN_DEBUG=1`` it re-raises instead, so the traceback behind the error shows. Anything
+else is a bug: the CLI prints its JSON error document under ``--json`` and re-raises it, so a
+bug always ends in a traceback (``orchestrator/cli/app.py``, ``_main``).
 
     SovereignError                      exit 1
     ├── UsageError                      a command-line argument is wrong

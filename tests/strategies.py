@@ -109,7 +109,8 @@ def _directive(
     same = [d.id for d in earlier if d.jurisdiction == jurisdiction]
     supersedes = _pick(draw, same) if same and draw(st.booleans()) else None
     if supersedes is not None and draw(st.integers(0, 3)) == 0:
-        action, named = Action.LIFT, frozenset()  # names only what it supersedes (SPEC 1)
+        # names only what it supersedes (docs/fleet-format.md)
+        action, named = Action.LIFT, frozenset()
     audience = draw(audiences()) if action is Action.SUSPEND else Audience()
     return Directive(
         id=did,

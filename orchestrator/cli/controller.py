@@ -1,4 +1,4 @@
-"""CLI: ``sovereign controller`` (SPEC 7), the loop that keeps the fleet converged.
+"""CLI: ``sovereign controller`` (docs/runbooks.md), the loop that keeps the fleet converged.
 
 Presentation and process plumbing only (options, signals, the HTTP endpoints' lifetime); the
 loop is ``orchestrator.reconcile.controller``.

@@ -1,6 +1,6 @@
 """CLI: ``explain`` (why a principal is or is not served, site by site) and ``impact`` (what a
 directive would change before it is added). Both read the fleet, and the drained sites of the
-state (SPEC 5: the default state when it exists, or the one named with ``--state``); neither
+state (docs/cli.md: the default state when it exists, or the one named with ``--state``); neither
 ever creates or writes a state.
 """
 

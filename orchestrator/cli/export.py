@@ -4,7 +4,7 @@ The document (``orchestrator.planning.export``) is what the program in ``infra/`
 stack config or a file: ``sovereign export --jurisdiction EU --format pulumi --out eu.json``
 then ``pulumi config set sovereign:inputFile eu.json`` in ``infra/``. It goes to stdout unless
 ``--out`` names a file; it is JSON either way, so ``--json`` changes only how errors look
-(a JSON error object on stdout, SPEC 5).
+(a JSON error object on stdout, docs/cli.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""CLI: ``sovereign gateway``, the routing gateway (SPEC 6) in the foreground."""
+"""CLI: ``sovereign gateway``, the routing gateway (docs/gateway.md) in the foreground."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from orchestrator.cli import output
 from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt, StateOpt
 from orchestrator.errors import SovereignError, UsageError
 
-# SPEC 6: the audience defaults to "sovereign". Kept here as a literal so that `--help` and
+# docs/gateway.md: the audience defaults to "sovereign". Kept here as a literal so that `--help` and
 # every other command do not import the gateway stack (JWT, httpx, starlette) at start-up;
 # tests/cli asserts it equals orchestrator.gateway.tokens.DEFAULT_AUDIENCE.
 DEFAULT_AUDIENCE = "sovereign"

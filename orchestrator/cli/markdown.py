@@ -1,4 +1,4 @@
-"""``plan --markdown FILE``: a plan as a pull-request comment (SPEC 5).
+"""``plan --markdown FILE``: a plan as a pull-request comment (docs/cli.md).
 
 GitHub-flavoured Markdown, readable in a review: the plan's SHA-256 first (what ``apply``
 records), the changes per jurisdiction with their causes, the impact of each new or changed

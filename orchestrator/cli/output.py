@@ -1,4 +1,4 @@
-"""The one place that decides where a command's output goes (SPEC 5).
+"""The one place that decides where a command's output goes (docs/cli.md).
 
 Every command writes through this module, so that none can get the conventions wrong:
 
@@ -179,7 +179,7 @@ def finish() -> None:
 
 
 def error_json(message: str, *, hint: str | None, exit_code: int, **extra: Any) -> dict[str, Any]:
-    """The ``error`` object of SPEC 5."""
+    """The ``error`` object of docs/json.md, "Errors"."""
     return {"message": message, "hint": hint, "exit_code": exit_code, **extra}
 
 

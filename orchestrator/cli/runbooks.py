@@ -1,4 +1,4 @@
-"""CLI: ``drain``, ``evacuate`` and ``restore`` (SPEC 7), the on-call engineer's commands.
+"""CLI: ``drain``, ``evacuate`` and ``restore`` (docs/runbooks.md), the on-call engineer's commands.
 
 Each shows its effect first (on stderr: which routes move where, who loses service, the
 interlock), asks on a terminal (``--yes`` for scripts), then records the drains in the state,

@@ -1,4 +1,4 @@
-"""CLI: ``sovereign state lock-info`` and ``sovereign state unlock --force ID`` (SPEC 5).
+"""CLI: ``sovereign state lock-info`` and ``sovereign state unlock --force ID`` (docs/cli.md).
 
 A stale lock is taken over on its own once its lease expires (at once when its holder ran on
 this host and is gone), so these are for the cases between: who holds the state right now, and

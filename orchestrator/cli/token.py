@@ -77,7 +77,7 @@ def keygen_command(
     fleet: FleetOpt = DEFAULT_FLEET,
     json_out: JsonOpt = False,
 ) -> None:
-    del fleet  # every command takes --fleet (SPEC 5); a key pair does not depend on it
+    del fleet  # every command takes --fleet (docs/cli.md); a key pair does not depend on it
     from orchestrator.gateway.devtokens import generate_dev_key
 
     public = public_key_path(out)
@@ -126,7 +126,7 @@ def mint_command(
     fleet: FleetOpt = DEFAULT_FLEET,
     json_out: JsonOpt = False,
 ) -> None:
-    del fleet  # every command takes --fleet (SPEC 5); a token does not depend on it
+    del fleet  # every command takes --fleet (docs/cli.md); a token does not depend on it
     from orchestrator.gateway.devtokens import mint_token, parse_ttl
 
     home = parse_country(residency, "residency")

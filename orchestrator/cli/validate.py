@@ -3,7 +3,7 @@
 ``validate`` is what a CI pipeline runs on every change to the fleet, so its output is made for
 both people and tools: one ``FILE:LINE: field.path: message`` line per problem (every problem in
 one run, on stderr, never wrapped), or with ``--json``
-``{"valid": bool, "errors": [{"file", "line", "field", "message"}]}`` on stdout, plus SPEC 5's
+``{"valid": bool, "errors": [{"file", "line", "field", "message"}]}`` on stdout, plus docs/json.md's
 ``"error"`` object when the fleet is invalid.
 ``keygen`` makes the Ed25519 key pair of a directive authority.
 """
@@ -107,13 +107,13 @@ def validate_command(
             raise FleetError([*over_capacity, *loaded.tenant_problems])
     except FleetError as exc:
         if json_out:
-            # The documented validate shape; the boundary adds SPEC 5's "error" beside it.
+            # The documented validate shape; the boundary adds docs/json.md's "error" beside it.
             emit_json({"valid": False, "errors": [p.to_json() for p in exc.problems]})
         raise
     now = datetime.now(UTC)
     if state is not None:
         _check_against_state(loaded, fleet, state, now, json_out=json_out)
-    # Guarantees the fleet cannot keep (SPEC 4): warnings, the fleet is still valid.
+    # Guarantees the fleet cannot keep (docs/planning.md): warnings, the fleet is still valid.
     warnings = shortfalls(loaded, now, desired_pairs(loaded, now))
     if json_out:
         emit_json({"valid": True, "errors": [], "warnings": [w.to_json() for w in warnings]})
@@ -144,8 +144,8 @@ def validate_command(
 def _check_against_state(
     loaded: Fleet, fleet: Path, state: str, now: datetime, *, json_out: bool
 ) -> None:
-    """Directive rollback protection (SPEC 4): the fleet must keep every directive the state
-    applied while it would still be in force (judged on the real clock; refusals audited)."""
+    """Directive rollback protection (docs/planning.md): the fleet must keep every directive the
+    state applied while it would still be in force (judged on the real clock; refusals audited)."""
     # Imported here: plain `validate` never pays for the state stack (start-up time).
     from orchestrator.reconcile.rollback import ledger_of, refuse_rollback, rollback_problems
     from orchestrator.state import open_store

@@ -1,4 +1,5 @@
-"""Artifact sources (SPEC 1): what a model's ``artifact`` may name, and its canonical form.
+"""Artifact sources (docs/fleet-format.md): what a model's ``artifact`` may name, and its canonical
+form.
 
 A source is an ``s3://``, ``gs://``, ``https://`` or ``file://`` URL, or a path (relative ones
 are resolved against the fleet directory); any other kind is a fleet error. ``artifact`` may be

@@ -1,10 +1,10 @@
 """Rules that relate one fleet file to another: ids, references, countries, regions, directives.
 
 ``fleet.schema`` checks each file on its own; this module checks that the files make one
-coherent fleet (SPEC 1): ids are unique, every reference resolves, a country belongs to at most
-one profile, cloud regions exist and lie in the declared country, directives are well scoped and
-carry enough valid signatures. Every problem is located (file, line, field path) and says what
-would be valid. Nothing stops at the first problem: the user fixes everything in one round.
+coherent fleet (docs/fleet-format.md): ids are unique, every reference resolves, a country belongs
+to at most one profile, cloud regions exist and lie in the declared country, directives are well
+scoped and carry enough valid signatures. Every problem is located (file, line, field path) and says
+what would be valid. Nothing stops at the first problem: the user fixes everything in one round.
 
 Names that appear in a file that failed schema validation are collected as *shadows*, so that a
 single typo in one profile does not cascade into "unknown jurisdiction" errors everywhere else.

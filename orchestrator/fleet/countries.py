@@ -3,8 +3,8 @@
 
 A country is an ISO 3166-1 alpha-2 code assigned by ISO (pycountry's data). Where a person
 types it (CLI, batch lines, token claims) any case is accepted and the upper-case code is what
-counts; fleet files must spell it in upper case (``fleet.schema``), as SPEC 1 writes them.
-``declared`` lets a caller that holds a fleet accept the codes the fleet declares without
+counts; fleet files must spell it in upper case (``fleet.schema``), as docs/fleet-format.md writes
+them. ``declared`` lets a caller that holds a fleet accept the codes the fleet declares without
 loading pycountry (``explain`` answers before pycountry is imported for the codes a fleet
 uses); every declared code passed ISO validation when the fleet was loaded, so the answer is
 the same.

@@ -1,4 +1,4 @@
-"""A drained site: the operational overlay on a fleet that runbooks write (SPEC 7).
+"""A drained site: the operational overlay on a fleet that runbooks write (docs/runbooks.md).
 
 A drain takes a site out of every route while its deployments stay, so that ``restore`` is
 instant. It is not part of the fleet files (an incident must not wait for a pull request): it

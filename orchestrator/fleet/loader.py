@@ -8,7 +8,7 @@ frozen values (``fleet.build``). It collects *every* problem before
 giving up, then raises one ``FleetError`` carrying them all (sorted by file and line). A fleet
 with any problem is never returned: an invalid directive is never ignored or half-applied.
 
-Layout (SPEC 1), paths relative to the fleet root:
+Layout (docs/fleet-format.md), paths relative to the fleet root:
 
     models.yaml              the model catalog (required)
     fleet.yaml               fleet-wide settings (optional)

@@ -23,7 +23,8 @@ ALL_MODELS = "*"
 class Action(StrEnum):
     SUSPEND = "suspend"
     WITHDRAW = "withdraw"
-    LIFT = "lift"  # only ends what it supersedes (SPEC 1): names no model, matches no one
+    # only ends what it supersedes (docs/fleet-format.md): names no model, matches no one
+    LIFT = "lift"
     # changes who speaks for its jurisdiction (the pinned authority set), nothing else: names
     # no model, matches no one (docs/fleet-format.md, rotating an authority set)
     ROTATE = "rotate"

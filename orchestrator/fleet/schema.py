@@ -1,9 +1,9 @@
 """The fleet's file formats as strict pydantic models: the edge where YAML becomes typed data.
 
 Strict mode (no ``"8"`` -> 8 coercion) and ``extra="forbid"`` (a misspelt key is an error, not a
-silently ignored setting) follow SPEC 1: "Unknown keys are errors". Per-field rules that need no
-other file (id formats, country codes, key lengths, URLs, timestamps) live here, so pydantic
-reports them with the exact field path; rules that relate files live in ``fleet.checks``.
+silently ignored setting) follow docs/fleet-format.md: "Unknown keys are errors". Per-field rules
+that need no other file (id formats, country codes, key lengths, URLs, timestamps) live here, so
+pydantic reports them with the exact field path; rules that relate files live in ``fleet.checks``.
 Nothing outside the fleet package sees these classes: ``fleet.loader`` turns them into the
 frozen values of ``fleet.model``.
 """
@@ -95,7 +95,7 @@ def _http_url(value: str) -> str:
 
 
 def _artifact(value: object) -> tuple[str, ...]:
-    """One source or a non-empty list of mirrors, each an artifact source (SPEC 1)."""
+    """One source or a non-empty list of mirrors, each an artifact source (docs/fleet-format.md)."""
     if isinstance(value, str):
         problem = source_problem(value)
         if problem is not None:

@@ -137,7 +137,7 @@ def cron_problem(text: object) -> str | None:
     if len(text.split()) != 5:
         return f"'{text}' has {len(text.split())} fields; expected {CRON_HINT}"
     try:
-        next(iter(CronSim(text, datetime(2026, 1, 1))))  # noqa: DTZ001 - naive wall clock
+        next(iter(CronSim(text, datetime(2026, 1, 1))))
     except (CronSimError, StopIteration) as exc:
         return f"'{text}' is not a valid cron expression ({exc or 'never matches'}); {CRON_HINT}"
     return None

@@ -1,1 +1,1 @@
-"""The routing gateway (SPEC 6): serve each request only where it is legal."""
+"""The routing gateway (docs/gateway.md): serve each request only where it is legal."""

@@ -1,4 +1,4 @@
-"""The routing gateway (SPEC 6): its parts, wired into one ASGI app.
+"""The routing gateway (docs/gateway.md): its parts, wired into one ASGI app.
 
 What it shares with ``sovereign authz`` (the table and its reloads, sites, health, probes,
 the authenticator, metrics, lifecycle) is ``core.Enforcer``; the parts, one module each:

@@ -4,8 +4,8 @@ The gateway never decides the law itself: it asks the compiled ``policy.table.Ro
 the route and ``policy.explain`` for the reasons. ``ServingTable`` is the one seam between the
 two, so the request path sees a single small interface (``route``, ``explain_json``,
 ``version``) and a table swap is one reference assignment of an immutable value. Drained sites
-(SPEC 7) are left out of the table's routes here, through ``policy.rules.route_without``: the
-gateway tries the next legal site, never one the law does not already allow.
+(docs/runbooks.md) are left out of the table's routes here, through ``policy.rules.route_without``:
+the gateway tries the next legal site, never one the law does not already allow.
 
 ``verdict`` is the one answer the gateway and ``sovereign authz`` both give for a request:
 served along a route, ``404`` for a model the fleet does not know, ``451`` when the law leaves
@@ -78,7 +78,8 @@ class ServingTable:
         return model_id in self.fleet.models
 
     def route(self, model_id: str, principal: Principal, at: datetime) -> tuple[str, ...]:
-        """Sites that may serve, in SPEC order; empty means refused. Unknown models: empty."""
+        """Sites that may serve, in route order (docs/decisions.md); empty means refused. Unknown
+        models: empty."""
         if model_id not in self.fleet.models:
             return ()
         route = self.table.route(model_id, principal, at)
@@ -136,7 +137,7 @@ class ServingTable:
         return {}
 
     def explain_json(self, model_id: str, principal: Principal, at: datetime) -> dict[str, Any]:
-        """The SPEC 5 ``explain --json`` object for this query (same as ``policy.explain``)."""
+        """The ``explain --json`` object (docs/json.md) for this query (as ``policy.explain``)."""
         drained = self.drains.sites_at(at)
         explainer = self._explainers.get(drained)
         if explainer is None:

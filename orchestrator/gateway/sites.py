@@ -1,7 +1,7 @@
 """Where each site's requests go: its endpoint, an override, or a loopback stub upstream.
 
-SPEC 6: a request goes to the site's ``endpoint``; ``local`` sites without one are served by
-stub upstreams that the gateway starts on loopback (``orchestrator.stubs``). A local stub serves
+docs/gateway.md: a request goes to the site's ``endpoint``; ``local`` sites without one are served
+by stub upstreams that the gateway starts on loopback (``orchestrator.stubs``). A local stub serves
 only what the local provider deployed under ``<fleet>/.sovereign/sites/<id>`` (fail closed);
 ``--stub-upstreams`` (development) stubs every site, whatever its endpoint says.
 """

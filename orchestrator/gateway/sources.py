@@ -7,8 +7,8 @@ interval (the state serial); ``load`` is the expensive answer, asked only when t
 A source may also offer a ``change_signal`` (see ``changes``): an even cheaper question, asked
 every few milliseconds, so that an apply reaches the gateway well before the next interval.
 
-Drained sites (SPEC 7) come from the state too: ``drains`` is read with every load, and the
-marker of an applied fleet moves when the drains do, so a drain reaches the gateway within one
+Drained sites (docs/runbooks.md) come from the state too: ``drains`` is read with every load, and
+the marker of an applied fleet moves when the drains do, so a drain reaches the gateway within one
 reload interval.
 
 For development ``WorkingFleetSource`` serves the fleet directory as it is on disk and reloads
@@ -58,7 +58,7 @@ class FleetSource(Protocol):
         ...
 
     def drains(self) -> Drains:
-        """The sites to leave out of routing (SPEC 7)."""
+        """The sites to leave out of routing (docs/runbooks.md)."""
         ...
 
 

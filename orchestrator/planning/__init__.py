@@ -1,1 +1,2 @@
-"""Planning: desired state (SPEC 3), the pure diff against actual state, Plan values and JSON."""
+"""Planning: desired state (docs/planning.md, "Desired state"), the pure diff against actual state,
+Plan values and JSON."""

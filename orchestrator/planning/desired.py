@@ -1,4 +1,5 @@
-"""Desired state (SPEC 3): which deployments, artifacts and routing records should exist.
+"""Desired state (docs/planning.md, "Desired state"): which deployments, artifacts and routing
+records should exist.
 
 A deployment ``(m, s)`` is desired when R1, R2 and R4 hold and someone could be routed to ``s``
 (``policy.rules.deployable``); its artifact is desired at exactly the same sites. A suspend never

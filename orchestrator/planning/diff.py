@@ -2,7 +2,7 @@
 
 No I/O here: everything the causes need (which withdraw takes a pair off a site, which directive
 made the routing table differ from the applied one, what Sovereign recorded it had created) is
-handed in as a ``CauseContext``. Causes (SPEC 4):
+handed in as a ``CauseContext``. Causes (docs/planning.md):
 
 * ``directive:<id>`` - a deployment/artifact deleted because an in-force withdraw takes it off
   the site; the routing table changed because a directive was added, replaced or removed;

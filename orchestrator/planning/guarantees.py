@@ -1,10 +1,11 @@
 """Guarantees a fleet can or cannot keep: ``min_sites_per_model`` shortfalls and site capacity.
 
-SPEC 4 gives the interlock the meaning of a Kubernetes PodDisruptionBudget: it guards what a
-plan takes away. A model that a jurisdiction lists but that cannot (or does not yet) run at
-enough of its sites is a *shortfall*: never a reason to refuse a plan by itself, but something
-``plan``, ``status`` and ``validate`` report, naming the rule that stands in the way at each
-site (export rules of the origin, residency, a withdraw, too few sites, or not deployed yet).
+docs/planning.md ("The interlock") gives the interlock the meaning of a Kubernetes
+PodDisruptionBudget: it guards what a plan takes away. A model that a jurisdiction lists but that
+cannot (or does not yet) run at enough of its sites is a *shortfall*: never a reason to refuse a
+plan by itself, but something ``plan``, ``status`` and ``validate`` report, naming the rule that
+stands in the way at each site (export rules of the origin, residency, a withdraw, too few sites, or
+not deployed yet).
 
 Capacity is configuration: a site whose jurisdiction lists more placeable models than the site
 can hold is a fleet error (``validate``), named by site, file and line, before any plan.

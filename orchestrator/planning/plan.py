@@ -115,7 +115,7 @@ class Change:
 
 @dataclass(frozen=True, slots=True)
 class InterlockViolation:
-    """Why a plan is refused (SPEC 4), computed by ``reconcile.interlock``."""
+    """Why a plan is refused (docs/planning.md), computed by ``reconcile.interlock``."""
 
     rule: str  # "min_sites_per_model" | "capacity"
     jurisdiction: str
@@ -166,7 +166,7 @@ class Blocker(NamedTuple):
 
 class Shortfall(NamedTuple):
     """A jurisdiction's ``min_sites_per_model`` not met, and why: a warning, never a refusal
-    on its own (SPEC 4: the interlock guards only what a plan takes away)."""
+    on its own (docs/planning.md: the interlock guards only what a plan takes away)."""
 
     jurisdiction: str
     model: str
@@ -209,8 +209,8 @@ class Shortfall(NamedTuple):
 
 class Unobservable(NamedTuple):
     """A target (a site, or a DNS zone) whose provider could not be observed when the plan was
-    made: the plan holds no change for it and cannot say what it needs (SPEC 4: a trouble in
-    one jurisdiction never holds back another, and is never hidden either)."""
+    made: the plan holds no change for it and cannot say what it needs (docs/planning.md: a trouble
+    in one jurisdiction never holds back another, and is never hidden either)."""
 
     target: str
     jurisdiction: str  # "" for a fleet-wide target (a DNS zone)
@@ -260,7 +260,7 @@ class Plan:
     changes: tuple[Change, ...]
     interlocks: tuple[InterlockViolation, ...] = field(default=())
     sites: str | None = None  # "local" when made with --sites local: apply must match
-    # shortfalls the plan does not cause or deepen (SPEC 4): reported, never refused
+    # shortfalls the plan does not cause or deepen (docs/planning.md): reported, never refused
     warnings: tuple[Shortfall, ...] = field(default=())
     # the jurisdictions whose sites the plan covers (--jurisdiction); None: the whole fleet
     scope: tuple[str, ...] | None = None

@@ -1,4 +1,4 @@
-"""Blast radius (SPEC 4): a plan that acts only on the sites of some jurisdictions.
+"""Blast radius (docs/planning.md): a plan that acts only on the sites of some jurisdictions.
 
 ``plan``, ``apply`` and the runbook commands take ``--jurisdiction J`` (repeatable). Scoping is
 defined here once, as pure functions, so every command means the same thing by it: the scoped

@@ -1,4 +1,4 @@
-"""Drained sites in routing (SPEC 7): what a drain or a restore changes, for whom.
+"""Drained sites in routing (docs/runbooks.md): what a drain or a restore changes, for whom.
 
 A drain is operational, not legal: it never adds a site to anyone's route, it only leaves drained
 sites out of the route the law gives (``rules.route_without``), in the same order. So whoever is

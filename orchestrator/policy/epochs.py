@@ -1,10 +1,10 @@
 """The epoch index: when each directive is in force, and which directives are in force when.
 
-SPEC 2: a directive is in force when ``effective <= t < expires`` and no directive that
-supersedes it has ``effective <= t``. So each directive that is ever in force is in force over
-one half-open interval ``[start, end)``, and the set in force changes only at those interval
-bounds. The instants cut time into *epochs*; inside one epoch every "in force at t" answer is
-the same. This module is the one place that computes it: the reference rules
+docs/decisions.md ("In force"): a directive is in force when ``effective <= t < expires`` and no
+directive that supersedes it has ``effective <= t``. So each directive that is ever in force is in
+force over one half-open interval ``[start, end)``, and the set in force changes only at those
+interval bounds. The instants cut time into *epochs*; inside one epoch every "in force at t" answer
+is the same. This module is the one place that computes it: the reference rules
 (``rules.decide``), the compiled route table (its per-key timelines and its current window),
 ``Explainer``, desired state, DNS records and ``impact`` all read the same index.
 

@@ -1,8 +1,9 @@
-"""Why a principal is (not) served a model at each site: the SPEC 5 ``explain`` answer.
+"""Why a principal is (not) served a model at each site: the ``explain`` answer (docs/decisions.md,
+"sovereign explain").
 
 ``explain`` states the decision for every site of the fleet with every failing rule, built on
-the reference rules (``rules.decide``), plus the route. A drained site (SPEC 7) keeps its legal
-decision, is marked ``"drained": true`` and is left out of the route. ``Explainer`` gives the
+the reference rules (``rules.decide``), plus the route. A drained site (docs/runbooks.md) keeps its
+legal decision, is marked ``"drained": true`` and is left out of the route. ``Explainer`` gives the
 same answers for many queries in a row (``explain --batch``): the route comes from the compiled
 table, the static rules R0-R3 are computed once per (model, home, site), and only the directives
 in force at the query's instant (from the table's epoch index, memoised per epoch and model) are
@@ -59,7 +60,8 @@ class Explanation:
         return tuple(s for s in self.legal_route if s in self.drained)
 
     def to_json(self) -> dict[str, object]:
-        """Exactly the SPEC 5 ``explain --json`` shape (``"drained": true`` on drained sites)."""
+        """Exactly the ``explain --json`` shape of docs/json.md (``"drained": true`` on drained
+        sites)."""
         sites: dict[str, object] = {}
         for s, d in self.sites.items():
             entry = d.to_json()

@@ -1,4 +1,5 @@
-"""What a directive would change before it is added: the SPEC 5 ``impact`` what-if.
+"""What a directive would change before it is added: the ``impact`` what-if (docs/decisions.md,
+"sovereign impact").
 
 The fleet is compiled with and without the directive (the second compile reuses every key the
 directive cannot reach) and the routes are compared over equivalence classes of principals, so
@@ -17,8 +18,8 @@ service is lost to an outage, not refused by the law), ``rerouted`` (still serve
 sites) or ``restored`` (was refused, served again: only a directive that supersedes another
 can do that). A cell that
 changes although the directive does not reach it, or whose route changes at a site the directive
-does not govern, is *collateral*; SPEC 2 says there is none, and the count is shown so that
-anyone can see it is zero.
+does not govern, is *collateral*; docs/decisions.md says there is none, and the count is shown so
+that anyone can see it is zero.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ class Impact:
     signed: bool
     cells: int  # how many (model, residency, audience) cells were compared
     changes: tuple[CellChange, ...]
-    collateral: int  # changed cells outside the directive's reach (SPEC 2: always 0)
+    collateral: int  # changed cells outside the directive's reach (docs/decisions.md: always 0)
 
     def summary(self) -> dict[str, object]:
         effects = Counter(c.effect.value for c in self.changes)
@@ -257,8 +258,8 @@ def _within_reach(
     before: tuple[str, ...],
     after: tuple[str, ...],
 ) -> bool:
-    """SPEC 2: the change touches only sites governed by the directive (or what it replaces),
-    for a model it names and a principal its audience matches."""
+    """docs/decisions.md: the change touches only sites governed by the directive (or what it
+    replaces), for a model it names and a principal its audience matches."""
     touched = set(before).symmetric_difference(after)
     for site_id in touched:
         governing = fleet.sites[site_id].governing
@@ -269,5 +270,6 @@ def _within_reach(
             for d in reach
         ):
             return False
-    # the order of the sites that remain is fixed by SPEC 2, so it cannot change on its own
+    # the order of the sites that remain is fixed by docs/decisions.md ("Route order"), so it cannot
+    # change on its own
     return [s for s in before if s not in touched] == [s for s in after if s not in touched]

@@ -1,4 +1,4 @@
-"""SPEC section 2, rule by rule, for one (model, site, principal, time): the reference semantics.
+"""docs/decisions.md, rule by rule, for one (model, site, principal, time): the reference semantics.
 
 This module is the slow, obviously-correct statement of the law. The compiled route table
 (``policy.table``) must agree with it on every query; the property tests check exactly that.
@@ -118,8 +118,8 @@ def suspensions(
 
 
 def reachable(fleet: Fleet, site_id: str) -> bool:
-    """Someone could be routed to the site (SPEC 3): some jurisdiction processes there,
-    or unlisted countries may be served anywhere."""
+    """Someone could be routed to the site (docs/planning.md, "Desired state"): some jurisdiction
+    processes there, or unlisted countries may be served anywhere."""
     if fleet.settings.unlisted_countries is Unlisted.ANY:
         return True
     owner = fleet.sites[site_id].jurisdiction
@@ -127,7 +127,8 @@ def reachable(fleet: Fleet, site_id: str) -> bool:
 
 
 def deployable(fleet: Fleet, model_id: str, site_id: str, active: Iterable[Directive]) -> bool:
-    """SPEC 3: a deployment (m, s) is desired when R1, R2, R4 hold and s is reachable."""
+    """docs/planning.md, "Desired state": a deployment (m, s) is desired when R1, R2, R4 hold and s
+    is reachable."""
     return (
         offered(fleet, model_id, site_id)
         and export_allowed(fleet, model_id, site_id)
@@ -207,7 +208,8 @@ def decide(
 
 
 def order_route(fleet: Fleet, allowed_sites: Iterable[str], home_id: str | None) -> tuple[str, ...]:
-    """SPEC 2 route order: the home's failover list first, in order; then the rest by site id."""
+    """docs/decisions.md, "Route order": the home's failover list first, in order; then the rest by
+    site id."""
     allowed = set(allowed_sites)
     head: list[str] = []
     if home_id is not None:
@@ -217,15 +219,15 @@ def order_route(fleet: Fleet, allowed_sites: Iterable[str], home_id: str | None)
 
 
 def route_without(route: tuple[str, ...], drained: frozenset[str]) -> tuple[str, ...]:
-    """``route`` with drained sites (SPEC 7) left out, order kept: a drain never adds a site,
-    so the result is still inside the legal set."""
+    """``route`` with drained sites (docs/runbooks.md) left out, order kept: a drain never adds a
+    site, so the result is still inside the legal set."""
     if not drained:
         return route
     return tuple(s for s in route if s not in drained)
 
 
 def route(fleet: Fleet, model_id: str, principal: Principal, at: datetime) -> tuple[str, ...]:
-    """The reference route: every allowed site, in SPEC order."""
+    """The reference route: every allowed site, in route order (docs/decisions.md)."""
     active = in_force(fleet, at)
     allowed = [s for s in fleet.sites if decide(fleet, model_id, s, principal, at, active).allowed]
     return order_route(fleet, allowed, fleet.home_of(principal.residency))

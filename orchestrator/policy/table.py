@@ -1,4 +1,4 @@
-"""The compiled route table: SPEC 2 answered with a few dict lookups per request.
+"""The compiled route table: docs/decisions.md answered with a few dict lookups per request.
 
 ``rules`` decides one (model, site, principal, time) at a time and re-derives everything on
 every call; the gateway cannot afford that. The fleet is compiled once (``timelines``): per
@@ -56,10 +56,10 @@ def fleet_version(fleet: Fleet) -> str:
 
 
 class RouteTable:
-    """SPEC 2 routes for a whole fleet, compiled once; ``route`` is the hot path.
+    """docs/decisions.md routes for a whole fleet, compiled once; ``route`` is the hot path.
 
     ``RouteTable.compile(fleet).route(model_id, principal, at)`` returns the site ids allowed
-    by R0-R5 in SPEC order (empty = refused), and agrees with ``rules.route`` on every query.
+    by R0-R5 in route order (empty = refused), and agrees with ``rules.route`` on every query.
     ``at`` must be timezone-aware (directive instants are UTC).
     """
 
@@ -127,7 +127,8 @@ class RouteTable:
     # -- queries -----------------------------------------------------------------------------
 
     def route(self, model_id: str, principal: Principal, at: datetime) -> tuple[str, ...]:
-        """Sites that may serve ``model_id`` to ``principal`` at ``at``, in SPEC 2 order."""
+        """Sites that may serve ``model_id`` to ``principal`` at ``at``, in docs/decisions.md's
+        route order."""
         start, end, flat = self._window
         if start <= at < end:
             entries_by_country = flat.get(model_id)

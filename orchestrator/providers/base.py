@@ -216,7 +216,7 @@ class SiteProvider(ABC):
 
     def source_reader(self, resource: Resource, own_kind: str) -> SourceReader:
         """The reader of the mirror this site copies from: the first in its own cloud
-        (``own_kind``: s3, gs or file), else the first it can read (SPEC 1)."""
+        (``own_kind``: s3, gs or file), else the first it can read (docs/fleet-format.md)."""
         from orchestrator.providers.sources import choose_mirror, open_source, probe
 
         options = ProviderOptions(self._context.options)

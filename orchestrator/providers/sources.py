@@ -1,9 +1,9 @@
 """Where weights come from: one reader per kind of artifact source, found through a registry.
 
-Every provider places weights from every kind of source (SPEC 1). A provider copies server-side
-when a source is in its own cloud; otherwise it opens the source here and streams it through
-``providers.transfer``. ``s3://`` and ``gs://`` readers live beside their cloud's provider (the
-SDK stays inside its package and is imported on first use); ``https://`` and ``file://``/path
+Every provider places weights from every kind of source (docs/fleet-format.md). A provider copies
+server-side when a source is in its own cloud; otherwise it opens the source here and streams it
+through ``providers.transfer``. ``s3://`` and ``gs://`` readers live beside their cloud's provider
+(the SDK stays inside its package and is imported on first use); ``https://`` and ``file://``/path
 readers are here, as they need no cloud SDK.
 
 With several mirrors, a site takes the first mirror in its own cloud, else the first it can

@@ -1,7 +1,7 @@
 """Streamed artifact copies: bounded memory, verified against the source before they count.
 
-When a site's weights come from outside its own cloud (SPEC 1), the provider streams them:
-the source is read in chunks through ``VerifyingStream``, which counts and hashes every byte
+When a site's weights come from outside its own cloud (docs/fleet-format.md), the provider streams
+them: the source is read in chunks through ``VerifyingStream``, which counts and hashes every byte
 and, at the moment the last byte the source declared is read (or the stream ends early, or
 runs long), compares size and checksum with what the source published. On a mismatch it raises
 ``ArtifactIntegrityError`` *before* handing out those last bytes, so the target's upload (an S3

@@ -118,7 +118,7 @@ class ApplyResult:
 
     @property
     def refused_targets(self) -> tuple[str, ...]:
-        """Targets where the law refused a change (SPEC 4): the apply exits 1, not 3."""
+        """Targets where the law refused a change (docs/planning.md): the apply exits 1, not 3."""
         return tuple(t for t, r in sorted(self.results.items()) if r.refused)
 
     def to_json(self) -> dict[str, Any]:
@@ -150,7 +150,7 @@ def resource_json(r: Resource | None, site: Site | None = None) -> dict[str, Any
 
 
 def check_fresh(session: Session, plan: Plan) -> None:
-    """A saved plan applies only to the state and fleet it was made from (SPEC 4)."""
+    """A saved plan applies only to the state and fleet it was made from (docs/planning.md)."""
     lineage, serial = session.store.lineage(), session.store.serial()
     if plan.lineage != lineage:
         raise StalePlanError(

@@ -1,4 +1,4 @@
-"""The controller (SPEC 7): a level-triggered loop that keeps the fleet converged.
+"""The controller (docs/runbooks.md): a level-triggered loop that keeps the fleet converged.
 
 Every pass does what a person would do, through the same code: (pull the git checkout,) load
 the fleet, plan against what the sites really hold, enforce the interlocks, apply
@@ -150,7 +150,7 @@ class GitSource:
 
 def _git(*args: str) -> str:
     try:
-        done = subprocess.run(  # noqa: S603 - fixed argv, no shell
+        done = subprocess.run(
             ["git", *args], capture_output=True, text=True, timeout=300, check=False
         )
     except FileNotFoundError:
@@ -495,7 +495,7 @@ def serve_http(controller: Controller, host: str, port: int) -> ThreadingHTTPSer
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+        def log_message(self, format: str, *args: Any) -> None:
             del format, args  # the controller's JSON log is the log
 
     try:

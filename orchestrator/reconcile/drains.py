@@ -1,4 +1,4 @@
-"""Runbooks (SPEC 7): drain, evacuate and restore, each judged before it is recorded.
+"""Runbooks (docs/runbooks.md): drain, evacuate and restore, each judged before it is recorded.
 
 A runbook command works in two steps so that what the engineer confirms is what happens:
 
@@ -10,8 +10,8 @@ A runbook command works in two steps so that what the engineer confirms is what 
    the effect was computed from (the store compares versions), and only if the interlock holds
    or the engineer gave ``--allow-outage`` (audited as ``interlock.overridden``).
 
-The drain interlock has the meaning of the plan interlock (SPEC 4, a disruption budget): for a
-jurisdiction J and a model m that J lists, a drain is refused when it leaves fewer than
+The drain interlock has the meaning of the plan interlock (docs/planning.md, a disruption budget):
+for a jurisdiction J and a model m that J lists, a drain is refused when it leaves fewer than
 ``min_sites_per_model`` of J's sites serving m *and* fewer than before. A shortfall the drain
 does not cause or deepen never refuses it. Restoring only adds sites back: it is never refused.
 """
@@ -133,7 +133,8 @@ def _check_jurisdictions(fleet: Fleet, ids: Iterable[str]) -> list[str]:
 def drain_violations(
     fleet: Fleet, at: datetime, before: frozenset[str], after: frozenset[str]
 ) -> tuple[InterlockViolation, ...]:
-    """The disruption budget of SPEC 7 for a change of drained sites (see module docstring)."""
+    """The disruption budget of docs/runbooks.md for a change of drained sites (see module
+    docstring)."""
     pairs = desired_pairs(fleet, at)
     out: list[InterlockViolation] = []
     for j in sorted(fleet.jurisdictions.values(), key=lambda j: j.id):

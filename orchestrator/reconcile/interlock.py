@@ -1,4 +1,4 @@
-"""The safety interlock (SPEC 4), with the meaning of a Kubernetes PodDisruptionBudget.
+"""The safety interlock (docs/planning.md), with the meaning of a Kubernetes PodDisruptionBudget.
 
 It guards against what a plan takes away, never against what it adds. For a jurisdiction J and
 a model m in ``J.models``, a plan is refused when it **deletes** a deployment of m at a site of

@@ -1,4 +1,5 @@
-"""The law at the point of action (SPEC 4): no placement is carried out that R1, R2 or R4 forbid.
+"""The law at the point of action (docs/planning.md): no placement is carried out that R1, R2 or R4
+forbid.
 
 Plans are made by the planner, which only asks for what the law allows. But a change can reach
 the appliers by other ways: a saved plan someone edited, a runbook, the controller, a future

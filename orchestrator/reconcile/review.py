@@ -1,4 +1,4 @@
-"""What a reviewer needs beside a plan: the impact of each directive it brings (SPEC 5).
+"""What a reviewer needs beside a plan: the impact of each directive it brings (docs/cli.md).
 
 A plan lists resource changes; a reviewer of a pull request that adds or changes a directive
 also needs to know whom it stops serving. ``directive_reviews`` compares the working fleet with

@@ -1,4 +1,5 @@
-"""Directive rollback protection (SPEC 1 "Lifting a directive", SPEC 4): deleting lifts nothing.
+"""Directive rollback protection (docs/fleet-format.md "Lifting a directive", docs/planning.md):
+deleting lifts nothing.
 
 A directive in force is lifted only by its own jurisdiction's signed word: when it expires, or
 when a valid directive supersedes it (``action: lift`` is one that does nothing else). Anyone

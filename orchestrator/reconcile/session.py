@@ -82,7 +82,7 @@ def open_session(
     create: bool = True,
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
 ) -> Session:
-    """Read the fleet and open its state; ``create=False`` for readers (SPEC 5: a reader never
+    """Read the fleet and open its state; ``create=False`` for readers (docs/cli.md: a reader never
     creates a state store, and one that does not exist is an error)."""
     engine = check_engine(engine)
     if engine == "pulumi":

@@ -3,7 +3,7 @@
 A plan file is reviewed by people and then handed back to ``apply``. Anyone who can edit the
 file between review and apply could otherwise slip in a change the planner would never make
 (weights copied to a site export rules forbid, an ``instance_count`` nobody reviewed). So a
-saved plan is only ever compared (SPEC 4):
+saved plan is only ever compared (docs/planning.md):
 
 - it must have been made from this state (lineage, serial), with the same ``--sites`` and from
   the same fleet files (``check_fresh``);

@@ -1,7 +1,7 @@
 """The append-only, hash-chained audit log: entry values, hashing, verification, redaction.
 
 Every directive loaded, plan made, change applied and interlock overridden is recorded here
-(SPEC 4). Each entry commits to its predecessor::
+(docs/state.md). Each entry commits to its predecessor::
 
     hash = sha256(canonical_json({seq, ts, kind, payload, prev_hash}))
 

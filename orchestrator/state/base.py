@@ -28,7 +28,7 @@ class AppliedFleet:
 
 @dataclass(frozen=True)
 class AppliedDirective:
-    """A directive the state has applied: what rollback protection (SPEC 4) compares against.
+    """A directive the state has applied: what rollback protection (docs/state.md) compares against.
 
     Kept for good once applied, so that deleting a directive's files, or putting back an older
     version of it, is noticed. ``history`` holds the SHA-256 of every version applied under this
@@ -108,7 +108,7 @@ class StateReader(Protocol):
     def applied_fleet(self) -> AppliedFleet | None: ...
 
     def drains(self) -> Drains:
-        """The drained sites (SPEC 7) and the version of that record; cheap, polled."""
+        """The drained sites (docs/runbooks.md) and the version of that record; cheap, polled."""
         ...
 
 
@@ -154,7 +154,7 @@ class StateStore(StateReader, Protocol):
         ...
 
     def applied_directives(self) -> dict[str, AppliedDirective]:
-        """Every directive this state has applied, by id (SPEC 4 rollback protection)."""
+        """Every directive this state has applied, by id (docs/state.md rollback protection)."""
         ...
 
     def replace_drains(

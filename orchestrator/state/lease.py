@@ -1,6 +1,6 @@
 """Leases on the state lock: who holds it, until when, and when a holder may be taken over.
 
-One run at a time may change the state (SPEC 4: two applies never run at once). A lease
+One run at a time may change the state (docs/state.md: two applies never run at once). A lease
 expires unless its holder's heartbeat renews it, and a holder on this host whose process is
 gone is stale at once: either way the next run takes the lock over (and the audit log says so)
 instead of leaving a SIGKILLed apply's lock in place forever. The decision rules are here, apart

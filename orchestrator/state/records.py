@@ -85,7 +85,7 @@ def drains_from_text(text: str | bytes | None, version: str) -> Drains:
 
 
 def drains_moved_error(url: str) -> StateError:
-    """A drain or restore computed its effect from drains that changed since (SPEC 7)."""
+    """A drain or restore computed its effect from drains that changed since (docs/runbooks.md)."""
     return StateError(
         f"the drains in {url} changed while this command ran (another drain or restore)",
         hint="nothing was recorded; run the command again to see its effect on the new drains",

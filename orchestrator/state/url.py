@@ -1,6 +1,6 @@
 """``--state`` values: which store a URL names, and opening it.
 
-Valid forms (SPEC 4)::
+Valid forms (docs/state.md)::
 
     (none)                  <fleet>/.sovereign/state.db
     PATH                    that SQLite file (relative to the working directory)
@@ -127,7 +127,7 @@ def open_store(
 
 
 def read_drains(url: str | None, fleet_dir: Path) -> Drains:
-    """The drains a reader (``explain``, ``impact``) honours, never creating a store (SPEC 5):
+    """The drains a reader (``explain``, ``impact``) honours, never creating a store (docs/cli.md):
     without ``--state``, those of the default state when it exists, else none; a store named
     with ``--state`` must exist."""
     if url is None:

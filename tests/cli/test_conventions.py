@@ -1,4 +1,5 @@
-"""SPEC 5 for every command, including the ones added after this test was written.
+"""docs/cli.md's conventions for every command, including the ones added after this test was
+written.
 
 The command tree is read from the app itself, so a new command is covered the day it is
 registered: it must answer ``--help``, take ``--json``, and under ``--json`` a failing run prints
@@ -51,7 +52,7 @@ def test_the_index_is_what_the_modules_define() -> None:
 
 
 def test_the_tree_is_read_from_the_app() -> None:
-    # A guard against an empty parametrization: the commands SPEC 5 lists are all here.
+    # A guard against an empty parametrization: the commands docs/cli.md lists are all here.
     names = {" ".join(p) for p in COMMANDS}
     assert {"validate", "explain", "impact", "plan", "apply", "status", "version"} <= names
     assert {"audit verify", "directive sign", "directive verify", "gateway", "demo"} <= names

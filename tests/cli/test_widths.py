@@ -2,7 +2,7 @@
 
 Every registered command is rendered: the ones below with a sample invocation that succeeds,
 any other (a server, or a command added later) with ``--help``, checked for whatever it prints.
-Output is piped (not a terminal), so the width comes from ``COLUMNS``, as SPEC 5 asks.
+Output is piped (not a terminal), so the width comes from ``COLUMNS``, as docs/cli.md asks.
 """
 
 from __future__ import annotations

@@ -100,7 +100,7 @@ def test_validate_json_invalid(
     code, out, _ = run(["validate", "--fleet", str(root), "--json"], capsys)
     assert code == 1
     payload = json.loads(out)
-    assert set(payload) == {"valid", "errors", "error"}  # SPEC 5: the error object beside
+    assert set(payload) == {"valid", "errors", "error"}  # docs/json.md: the error object beside
     assert payload["error"]["problems"] == payload["errors"]
     assert payload["valid"] is False
     assert payload["errors"] == [

@@ -1,4 +1,4 @@
-"""The gateway honours drains (SPEC 7) within its reload interval, over real HTTP.
+"""The gateway honours drains (docs/runbooks.md) within its reload interval, over real HTTP.
 
 A real signed fleet, a real SQLite state, real stub upstreams: draining a site sends its
 traffic to the next site of each route and nowhere else, the rest of the fleet keeps serving,

@@ -1,4 +1,4 @@
-"""Readers never create, and a damaged state is an error, not a crash (issue 9.5, 9.6; SPEC 5).
+"""Readers never create, and a damaged state is an error, not a crash (issue 9.5, 9.6; docs/cli.md).
 
 ``status``, ``audit verify`` and ``gateway`` on a state that does not exist say so, exit 1 and
 create nothing; a state whose applied fleet file holds TEXT instead of the file's bytes is

@@ -1,4 +1,5 @@
-"""Desired state (SPEC 3) on generated fleets and on the example fleet."""
+"""Desired state (docs/planning.md, "Desired state") on generated fleets and on the example
+fleet."""
 
 from __future__ import annotations
 

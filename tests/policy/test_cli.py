@@ -77,7 +77,7 @@ def test_explain_rejects_bad_input_with_a_hint(
     assert message in err and hint in err
     assert "Traceback" not in err
     code, out, err = run(capsys, *explain_args(*args, "--json"))
-    error = json.loads(out)["error"]  # SPEC 5: the failure is JSON on stdout
+    error = json.loads(out)["error"]  # docs/cli.md: the failure is JSON on stdout
     assert code == 1 and err == ""
     assert message in error["message"] and hint in error["hint"] and error["exit_code"] == 1
 

@@ -1,4 +1,4 @@
-"""Drained sites (SPEC 7) over generated fleets: routes move only inside legal sets.
+"""Drained sites (docs/runbooks.md) over generated fleets: routes move only inside legal sets.
 
 The reference is ``rules.route`` (the law, rule by rule) minus the drained sites: whatever is
 drained, the explained route, the gateway's serving table and the runbook's what-if agree with

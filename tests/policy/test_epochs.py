@@ -1,8 +1,10 @@
-"""The epoch index (``policy.epochs``), the one definition of "in force", against SPEC 2's text.
+"""The epoch index (``policy.epochs``), the one definition of "in force", against
+docs/decisions.md's text.
 
-The oracle below is the sentence of SPEC 2 written as code, directive by directive, with no
-intervals and no index: the index and everything fed from it (table, explain, desired state,
-DNS, impact) must agree with it at every instant, at and around every directive instant.
+The oracle below is the sentence of docs/decisions.md ("In force") written as code, directive by
+directive, with no intervals and no index: the index and everything fed from it (table, explain,
+desired state, DNS, impact) must agree with it at every instant, at and around every directive
+instant.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ _TICK = timedelta(microseconds=1)
 
 
 def spec_in_force(fleet: Fleet, at: datetime) -> tuple[Directive, ...]:
-    """SPEC 2: in force when effective <= t < expires (no expires: open-ended) and no directive
-    that supersedes it has effective <= t (a replacement stays one after it expires)."""
+    """docs/decisions.md: in force when effective <= t < expires (no expires: open-ended) and no
+    directive that supersedes it has effective <= t (a replacement stays one after it expires)."""
 
     def replaced(d: Directive) -> bool:
         return any(r.supersedes == d.id and r.effective <= at for r in fleet.directives.values())

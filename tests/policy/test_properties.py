@@ -1,5 +1,5 @@
-"""SPEC 2 properties over generated fleets: residency, zero collateral, restoration, order,
-fail-closed nationality, and incremental recompilation."""
+"""docs/decisions.md properties over generated fleets: residency, zero collateral, restoration,
+order, fail-closed nationality, and incremental recompilation."""
 
 from __future__ import annotations
 

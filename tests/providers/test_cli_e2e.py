@@ -169,9 +169,9 @@ def test_apply_with_one_region_down_exits_3_and_the_rerun_converges(
 def test_a_site_unobservable_at_plan_time_holds_back_only_itself(
     moto_url: str, gcs_url: str, source_bucket: str, tmp_path: Path
 ) -> None:
-    """SPEC 4/5: a fresh plan covers every site it can see and records the one it cannot
-    (exit 1 after showing and saving it); a fresh apply and the controller's --once carry out
-    the rest and report that site failed (exit 3); once it is back, one more pass converges."""
+    """docs/planning.md, docs/cli.md: a fresh plan covers every site it can see and records the one
+    it cannot (exit 1 after showing and saving it); a fresh apply and the controller's --once carry
+    out the rest and report that site failed (exit 3); once it is back, one more pass converges."""
     fleet = tmp_path / "fleet"
     fleet.mkdir()
     tag = unique()

@@ -1,4 +1,4 @@
-"""Weights from every kind of source into every provider (SPEC 1), over real servers.
+"""Weights from every kind of source into every provider (docs/fleet-format.md), over real servers.
 
 The matrix: s3:// (moto), gs:// (fake-gcs-server), https:// (a TLS server on 127.0.0.1) and
 file:// / paths, each placed by the local, AWS (moto) and GCP (fake-gcs-server) providers, then

@@ -1,4 +1,5 @@
-"""``sovereign controller`` (SPEC 7): converges, wakes at directive instants, elects one leader.
+"""``sovereign controller`` (docs/runbooks.md): converges, wakes at directive instants, elects one
+leader.
 
 Real local sites (directories), real state (SQLite, and S3 on a moto server over HTTP), real
 time: a withdraw that becomes effective a few seconds from now is carried out by a controller

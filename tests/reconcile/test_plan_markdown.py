@@ -1,4 +1,4 @@
-"""``plan --markdown FILE``: the pull-request comment (SPEC 5).
+"""``plan --markdown FILE``: the pull-request comment (docs/cli.md).
 
 In the demo workspace through the real entry point: the comment carries the plan's SHA-256 (the
 one ``plan --out`` saves and ``apply`` records), the changes per jurisdiction, and the impact of

@@ -1,4 +1,5 @@
-"""Directive rollback protection and ``action: lift`` (issue 9.2; SPEC 1, 4), through the CLI.
+"""Directive rollback protection and ``action: lift`` (issue 9.2; docs/fleet-format.md,
+docs/planning.md), through the CLI.
 
 An applied directive is lifted only by its jurisdiction's signed word (expiry, a superseding
 directive, ``action: lift``). Deleting its files, editing it or putting back an older version

@@ -1,4 +1,5 @@
-"""drain / evacuate / restore (SPEC 7) in the demo workspace, through the real entry point.
+"""drain / evacuate / restore (docs/runbooks.md) in the demo workspace, through the real entry
+point.
 
 Routes move only inside legal sets: every route after a runbook command equals the law's route
 (``rules.route``) minus the drained sites; the interlock refuses a drain that leaves a model

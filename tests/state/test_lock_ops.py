@@ -1,4 +1,5 @@
-"""The state lock under pressure, and the operator's tools for it (SPEC 5 ``state``).
+"""The state lock under pressure, and the operator's tools for it (docs/runbooks.md, "A stuck state
+lock").
 
 * 1,000 concurrent acquire attempts per backend, half from threads and half from processes
   (four of them): never two holders at once (a shared counter of active holders, checked at

@@ -1,9 +1,10 @@
 """The GCP provider: per-site artifact buckets in GCS, deployments as declared intent records.
 
-Desired state is the same for every provider (SPEC 3), so the planner sends DEPLOYMENT changes
-to GCP sites too; they are recorded as ``deployments/<model>.json`` in the site bucket (status
-``declared``) and observed like any other resource. Serving capacity itself is provisioned by
-the Pulumi stack in ``infra/``; the manifest is the intent record, not a running endpoint.
+Desired state is the same for every provider (docs/planning.md, "Desired state"), so the planner
+sends DEPLOYMENT changes to GCP sites too; they are recorded as ``deployments/<model>.json`` in the
+site bucket (status ``declared``) and observed like any other resource. Serving capacity itself is
+provisioned by the Pulumi stack in ``infra/``; the manifest is the intent record, not a running
+endpoint.
 """
 
 from __future__ import annotations

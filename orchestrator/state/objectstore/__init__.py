@@ -1,7 +1,7 @@
 """State in object storage (``s3://``, ``gs://``): the store interface over conditional writes.
 
-SPEC 4 asks that object-storage state be "locked with conditional writes so that two applies
-never run at once". Buckets offer no transactions, only compare-and-swap on one object: create
+Object-storage state is "locked with conditional writes so that two applies never run at once"
+(docs/state.md). Buckets offer no transactions, only compare-and-swap on one object: create
 if absent (S3 ``If-None-Match: *``, GCS ``ifGenerationMatch=0``) and replace if unchanged (S3
 ``If-Match: ETAG``, GCS ``ifGenerationMatch=N``). Everything here is built from that, through
 the small ``state.blobs.Blobs`` protocol that ``state.s3`` and ``state.gcs`` implement.
@@ -11,7 +11,7 @@ Objects under the prefix::
     fleet/<digest>.json    the applied fleet files, content-addressed (written before state)
     lock.json              {"holder": lease | null, "epoch": N}: taken and renewed by CAS,
                            never deleted; ``epoch`` counts acquisitions (the fencing token)
-    drains.json            {"drains": [...]}: the drained sites (SPEC 7), replaced by CAS
+    drains.json            {"drains": [...]}: the drained sites (docs/runbooks.md), replaced by CAS
     audit/<seq:012>.json   one entry each, created only if absent: {ts, kind, payload, ...}
     audit/head.json        {"seq", "hash"} of the last entry (CAS'd after the entry)
 

@@ -405,7 +405,7 @@ class ObjectStateStore:
         self._fence(epoch + 1)
         return holder
 
-    # --- drains (SPEC 7): one CAS'd object, written without the lease ---------------------
+    # --- drains (docs/runbooks.md): one CAS'd object, written without the lease -------------
 
     def drains(self) -> Drains:
         blob = self._blobs.get(DRAINS)

@@ -165,7 +165,7 @@ class SqliteStateStore:
         with self._db.read() as conn:
             return self._lock_row(conn)
 
-    # --- drains (SPEC 7): in meta, versioned, written without the lease -------------------
+    # --- drains (docs/runbooks.md): in meta, versioned, written without the lease -----------
 
     @staticmethod
     def _drains_in(conn: sqlite3.Connection) -> Drains:
