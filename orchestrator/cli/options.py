@@ -60,7 +60,9 @@ SitesOpt = Annotated[
     typer.Option(
         "--sites",
         help="'local': run every site on the local provider (directories under "
-        ".sovereign/sites, synthetic artifacts for s3:// and gs:// sources).",
+        ".sovereign/sites, synthetic artifacts for s3:// and gs:// sources); 'own': each "
+        "site's own provider. apply records it in the state, and later commands on that "
+        "state use it unless given another. Default: what the state recorded, else 'own'.",
     ),
 ]
 EngineOpt = Annotated[
@@ -81,13 +83,15 @@ AllowOutageOpt = Annotated[
 ]
 
 
-def sites_local(value: str | None) -> bool:
+def sites_local(value: str | None) -> bool | None:
+    """``--sites``: True for 'local', False for 'own', None when not given (the state's
+    recorded choice applies: ``reconcile.session.recorded_sites``)."""
     if value is None:
-        return False
-    if value != "local":
+        return None
+    if value not in ("local", "own"):
         raise UsageError(
             f"--sites {value!r} is not supported",
-            hint="--sites local runs every site on the local provider; omit it to use each "
+            hint="--sites local runs every site on the local provider; --sites own uses each "
             "site's own provider",
         )
-    return True
+    return value == "local"

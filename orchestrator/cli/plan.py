@@ -7,7 +7,6 @@ confirmation prompt to stderr; ``--json`` output alone to stdout.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +18,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from orchestrator.cli import output
+from orchestrator.cli.confirm import confirm
 from orchestrator.cli.markdown import plan_markdown
 from orchestrator.cli.options import (
     DEFAULT_FLEET,
@@ -44,12 +44,22 @@ from orchestrator.reconcile.interlock import enforce
 from orchestrator.reconcile.progress import ProgressObserver
 from orchestrator.reconcile.review import directive_reviews
 from orchestrator.reconcile.sequence import plan_and_apply
-from orchestrator.reconcile.session import make_plan, open_session
+from orchestrator.reconcile.session import Session, make_plan, open_session
 from orchestrator.reconcile.status import Status, collect_status
 
 cli = typer.Typer()  # this module's commands (cli/commands.json indexes them)
 
 _SYMBOL = {Op.CREATE: ("+", "green"), Op.UPDATE: ("~", "yellow"), Op.DELETE: ("-", "red")}
+
+
+def say_recorded_sites(session: Session, source: str = "the state's last apply") -> None:
+    """One line on stderr when the --sites override was not given but reused."""
+    if session.sites_recorded and not output.json_mode():
+        output.err().print(
+            f"Using --sites local, as recorded by {source} (--sites own to use each site's "
+            "provider).",
+            highlight=False,
+        )
 
 
 # -- rendering -----------------------------------------------------------------------------
@@ -181,15 +191,10 @@ class ApplyDisplay:
 
 
 def confirm_on_terminal(plan: Plan) -> bool:
-    """Ask on the terminal; refuse (exit 1) when there is none to ask on."""
+    """The one confirmation rule (``cli.confirm``) for a plan made and shown by ``apply``."""
     del plan  # already shown
-    if not sys.stdin.isatty():
-        raise UsageError(
-            "refusing to apply without confirmation (no terminal to ask on)",
-            hint="pass --yes to apply from a script, or save the plan with "
-            "`sovereign plan --out FILE` and review it first",
-        )
-    return typer.confirm("Apply these changes?", default=False, err=True)
+    confirm("Apply these changes?", yes=False, doing="apply the plan")
+    return True
 
 
 def render_status(console: Console, status: Status) -> None:
@@ -217,6 +222,8 @@ def render_status(console: Console, status: Status) -> None:
     )
     for m, s in status.missing:
         say(console, f"[yellow]missing:[/] {m} at {s} is desired but not serving")
+    for u in status.unobservable:
+        say(console, f"[red]unobservable:[/] {u.target} ({u.jurisdiction}): {escape(u.error)}")
     routes = [
         [
             f"{r.jurisdiction} ({r.residency})",
@@ -314,6 +321,7 @@ def plan_command(
         jurisdictions=jurisdiction,
         engine=engine,
     )
+    say_recorded_sites(session)
     try:
         plan = make_plan(session)
         every_jurisdiction = tuple(session.fleet.jurisdictions)
@@ -396,14 +404,20 @@ def apply_command(
         jurisdiction = list(saved.scope or ())  # a saved plan carries its own scope
     if saved is not None and engine is None:
         engine = saved.engine  # and its own engine
+    local = sites_local(sites)
+    if saved is not None and local is None:
+        local = saved.sites == "local"  # and its own --sites
+        if local and not json_out:
+            output.err().print(f"Using --sites local, as the plan {planfile} records.")
     session = open_session(
         fleet,
         state,
         at=requested,
-        sites_local=sites_local(sites),
+        sites_local=local,
         jurisdictions=jurisdiction,
         engine=engine,
     )
+    say_recorded_sites(session)
     try:
         done = plan_and_apply(
             session,
@@ -459,6 +473,7 @@ def status_command(
     session = open_session(
         fleet, state, at=parse_at(at), sites_local=sites_local(sites), create=False
     )
+    say_recorded_sites(session)
     try:
         status = collect_status(session)
     finally:

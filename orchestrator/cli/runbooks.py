@@ -7,7 +7,6 @@ audited. The work is in ``orchestrator.reconcile.drains``; this module is presen
 
 from __future__ import annotations
 
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from orchestrator.cli import output
+from orchestrator.cli.confirm import confirm
 from orchestrator.cli.options import (
     DEFAULT_FLEET,
     AllowOutageOpt,
@@ -121,18 +121,6 @@ def render_drains(console: Console, drains: Drains) -> None:
         )
 
 
-def _confirm(yes: bool, question: str) -> None:
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise UsageError(
-            "refusing to change routing without confirmation (no terminal to ask on)",
-            hint="pass --yes to run it from a script",
-        )
-    if not typer.confirm(question, default=False, err=True):
-        raise typer.Abort()
-
-
 def _run(
     store: StateStore,
     change: RunbookChange,
@@ -149,8 +137,15 @@ def _run(
         else:
             output.out().print("Nothing to do.")
         return
+    if json_out:
+        # A refusal below still answers with the effect it would have had, beside the error.
+        emit_json({"change": change.to_json(), "drains": change.before.to_json()})
     enforce_drain(change, allow_outage)  # refused before anyone is asked
-    _confirm(yes, f"{change.runbook.value.capitalize()} {', '.join(change.sites)}?")
+    confirm(
+        f"{change.runbook.value.capitalize()} {', '.join(change.sites)}?",
+        yes=yes,
+        doing=f"{change.runbook.value} {', '.join(change.sites)}",
+    )
     drains = record(store, change, allow_outage)
     if json_out:
         emit_json({"change": change.to_json(), "drains": drains.to_json()})

@@ -9,13 +9,13 @@ if it was only stalled.
 
 from __future__ import annotations
 
-import sys
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
 
 from orchestrator.cli import output
+from orchestrator.cli.confirm import confirm
 from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt, StateOpt, YesOpt
 from orchestrator.cli.output import emit_json
 from orchestrator.errors import UsageError
@@ -111,18 +111,14 @@ def unlock(
     store = open_store(state, fleet, create=False)
     try:
         holder = store.current_lock()
-        if holder is not None and holder.holder_id == force and not yes:
-            if not sys.stdin.isatty():
-                raise UsageError(
-                    "refusing to break the lock without confirmation (no terminal to ask on)",
-                    hint="pass --yes to break it from a script",
-                )
+        if holder is not None and holder.holder_id == force:
             stale = takeover_reason(holder, datetime.now(UTC))
             alive = "" if stale else " It looks ALIVE: its run will fail."
-            if not typer.confirm(
-                f"Break the lock of {holder.describe()}?{alive}", default=False, err=True
-            ):
-                raise typer.Abort()
+            confirm(
+                f"Break the lock of {holder.describe()}?{alive}",
+                yes=yes,
+                doing="break the state lock",
+            )
         broken = store.break_lock(force, by=who(), reason=reason)
     finally:
         store.close()

@@ -49,7 +49,7 @@ from orchestrator.reconcile.interlock import enforce
 from orchestrator.reconcile.law import forbidden_placement, instants_for
 from orchestrator.reconcile.retry import RetryPolicy, call_with_retry
 from orchestrator.reconcile.rollback import applied_records, ledger_of
-from orchestrator.reconcile.session import Session
+from orchestrator.reconcile.session import Session, audit_directives
 from orchestrator.state.lease import Lease
 
 ENV_CONCURRENCY = "SOVEREIGN_APPLY_CONCURRENCY"
@@ -165,9 +165,9 @@ def check_fresh(session: Session, plan: Plan) -> None:
     made_for = "local" if session.sites_local else None
     if plan.sites != made_for:
         raise StalePlanError(
-            f"the plan was made {'with' if plan.sites else 'without'} --sites local; this "
-            f"apply runs {'with' if made_for else 'without'} it",
-            hint="apply with the same --sites option the plan was made with",
+            f"the plan was made with --sites {plan.sites or 'own'}; this apply runs with "
+            f"--sites {made_for or 'own'}",
+            hint="apply the plan without --sites (it carries its own), or make a new plan",
         )
     made_by = None if session.engine == "builtin" else session.engine
     if plan.engine != made_by:
@@ -245,7 +245,9 @@ class _Runner:
                 if step.ok:
                     store, fleet, files = self.session.store, self.session.fleet, self.session.files
                     records = applied_records(fleet, files, ledger_of(store))
+                    before = store.applied_fleet()
                     self.serial = store.record_applied_fleet(self.lease, files, records)
+                    audit_directives(self.session, None if before is None else dict(before.files))
             elif step.ok:
                 site = self.session.fleet.sites.get(c.target)
                 after = None if c.op is Op.DELETE else resource_json(rc.after, site)
@@ -427,6 +429,7 @@ def apply_plan(
             "plan_sha256": plan.sha256(),
             "summary": plan.summary(),
             "held_back": held_back,
+            "sites": "local" if session.sites_local else None,  # reused: recorded_sites
         },
     )
     runner = _Runner(

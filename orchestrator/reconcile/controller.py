@@ -173,7 +173,7 @@ class ControllerSettings:
     fleet_dir: Path
     state_url: str | None = None
     interval: float = 60.0  # drift check period, seconds
-    sites_local: bool = False
+    sites_local: bool | None = False  # None: what the state's last apply recorded
     git: GitSource | None = None
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     standby_interval: float | None = None  # default: min(interval, lease_seconds / 2)
@@ -313,6 +313,7 @@ class Controller:
         self.last: PassResult | None = None
         self.last_tick = time.monotonic()
         self.backoff = Backoff(settings.backoff_base, settings.backoff_max)
+        self._said_sites = False  # the reused --sites is said once, not every pass
 
     @property
     def fleet_dir(self) -> Path:
@@ -339,6 +340,9 @@ class Controller:
                 sites_local=self.settings.sites_local,
                 lease_seconds=self.settings.lease_seconds,
             )
+            if session.sites_recorded and not self._said_sites:
+                self._said_sites = True
+                self.log("controller.sites", sites="local", source="recorded by the last apply")
             try:
                 done = plan_and_apply(session, operation=OPERATION, lease=lease)
             finally:

@@ -49,6 +49,8 @@ class Session:
     engine: str = "builtin"  # --engine: who carries out aws and gcp sites (planning.engine)
     # sites the state still records resources at but the fleet no longer declares
     departed: dict[str, Departed] = field(default_factory=dict)
+    # --sites was not given and ``sites_local`` is what the state's last apply recorded
+    sites_recorded: bool = False
 
     def site(self, site_id: str) -> Site:
         """A site of the fleet, or one that left it and is being torn down."""
@@ -76,15 +78,21 @@ def open_session(
     state_url: str | None,
     *,
     at: datetime | None = None,
-    sites_local: bool = False,
+    sites_local: bool | None = False,
     jurisdictions: Iterable[str] | None = None,
     engine: str | None = None,
     create: bool = True,
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
 ) -> Session:
-    """Read the fleet and open its state; ``create=False`` for readers (docs/cli.md: a reader never
-    creates a state store, and one that does not exist is an error)."""
+    """Read the fleet and open its state; ``create=False`` for readers (docs/cli.md: a reader
+    never creates a state store, and one that does not exist is an error).
+
+    ``sites_local=None`` (no ``--sites`` given) takes the override the state's last apply
+    recorded (``recorded_sites``; docs/cli.md, "--sites"); the session says so in
+    ``sites_recorded``."""
     engine = check_engine(engine)
+    if sites_local is None and engine == "pulumi":
+        sites_local = False  # --engine pulumi names who carries the cloud sites out
     if engine == "pulumi":
         if sites_local:
             raise UsageError(
@@ -101,7 +109,10 @@ def open_session(
     when = at if at is not None else datetime.now(UTC)
     options = engine_options(fleet, fleet_dir, when, state_url) if engine == "pulumi" else None
     store = open_store(state_url, fleet_dir, create=create, lease_seconds=lease_seconds)
+    recorded = False
     try:
+        if sites_local is None:
+            sites_local = recorded = recorded_sites(store) == "local"
         departed = departed_sites(
             fleet, store.recorded_resources(), lambda: _applied_fleet(store, str(fleet_dir))
         )
@@ -125,7 +136,18 @@ def open_session(
         scope=scope,
         engine=engine,
         departed=departed,
+        sites_recorded=recorded,
     )
+
+
+def recorded_sites(store: StateStore) -> str | None:
+    """The ``--sites`` override of the last apply on this state (``"local"``), or None: each
+    apply records it in its ``apply.started`` audit entry."""
+    for entry in reversed(store.audit.entries()):
+        if entry.kind == "apply.started":
+            sites = entry.payload.get("sites")
+            return sites if isinstance(sites, str) else None
+    return None
 
 
 def _applied_fleet(store: StateStore, label: str) -> Fleet | None:
@@ -225,9 +247,7 @@ def make_plan(
         for c in name_departures(diff(desired, actual, ctx), session.fleet, session.departed)
         if c.target not in blind
     )
-    unobservable = tuple(
-        Unobservable(t, _jurisdiction_of(session, t), why) for t, why in sorted(blind.items())
-    )
+    unobservable = unobservable_of(session, blind)
     plan = Plan(
         lineage=session.store.lineage(),
         serial=session.store.serial(),
@@ -252,6 +272,13 @@ def make_plan(
     return plan
 
 
+def unobservable_of(session: Session, blind: dict[str, str]) -> tuple[Unobservable, ...]:
+    """The targets ``observe_each`` could not observe, with their jurisdictions, sorted."""
+    return tuple(
+        Unobservable(t, _jurisdiction_of(session, t), why) for t, why in sorted(blind.items())
+    )
+
+
 def _jurisdiction_of(session: Session, target: str) -> str:
     site = session.fleet.sites.get(target)
     if site is not None:
@@ -261,17 +288,15 @@ def _jurisdiction_of(session: Session, target: str) -> str:
 
 
 def audit_plan(session: Session, plan: Plan, applied_files: dict[str, bytes] | None) -> None:
-    """Record the plan and every directive difference not already recorded (fail closed:
-    an ``AuditError`` propagates)."""
+    """Record the plan as ``plan.created`` (fail closed: an ``AuditError`` propagates). The
+    directive differences it would carry out are listed in it as ``directives``: they are
+    recorded as ``directive.*`` entries only once applied (``audit_directives``), so that a
+    plan nobody applies (a rejected pull request) leaves nothing that reads as applied."""
     log = session.store.audit
-    seen = {
-        (e.kind, str(e.payload.get("id")), str(e.payload.get("sha256")))
-        for e in log.entries()
-        if e.kind.startswith("directive.")
-    }
-    for ev in directive_events(session.fleet, session.at, applied_files):
-        if (ev.kind, ev.directive_id, ev.sha256) not in seen:
-            log.append(ev.kind, ev.to_json())
+    proposed = [
+        {"kind": ev.kind, **ev.to_json()}
+        for ev in directive_events(session.fleet, session.at, applied_files)
+    ]
     log.append(
         "plan.created",
         {
@@ -283,5 +308,21 @@ def audit_plan(session: Session, plan: Plan, applied_files: dict[str, bytes] | N
             "summary": plan.summary(),
             "interlocks": [v.to_json() for v in plan.interlocks],
             "unobservable": [u.to_json() for u in plan.unobservable],
+            "directives": proposed,
         },
     )
+
+
+def audit_directives(session: Session, applied_files: dict[str, bytes] | None) -> None:
+    """Once the working fleet is recorded as applied: every directive difference from the
+    fleet applied before (``applied_files``) not already recorded, as ``directive.added``,
+    ``.changed``, ``.removed`` or ``.expired`` (fail closed: an ``AuditError`` propagates)."""
+    log = session.store.audit
+    seen = {
+        (e.kind, str(e.payload.get("id")), str(e.payload.get("sha256")))
+        for e in log.entries()
+        if e.kind.startswith("directive.")
+    }
+    for ev in directive_events(session.fleet, session.at, applied_files):
+        if (ev.kind, ev.directive_id, ev.sha256) not in seen:
+            log.append(ev.kind, ev.to_json())

@@ -16,16 +16,15 @@ from typing import Any
 from orchestrator.fleet.drain import NO_DRAINS, Drains
 from orchestrator.fleet.loader import load_fleet_files
 from orchestrator.fleet.model import Fleet
-from orchestrator.planning.actual import observe_sites
 from orchestrator.planning.departed import Departed
 from orchestrator.planning.desired import desired_pairs
 from orchestrator.planning.guarantees import shortfalls
-from orchestrator.planning.plan import Shortfall
+from orchestrator.planning.plan import Shortfall, Unobservable
 from orchestrator.policy.principal import Principal
 from orchestrator.policy.rules import route_without
 from orchestrator.policy.table import RouteTable
 from orchestrator.providers.base import ResourceKind
-from orchestrator.reconcile.session import Session
+from orchestrator.reconcile.session import Session, desired_of, observe_each, unobservable_of
 
 
 @dataclass(frozen=True)
@@ -79,6 +78,9 @@ class Status:
     drains: Drains = NO_DRAINS
     # sites that left the fleet and still hold what Sovereign placed there (teardown pending)
     departed: tuple[Departed, ...] = ()
+    # sites (and route targets) that could not be observed now: target -> why; the others
+    # are shown all the same (an outage is when status is needed most)
+    unobservable: tuple[Unobservable, ...] = ()
 
     @property
     def in_sync(self) -> bool:
@@ -100,6 +102,7 @@ class Status:
             "warnings": [w.to_json() for w in self.shortfalls],
             "drains": [{**d.to_json(), "active": d.active(self.at)} for d in self.drains.entries],
             "departed": [d.to_json() for d in self.departed],
+            "unobservable": [u.to_json() for u in self.unobservable],
         }
 
 
@@ -129,7 +132,9 @@ def routes_per_jurisdiction(
 
 def collect_status(session: Session) -> Status:
     fleet = session.fleet
-    observed = observe_sites(fleet, session.providers)
+    # Site by site, as the planner observes: one site that cannot be observed is reported,
+    # never allowed to hide the others.
+    observed, blind = observe_each(session, desired_of(session))
     want = desired_pairs(fleet, session.at)
     deployments = tuple(
         sorted(
@@ -159,10 +164,13 @@ def collect_status(session: Session) -> Status:
         working_digest=session.digest,
         applied_digest=None if applied is None else applied.digest,
         deployments=deployments,
-        missing=tuple(sorted(want - have, key=lambda p: (p[1], p[0]))),
+        missing=tuple(
+            sorted(((m, s) for m, s in want - have if s not in blind), key=lambda p: (p[1], p[0]))
+        ),
         routes=routes_per_jurisdiction(routed_fleet, session.at, drains.sites_at(session.at)),
         routes_from="working" if applied is None else "applied",
         shortfalls=shortfalls(fleet, session.at, have),
         drains=drains,
         departed=tuple(d for _, d in sorted(session.departed.items())),
+        unobservable=unobservable_of(session, blind),
     )

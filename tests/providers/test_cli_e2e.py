@@ -215,6 +215,12 @@ def test_a_site_unobservable_at_plan_time_holds_back_only_itself(
     assert saved["unobservable"] == doc["unobservable"] and saved["sha256"] == doc["sha256"]
     markdown = comment.read_text()
     assert "could not be observed" in markdown and "`aws-eu-central-1` (EU)" in markdown
+    # status shows every site it can observe and marks the one it cannot, with the reason.
+    seen = _sovereign(["status", *common], down)
+    assert seen.returncode == 0, seen.stdout + seen.stderr
+    shown = json.loads(seen.stdout)
+    [blind_now] = [u for u in shown["unobservable"] if u["site"] == "aws-eu-central-1"]
+    assert "cannot reach the AWS endpoint" in blind_now["error"]
     # Scoped to the others, the plan is clean.
     scoped = _sovereign(["plan", *common, "--jurisdiction", "US"], down)
     assert scoped.returncode == 0, scoped.stdout + scoped.stderr
