@@ -1,8 +1,8 @@
-"""From command-line choices to a ready ``Gateway``: one picklable spec, one builder.
+"""From command-line choices to a ready ``Gateway`` or ``Authz``: one picklable spec each.
 
-``sovereign gateway`` builds its gateway here, and so does every worker process of
-``--workers N`` (each worker builds its own from the same spec: its own table, reloads, stubs,
-health and metrics; nothing is shared but the listening port).
+``sovereign gateway`` and ``sovereign authz`` build theirs here (``spec.build()``), and so does
+every worker process of ``--workers N`` (each worker builds its own from the same spec: its own
+table, reloads, stubs, health and metrics; nothing is shared but the listening ports).
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from pathlib import Path
 from orchestrator.fleet.model import Fleet
 from orchestrator.gateway.app import Gateway, GatewaySettings
 from orchestrator.gateway.authn import Authenticator
+from orchestrator.gateway.authz import Authz
 from orchestrator.gateway.sources import AppliedFleetSource, FleetSource, WorkingFleetSource
 from orchestrator.gateway.tokens import TokenVerifier, load_token_keys
 
-__all__ = ["GatewaySpec", "build_gateway"]
+__all__ = ["AuthzSpec", "GatewaySpec", "build_authz", "build_gateway"]
 
 
 @dataclass(frozen=True)
@@ -30,9 +31,35 @@ class GatewaySpec:
     serve_working_fleet: bool
     settings: GatewaySettings
 
+    def build(self) -> Gateway:
+        return build_gateway(self)
+
+
+@dataclass(frozen=True)
+class AuthzSpec(GatewaySpec):
+    grpc_port: int | None = None  # None: HTTP only
+    grpc_host: str = "127.0.0.1"
+
+    def build(self) -> Authz:  # type: ignore[override]
+        return build_authz(self)
+
 
 def build_gateway(spec: GatewaySpec) -> Gateway:
     """The gateway the spec describes (keys read, state opened; no table loaded yet)."""
+    source, authenticator = _source_and_authenticator(spec)
+    return Gateway(source, authenticator, spec.settings)
+
+
+def build_authz(spec: AuthzSpec) -> Authz:
+    """``sovereign authz`` as the spec describes it (the same source and authenticator as the
+    gateway's; no table loaded yet)."""
+    source, authenticator = _source_and_authenticator(spec)
+    return Authz(
+        source, authenticator, spec.settings, grpc_port=spec.grpc_port, grpc_host=spec.grpc_host
+    )
+
+
+def _source_and_authenticator(spec: GatewaySpec) -> tuple[FleetSource, Authenticator]:
     from orchestrator.fleet.loader import load_fleet, load_fleet_files
     from orchestrator.state import open_store
 
@@ -54,4 +81,4 @@ def build_gateway(spec: GatewaySpec) -> Gateway:
             from_files,
             object_signal_interval_s=spec.settings.object_signal_interval_s,
         )
-    return Gateway(source, authenticator, spec.settings)
+    return source, authenticator

@@ -1,4 +1,5 @@
-"""``sovereign gateway --workers N``: N gateway processes sharing one port (``SO_REUSEPORT``).
+"""``sovereign gateway --workers N``: N gateway processes sharing one port (``SO_REUSEPORT``);
+``sovereign authz --workers N`` the same for authz processes (and their gRPC port).
 
 One Python process serves at most one core's worth of requests. Each worker is a complete
 gateway built from the same ``GatewaySpec``: it loads, verifies and compiles its own table,
@@ -25,7 +26,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from orchestrator.errors import SovereignError, UsageError
-from orchestrator.gateway.launch import GatewaySpec, build_gateway
+from orchestrator.gateway.launch import GatewaySpec
 from orchestrator.gateway.server import bind, run
 
 __all__ = ["serve_workers"]
@@ -48,7 +49,7 @@ def _worker(spec: GatewaySpec, host: str, port: int, index: int, report: Any) ->
     os.setsid()  # a terminal's Ctrl-C reaches the supervisor only; it stops us with SIGTERM
     signal.signal(signal.SIGTERM, _raise_stop)
     try:
-        gateway = build_gateway(spec)
+        gateway = spec.build()  # a gateway, or sovereign authz (AuthzSpec)
         serving = gateway.load_initial()
         sock = bind(host, port, reuse_port=True)
     except SovereignError as exc:

@@ -1,0 +1,196 @@
+"""CLI: ``sovereign authz``, the gateway's decision for nginx and Envoy (docs/proxies.md)."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestrator.cli import output
+from orchestrator.cli.gateway import DEFAULT_AUDIENCE, interrupt, positive
+from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt, StateOpt
+from orchestrator.errors import UsageError
+
+cli = typer.Typer()  # this module's commands (cli/commands.json indexes them)
+
+
+@cli.command("authz")
+def authz(
+    token_key: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--token-key",
+            metavar="FILE",
+            help="Public key that signs principal tokens (PEM or JWKS JSON), as for "
+            "`sovereign gateway`. Repeatable; required.",
+        ),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port (0: any free port).")] = 9191,
+    grpc_port: Annotated[
+        int | None,
+        typer.Option(
+            "--grpc-port",
+            help="Also serve Envoy's gRPC ext_authz (Authorization/Check) on this port "
+            "(0: any free port).",
+        ),
+    ] = None,
+    token_issuer: Annotated[
+        str | None, typer.Option(help="Required 'iss' of tokens (unchecked if omitted).")
+    ] = None,
+    token_audience: Annotated[
+        str, typer.Option(help="Required 'aud' of tokens.")
+    ] = DEFAULT_AUDIENCE,
+    fleet: FleetOpt = DEFAULT_FLEET,
+    state: StateOpt = None,
+    reload_interval: Annotated[
+        float, typer.Option(help="Seconds between checks for a newly applied fleet.")
+    ] = 0.5,
+    probe_interval: Annotated[
+        float, typer.Option(help="Seconds between upstream /healthz probes (0: off).")
+    ] = 5.0,
+    signal_interval: Annotated[
+        float,
+        typer.Option(
+            help="S3/GCS state: seconds between reads of the state object's version (0: off)."
+        ),
+    ] = 0.05,
+    serve_working_fleet: Annotated[
+        bool,
+        typer.Option(
+            "--serve-working-fleet",
+            help="Development only: decide on the fleet directory as it is on disk.",
+        ),
+    ] = False,
+    stub_upstreams: Annotated[
+        bool,
+        typer.Option(
+            "--stub-upstreams",
+            help="Demo/development: every site's upstream is a loopback stub.",
+        ),
+    ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(help="Processes sharing the ports (SO_REUSEPORT), as for the gateway."),
+    ] = 1,
+    json_output: JsonOpt = False,
+) -> None:
+    """Answer nginx auth_request and Envoy ext_authz with the gateway's decision.
+
+    The proxy asks before it forwards a model request; authz reads the caller's
+    Authorization header (signed token) and the model from X-Sovereign-Model (or
+    x-gateway-model-name). Allowed: 200 with X-Sovereign-Route (the legal sites in
+    route order) and X-Sovereign-Upstream (the first healthy one's endpoint).
+    Refused by the law: 451 with the explanation. Every legal site drained: 503
+    site_unavailable. Bad credentials: 401. Any method and path is a decision except
+    GET /healthz, GET /metrics and POST /admin/reload.
+
+    --grpc-port also serves Envoy's envoy.service.auth.v3.Authorization/Check.
+    The table, its reloads, drains and site health are the gateway's: an apply
+    reaches authz's decisions as fast as the gateway's, with no proxy reload.
+    `sovereign export --format nginx|envoy` writes the proxy's configuration.
+
+    \b
+    Examples:
+      sovereign authz --token-key idp-public.pem --port 9191
+      sovereign authz --token-key idp-public.pem --port 9191 --grpc-port 9192 --workers 2
+      curl -si localhost:9191/check -H "Authorization: Bearer $TOKEN" \\
+          -H 'X-Sovereign-Model: fable-5'
+
+    """
+    if not token_key:
+        raise UsageError(
+            "authz needs at least one --token-key",
+            hint="pass --token-key FILE: the identity provider's public key "
+            "(PEM) or a JWKS JSON file",
+        )
+    for name, value in (("--port", port), ("--grpc-port", grpc_port)):
+        if value is not None and not 0 <= value <= 65535:
+            raise UsageError(f"{name} {value} is not a port number", hint="use 1-65535 (0: any)")
+    positive("--reload-interval", reload_interval)
+    positive("--probe-interval", probe_interval, allow_zero=True)
+    positive("--signal-interval", signal_interval, allow_zero=True)
+    if workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {workers}")
+    if not fleet.is_dir():
+        raise UsageError(
+            f"fleet directory {fleet} does not exist",
+            hint="pass --fleet DIR (default: regions)",
+        )
+    from orchestrator.gateway.app import GatewaySettings
+    from orchestrator.gateway.launch import AuthzSpec
+    from orchestrator.gateway.server import bind, run
+    from orchestrator.stubs.server import is_loopback
+
+    reserved = None
+    if grpc_port == 0 and workers > 1:
+        # every worker must serve the same gRPC port: pick it once
+        reserved = bind(host, 0, reuse_port=True, listen=False)
+        grpc_port = int(reserved.getsockname()[1])
+    spec = AuthzSpec(
+        fleet=fleet,
+        state=state,
+        token_keys=tuple(token_key),
+        token_audience=token_audience,
+        token_issuer=token_issuer,
+        serve_working_fleet=serve_working_fleet,
+        settings=GatewaySettings(
+            fleet_dir=fleet,
+            reload_interval_s=reload_interval,
+            probe_interval_s=probe_interval,
+            object_signal_interval_s=signal_interval,
+            stub_all_sites=stub_upstreams,
+        ),
+        grpc_port=grpc_port,
+        grpc_host=host,
+    )
+    enforcer = spec.build()  # reads the keys and opens the state: errors come first
+
+    def announce(bound_port: int, info: Mapping[str, object]) -> None:
+        url = f"http://{host if ':' not in host else f'[{host}]'}:{bound_port}"
+        grpc = None
+        if enforcer.grpc_port is not None:
+            grpc = f"{host}:{enforcer.grpc_port}"
+        started = {"url": url, "grpc": grpc, **info, "workers": workers}
+        if json_output:
+            output.emit_json_now(started)
+        else:
+            output.err().print(
+                f"authz on {url}"
+                + (f" and gRPC {grpc}" if grpc else "")
+                + f", deciding on table {info['table']} from {info['source']}"
+                + (f" ({workers} workers)" if workers > 1 else "")
+            )
+        if not is_loopback(host):
+            output.err().print(
+                f"[yellow]warning:[/] listening on {host}: only the proxy should reach "
+                "authz, over a private network or TLS"
+            )
+
+    try:
+        if workers > 1:
+            from orchestrator.gateway.workers import serve_workers
+
+            serve_workers(spec, host, port, workers, announce, output.err().print)
+            output.err().print("authz stopped")
+            return
+        serving = enforcer.load_initial()
+        sock = bind(host, port)
+        info = {
+            "table": serving.table.version,
+            "serial": serving.table.serial,
+            "source": serving.source,
+        }
+        signal.signal(signal.SIGTERM, interrupt)
+        enforcer.on_started = lambda: announce(int(sock.getsockname()[1]), info)
+        try:
+            run(enforcer, host, port, sock)
+        except KeyboardInterrupt:
+            pass
+        output.err().print("authz stopped")
+    finally:
+        if reserved is not None:
+            reserved.close()
