@@ -89,7 +89,7 @@ def servicer_for(decide: Callable[[str | None, str | None], Answer]) -> Any:
     from envoy.service.auth.v3 import external_auth_pb2_grpc
 
     class _Authorization(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc]
-        async def Check(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC name
+        async def Check(self, request: Any, context: Any) -> Any:
             headers = _headers_of(request)
             model = headers.get("x-sovereign-model") or headers.get("x-gateway-model-name")
             return check_response(decide(headers.get("authorization"), model or None))

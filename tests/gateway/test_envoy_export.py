@@ -13,8 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import envoy.extensions.filters.http.router.v3.router_pb2  # noqa: F401
-import envoy.extensions.transport_sockets.tls.v3.tls_pb2  # noqa: F401
+import envoy.extensions.filters.http.router.v3.router_pb2
+import envoy.extensions.transport_sockets.tls.v3.tls_pb2
 import envoy.extensions.upstreams.http.v3.http_protocol_options_pb2  # noqa: F401
 from envoy.config.bootstrap.v3 import bootstrap_pb2
 
