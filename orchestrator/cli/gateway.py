@@ -71,7 +71,8 @@ def gateway(
             "--token-key",
             metavar="FILE",
             help="Public key that signs principal tokens: a PEM (Ed25519, EC "
-            "P-256/384/521 or RSA) or a JWKS JSON file. Repeatable; required.",
+            "P-256/384/521 or RSA) or a JWKS JSON file. Repeatable. API keys of "
+            "attested tenants (sovereign key create) are accepted beside tokens.",
         ),
     ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -128,8 +129,11 @@ def gateway(
 ) -> None:
     """Serve model requests (OpenAI-compatible) only where the law allows.
 
-    Principals come only from signed bearer tokens: claims residency,
-    nationalities and groups, exp required. A request goes to the first
+    Principals come only from signed credentials: bearer tokens (claims
+    residency, nationalities and groups, exp required; --token-key) and
+    API keys of attested tenants (Bearer sk-sov-..., from `sovereign key
+    create`, judged as the tenant's attested principal; docs/identity.md).
+    A request goes to the first
     healthy site of its route and fails over only along that route; an
     empty route answers 451 with the explanation. The gateway serves the
     fleet last applied to the state store and picks up a new apply within
@@ -154,12 +158,6 @@ def gateway(
       sovereign gateway --serve-working-fleet --stub-upstreams \\
         --token-key dev.pem
     """
-    if not token_key:
-        raise UsageError(
-            "the gateway needs at least one --token-key",
-            hint="pass --token-key FILE: the identity provider's public key "
-            "(PEM) or a JWKS JSON file",
-        )
     if not 0 <= port <= 65535:
         raise UsageError(f"--port {port} is not a port number", hint="use 1-65535 (0: any)")
     positive("--reload-interval", reload_interval)
@@ -182,7 +180,7 @@ def gateway(
     spec = GatewaySpec(
         fleet=fleet,
         state=state,
-        token_keys=tuple(token_key),
+        token_keys=tuple(token_key or ()),
         token_audience=token_audience,
         token_issuer=token_issuer,
         serve_working_fleet=serve_working_fleet,

@@ -137,7 +137,11 @@ def validate_command(
         f"{len(loaded.sites)} sites, "
         f"{len(loaded.models)} models, {active} directive{'s' if active != 1 else ''} in force "
         f"now ({total} signed in total)"
-        + (f", {len(loaded.tenants)} attested tenants" if loaded.tenants else ""),
+        + (
+            f", {len(loaded.tenants)} attested tenant{'s' if len(loaded.tenants) != 1 else ''}"
+            if loaded.tenants
+            else ""
+        ),
     )
 
 

@@ -259,15 +259,16 @@ def load_fleet_files(files: Mapping[str, bytes], label: str = "regions") -> Flee
             )
         )
     for sig_rel in sorted(sig_rels):
+        what = "tenant" if sig_rel.startswith(f"{TENANTS_DIR}/") else "directive"
         if sig_rel.removesuffix(SIGNATURE_SUFFIX) not in files:
             out.problems.append(
                 Problem(
                     f"{label}/{sig_rel}",
                     None,
                     "",
-                    f"signature file without its file (expected "
+                    f"signature file without a {what} (expected "
                     f"{label}/{sig_rel.removesuffix(SIGNATURE_SUFFIX)}); remove it or restore the "
-                    "directive",
+                    f"{what}",
                 )
             )
 

@@ -2,32 +2,169 @@
 
 ``Authenticator.authenticate(authorization)`` takes an ``Authorization`` header value (bytes as
 received, or text) and returns the ``Caller`` (principal, kind, loggable label) or raises an
-``AuthError`` whose ``error`` is the code of the ``401`` answer. Whatever the kind of
-credential, the principal comes from something signed (docs/identity.md); never from a header
-the caller types.
+``AuthError`` whose ``error`` is the code of the ``401`` answer. Whatever the credential, the
+principal comes from something signed (docs/identity.md), never from a header the caller types:
 
-Its call cost is the token verifier's: a token seen before is a cache hit keyed by the
-header's own bytes, and the ``Caller`` is built once with the verification.
+- ``Bearer sk-sov-...``: an API key of an attested tenant (``KeyBook``), judged as the
+  principal the tenant's attestor signed; refused (``invalid_api_key``) when the key is
+  unknown, revoked or expired, or its tenant's attestation expired, was removed or no longer
+  verifies;
+- any other bearer credential: a JWT, from an OIDC issuer of ``--issuers`` (``issuers``) or
+  signed by a ``--token-key`` (``tokens``).
+
+Call cost: a key costs one SHA-256 of ~50 bytes and one dict lookup (the ``Caller`` is built
+when the keys are installed, not per request); a token seen before is a cache hit keyed by the
+header's own bytes, its ``Caller`` built once with the verification.
 """
 
 from __future__ import annotations
 
-from orchestrator.gateway.callers import AuthError, Caller, CallerKind
-from orchestrator.gateway.tokens import TokenError, TokenVerifier
+import hashlib
+import hmac
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
-__all__ = ["AuthError", "Authenticator", "Caller", "CallerKind"]
+from orchestrator.fleet.model import Tenant
+from orchestrator.gateway.callers import AuthError, Caller, CallerKind
+from orchestrator.gateway.tokens import TokenError, TokenVerifier, principal_from_claims
+from orchestrator.state.apikeys import KEY_PREFIX, ApiKeys
+
+__all__ = [
+    "ApiKeyError",
+    "AuthError",
+    "Authenticator",
+    "Caller",
+    "CallerKind",
+    "KeyBook",
+]
+
+_KEY_HEADER = b"Bearer " + KEY_PREFIX.encode()
+_MAX_KEY_CHARS = 256
+
+
+class ApiKeyError(AuthError):
+    """An API key that is not (or no longer) accepted: ``401 invalid_api_key``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, "invalid_api_key")
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    digest: bytes
+    caller: Caller | None  # None: the key is known but refused (``refusal`` says why)
+    until: float  # the key's or its tenant's attestation's expiry, whichever is first
+    refusal: str
+    expired_reason: str
+
+
+class KeyBook:
+    """The API keys accepted now, by SHA-256, each with its tenant's attested ``Caller``.
+
+    ``install`` replaces the whole index with one reference swap (the gateway calls it with
+    every table reload, docs/gateway.md); a request reads the index once. ``clock`` gives the
+    time in seconds (tests inject one instead of sleeping past an expiry).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._index: Mapping[bytes, _Entry] = {}
+
+    def __len__(self) -> int:
+        return sum(1 for e in self._index.values() if e.caller is not None)
+
+    def install(self, tenants: Mapping[str, Tenant], keys: ApiKeys) -> None:
+        index: dict[bytes, _Entry] = {}
+        for record in keys.entries:
+            digest = bytes.fromhex(record.sha256)
+            tenant = tenants.get(record.tenant)
+            if record.revoked_at is not None:
+                index[digest] = _Entry(digest, None, 0.0, "the API key was revoked", "")
+                continue
+            if tenant is None:
+                refusal = (
+                    f"tenant {record.tenant!r} of this API key has no valid attestation "
+                    "(removed, or it no longer verifies)"
+                )
+                index[digest] = _Entry(digest, None, 0.0, refusal, "")
+                continue
+            try:  # the one claims-to-principal function, as for tokens
+                principal = principal_from_claims(
+                    {
+                        "residency": tenant.residency,
+                        "nationalities": sorted(tenant.nationalities),
+                        "groups": sorted(tenant.groups),
+                    }
+                )
+            except TokenError as exc:
+                refusal = f"tenant {tenant.id!r} cannot be judged: {exc.reason}"
+                index[digest] = _Entry(digest, None, 0.0, refusal, "")
+                continue
+            until = tenant.expires.timestamp()
+            expired = f"the attestation of tenant {tenant.id!r} expired"
+            if record.expires is not None and record.expires.timestamp() < until:
+                until = record.expires.timestamp()
+                expired = "the API key expired"
+            caller = Caller(principal, "key", tenant.id)
+            index[digest] = _Entry(digest, caller, until, "", expired)
+        self._index = index  # the one reference swap: a request sees the old or the new
+
+    def resolve(self, key: bytes) -> Caller:
+        """The caller an API key (``sk-sov-...``, exact bytes) stands for, or ApiKeyError."""
+        if len(key) > _MAX_KEY_CHARS:
+            raise ApiKeyError("invalid API key")
+        digest = hashlib.sha256(key).digest()
+        entry = self._index.get(digest)
+        # The lookup is by a hash of the key: timing tells nothing about a key one does not
+        # hold. The compare is constant-time all the same (docs/security.md).
+        if entry is None or not hmac.compare_digest(entry.digest, digest):
+            raise ApiKeyError("invalid API key")
+        if entry.caller is None:
+            raise ApiKeyError(entry.refusal)
+        if self._clock() >= entry.until:
+            raise ApiKeyError(entry.expired_reason)
+        return entry.caller
 
 
 class Authenticator:
-    """Authenticates a request's ``Authorization`` header."""
+    """Authenticates a request's ``Authorization`` header: API keys and tokens side by side."""
 
-    def __init__(self, tokens: TokenVerifier | None = None) -> None:
+    def __init__(self, tokens: TokenVerifier | None = None, keys: KeyBook | None = None) -> None:
         self.tokens = tokens
+        self.keys = keys
 
     def authenticate(self, authorization: str | bytes | None) -> Caller:
         """The caller the header proves, or ``AuthError`` (answered ``401``)."""
-        if self.tokens is None:
-            if not authorization:
-                raise TokenError("missing bearer token", "invalid_request")
-            raise TokenError("no token keys are configured", "invalid_token")
-        return self.tokens.verify_header(authorization).caller
+        if not authorization:
+            raise TokenError("missing bearer token", "invalid_request")
+        raw = authorization if isinstance(authorization, bytes) else authorization.encode()
+        if raw[:14] == _KEY_HEADER:  # the exact form OpenAI clients send: no parsing
+            return self._key(raw[7:])
+        if self.tokens is not None:
+            try:
+                return self.tokens.verify_header(raw).caller
+            except TokenError:
+                credential = self._credential(raw)
+                if credential is not None and credential.startswith(KEY_PREFIX.encode()):
+                    return self._key(credential)
+                raise
+        credential = self._credential(raw)
+        if credential is None:
+            raise TokenError("authorization must be 'Bearer <token>'", "invalid_request")
+        if credential.startswith(KEY_PREFIX.encode()):
+            return self._key(credential)
+        raise TokenError("no token keys are configured: only API keys are accepted")
+
+    @staticmethod
+    def _credential(raw: bytes) -> bytes | None:
+        scheme, _, credential = raw.strip().partition(b" ")
+        credential = credential.strip()
+        if scheme.lower() != b"bearer" or not credential:
+            return None
+        return credential
+
+    def _key(self, key: bytes) -> Caller:
+        if self.keys is None:
+            raise ApiKeyError("API keys are not accepted here")
+        return self.keys.resolve(key)

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.gateway.authn import Authenticator
+from orchestrator.fleet.model import Fleet
+from orchestrator.gateway.authn import Authenticator, KeyBook
 from orchestrator.gateway.health import HealthBook
 from orchestrator.gateway.metrics import AccessLog, GatewayMetrics
 from orchestrator.gateway.probes import probe_sites
@@ -28,6 +29,7 @@ from orchestrator.gateway.sites import SiteUpstreams
 from orchestrator.gateway.sources import FleetSource
 from orchestrator.gateway.tokens import TokenVerifier
 from orchestrator.gateway.upstreams import UpstreamPool
+from orchestrator.state.apikeys import ApiKeys
 from orchestrator.stubs.upstream import StubServer
 
 __all__ = ["Enforcer", "GatewaySettings"]
@@ -75,7 +77,7 @@ class Enforcer:
     ) -> None:
         self.source = source
         if isinstance(authenticator, TokenVerifier):
-            authenticator = Authenticator(authenticator)
+            authenticator = Authenticator(authenticator, KeyBook())
         self.authenticator = authenticator
         self.settings = s = settings if settings is not None else GatewaySettings()
         self.access_log = access_log if access_log is not None else AccessLog()
@@ -89,6 +91,7 @@ class Enforcer:
             self.access_log,
             s.reload_interval_s,
             s.signal_interval_s,
+            self._install_identity,
         )
         self._upstreams = UpstreamPool(
             max_connections=s.max_connections_per_upstream,
@@ -99,6 +102,11 @@ class Enforcer:
         self._tasks: list[asyncio.Task[None]] = []
         # Called once started (every port bound): the CLI announces the process then.
         self.on_started: Callable[[], None] | None = None
+
+    def _install_identity(self, fleet: Fleet, keys: ApiKeys) -> None:
+        """Tenants and API keys reload with the table (docs/identity.md)."""
+        if self.authenticator.keys is not None:
+            self.authenticator.keys.install(fleet.tenants, keys)
 
     # -- the served table --------------------------------------------------------------------
 

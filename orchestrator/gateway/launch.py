@@ -11,9 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.errors import StateError
 from orchestrator.fleet.model import Fleet
 from orchestrator.gateway.app import Gateway, GatewaySettings
-from orchestrator.gateway.authn import Authenticator
+from orchestrator.gateway.authn import Authenticator, KeyBook
 from orchestrator.gateway.authz import Authz
 from orchestrator.gateway.sources import AppliedFleetSource, FleetSource, WorkingFleetSource
 from orchestrator.gateway.tokens import TokenVerifier, load_token_keys
@@ -63,12 +64,20 @@ def _source_and_authenticator(spec: GatewaySpec) -> tuple[FleetSource, Authentic
     from orchestrator.fleet.loader import load_fleet, load_fleet_files
     from orchestrator.state import open_store
 
-    authenticator = Authenticator(
-        TokenVerifier(load_token_keys(spec.token_keys), spec.token_audience, spec.token_issuer)
-    )
+    tokens = None
+    if spec.token_keys:
+        tokens = TokenVerifier(
+            load_token_keys(spec.token_keys), spec.token_audience, spec.token_issuer
+        )
+    authenticator = Authenticator(tokens, KeyBook())
     source: FleetSource
     if spec.serve_working_fleet:
-        source = WorkingFleetSource(spec.fleet, load_fleet)
+        # API keys still come from the state, when there is one (docs/identity.md).
+        try:
+            keys_from = open_store(spec.state, spec.fleet, create=False)
+        except StateError:
+            keys_from = None
+        source = WorkingFleetSource(spec.fleet, load_fleet, keys_from)
     else:
         store = open_store(spec.state, spec.fleet, create=False)
         label = f"{spec.fleet} (applied)"

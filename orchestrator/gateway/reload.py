@@ -26,7 +26,8 @@ from orchestrator.fleet.model import Fleet
 from orchestrator.gateway.changes import ChangeSignal
 from orchestrator.gateway.metrics import AccessLog, GatewayMetrics
 from orchestrator.gateway.routing import ServingTable
-from orchestrator.gateway.sources import FleetSource, change_signal
+from orchestrator.gateway.sources import FleetSource, api_keys_of, change_signal
+from orchestrator.state.apikeys import ApiKeys
 
 __all__ = ["Serving", "TableKeeper"]
 
@@ -55,8 +56,12 @@ class TableKeeper:
         access_log: AccessLog,
         reload_interval_s: float,
         signal_interval_s: float,
+        identity: Callable[[Fleet, ApiKeys], None] | None = None,
     ) -> None:
         self.source = source
+        # Told the tenants and API keys of every table installed (authn.KeyBook.install), so
+        # keys and tenants reload with the table (docs/identity.md).
+        self._identity = identity
         self._upstreams_for = upstreams_for
         self._metrics = metrics
         self._log = access_log
@@ -76,7 +81,9 @@ class TableKeeper:
             marker = self.source.marker()
             fleet, serial = self.source.load()
             table = ServingTable.compile(fleet, serial, drains=self.source.drains())
+            keys = api_keys_of(self.source)
             self._install(table, marker, self._upstreams_for(fleet))
+            self._install_identity(fleet, keys)
         assert self.serving is not None
         return self.serving
 
@@ -108,6 +115,7 @@ class TableKeeper:
         try:
             fleet, serial = await asyncio.to_thread(self.source.load)
             drains = await asyncio.to_thread(self.source.drains)
+            keys = await asyncio.to_thread(api_keys_of, self.source)
             previous = current.table if current is not None else None
             table = await asyncio.to_thread(ServingTable.compile, fleet, serial, previous, drains)
             if current is not None and table.version == current.table.version:
@@ -123,6 +131,7 @@ class TableKeeper:
                 self._marker = marker
                 self._failed = None
                 self.reload_error = None
+                self._install_identity(fleet, keys)
                 return False
             upstreams = await asyncio.to_thread(self._upstreams_for, fleet)
         except Exception as exc:  # noqa: BLE001 - any failure must keep the old table
@@ -135,9 +144,14 @@ class TableKeeper:
             return False
         old = current.table.version if current is not None else None
         self._install(table, marker, upstreams)
+        self._install_identity(fleet, keys)
         self._metrics.reloads.labels("ok").inc()
         self._log.event("table.reloaded", table=table.version, previous=old, serial=serial)
         return True
+
+    def _install_identity(self, fleet: Fleet, keys: ApiKeys) -> None:
+        if self._identity is not None:
+            self._identity(fleet, keys)
 
     def _reload_failed(self, marker: Hashable, message: str) -> None:
         if marker is not None:

@@ -29,4 +29,7 @@ def unauthorized_response(exc: AuthError) -> JSONResponse:
     # The reason may quote attacker-chosen text (an alg name): keep the header valid.
     reason = "".join(c for c in exc.reason if c.isprintable() and c not in '"\\')
     challenge = f'Bearer realm="sovereign", error="{exc.error}", error_description="{reason}"'
-    return error_response(exc.status, exc.error, exc.reason, {"WWW-Authenticate": challenge})
+    # ``code`` as OpenAI puts it (``invalid_api_key``), beside the ``type`` clients already read.
+    return error_response(
+        exc.status, exc.error, exc.reason, {"WWW-Authenticate": challenge}, code=exc.error
+    )

@@ -7,8 +7,9 @@ interval (the state serial); ``load`` is the expensive answer, asked only when t
 A source may also offer a ``change_signal`` (see ``changes``): an even cheaper question, asked
 every few milliseconds, so that an apply reaches the gateway well before the next interval.
 
-Drained sites (docs/runbooks.md) come from the state too: ``drains`` is read with every load, and
-the marker of an applied fleet moves when the drains do, so a drain reaches the gateway within one
+Drained sites (docs/runbooks.md) and API key records (docs/identity.md) come from the state
+too: ``drains`` and ``api_keys`` are read with every load, and the marker of an applied fleet
+moves when either does, so a drain, a new key or a revoked one reaches the gateway within one
 reload interval.
 
 For development ``WorkingFleetSource`` serves the fleet directory as it is on disk and reloads
@@ -31,6 +32,7 @@ from orchestrator.gateway.changes import (
     PolledVersion,
     SqliteDataVersion,
 )
+from orchestrator.state.apikeys import NO_KEYS, ApiKeys
 from orchestrator.state.base import StateReader
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "LoadedFleet",
     "StaticSource",
     "WorkingFleetSource",
+    "api_keys_of",
 ]
 
 LoadedFleet = tuple[Fleet, int | None]  # the fleet, and the state serial it was applied under
@@ -60,6 +63,13 @@ class FleetSource(Protocol):
     def drains(self) -> Drains:
         """The sites to leave out of routing (docs/runbooks.md)."""
         ...
+
+
+def api_keys_of(source: FleetSource) -> ApiKeys:
+    """The API key records the source offers (sources need not: then none)."""
+    read = getattr(source, "api_keys", None)
+    keys: ApiKeys = read() if callable(read) else NO_KEYS
+    return keys
 
 
 def change_signal(source: FleetSource) -> ChangeSignal | None:
@@ -89,10 +99,14 @@ class AppliedFleetSource:
         self._last: tuple[str, Fleet] | None = None
 
     def marker(self) -> Hashable:
-        return (self.reader.serial(), self.reader.drains().version)
+        return (self.reader.serial(), self.reader.drains().version, self.api_keys().version)
 
     def drains(self) -> Drains:
         return self.reader.drains()
+
+    def api_keys(self) -> ApiKeys:
+        """API key records (docs/identity.md): a create or revoke moves the marker."""
+        return self.reader.api_keys()
 
     def change_signal(self) -> ChangeSignal | None:
         """SQLite's ``data_version`` for a state file; for S3/GCS the version of the state
@@ -129,10 +143,19 @@ class AppliedFleetSource:
 class WorkingFleetSource:
     """The fleet directory as it is on disk (development only: not what was applied)."""
 
-    def __init__(self, fleet_dir: Path, load_fleet: Callable[[Path], Fleet]) -> None:
+    def __init__(
+        self,
+        fleet_dir: Path,
+        load_fleet: Callable[[Path], Fleet],
+        keys_from: StateReader | None = None,
+    ) -> None:
         self.fleet_dir = fleet_dir
         self.label = f"working fleet {fleet_dir}"
         self._load_fleet = load_fleet
+        self._keys_from = keys_from  # a state holding API keys, when there is one
+
+    def api_keys(self) -> ApiKeys:
+        return self._keys_from.api_keys() if self._keys_from is not None else NO_KEYS
 
     def marker(self) -> Hashable:
         entries: list[tuple[str, int, int]] = []
@@ -143,7 +166,7 @@ class WorkingFleetSource:
             if path.suffix in _FLEET_SUFFIXES and path.is_file():
                 st = path.stat()
                 entries.append((rel.as_posix(), st.st_mtime_ns, st.st_size))
-        return tuple(sorted(entries))
+        return (tuple(sorted(entries)), self.api_keys().version)
 
     def load(self) -> LoadedFleet:
         return self._load_fleet(self.fleet_dir), None
@@ -162,6 +185,7 @@ class StaticSource:
         self._generation = 0
         self._failure: Exception | None = None
         self._drains = NO_DRAINS
+        self._keys = NO_KEYS
 
     def set(self, fleet: Fleet) -> None:
         with self._lock:
@@ -177,6 +201,15 @@ class StaticSource:
     def drains(self) -> Drains:
         with self._lock:
             return self._drains
+
+    def set_api_keys(self, keys: ApiKeys) -> None:
+        with self._lock:
+            self._keys = keys
+            self._generation += 1
+
+    def api_keys(self) -> ApiKeys:
+        with self._lock:
+            return self._keys
 
     def fail_next(self, error: Exception) -> None:
         """Make the next load fail with ``error`` (to check a failed reload keeps the old

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from orchestrator.errors import StateError
 from orchestrator.fleet.drain import Drain, Drains
+from orchestrator.state.apikeys import ApiKey, ApiKeys
 from orchestrator.state.audit import AuditLog
 from orchestrator.state.lease import Lease
 
@@ -111,6 +112,10 @@ class StateReader(Protocol):
         """The drained sites (docs/runbooks.md) and the version of that record; cheap, polled."""
         ...
 
+    def api_keys(self) -> ApiKeys:
+        """The API key records (hashes, never keys) and their version; cheap, polled."""
+        ...
+
 
 class StateStore(StateReader, Protocol):
     """The full store: reads, the lock, recorded steps and the audit log (every backend).
@@ -169,6 +174,19 @@ class StateStore(StateReader, Protocol):
         record is still at ``expected_version`` (``StateError`` otherwise: someone else drained
         or restored meanwhile). No lease: an on-call drain never waits behind an apply, and it
         touches nothing an apply writes."""
+        ...
+
+    def replace_api_keys(
+        self,
+        keys: tuple[ApiKey, ...],
+        *,
+        expected_version: str,
+        audit_kind: str,
+        audit_payload: Mapping[str, Any],
+    ) -> ApiKeys:
+        """Record ``keys`` as the API key records, audited as ``audit_kind``, only if the
+        record is still at ``expected_version`` (``StateError`` otherwise). No lease, like the
+        drains: a key is created or revoked without waiting behind an apply."""
         ...
 
     def current_lock(self) -> Lease | None:

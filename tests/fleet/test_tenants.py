@@ -25,7 +25,7 @@ def test_a_signed_tenant_is_in_the_fleet_and_validates(
     assert tenant.attested_by == "notary" and tenant.source == T
     assert tenant.expires == datetime(2099, 1, 1, tzinfo=UTC)
     code, out, _ = run(["validate", "--fleet", str(root)], capsys)
-    assert code == 0 and "1 attested tenants" in out
+    assert code == 0 and "1 attested tenant" in out
     code, out, _ = run(
         ["directive", "verify", str(root / T), "--fleet", str(root), "--json"], capsys
     )

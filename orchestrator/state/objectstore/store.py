@@ -20,6 +20,12 @@ from typing import Any
 from orchestrator.errors import AuditError, StateError
 from orchestrator.fleet.digest import fleet_digest
 from orchestrator.fleet.drain import Drain, Drains
+from orchestrator.state.apikeys import (
+    ApiKey,
+    ApiKeys,
+    api_keys_from_text,
+    api_keys_moved_error,
+)
 from orchestrator.state.base import AppliedDirective, AppliedFleet
 from orchestrator.state.blobs import (
     CAS_ATTEMPTS,
@@ -53,6 +59,7 @@ from orchestrator.state.records import (
 STATE = "state.json"
 LOCK = "lock.json"
 DRAINS = "drains.json"
+API_KEYS = "api_keys.json"
 FLEET_DIR = "fleet/"
 
 
@@ -440,3 +447,39 @@ class ObjectStateStore:
             )
             raise drains_moved_error(self.url) from None
         return Drains(new.entries, version)
+
+    # --- API keys (docs/identity.md): one CAS'd object, written without the lease -----------
+
+    def api_keys(self) -> ApiKeys:
+        blob = self._blobs.get(API_KEYS)
+        if blob is None:
+            return ApiKeys((), "")
+        raw = read_json(blob, API_KEYS).get("api_keys")
+        return api_keys_from_text(json.dumps(raw), blob.version)
+
+    def replace_api_keys(
+        self,
+        keys: tuple[ApiKey, ...],
+        *,
+        expected_version: str,
+        audit_kind: str,
+        audit_payload: Mapping[str, Any],
+    ) -> ApiKeys:
+        new = ApiKeys(keys)
+        if self.api_keys().version != expected_version:
+            raise api_keys_moved_error(self.url)
+        # Audit first (nothing happens without a record); a lost race is recorded as aborted.
+        entry = self.audit.append(audit_kind, audit_payload)
+        try:
+            version = self._blobs.put(
+                API_KEYS,
+                dump_json({"api_keys": new.to_json()}),
+                if_version=expected_version or None,
+                if_absent=not expected_version,
+            )
+        except PreconditionFailed:
+            self.audit.append(
+                f"{audit_kind}.aborted", {"entry": entry.seq, "why": "the API keys changed"}
+            )
+            raise api_keys_moved_error(self.url) from None
+        return ApiKeys(new.entries, version)

@@ -18,6 +18,12 @@ from typing import Any
 from orchestrator.errors import StateError
 from orchestrator.fleet.digest import fleet_digest
 from orchestrator.fleet.drain import Drain, Drains
+from orchestrator.state.apikeys import (
+    ApiKey,
+    ApiKeys,
+    api_keys_from_text,
+    api_keys_moved_error,
+)
 from orchestrator.state.audit import STATE_CREATED, canonical_json
 from orchestrator.state.base import AppliedDirective, AppliedFleet
 from orchestrator.state.lease import (
@@ -201,6 +207,43 @@ class SqliteStateStore:
                 [("drains", text), ("drains_version", version)],
             )
         return Drains(new.entries, version)
+
+    # --- API keys (docs/identity.md): in meta, versioned, written without the lease ---------
+
+    @staticmethod
+    def _api_keys_in(conn: sqlite3.Connection) -> ApiKeys:
+        rows = dict(
+            conn.execute(
+                "SELECT key, value FROM meta WHERE key IN ('api_keys', 'api_keys_version')"
+            ).fetchall()
+        )
+        return api_keys_from_text(rows.get("api_keys"), str(rows.get("api_keys_version", "0")))
+
+    def api_keys(self) -> ApiKeys:
+        with self._db.read() as conn:
+            return self._api_keys_in(conn)
+
+    def replace_api_keys(
+        self,
+        keys: tuple[ApiKey, ...],
+        *,
+        expected_version: str,
+        audit_kind: str,
+        audit_payload: Mapping[str, Any],
+    ) -> ApiKeys:
+        new = ApiKeys(keys)  # refuses a duplicate id or hash
+        text = canonical_json(new.to_json())
+        with self._db.write() as conn:
+            current = self._api_keys_in(conn)
+            if current.version != expected_version:
+                raise api_keys_moved_error(self.url)
+            version = str(int(current.version) + 1)
+            append_in(conn, audit_kind, audit_payload)  # same transaction: both or neither
+            conn.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                [("api_keys", text), ("api_keys_version", version)],
+            )
+        return ApiKeys(new.entries, version)
 
     # --- the lock ---------------------------------------------------------------------------
 
