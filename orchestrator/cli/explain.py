@@ -24,7 +24,7 @@ from orchestrator.cli.output import emit_json, emit_json_line
 from orchestrator.errors import UsageError
 from orchestrator.fleet.countries import parse_country
 from orchestrator.fleet.drain import Drains
-from orchestrator.fleet.instants import AT_HINT, parse_at_or_now
+from orchestrator.fleet.instants import AT_HINT, format_utc, parse_at_or_now
 from orchestrator.fleet.loader import load_directive_file, load_fleet
 from orchestrator.fleet.model import Action, Fleet
 from orchestrator.fleet.signing import signature_path
@@ -62,7 +62,7 @@ def _render_explanation(fleet: Fleet, e: Explanation) -> None:
         console,
         f"[bold]{e.model}[/] for a principal in {p.residency} (home {home}), "
         f"nationality {nats}, groups {escape(groups)}, "
-        f"at {e.at.isoformat().replace('+00:00', 'Z')}",
+        f"at {format_utc(e.at)}",
     )
     rows = []
     for site_id, d in e.sites.items():
@@ -312,7 +312,7 @@ def _render_impact(result: Impact) -> None:
         f"[bold]{d.id}[/] ({d.action.value} by {d.jurisdiction}, "
         + (f"lifting {d.supersedes}" if d.action is Action.LIFT else ", ".join(sorted(d.models)))
         + ") compared at "
-        f"{result.at.isoformat().replace('+00:00', 'Z')}",
+        f"{format_utc(result.at)}",
     )
     groups: dict[tuple[str, str, str], list[CellChange]] = defaultdict(list)
     for c in result.changes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from orchestrator.fleet.instants import format_utc
 from orchestrator.planning.plan import Change, Plan
 from orchestrator.policy.impact import Impact
 from orchestrator.providers.base import Op
@@ -63,7 +64,7 @@ def _directives(reviews: tuple[tuple[str, Impact], ...]) -> list[str]:
     for status, result in reviews:
         d = result.directive
         s = result.summary()
-        at = result.at.isoformat().replace("+00:00", "Z")
+        at = format_utc(result.at)
         out.append(
             f"- **{d.id}** ({status}; {d.action.value} by {d.jurisdiction}, "
             f"models {', '.join(sorted(d.models))}; compared at {at}): "
@@ -130,7 +131,7 @@ def plan_markdown(plan: Plan, fleet_dir: Path, reviews: tuple[tuple[str, Impact]
         f"{s['delete']} to delete ({verdict})",
         "",
         f"- plan SHA-256: `{plan.sha256()}`",
-        f"- law evaluated at {plan.at.isoformat().replace('+00:00', 'Z')}; state serial "
+        f"- law evaluated at {format_utc(plan.at)}; state serial "
         f"{plan.serial}; fleet digest `{plan.fleet_digest[:16]}`; scope: {scope}",
         "",
         *_changes(plan),

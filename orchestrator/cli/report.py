@@ -23,7 +23,7 @@ from orchestrator.cli import output
 from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt, StateOpt
 from orchestrator.cli.output import emit_json
 from orchestrator.errors import UsageError
-from orchestrator.fleet.instants import parse_at_or_now
+from orchestrator.fleet.instants import format_utc, parse_at_or_now
 from orchestrator.fleet.model import Directive, Fleet
 from orchestrator.policy.coverage import CellState, Coverage, CoverageCell, coverage
 
@@ -182,7 +182,7 @@ def render_html(
     directive: Directive | None,
 ) -> str:
     """The whole page as one string; every value from the fleet is HTML-escaped."""
-    at = after.at.isoformat().replace("+00:00", "Z")
+    at = format_utc(after.at)
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',

@@ -29,7 +29,7 @@ from orchestrator.cli.options import (
 from orchestrator.cli.output import emit_json, say
 from orchestrator.errors import UsageError
 from orchestrator.fleet.drain import Drains
-from orchestrator.fleet.instants import parse_at
+from orchestrator.fleet.instants import format_utc, parse_at
 from orchestrator.fleet.loader import load_fleet
 from orchestrator.reconcile.drains import (
     RunbookChange,
@@ -62,7 +62,7 @@ def render_change(console: Console, change: RunbookChange) -> None:
     say(
         console,
         f"[bold]{verb}[/] {', '.join(change.sites)} (routes of the {change.fleet_from} fleet at "
-        f"{change.at.isoformat(timespec='seconds').replace('+00:00', 'Z')})",
+        f"{format_utc(change.at, 'seconds')})",
     )
     if not change.routes:
         say(console, "  no route changes for anyone (no one is routed to these sites now)")

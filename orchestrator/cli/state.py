@@ -19,8 +19,9 @@ from orchestrator.cli.confirm import confirm
 from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt, StateOpt, YesOpt
 from orchestrator.cli.output import emit_json
 from orchestrator.errors import UsageError
+from orchestrator.fleet.instants import format_utc
 from orchestrator.state import open_store
-from orchestrator.state.lease import Lease, iso_utc, takeover_reason, who
+from orchestrator.state.lease import Lease, takeover_reason, who
 
 cli = typer.Typer()  # this module's commands (cli/commands.json indexes them)
 
@@ -70,7 +71,7 @@ def lock_info(
         return
     con.print(f"locked by {holder.describe()}", highlight=False)
     con.print(f"  holder id  {holder.holder_id}", highlight=False)
-    con.print(f"  expires    {iso_utc(holder.expires_at)}", highlight=False)
+    con.print(f"  expires    {format_utc(holder.expires_at, 'microseconds')}", highlight=False)
     con.print(f"  epoch      {holder.epoch}", highlight=False)
     if info["stale"]:
         con.print(f"  [yellow]stale:[/] {info['stale']} (the next run takes it over)")

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-
-def _iso(t: datetime) -> str:
-    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+from orchestrator.fleet.instants import format_utc
 
 
 def _instant(text: object, what: str) -> datetime:
@@ -50,8 +48,8 @@ class Drain:
             "jurisdiction": self.jurisdiction,
             "reason": self.reason,
             "by": self.by,
-            "at": _iso(self.at),
-            "until": _iso(self.until) if self.until is not None else None,
+            "at": format_utc(self.at),
+            "until": format_utc(self.until) if self.until is not None else None,
             "allow_outage": self.allow_outage,
         }
 

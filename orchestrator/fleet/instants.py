@@ -1,5 +1,7 @@
 """The one parser of a user-given instant (``--at``, ``explain --batch``'s ``"at"``, infra's
-``sovereign:at``), so every command reads the same text as the same instant.
+``sovereign:at``), so every command reads the same text as the same instant; and the one
+formatter of an instant as text (``format_utc``: UTC, ISO 8601, ``Z``), so every output, record
+and log line writes the same instant the same way.
 
 ISO 8601 as Python reads it (``2026-06-13``, ``2026-06-13T09:30:00Z``, ``...+02:00``); a time
 without a zone, or a bare date, is UTC, and every answer is converted to UTC: directive instants
@@ -11,7 +13,7 @@ while a question asked on the command line may take the obvious default.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import overload
+from typing import Literal, overload
 
 from orchestrator.errors import UsageError
 
@@ -44,3 +46,21 @@ def parse_at_or_now(
     if value is None:
         return now if now is not None else datetime.now(UTC)
     return parse_at(value, what=what)
+
+
+def format_utc(
+    t: datetime, timespec: Literal["auto", "seconds", "milliseconds", "microseconds"] = "auto"
+) -> str:
+    """``t`` in UTC as ISO 8601 with a ``Z`` (``2026-06-13T09:30:00Z``); a naive ``t`` is UTC.
+
+    ``timespec`` as ``datetime.isoformat``'s: records whose text is compared or sorted (the
+    audit log, leases) use ``"microseconds"`` so every one has the same width."""
+    aware = t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+    return aware.isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
+def utc_now_text(
+    timespec: Literal["auto", "seconds", "milliseconds", "microseconds"] = "auto",
+) -> str:
+    """The current instant, as ``format_utc`` writes it."""
+    return format_utc(datetime.now(UTC), timespec)

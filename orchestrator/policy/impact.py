@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from orchestrator.fleet.instants import format_utc
 from orchestrator.fleet.model import Action, Directive, Fleet, Unlisted
 from orchestrator.policy.principal import Principal
 from orchestrator.policy.rules import audience_matches, route_without
@@ -116,7 +117,7 @@ class Impact:
     def to_json(self) -> dict[str, object]:
         return {
             "directive": self.directive.id,
-            "at": self.at.isoformat().replace("+00:00", "Z"),
+            "at": format_utc(self.at),
             "signed": self.signed,
             "changes": [c.to_json() for c in self.changes],
             "summary": self.summary(),

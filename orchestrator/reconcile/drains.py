@@ -27,6 +27,7 @@ from typing import Any
 from orchestrator.errors import RefusedError, UsageError
 from orchestrator.fleet.checks import valid_names
 from orchestrator.fleet.drain import Drain, Drains
+from orchestrator.fleet.instants import format_utc
 from orchestrator.fleet.loader import load_fleet_files
 from orchestrator.fleet.model import Fleet
 from orchestrator.planning.desired import desired_pairs
@@ -80,7 +81,7 @@ class RunbookChange:
         return {
             "runbook": self.runbook.value,
             "sites": list(self.sites),
-            "at": self.at.isoformat().replace("+00:00", "Z"),
+            "at": format_utc(self.at),
             "fleet": self.fleet_from,
             "reason": self.reason,
             "routes": [c.to_json() for c in self.routes],
@@ -300,7 +301,7 @@ def record(store: StateStore, change: RunbookChange, allow_outage: str | None) -
         "sites": list(change.sites),
         "by": by,
         "reason": change.reason,
-        "at": change.at.isoformat().replace("+00:00", "Z"),
+        "at": format_utc(change.at),
         "summary": change.summary(),
     }
     if change.runbook is not Runbook.RESTORE:

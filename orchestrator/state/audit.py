@@ -22,11 +22,11 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
 from orchestrator.errors import AuditError
+from orchestrator.fleet.instants import utc_now_text
 
 GENESIS_HASH = "0" * 64
 REDACTED = "[redacted]"
@@ -159,10 +159,6 @@ def entry_hash(seq: int, ts: str, kind: str, payload_text: str, prev_hash: str) 
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def utc_now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
 def make_entry(
     seq: int, kind: str, payload: Mapping[str, Any], prev_hash: str, ts: str | None = None
 ) -> tuple[AuditEntry, str]:
@@ -173,7 +169,7 @@ def make_entry(
         raise AuditError(f"audit payload must be a mapping, got {type(payload).__name__}")
     clean = redact(payload)
     text = canonical_json(clean)
-    when = ts or utc_now_iso()
+    when = ts or utc_now_text("microseconds")
     digest = entry_hash(seq, when, kind, text, prev_hash)
     return AuditEntry(seq, when, kind, json.loads(text), prev_hash, digest), text
 

@@ -22,12 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import LeaseLostError, StateError, StateLockedError
+from orchestrator.fleet.instants import format_utc
 
 DEFAULT_LEASE_SECONDS = 60.0
-
-
-def iso_utc(t: datetime) -> str:
-    return t.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def parse_time(text: str) -> datetime:
@@ -55,7 +52,7 @@ class Lease:
     def describe(self) -> str:
         return (
             f"{self.user}@{self.host} pid {self.pid} (operation {self.operation!r}, "
-            f"since {iso_utc(self.acquired_at)})"
+            f"since {format_utc(self.acquired_at, 'microseconds')})"
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -65,8 +62,8 @@ class Lease:
             "host": self.host,
             "user": self.user,
             "operation": self.operation,
-            "acquired_at": iso_utc(self.acquired_at),
-            "expires_at": iso_utc(self.expires_at),
+            "acquired_at": format_utc(self.acquired_at, "microseconds"),
+            "expires_at": format_utc(self.expires_at, "microseconds"),
             "epoch": self.epoch,
         }
 
@@ -133,7 +130,7 @@ def takeover_reason(holder: Lease, now: datetime | None = None) -> str | None:
     """Why ``holder``'s lock may be taken over, or None while it is validly held."""
     t = now or datetime.now(UTC)
     if holder.expires_at <= t:
-        return f"lease expired at {iso_utc(holder.expires_at)}"
+        return f"lease expired at {format_utc(holder.expires_at, 'microseconds')}"
     if holder.host == socket.gethostname() and not process_alive(holder.pid):
         return f"holder process {holder.pid} on {holder.host} is gone"
     return None
@@ -144,8 +141,8 @@ def locked_error(holder: Lease) -> StateLockedError:
         f"the state is locked by {holder.describe()}",
         hint=(
             "wait for that run to finish and retry; if it died, its lock is taken over "
-            f"automatically once its lease expires at {iso_utc(holder.expires_at)} "
-            "(at once if it ran on this host)"
+            "automatically once its lease expires at "
+            f"{format_utc(holder.expires_at, 'microseconds')} (at once if it ran on this host)"
         ),
     )
 

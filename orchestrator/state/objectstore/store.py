@@ -20,6 +20,7 @@ from typing import Any
 from orchestrator.errors import AuditError, StateError
 from orchestrator.fleet.digest import fleet_digest
 from orchestrator.fleet.drain import Drain, Drains
+from orchestrator.fleet.instants import format_utc
 from orchestrator.state.apikeys import (
     ApiKey,
     ApiKeys,
@@ -38,7 +39,6 @@ from orchestrator.state.lease import (
     Lease,
     fenced_error,
     hold_lease,
-    iso_utc,
     locked_error,
     lost_error,
     new_lease,
@@ -317,7 +317,9 @@ class ObjectStateStore:
             raise lost_error(lease, why)
         margin = timedelta(seconds=self.lease_seconds / 6)
         if holder.expires_at - margin <= datetime.now(UTC):
-            raise lost_error(lease, f"its lease expires at {iso_utc(holder.expires_at)}")
+            raise lost_error(
+                lease, f"its lease expires at {format_utc(holder.expires_at, 'microseconds')}"
+            )
 
     # --- recorded steps ---------------------------------------------------------------------
 
@@ -344,7 +346,7 @@ class ObjectStateStore:
         self, lease: Lease, address: str, op: str, outcome: str, resource: dict[str, Any] | None
     ) -> int:
         check_change(address, op, outcome, resource)
-        now = iso_utc(datetime.now(UTC))
+        now = format_utc(datetime.now(UTC), "microseconds")
 
         def change(doc: dict[str, Any]) -> None:
             if resource is None:
@@ -377,7 +379,7 @@ class ObjectStateStore:
                 {"files": {p: base64.b64encode(d).decode("ascii") for p, d in clean.items()}}
             ),
         )
-        now = iso_utc(datetime.now(UTC))
+        now = format_utc(datetime.now(UTC), "microseconds")
 
         def change(doc: dict[str, Any]) -> None:
             doc["applied_fleet"] = {"serial": doc["serial"], "digest": digest, "applied_at": now}

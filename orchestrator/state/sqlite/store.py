@@ -18,6 +18,7 @@ from typing import Any
 from orchestrator.errors import StateError
 from orchestrator.fleet.digest import fleet_digest
 from orchestrator.fleet.drain import Drain, Drains
+from orchestrator.fleet.instants import format_utc
 from orchestrator.state.apikeys import (
     ApiKey,
     ApiKeys,
@@ -31,7 +32,6 @@ from orchestrator.state.lease import (
     Lease,
     fenced_error,
     hold_lease,
-    iso_utc,
     locked_error,
     lost_error,
     new_lease,
@@ -306,8 +306,8 @@ class SqliteStateStore:
                     lease.host,
                     lease.user,
                     lease.operation,
-                    iso_utc(lease.acquired_at),
-                    iso_utc(lease.expires_at),
+                    format_utc(lease.acquired_at, "microseconds"),
+                    format_utc(lease.expires_at, "microseconds"),
                 ),
             )
         return lease
@@ -317,7 +317,7 @@ class SqliteStateStore:
         with self._db.write() as conn:
             cur = conn.execute(
                 "UPDATE lock SET expires_at = ? WHERE id = 1 AND holder_id = ?",
-                (iso_utc(expires), lease.holder_id),
+                (format_utc(expires, "microseconds"), lease.holder_id),
             )
             ours = cur.rowcount == 1
         if ours:
@@ -342,7 +342,9 @@ class SqliteStateStore:
             why = f"now held by {holder.describe()}" if holder else "the lock was released"
             raise lost_error(lease, why)
         if holder.expires_at <= datetime.now(UTC):
-            raise lost_error(lease, f"its lease expired at {iso_utc(holder.expires_at)}")
+            raise lost_error(
+                lease, f"its lease expired at {format_utc(holder.expires_at, 'microseconds')}"
+            )
         fence = self._lock_epoch(conn)
         if fence != lease.epoch:
             raise fenced_error(lease, fence)
@@ -383,7 +385,14 @@ class SqliteStateStore:
                 conn.execute(
                     "INSERT OR REPLACE INTO resources (address, resource, last_op, outcome, "
                     "serial, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (address, text, op, outcome, serial, iso_utc(datetime.now(UTC))),
+                    (
+                        address,
+                        text,
+                        op,
+                        outcome,
+                        serial,
+                        format_utc(datetime.now(UTC), "microseconds"),
+                    ),
                 )
         return serial
 
@@ -401,7 +410,7 @@ class SqliteStateStore:
             serial = self._bump_serial(conn)
             conn.execute(
                 "INSERT INTO applied_fleet (serial, digest, applied_at) VALUES (?, ?, ?)",
-                (serial, digest, iso_utc(datetime.now(UTC))),
+                (serial, digest, format_utc(datetime.now(UTC), "microseconds")),
             )
             conn.executemany(
                 "INSERT INTO applied_fleet_file (serial, path, data) VALUES (?, ?, ?)",
