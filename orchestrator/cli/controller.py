@@ -24,6 +24,7 @@ from orchestrator.cli.options import (
 )
 from orchestrator.cli.output import emit_json
 from orchestrator.errors import UsageError
+from orchestrator.fleet.instants import parse_at
 
 cli = typer.Typer()  # this module's commands (cli/commands.json indexes them)
 
@@ -69,8 +70,21 @@ def controller_command(
     state: StateOpt = None,
     sites: SitesOpt = None,
     json_out: JsonOpt = False,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            help="With --once: run the pass as if at this instant (ISO 8601; a rehearsal: "
+            "only every site local, e.g. --sites local). Change windows and rollout waves are "
+            "judged at it.",
+        ),
+    ] = None,
 ) -> None:
     """Keep the fleet converged: plan and apply within the interlocks, forever.
+
+    Configuration changes that wait for a change window or a rollout wave
+    are carried out when they may go: the controller wakes when a window
+    opens or a wave's gate passes, with no new commit.
 
     Level-triggered: every --interval (and at every directive effective/expires
     instant) it reloads the fleet (pulling --git), plans against what the sites
@@ -91,6 +105,8 @@ def controller_command(
         --fleet regions --state gs://acme-sovereign/prod --host 0.0.0.0
 
       sovereign controller --once --sites local --json
+
+      sovereign controller --once --sites local --at 2026-06-15T06:00:00Z
     """
     from orchestrator.reconcile.controller import (
         Controller,
@@ -124,7 +140,14 @@ def controller_command(
         git=source,
         lease_seconds=lease_seconds,
     )
-    controller = Controller(settings)
+    instant = parse_at(at, what="--at")
+    if instant is not None and not once:
+        raise UsageError(
+            "--at goes with --once", hint="sovereign controller --once --sites local --at ISO"
+        )
+    controller = (
+        Controller(settings) if instant is None else Controller(settings, clock=lambda: instant)
+    )
     if once:
         result = controller.reconcile_once()
         if json_out:
@@ -132,6 +155,16 @@ def controller_command(
         else:
             output.out().print(
                 f"{result.outcome.value}: {result.changes} change(s), {result.drift} drift"
+                + (
+                    f", {sum(result.deferred.values())} deferred"
+                    + (
+                        f" (the first may go at {result.to_json()['next_deferred']})"
+                        if result.next_deferred
+                        else ""
+                    )
+                    if result.deferred
+                    else ""
+                )
                 + (f"; {result.message}" if result.message else ""),
                 highlight=False,
                 soft_wrap=True,

@@ -119,6 +119,31 @@ def _unobservable(plan: Plan) -> list[str]:
     return out
 
 
+def _deferred(plan: Plan) -> list[str]:
+    if not plan.deferred:
+        return []
+    out = [
+        "### Deferred",
+        "",
+        f"{len(plan.deferred)} change(s) wait for a change window or a rollout wave; they are "
+        "not counted as changes and go when they may (the controller carries them out), or now "
+        "with `sovereign apply --override-window REASON`.",
+        "",
+    ]
+    rows = [
+        (
+            f"`{_SIGN[d.change.op]}`",
+            f"`{d.change.address}`",
+            d.why.value,
+            d.message,
+            "-" if d.not_before is None else d.not_before.isoformat().replace("+00:00", "Z"),
+        )
+        for d in plan.deferred
+    ]
+    table = _table(("", "address", "waits for", "why", "may go at"), rows)
+    return out + _folded(f"{len(rows)} deferred changes", table, len(rows))
+
+
 def plan_markdown(plan: Plan, fleet_dir: Path, reviews: tuple[tuple[str, Impact], ...]) -> str:
     """The whole comment."""
     s = plan.summary()["by_op"]
@@ -128,13 +153,16 @@ def plan_markdown(plan: Plan, fleet_dir: Path, reviews: tuple[tuple[str, Impact]
     scope = "the whole fleet" if plan.scope is None else ", ".join(plan.scope)
     lines = [
         f"## Sovereign plan for `{fleet_dir}`: {s['create']} to create, {s['update']} to update, "
-        f"{s['delete']} to delete ({verdict})",
+        f"{s['delete']} to delete"
+        + (f", {len(plan.deferred)} deferred" if plan.deferred else "")
+        + f" ({verdict})",
         "",
         f"- plan SHA-256: `{plan.sha256()}`",
         f"- law evaluated at {format_utc(plan.at)}; state serial "
         f"{plan.serial}; fleet digest `{plan.fleet_digest[:16]}`; scope: {scope}",
         "",
         *_changes(plan),
+        *_deferred(plan),
         *_directives(reviews),
         *_interlocks(plan),
         *_unobservable(plan),

@@ -36,7 +36,7 @@ from orchestrator.cli.options import (
 from orchestrator.cli.output import emit_json, print_table, say
 from orchestrator.errors import PartialApplyError, ProviderError, RefusedError, UsageError
 from orchestrator.fleet.instants import parse_at
-from orchestrator.planning.plan import Change, Plan
+from orchestrator.planning.plan import Change, Deferred, Plan, WaitReason
 from orchestrator.planning.scope import describe_scope
 from orchestrator.providers.base import Op
 from orchestrator.reconcile.apply import ApplyObserver, ApplyResult
@@ -48,6 +48,15 @@ from orchestrator.reconcile.session import Session, make_plan, open_session
 from orchestrator.reconcile.status import Status, collect_status
 
 cli = typer.Typer()  # this module's commands (cli/commands.json indexes them)
+OverrideWindowOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--override-window",
+        metavar="REASON",
+        help="Carry out deferred changes now, although a change window is closed or a rollout "
+        "wave has not passed its gate (break-glass); REASON is audited.",
+    ),
+]
 
 _SYMBOL = {Op.CREATE: ("+", "green"), Op.UPDATE: ("~", "yellow"), Op.DELETE: ("-", "red")}
 
@@ -112,6 +121,29 @@ def render_plan(console: Console, plan: Plan, fleet_dir: Path) -> None:
     for u in plan.unobservable:
         owner = f" ({u.jurisdiction})" if u.jurisdiction else ""
         say(console, f"[bold red]not observed:[/] {escape(u.target + owner)}: {escape(u.error)}")
+    render_deferred(console, plan)
+
+
+def render_deferred(console: Console, plan: Plan) -> None:
+    """The changes that wait for a window or a wave, grouped by why (not counted as changes)."""
+    if not plan.deferred:
+        return
+    console.print()
+    say(
+        console,
+        f"[bold]Deferred:[/] {len(plan.deferred)} change(s) wait for a change window or a "
+        "rollout wave (not counted as changes; `apply --override-window REASON` carries them "
+        "out now):",
+    )
+    groups: dict[str, list[Deferred]] = {}
+    for d in plan.deferred:
+        groups.setdefault(d.message, []).append(d)
+    for message, waiting in groups.items():
+        colour = "red" if waiting[0].why is WaitReason.WAVE_FAILED else "yellow"
+        say(console, f"  [{colour}]{escape(message)}[/]")
+        for d in waiting:
+            symbol, _ = _SYMBOL[d.change.op]
+            say(console, f"{symbol} {d.change.op.value:<6} {escape(d.change.address)}", indent=6)
 
 
 def refuse_incomplete(plan: Plan, jurisdictions: Iterable[str]) -> None:
@@ -251,6 +283,29 @@ def render_status(console: Console, status: Status) -> None:
             f"{drain.at.isoformat(timespec='seconds')}{until} by {escape(drain.by)}: "
             f"{escape(drain.reason)}",
         )
+    for ws in status.windows:
+        data = ws.to_json()
+        window = data["window"]
+        what = f"{window['kind']} '{window['cron']}' for {window['duration']}" if window else ""
+        if ws.state.open:
+            text = f"[green]open[/] ({what})" if what else "[green]open[/]"
+            if data["closes_at"]:
+                text += f" until {data['closes_at']}"
+        else:
+            text = f"[yellow]closed[/] ({what or 'no allow window open'})"
+            text += (
+                f", next opening {data['next_opening']}"
+                if data["next_opening"]
+                else ", no opening within two years"
+            )
+        say(console, f"change window {ws.jurisdiction} ({ws.timezone}): {text}")
+    for r in status.rollouts:
+        colour = {"stopped": "red", "waiting": "yellow"}.get(r.state, "green")
+        say(
+            console,
+            f"[{colour}]rollout {r.state}:[/] {escape(r.model)} at {escape(r.wave)}: "
+            f"{escape(r.message)}",
+        )
     for gone in status.departed:
         say(
             console,
@@ -275,7 +330,8 @@ def plan_command(
         bool,
         typer.Option(
             "--detailed-exitcode",
-            help="Exit 0 when there is nothing to do, 2 when the plan has changes.",
+            help="Exit 0 when there is nothing to do, 2 when the plan has changes (deferred "
+            "changes, waiting for a change window or a rollout wave, do not count).",
         ),
     ] = False,
     at: AtOpt = None,
@@ -300,6 +356,9 @@ def plan_command(
     plan is still written with --out. A shortfall the plan does not cause
     (a first rollout, export rules, residency, a withdraw) is a warning.
     --jurisdiction J (repeatable) plans only those jurisdictions' sites.
+    Configuration changes that wait for a change window or a rollout wave
+    are listed apart as deferred, with why and when they may go; the law
+    (directives, export removals), drift repair and drains never wait.
 
     Examples:
 
@@ -366,6 +425,7 @@ def apply_command(
     sites: SitesOpt = None,
     jurisdiction: JurisdictionOpt = None,
     engine: EngineOpt = None,
+    override_window: OverrideWindowOpt = None,
 ) -> None:
     """Carry a plan out: sites in parallel, each site's changes in order.
 
@@ -384,6 +444,11 @@ def apply_command(
       sovereign plan --out plan.json && sovereign apply plan.json
 
       sovereign apply --yes --allow-outage "planned maintenance of gcp-us-central1, CHG-1234"
+
+      sovereign apply --yes --override-window "INC-4711: hotfix during the freeze"
+
+    Deferred changes (a closed change window, a rollout wave not yet
+    healthy) are not carried out unless --override-window REASON.
     """
     saved = None
     if planfile is not None:
@@ -425,13 +490,20 @@ def apply_command(
             allow_outage=allow_outage,
             confirm=None if saved is not None or yes else confirm_on_terminal,
             observer=ApplyDisplay(output.out(), fleet, show_plan=not json_out),
+            override_window=override_window,
         )
     finally:
         session.close()
     if done.result is None:
         raise typer.Abort()
     if json_out:
-        emit_json({"plan": done.plan.to_json(), "result": done.result.to_json()})
+        emit_json(
+            {
+                "plan": done.plan.to_json(),
+                "result": done.result.to_json(),
+                "window_override": override_window if done.released else None,
+            }
+        )
     elif not done.plan.empty:
         render_result(output.out(), done.result)
     if done.result.refused_targets:

@@ -117,12 +117,10 @@ def parse_duration(text: str) -> timedelta | None:
 
 
 def format_duration(value: timedelta) -> str:
-    minutes = int(value.total_seconds() // 60)
-    days, rest = divmod(minutes, 24 * 60)
-    hours, minutes = divmod(rest, 60)
-    out = (f"{days}d" if days else "") + (f"{hours}h" if hours else "")
-    out += f"{minutes}m" if minutes or not out else ""
-    return out
+    """``62h``, ``90m`` -> ``1h30m``: hours and minutes, as windows are usually written."""
+    hours, minutes = divmod(int(value.total_seconds() // 60), 60)
+    out = f"{hours}h" if hours else ""
+    return out + (f"{minutes}m" if minutes or not out else "")
 
 
 def duration_problem(text: object) -> str | None:

@@ -224,6 +224,45 @@ class Unobservable(NamedTuple):
         return cls(str(data["site"]), str(data["jurisdiction"]), str(data["error"]))
 
 
+class WaitReason(StrEnum):
+    """Why a configuration change waits (docs/gitops.md, "Change windows and rollout waves")."""
+
+    WINDOW = "window"  # its jurisdiction's change window is closed
+    WAVE = "wave"  # an earlier rollout wave is not yet healthy for healthy_for
+    WAVE_FAILED = "wave_failed"  # an earlier rollout wave failed: the rollout stopped there
+
+
+class Deferred(NamedTuple):
+    """A change the plan holds back: it is not carried out (unless ``apply --override-window``)
+    and does not count as a change (``--detailed-exitcode``)."""
+
+    change: Change
+    why: WaitReason
+    ref: str  # the window (``deny '0 18 * * 5' for 62h``) or the wave (``wave 1 (JP)``)
+    message: str
+    not_before: datetime | None  # when it may go; None: not known yet (waits for health)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "change": self.change.to_json(),
+            "why": self.why.value,
+            "ref": self.ref,
+            "message": self.message,
+            "not_before": None if self.not_before is None else self.not_before.isoformat(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Deferred:
+        when = data.get("not_before")
+        return cls(
+            Change.from_json(data["change"]),
+            WaitReason(str(data["why"])),
+            str(data["ref"]),
+            str(data["message"]),
+            None if when is None else _instant(when),
+        )
+
+
 # Within a site: artifacts arrive before the deployments that need them; deployments go before
 # the artifacts they use. Fleet-wide route resources sort after every site.
 _PHASE = {
@@ -267,11 +306,15 @@ class Plan:
     engine: str | None = None  # "pulumi" when made with --engine pulumi: apply must match
     # targets that could not be observed: the plan covers every other one
     unobservable: tuple[Unobservable, ...] = field(default=())
+    # configuration changes waiting for a change window or a rollout wave (planning.deferral)
+    deferred: tuple[Deferred, ...] = field(default=())
 
     def __post_init__(self) -> None:
         with gc_paused():
             ordered = tuple(sorted(self.changes, key=change_order))
+            waiting = tuple(sorted(self.deferred, key=lambda d: change_order(d.change)))
         object.__setattr__(self, "changes", ordered)
+        object.__setattr__(self, "deferred", waiting)
 
     @property
     def empty(self) -> bool:
@@ -295,6 +338,7 @@ class Plan:
         ops = [o.value for o in Op]
         return {
             "total": len(self.changes),
+            "deferred": len(self.deferred),
             "by_op": {o: by_op.get(o, 0) for o in ops},
             "by_jurisdiction": {
                 j: {o: counts.get(o, 0) for o in ops} for j, counts in sorted(by_j.items())
@@ -317,6 +361,7 @@ class Plan:
             "scope": None if self.scope is None else list(self.scope),
             "engine": self.engine,
             "unobservable": [u.to_json() for u in self.unobservable],
+            "deferred": [d.to_json() for d in self.deferred],
         }
 
     def sha256(self) -> str:
@@ -355,6 +400,7 @@ class Plan:
                 scope=(None if data.get("scope") is None else tuple(str(j) for j in data["scope"])),
                 engine=None if data.get("engine") is None else str(data["engine"]),
                 unobservable=tuple(Unobservable.from_json(u) for u in data.get("unobservable", [])),
+                deferred=tuple(Deferred.from_json(d) for d in data.get("deferred", [])),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise UsageError(

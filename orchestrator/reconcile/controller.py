@@ -31,7 +31,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter as Tally
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -53,7 +54,8 @@ from orchestrator.errors import (
     StateLockedError,
     UsageError,
 )
-from orchestrator.planning.plan import CauseKind, cause_kind
+from orchestrator.planning.deferral import window_states
+from orchestrator.planning.plan import CauseKind, WaitReason, cause_kind
 from orchestrator.policy.epochs import EpochIndex
 from orchestrator.reconcile.sequence import plan_and_apply
 from orchestrator.reconcile.session import open_session
@@ -95,6 +97,15 @@ class PassResult:
     message: str = ""
     failed_sites: tuple[str, ...] = ()
     next_epoch: datetime | None = None
+    # changes waiting for a change window or a rollout wave, by why (planning.deferral)
+    deferred: Mapping[str, int] = field(default_factory=dict)
+    # the first instant a deferred change may go (a window opening, a wave's gate); None: none
+    # known (a wave still waiting for its deployments to be observed healthy)
+    next_deferred: datetime | None = None
+    # models whose rollout a failed wave stopped -> the message saying so
+    stopped: Mapping[str, str] = field(default_factory=dict)
+    # jurisdiction -> whether its change window is open (those with windows only)
+    windows: Mapping[str, bool] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -111,6 +122,10 @@ class PassResult:
                 if self.next_epoch is None
                 else self.next_epoch.isoformat().replace("+00:00", "Z")
             ),
+            "deferred": dict(self.deferred),
+            "next_deferred": None if self.next_deferred is None else _iso(self.next_deferred),
+            "rollouts_stopped": dict(self.stopped),
+            "windows_open": dict(self.windows),
         }
 
 
@@ -245,6 +260,30 @@ class ControllerMetrics:
             "The next directive effective/expires instant (Unix time; 0: none)",
             registry=r,
         )
+        self.deferred = Gauge(
+            "sovereign_controller_deferred_changes",
+            "Changes the last pass deferred, by why: window, wave, wave_failed",
+            ["why"],
+            registry=r,
+        )
+        self.next_deferred = Gauge(
+            "sovereign_controller_next_deferred_timestamp_seconds",
+            "When the first deferred change may go (Unix time; 0: none known)",
+            registry=r,
+        )
+        self.window_open = Gauge(
+            "sovereign_controller_window_open",
+            "1 while the jurisdiction's change window is open, 0 while closed (jurisdictions "
+            "with change windows)",
+            ["jurisdiction"],
+            registry=r,
+        )
+        self.rollout_stopped = Gauge(
+            "sovereign_controller_rollout_stopped",
+            "1 while a failed wave stops the rollout of the model",
+            ["model"],
+            registry=r,
+        )
 
     def record(self, result: PassResult) -> None:
         self.last_reconcile.set(result.started.timestamp())
@@ -255,6 +294,16 @@ class ControllerMetrics:
         self.changes.set(result.changes)
         self.refused.set(1 if result.outcome is Outcome.REFUSED else 0)
         self.next_epoch.set(result.next_epoch.timestamp() if result.next_epoch else 0)
+        if result.outcome in (Outcome.LOCKED, Outcome.FAILED, Outcome.REFUSED):
+            return  # nothing was planned: the last known deferrals and windows stand
+        for why in WaitReason:
+            self.deferred.labels(why.value).set(result.deferred.get(why.value, 0))
+        self.next_deferred.set(result.next_deferred.timestamp() if result.next_deferred else 0)
+        for j, is_open in result.windows.items():
+            self.window_open.labels(j).set(1 if is_open else 0)
+        self.rollout_stopped.clear()
+        for model in result.stopped:
+            self.rollout_stopped.labels(model).set(1)
 
 
 class JsonLog:
@@ -334,9 +383,12 @@ class Controller:
             # The session's store judges the leader's lease (its expiry margin) with the same
             # length the lease was taken with; a shorter --lease-seconds than the default would
             # otherwise look about to expire at every write, and no pass would ever apply.
+            # The pass judges the law, the change windows and the rollout gates at the instant
+            # it started (the injected clock; real sites refuse any other than now).
             session = open_session(
                 self.fleet_dir,
                 self.settings.state_url,
+                at=started,
                 sites_local=self.settings.sites_local,
                 lease_seconds=self.settings.lease_seconds,
             )
@@ -345,6 +397,11 @@ class Controller:
                 self.log("controller.sites", sites="local", source="recorded by the last apply")
             try:
                 done = plan_and_apply(session, operation=OPERATION, lease=lease)
+                windows = {
+                    j: state.open
+                    for j, state in window_states(session.fleet, started).items()
+                    if session.fleet.jurisdictions[j].changes is not None
+                }
             finally:
                 session.close()
         except RefusedError as exc:
@@ -363,6 +420,8 @@ class Controller:
                 # (an empty plan fails too when a site could not be observed)
                 failed = done.result.failed_targets
                 outcome = Outcome.APPLIED if done.result.ok else Outcome.PARTIAL
+            waiting = Tally(d.why.value for d in plan.deferred)
+            upcoming = [d.not_before for d in plan.deferred if d.not_before is not None]
             result = PassResult(
                 outcome,
                 started,
@@ -370,6 +429,14 @@ class Controller:
                 drift=drift,
                 plan_sha256=plan.sha256(),
                 failed_sites=failed,
+                deferred=dict(waiting),
+                next_deferred=min(upcoming) if upcoming else None,
+                stopped={
+                    d.change.model: d.message
+                    for d in plan.deferred
+                    if d.why is WaitReason.WAVE_FAILED
+                },
+                windows=windows,
             )
         result = replace(result, next_epoch=next_epoch_after(self.fleet_dir, self.clock()))
         self._report(result, commit)
@@ -401,9 +468,14 @@ class Controller:
             return self.backoff.next_delay()
         self.backoff.reset()
         wait = self.settings.interval
-        if result.next_epoch is not None and result.outcome is not Outcome.REFUSED:
-            until = (result.next_epoch - self.clock()).total_seconds()
-            wait = min(wait, max(until, 0.0) + 0.05)
+        if result.outcome is Outcome.REFUSED:
+            return wait
+        # A directive epoch, and the instant a deferred change may go (a window opens, a
+        # wave's gate passes): re-planned then, without a new commit.
+        for instant in (result.next_epoch, result.next_deferred):
+            if instant is not None:
+                until = (instant - self.clock()).total_seconds()
+                wait = min(wait, max(until, 0.0) + 0.05)
         return wait
 
     # --- the loop ---------------------------------------------------------------------------

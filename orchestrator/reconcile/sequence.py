@@ -15,7 +15,8 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Protocol
 
-from orchestrator.planning.plan import Plan
+from orchestrator.planning.plan import Deferred, Plan
+from orchestrator.planning.scope import sites_in_scope
 from orchestrator.reconcile.apply import (
     ApplyObserver,
     ApplyResult,
@@ -24,7 +25,14 @@ from orchestrator.reconcile.apply import (
 )
 from orchestrator.reconcile.interlock import enforce
 from orchestrator.reconcile.retry import RetryPolicy
-from orchestrator.reconcile.session import Session, make_plan
+from orchestrator.reconcile.rollout import record_health, uses_waves
+from orchestrator.reconcile.session import (
+    Session,
+    desired_of,
+    make_plan,
+    observe_each,
+    release_deferred,
+)
 from orchestrator.reconcile.verify import nonlocal_targets, refuse_unreal_time, verify_saved_plan
 from orchestrator.state.lease import Lease
 
@@ -63,6 +71,7 @@ class Applied:
 
     plan: Plan
     result: ApplyResult | None
+    released: tuple[Deferred, ...] = ()  # deferred changes --override-window carried out
 
     @property
     def declined(self) -> bool:
@@ -81,6 +90,7 @@ def plan_and_apply(
     concurrency: int | None = None,
     step_delay: float = 0.0,
     lease: Lease | None = None,
+    override_window: str | None = None,
 ) -> Applied:
     """Carry the fleet of ``session`` out under the state lock, in the one safe order.
 
@@ -97,6 +107,12 @@ def plan_and_apply(
     apply in the middle); ``retry`` and ``concurrency`` default as in ``apply_plan``. A caller
     that already holds the state lock (the controller's leadership) passes its ``lease``: step
     1 is then that lease, kept by its own heartbeat.
+
+    Deferred changes (waiting for a change window or a rollout wave) are not carried out,
+    unless ``override_window`` gives a reason: then they are (audited as
+    ``window.overridden``, with the reason and every change it released). A fresh plan first
+    records what it observed of the deployments' health (``reconcile.rollout``), which is what
+    rollout waves are gated on.
     """
     shown = observer or QuietSequence()
     locked = nullcontext(lease) if lease is not None else session.store.lock(operation)
@@ -108,16 +124,41 @@ def plan_and_apply(
             plan, held_back = verified.plan, verified.held_back
         else:
             refuse_unreal_time(session)
-            plan = make_plan(session)
+            observed = observe_each(session, desired_of(session))
+            if uses_waves(session.fleet):
+                record_health(
+                    session.store,
+                    observed[0],
+                    (
+                        t
+                        for t in sites_in_scope(session.fleet, session.scope)
+                        if t not in observed[1]
+                    ),
+                    session.at,
+                )
+            plan = make_plan(session, observed=observed)
             # What could not be observed is carried out by nobody: a failed target (exit 3),
             # converged by the next run once it can be seen.
             held_back = {u.target: u.error for u in plan.unobservable}
+        released = plan.deferred if override_window is not None else ()
+        if released:
+            plan = release_deferred(session, plan)
         shown.planned(plan)
         enforce(plan.interlocks, allow_outage, changed=plan.jurisdictions())
         if plan.empty and not held_back:
-            return Applied(plan, ApplyResult(serial=plan.serial))
+            return Applied(plan, ApplyResult(serial=plan.serial), released)
         if confirm is not None and not confirm(plan):
-            return Applied(plan, None)
+            return Applied(plan, None, released)
+        if released:
+            session.store.audit.append(
+                "window.overridden",
+                {
+                    "reason": override_window,
+                    "changes": [d.change.address for d in released],
+                    "why": sorted({d.message for d in released}),
+                    "fleet_digest": plan.fleet_digest,
+                },
+            )
         with shown.applying(plan) as progress:
             result = apply_plan(
                 session,
@@ -130,4 +171,4 @@ def plan_and_apply(
                 step_delay=step_delay,
                 held_back=held_back,
             )
-    return Applied(plan, result)
+    return Applied(plan, result, released)

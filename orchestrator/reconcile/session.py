@@ -19,6 +19,7 @@ from orchestrator.fleet.loader import load_fleet_files, read_fleet_files
 from orchestrator.fleet.model import Fleet, Site
 from orchestrator.planning.actual import Providers, applied_table
 from orchestrator.planning.causes import cause_context, directive_events
+from orchestrator.planning.deferral import Health, Pair, defer, observed_health
 from orchestrator.planning.departed import Departed, departed_sites, name_departures
 from orchestrator.planning.desired import desired_pairs, desired_state
 from orchestrator.planning.diff import diff
@@ -30,6 +31,7 @@ from orchestrator.providers.base import Resource, ResourceKind
 from orchestrator.providers.pulumi.automation import require_cli
 from orchestrator.reconcile.interlock import check_interlocks, plan_warnings
 from orchestrator.reconcile.rollback import ledger_of, refuse_rollback
+from orchestrator.reconcile.rollout import healthy_since, uses_waves
 from orchestrator.state import open_store
 from orchestrator.state.base import StateStore
 from orchestrator.state.lease import DEFAULT_LEASE_SECONDS
@@ -223,8 +225,13 @@ def make_plan(
     *,
     audit: bool = True,
     observed: tuple[frozenset[Resource], dict[str, str]] | None = None,
+    release: bool = False,
 ) -> Plan:
     """Desired vs actual now, with causes and interlocks; audited as ``plan.created``.
+
+    Configuration changes that must wait for a change window or a rollout wave are listed
+    apart as ``deferred`` (``planning.deferral``); ``release`` (``apply --override-window``)
+    keeps them among the changes instead.
 
     The actual state is observed site by site (``observe_each``) unless ``observed`` gives it
     (``reconcile.verify`` observes first). A target that cannot be observed gets no change and
@@ -248,6 +255,12 @@ def make_plan(
         if c.target not in blind
     )
     unobservable = unobservable_of(session, blind)
+    pairs = desired_pairs(session.fleet, session.at)
+    changes, deferred = defer(
+        session.fleet, session.at, changes, pairs, rollout_health(session, actual)
+    )
+    if release:
+        changes, deferred = changes + tuple(d.change for d in deferred), ()
     plan = Plan(
         lineage=session.store.lineage(),
         serial=session.store.serial(),
@@ -259,8 +272,8 @@ def make_plan(
         engine=None if session.engine == "builtin" else session.engine,
         scope=session.scope,
         unobservable=unobservable,
+        deferred=deferred,
     )
-    pairs = desired_pairs(session.fleet, session.at)
     violations = check_interlocks(session.fleet, session.at, pairs, plan.changes, blind)
     plan = replace(
         plan,
@@ -277,6 +290,31 @@ def unobservable_of(session: Session, blind: dict[str, str]) -> tuple[Unobservab
     return tuple(
         Unobservable(t, _jurisdiction_of(session, t), why) for t, why in sorted(blind.items())
     )
+
+
+def release_deferred(session: Session, plan: Plan) -> Plan:
+    """``plan`` with its deferred changes among the changes (``apply --override-window``),
+    the interlocks judged again on everything it now carries out."""
+    changes = plan.changes + tuple(d.change for d in plan.deferred)
+    blind = {u.target for u in plan.unobservable}
+    pairs = desired_pairs(session.fleet, session.at)
+    violations = check_interlocks(session.fleet, session.at, pairs, changes, blind)
+    return replace(
+        plan,
+        changes=changes,
+        deferred=(),
+        interlocks=violations,
+        warnings=plan_warnings(session.fleet, session.at, pairs, violations, session.scope),
+    )
+
+
+def rollout_health(session: Session, actual: Iterable[Resource]) -> dict[Pair, Health]:
+    """What the rollout gate needs: each observed deployment's health and since when (none
+    for a fleet without rollout waves)."""
+    if not uses_waves(session.fleet):
+        return {}
+    actual = tuple(actual)
+    return observed_health(actual, healthy_since(session.store, actual), session.at)
 
 
 def _jurisdiction_of(session: Session, target: str) -> str:

@@ -16,6 +16,8 @@ from typing import Any
 from orchestrator.fleet.drain import NO_DRAINS, Drains
 from orchestrator.fleet.loader import load_fleet_files
 from orchestrator.fleet.model import Fleet
+from orchestrator.fleet.windows import WindowState, format_duration, window_state
+from orchestrator.planning.deferral import Health, Pair, rollout_gate
 from orchestrator.planning.departed import Departed
 from orchestrator.planning.desired import desired_pairs
 from orchestrator.planning.guarantees import shortfalls
@@ -24,7 +26,13 @@ from orchestrator.policy.principal import Principal
 from orchestrator.policy.rules import route_without
 from orchestrator.policy.table import RouteTable
 from orchestrator.providers.base import ResourceKind
-from orchestrator.reconcile.session import Session, desired_of, observe_each, unobservable_of
+from orchestrator.reconcile.session import (
+    Session,
+    desired_of,
+    observe_each,
+    rollout_health,
+    unobservable_of,
+)
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,83 @@ class RouteStatus:
         }
 
 
+def _iso(t: datetime | None) -> str | None:
+    return None if t is None else t.isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class WindowStatus:
+    """A jurisdiction's change window at the status instant (docs/gitops.md)."""
+
+    jurisdiction: str
+    timezone: str
+    state: WindowState
+
+    def to_json(self) -> dict[str, Any]:
+        w = self.state.window
+        return {
+            "jurisdiction": self.jurisdiction,
+            "timezone": self.timezone,
+            "open": self.state.open,
+            "window": None
+            if w is None
+            else {"kind": w.kind.value, "cron": w.cron, "duration": format_duration(w.duration)},
+            "since": _iso(self.state.opened_at),
+            "next_opening": _iso(self.state.next_opening),
+            "closes_at": _iso(self.state.closes_at),
+        }
+
+
+@dataclass(frozen=True)
+class RolloutStatus:
+    """A model not yet deployed everywhere it is desired, and the wave it has reached."""
+
+    model: str
+    wave: str  # the first wave still waiting for it, e.g. "wave 2 (UK, IN)"
+    state: str  # rolling (its gate passed) | waiting (earlier waves not healthy long enough)
+    #             | stopped (an earlier wave failed)
+    message: str
+    not_before: datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "wave": self.wave,
+            "state": self.state,
+            "message": self.message,
+            "not_before": _iso(self.not_before),
+        }
+
+
+def window_statuses(fleet: Fleet, at: datetime) -> tuple[WindowStatus, ...]:
+    return tuple(
+        WindowStatus(j.id, j.changes.timezone, window_state(j.changes, at))
+        for j in sorted(fleet.jurisdictions.values(), key=lambda j: j.id)
+        if j.changes is not None
+    )
+
+
+def rollout_statuses(
+    fleet: Fleet, at: datetime, want: frozenset[Pair], health: dict[Pair, Health]
+) -> tuple[RolloutStatus, ...]:
+    """Per model with desired deployments not deployed yet: the first wave that waits for
+    it and its gate (the same gate ``plan`` defers changes with, planning.deferral)."""
+    rollout = fleet.settings.rollout
+    if rollout is None or not rollout.waves:
+        return ()
+    pending = frozenset(p for p in want if p not in health)
+    out: list[RolloutStatus] = []
+    for model in sorted({m for m, _ in pending}):
+        wave = min(rollout.wave_of(fleet.sites[s].jurisdiction) for m, s in pending if m == model)
+        gate = rollout_gate(fleet, rollout, model, wave, at, want, pending, health)
+        state = "stopped" if gate.failed else "rolling" if gate.open else "waiting"
+        message = gate.message or "its gate passed: the next apply or pass carries it out"
+        out.append(
+            RolloutStatus(model, rollout.describe_wave(wave), state, message, gate.not_before)
+        )
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class Status:
     at: datetime
@@ -81,6 +166,10 @@ class Status:
     # sites (and route targets) that could not be observed now: target -> why; the others
     # are shown all the same (an outage is when status is needed most)
     unobservable: tuple[Unobservable, ...] = ()
+    # jurisdictions with change windows: the window now and the next opening
+    windows: tuple[WindowStatus, ...] = ()
+    # models still rolling out wave by wave (fleet.yaml rollout.waves)
+    rollouts: tuple[RolloutStatus, ...] = ()
 
     @property
     def in_sync(self) -> bool:
@@ -103,6 +192,8 @@ class Status:
             "drains": [{**d.to_json(), "active": d.active(self.at)} for d in self.drains.entries],
             "departed": [d.to_json() for d in self.departed],
             "unobservable": [u.to_json() for u in self.unobservable],
+            "windows": [w.to_json() for w in self.windows],
+            "rollouts": [r.to_json() for r in self.rollouts],
         }
 
 
@@ -173,4 +264,6 @@ def collect_status(session: Session) -> Status:
         drains=drains,
         departed=tuple(d for _, d in sorted(session.departed.items())),
         unobservable=unobservable_of(session, blind),
+        windows=window_statuses(fleet, session.at),
+        rollouts=rollout_statuses(fleet, session.at, want, rollout_health(session, observed)),
     )

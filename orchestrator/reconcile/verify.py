@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from orchestrator.errors import RefusedError, UsageError
-from orchestrator.planning.plan import Change, Plan
+from orchestrator.planning.plan import Change, Deferred, Plan
 from orchestrator.policy.clock import CLOCK_SKEW
 from orchestrator.reconcile.apply import check_fresh
 from orchestrator.reconcile.session import Session, desired_of, make_plan, observe_each
@@ -134,6 +134,14 @@ def verify_saved_plan(session: Session, saved: Plan) -> VerifiedPlan:
         return replace(plan, changes=kept)
 
     differences = _differences(keep(saved), keep(fresh))
+    # Deferred changes are part of what was reviewed (and what --override-window carries
+    # out): they must be the recomputed ones too, whatever their "may go at".
+    saved_waiting = {d.change for d in saved.deferred if d.change.target not in skip}
+    fresh_waiting = {d.change for d in fresh.deferred if d.change.target not in skip}
+    for c in sorted(saved_waiting - fresh_waiting, key=lambda c: c.address):
+        differences.append(f"saved deferred {_describe(c)} is not deferred in the recomputed plan")
+    for c in sorted(fresh_waiting - saved_waiting, key=lambda c: c.address):
+        differences.append(f"the recomputed plan defers {_describe(c)}, not deferred when saved")
     if not differences and not skip and saved.interlocks != fresh.interlocks:
         differences.append("the saved plan's interlocks are not the recomputed ones")
     if differences:
@@ -145,4 +153,11 @@ def verify_saved_plan(session: Session, saved: Plan) -> VerifiedPlan:
             hint="a saved plan is a record of what was reviewed, never a set of instructions: "
             "make a new plan (`sovereign plan --out FILE`), review it, and apply that file",
         )
-    return VerifiedPlan(replace(saved, interlocks=fresh.interlocks), held)
+    return VerifiedPlan(
+        replace(saved, interlocks=fresh.interlocks, deferred=keep_deferred(fresh, skip)), held
+    )
+
+
+def keep_deferred(plan: Plan, skip: set[str]) -> tuple[Deferred, ...]:
+    """The recomputed deferred changes (their "may go at" as of now), without skipped targets."""
+    return tuple(d for d in plan.deferred if d.change.target not in skip)
