@@ -15,6 +15,8 @@ import httpx
 import openai
 import pytest
 
+pytestmark = pytest.mark.slow  # real gateway processes
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -143,6 +143,7 @@ def test_every_command_fits_without_splitting_an_identifier(
     assert checked >= sum(len(v) for v in table.values())
 
 
+@pytest.mark.slow  # runs the whole demo
 @pytest.mark.parametrize("width", (60, 80))
 def test_the_demo_reads_cleanly(
     width: int, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch

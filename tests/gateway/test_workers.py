@@ -10,12 +10,15 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from orchestrator.gateway.server import bind
 from orchestrator.state import open_store
 from tests.fleet.builder import DIRECTIVE_FILE, FleetFactory
 from tests.gateway.support import Keys, wait_for
 from tests.gateway.test_applied import deploy, record
+
+pytestmark = pytest.mark.slow  # gateway worker processes
 
 CHAT = "/v1/chat/completions"
 REPO = Path(__file__).resolve().parents[2]

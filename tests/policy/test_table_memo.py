@@ -35,6 +35,7 @@ def fleet_and_queries(draw: st.DrawFn) -> tuple[Fleet, _Queries]:
     return fleet, queries
 
 
+@pytest.mark.slow  # 150 random fleets
 @settings(max_examples=150, deadline=None)
 @given(fleet_and_queries(), st.randoms(use_true_random=False))
 def test_warm_answers_equal_cold_answers_and_the_rules(

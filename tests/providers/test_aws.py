@@ -33,6 +33,8 @@ from tests.providers.fleets import (
     withdraw,
 )
 
+pytestmark = pytest.mark.slow  # the moto server
+
 ROLE = "arn:aws:iam::123456789012:role/sovereign-test"
 MOTO_INSTANCE_TYPE = "ml.g4dn.xlarge"  # moto's instance-type enum predates ml.g5
 

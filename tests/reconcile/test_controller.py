@@ -121,6 +121,7 @@ def wait_for(predicate: object, timeout: float) -> None:
     raise AssertionError("timed out")
 
 
+@pytest.mark.slow  # waits for a wall-clock instant
 def test_wakes_at_a_directives_effective_instant(local_fleet: LocalFleet) -> None:
     effective = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=8)
     withdraw = WITHDRAW_YAML.replace(
@@ -165,6 +166,7 @@ def test_wakes_at_a_directives_effective_instant(local_fleet: LocalFleet) -> Non
     assert events[0] == "controller.leading" and events.count("reconcile.done") >= 3
 
 
+@pytest.mark.slow  # three replicas on moto
 def test_one_leader_among_three_replicas_on_s3_state(
     local_fleet: LocalFleet, monkeypatch: pytest.MonkeyPatch
 ) -> None:

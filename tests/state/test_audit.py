@@ -277,6 +277,7 @@ def tamper_byte(text: str, index: int, replacement: str) -> str:
     return text[:i] + replacement + text[i + 1 :]
 
 
+@pytest.mark.slow  # 150 random chains
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(st.tuples(kinds, payloads), min_size=1, max_size=6),

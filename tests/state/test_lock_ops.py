@@ -118,6 +118,7 @@ def test_attempts_from_threads_never_double_grant(url: str, tmp_path: Path) -> N
     assert stores[0].audit.verify().ok
 
 
+@pytest.mark.slow  # processes racing on moto / fake-gcs-server
 def test_attempts_from_processes_never_double_grant(object_url: str) -> None:
     # (SQLite's cross-process racing is tests/state/test_processes.py's subject.)
     url = object_url
