@@ -19,7 +19,7 @@ from rich.markup import escape
 from orchestrator.cli import output
 from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt
 from orchestrator.cli.output import emit_json
-from orchestrator.errors import FleetError, SignatureError, UsageError
+from orchestrator.errors import FleetError, Problem, SignatureError, UsageError
 from orchestrator.fleet.keyfiles import read_private_key_file
 from orchestrator.fleet.loader import (
     inspect_directive_file,
@@ -28,6 +28,8 @@ from orchestrator.fleet.loader import (
     read_fleet_files,
 )
 from orchestrator.fleet.model import Fleet
+from orchestrator.fleet.schema import DirectiveDoc
+from orchestrator.fleet.schema_errors import validate_doc
 from orchestrator.fleet.signing import (
     public_key_of,
     sign_file_bytes,
@@ -35,6 +37,7 @@ from orchestrator.fleet.signing import (
     write_signature,
 )
 from orchestrator.fleet.tenants import inspect_tenant_file, is_tenant_document
+from orchestrator.fleet.yamlsource import parse_yaml
 
 cli = typer.Typer()  # this module's commands (cli/commands.json indexes them)
 
@@ -106,6 +109,8 @@ def sign_command(
         raise UsageError(f"cannot read {file}: {exc.strerror}") from exc
     pem = read_private_key_file(key, make_hint="make one with `sovereign keygen --out KEYFILE`")
     public = public_key_of(pem)
+    if not is_tenant_document(data):
+        _check_before_signing(file, data, fleet, authority)
     _check_key_matches(file, fleet, authority, public)
     write_signature(file, authority, sign_file_bytes(pem, data))
     sig = signature_path(file)
@@ -120,6 +125,49 @@ def sign_command(
         )
         return
     output.err().print(f"signed {file} as {authority}; wrote {sig}", markup=False, soft_wrap=True)
+
+
+def _check_before_signing(file: Path, data: bytes, fleet_dir: Path, authority: str) -> None:
+    """Nothing is signed that could never be valid: the file must pass the directive schema
+    (instants with their zone, known fields) and, against the fleet when it can be read, every
+    check ``directive verify`` makes but the signature count; and ``authority`` must be
+    registered in the directive's own jurisdiction's profile. Refused before ``.sig`` is
+    written (exit 1), naming file, line and field."""
+    sig_file = str(signature_path(file))
+    fleet = None
+    if fleet_dir.is_dir():
+        try:
+            fleet = _fleet_for(file, fleet_dir)
+        except FleetError:
+            fleet = None  # judged on its own below; _check_key_matches says the fleet is invalid
+    if fleet is None:
+        doc, problems = parse_yaml(str(file), data)
+        if doc is not None and not problems:
+            _, problems = validate_doc(doc, DirectiveDoc)
+        if problems:
+            raise _unsignable(file, problems)
+        return
+    report = inspect_directive_file(file, fleet, require_signature=False)
+    # Lines of the .sig that no longer verify are what signing replaces or verify reports.
+    problems = [p for p in report.problems if p.file != sig_file]
+    if problems:
+        raise _unsignable(file, problems)
+    j = fleet.jurisdictions.get(report.jurisdiction or "")
+    if j is not None and j.authority(authority) is None:
+        registered = ", ".join(sorted(a.id for a in j.authorities)) or "none"
+        profile = fleet_dir / j.source
+        raise SignatureError(
+            f"'{authority}' is not an authority of {j.id} ({profile}; registered: "
+            f"{registered}): a signature by it would never count for this directive",
+            hint=f"register the authority in {profile} (authorities: id and public_key, "
+            "docs/security.md), or sign as one of those registered",
+        )
+
+
+def _unsignable(file: Path, problems: list[Problem] | tuple[Problem, ...]) -> FleetError:
+    error = FleetError(problems)
+    error.hint = f"fix {file} first, then sign it: the signature covers its exact bytes"
+    return error
 
 
 def _check_key_matches(file: Path, fleet_dir: Path, authority: str, public: str) -> None:
@@ -219,12 +267,35 @@ def verify_command(
             sys.stderr.write(p.render() + "\n")
         output.say(output.out(), f"{escape(str(file))}: {'valid' if report.valid else 'INVALID'}")
     if not report.valid:
+        shown = len(report.problems)
         raise SignatureError(
             f"{file} is not a valid directive"
-            + (f": {report.problems[0].message}" if report.problems else ""),
-            hint="sign it with `sovereign directive sign FILE --key KEY --authority ID` "
-            "until the jurisdiction's directive_threshold is met",
+            + (f" ({shown} problem{'s' if shown != 1 else ''})" if shown else ""),
+            hint=_verify_hint(file, fleet, loaded, report.jurisdiction),
         )
+
+
+def _verify_hint(file: Path, fleet_dir: Path, fleet: Fleet, jurisdiction: str | None) -> str:
+    """What to do about an invalid directive: register the authority when a signature is by
+    one its jurisdiction's profile does not list; else sign until the threshold is met."""
+    j = fleet.jurisdictions.get(jurisdiction or "")
+    try:
+        lines = signature_path(file).read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        lines = []
+    signed_by = [line.split()[0] for line in lines if line.split()]
+    if j is not None:
+        strangers = sorted({a for a in signed_by if j.authority(a) is None})
+        if strangers:
+            return (
+                f"register the authority ({', '.join(strangers)}) in {fleet_dir / j.source} "
+                "(authorities: id and public_key, docs/security.md), or have a registered "
+                "authority sign it"
+            )
+    return (
+        "sign it with `sovereign directive sign FILE --key KEY --authority ID` until the "
+        "jurisdiction's directive_threshold is met"
+    )
 
 
 def _verify_tenant(file: Path, fleet: Fleet, json_out: bool) -> None:

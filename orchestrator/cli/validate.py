@@ -42,10 +42,14 @@ Guarantees the fleet cannot keep (a model a jurisdiction lists but that export r
 residency or a withdraw keep from enough of its sites: min_sites_per_model) are printed as \
 warnings naming the model, the jurisdiction and the rule; they do not make the fleet invalid.
 
+The fleet is also judged against a state (no applied directive missing while in force): \
+the one --state names, else the default state when it exists; the output says which, or \
+that there was none.
+
 With --json, stdout holds \
 {"valid": true|false, "errors": \\[{"file", "line", "field", "message"}, ...], \
-"warnings": \\[...]} ("warnings" only when valid); an invalid fleet adds \
-{"error": {"message", "hint", "exit_code", "problems"}}.
+"warnings": \\[...], "state": null|"URL"} ("warnings" and "state" only when valid); an \
+invalid fleet adds {"error": {"message", "hint", "exit_code", "problems"}}.
 
 \b
 The fleet directory (default: regions/):
@@ -111,12 +115,20 @@ def validate_command(
             emit_json({"valid": False, "errors": [p.to_json() for p in exc.problems]})
         raise
     now = datetime.now(UTC)
-    if state is not None:
+    judged_against = _state_to_judge_against(fleet, state)
+    if judged_against is not None:
         _check_against_state(loaded, fleet, state, now, json_out=json_out)
     # Guarantees the fleet cannot keep (docs/planning.md): warnings, the fleet is still valid.
     warnings = shortfalls(loaded, now, desired_pairs(loaded, now))
     if json_out:
-        emit_json({"valid": True, "errors": [], "warnings": [w.to_json() for w in warnings]})
+        emit_json(
+            {
+                "valid": True,
+                "errors": [],
+                "warnings": [w.to_json() for w in warnings],
+                "state": judged_against,
+            }
+        )
         return
     for w in warnings:
         output.err().print(f"warning: {w.message}", markup=False, highlight=False, soft_wrap=True)
@@ -141,12 +153,28 @@ def validate_command(
             f", {len(loaded.tenants)} attested tenant{'s' if len(loaded.tenants) != 1 else ''}"
             if loaded.tenants
             else ""
+        )
+        + (
+            f"; judged against the state {judged_against} (no applied directive missing)"
+            if judged_against is not None
+            else "; not judged against a state (none exists yet; pass --state URL to name one)"
         ),
     )
 
 
+def _state_to_judge_against(fleet: Path, state: str | None) -> str | None:
+    """The state validate judges the fleet against (docs/cli.md): the one named with --state
+    (which must exist), else the default state when it exists, else none."""
+    from orchestrator.state.url import parse_state_url
+
+    where = parse_state_url(state, fleet)
+    if state is None and (where.path is None or not where.path.exists()):
+        return None
+    return state if state is not None else str(where.path)
+
+
 def _check_against_state(
-    loaded: Fleet, fleet: Path, state: str, now: datetime, *, json_out: bool
+    loaded: Fleet, fleet: Path, state: str | None, now: datetime, *, json_out: bool
 ) -> None:
     """Directive rollback protection (docs/planning.md): the fleet must keep every directive the
     state applied while it would still be in force (judged on the real clock; refusals audited)."""
@@ -168,6 +196,7 @@ def _check_against_state(
                             {"file": str(fleet), "line": None, "field": "directives", **p.to_json()}
                             for p in found
                         ],
+                        "state": state if state is not None else store.url,
                     }
                 )
             raise

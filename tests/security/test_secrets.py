@@ -57,7 +57,8 @@ def test_a_private_key_others_can_read_is_refused(
     monkeypatch.chdir(tmp_path)
     assert run_cli(capsys, "token", "keygen", "--out", "idp.pem")[0] == 0
     assert run_cli(capsys, "keygen", "--out", "authority.pem")[0] == 0
-    Path("d.yaml").write_text("id: d\n")
+    # A directive that passes the schema: signing checks it first (there is no fleet here).
+    Path("d.yaml").write_bytes((REPO / "regions/directives/us-doc-2026-06-26.yaml").read_bytes())
     for key, command in (
         ("idp.pem", ["token", "mint", "--key", "idp.pem", "-r", "DE"]),
         (
