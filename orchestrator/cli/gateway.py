@@ -75,6 +75,15 @@ def gateway(
             "attested tenants (sovereign key create) are accepted beside tokens.",
         ),
     ] = None,
+    issuers: Annotated[
+        Path | None,
+        typer.Option(
+            "--issuers",
+            metavar="FILE",
+            help="YAML list of OIDC issuers whose tokens are accepted: issuer, jwks_uri or "
+            "discovery, audience, claims mapping, optional tenant (docs/identity.md).",
+        ),
+    ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
     token_issuer: Annotated[
@@ -132,7 +141,8 @@ def gateway(
     Principals come only from signed credentials: bearer tokens (claims
     residency, nationalities and groups, exp required; --token-key) and
     API keys of attested tenants (Bearer sk-sov-..., from `sovereign key
-    create`, judged as the tenant's attested principal; docs/identity.md).
+    create`, judged as the tenant's attested principal) and tokens of the
+    OIDC issuers of --issuers, keys from their JWKS (docs/identity.md).
     A request goes to the first
     healthy site of its route and fails over only along that route; an
     empty route answers 451 with the explanation. The gateway serves the
@@ -157,6 +167,8 @@ def gateway(
 
       sovereign gateway --serve-working-fleet --stub-upstreams \\
         --token-key dev.pem
+
+      sovereign gateway --issuers issuers.yaml     # Entra ID, Okta, Keycloak
     """
     if not 0 <= port <= 65535:
         raise UsageError(f"--port {port} is not a port number", hint="use 1-65535 (0: any)")
@@ -181,6 +193,7 @@ def gateway(
         fleet=fleet,
         state=state,
         token_keys=tuple(token_key or ()),
+        issuers=issuers,
         token_audience=token_audience,
         token_issuer=token_issuer,
         serve_working_fleet=serve_working_fleet,

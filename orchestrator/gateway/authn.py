@@ -9,8 +9,9 @@ principal comes from something signed (docs/identity.md), never from a header th
   principal the tenant's attestor signed; refused (``invalid_api_key``) when the key is
   unknown, revoked or expired, or its tenant's attestation expired, was removed or no longer
   verifies;
-- any other bearer credential: a JWT, from an OIDC issuer of ``--issuers`` (``issuers``) or
-  signed by a ``--token-key`` (``tokens``).
+- any other bearer credential: a JWT, from an OIDC issuer of ``--issuers`` (``issuers``: the
+  token's ``iss`` picks the issuer, whose JWKS keys must verify it) or signed by a
+  ``--token-key`` (``tokens``).
 
 Call cost: a key costs one SHA-256 of ~50 bytes and one dict lookup (the ``Caller`` is built
 when the keys are installed, not per request); a token seen before is a cache hit keyed by the
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 
 from orchestrator.fleet.model import Tenant
 from orchestrator.gateway.callers import AuthError, Caller, CallerKind
+from orchestrator.gateway.issuers import Issuers
 from orchestrator.gateway.tokens import TokenError, TokenVerifier, principal_from_claims
 from orchestrator.state.apikeys import KEY_PREFIX, ApiKeys
 
@@ -70,6 +72,7 @@ class KeyBook:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._index: Mapping[bytes, _Entry] = {}
+        self.tenants: Mapping[str, Tenant] = {}  # the verified tenants, for bound issuers
 
     def __len__(self) -> int:
         return sum(1 for e in self._index.values() if e.caller is not None)
@@ -109,6 +112,7 @@ class KeyBook:
             caller = Caller(principal, "key", tenant.id)
             index[digest] = _Entry(digest, caller, until, "", expired)
         self._index = index  # the one reference swap: a request sees the old or the new
+        self.tenants = tenants
 
     def resolve(self, key: bytes) -> Caller:
         """The caller an API key (``sk-sov-...``, exact bytes) stands for, or ApiKeyError."""
@@ -130,9 +134,15 @@ class KeyBook:
 class Authenticator:
     """Authenticates a request's ``Authorization`` header: API keys and tokens side by side."""
 
-    def __init__(self, tokens: TokenVerifier | None = None, keys: KeyBook | None = None) -> None:
+    def __init__(
+        self,
+        tokens: TokenVerifier | None = None,
+        keys: KeyBook | None = None,
+        issuers: Issuers | None = None,
+    ) -> None:
         self.tokens = tokens
         self.keys = keys
+        self.issuers = issuers
 
     def authenticate(self, authorization: str | bytes | None) -> Caller:
         """The caller the header proves, or ``AuthError`` (answered ``401``)."""
@@ -141,6 +151,10 @@ class Authenticator:
         raw = authorization if isinstance(authorization, bytes) else authorization.encode()
         if raw[:14] == _KEY_HEADER:  # the exact form OpenAI clients send: no parsing
             return self._key(raw[7:])
+        if self.issuers is not None:
+            caller = self._from_issuer(raw)
+            if caller is not None:
+                return caller
         if self.tokens is not None:
             try:
                 return self.tokens.verify_header(raw).caller
@@ -155,6 +169,23 @@ class Authenticator:
         if credential.startswith(KEY_PREFIX.encode()):
             return self._key(credential)
         raise TokenError("no token keys are configured: only API keys are accepted")
+
+    def _from_issuer(self, raw: bytes) -> Caller | None:
+        """A JWT of an issuer of ``--issuers``; None when the token names none of them."""
+        assert self.issuers is not None
+        token = raw[7:] if raw[:7] == b"Bearer " else self._credential(raw)
+        if token is None:
+            return None
+        tenants = self.keys.tenants if self.keys is not None else {}
+        if self.tokens is not None and self.tokens.is_cached(token):
+            return None  # a development token seen before: its own cache answers
+        caller = self.issuers.cached(token, tenants)
+        if caller is not None:
+            return caller
+        iss = self.issuers.issuer_of(token)
+        if iss is None:
+            return None
+        return self.issuers.verify(token, iss, tenants)
 
     @staticmethod
     def _credential(raw: bytes) -> bytes | None:

@@ -93,6 +93,8 @@ class Enforcer:
             s.signal_interval_s,
             self._install_identity,
         )
+        if self.authenticator.issuers is not None:
+            self.authenticator.issuers.set_failure_hook(self._jwks_failed)
         self._upstreams = UpstreamPool(
             max_connections=s.max_connections_per_upstream,
             timeout_s=s.upstream_timeout_s,
@@ -102,6 +104,11 @@ class Enforcer:
         self._tasks: list[asyncio.Task[None]] = []
         # Called once started (every port bound): the CLI announces the process then.
         self.on_started: Callable[[], None] | None = None
+
+    def _jwks_failed(self, issuer: str, why: str) -> None:
+        """Fail closed, loudly: a metric and a log line for every failed JWKS fetch."""
+        self.metrics.jwks_failures.labels(issuer[:200]).inc()
+        self.access_log.event("jwks.unavailable", level="error", issuer=issuer, error=why)
 
     def _install_identity(self, fleet: Fleet, keys: ApiKeys) -> None:
         """Tenants and API keys reload with the table (docs/identity.md)."""

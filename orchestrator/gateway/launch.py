@@ -16,6 +16,7 @@ from orchestrator.fleet.model import Fleet
 from orchestrator.gateway.app import Gateway, GatewaySettings
 from orchestrator.gateway.authn import Authenticator, KeyBook
 from orchestrator.gateway.authz import Authz
+from orchestrator.gateway.issuers import Issuers, load_issuers
 from orchestrator.gateway.sources import AppliedFleetSource, FleetSource, WorkingFleetSource
 from orchestrator.gateway.tokens import TokenVerifier, load_token_keys
 
@@ -31,6 +32,7 @@ class GatewaySpec:
     token_issuer: str | None
     serve_working_fleet: bool
     settings: GatewaySettings
+    issuers: Path | None = None  # --issuers FILE (docs/identity.md)
 
     def build(self) -> Gateway:
         return build_gateway(self)
@@ -69,7 +71,8 @@ def _source_and_authenticator(spec: GatewaySpec) -> tuple[FleetSource, Authentic
         tokens = TokenVerifier(
             load_token_keys(spec.token_keys), spec.token_audience, spec.token_issuer
         )
-    authenticator = Authenticator(tokens, KeyBook())
+    issuers = Issuers(load_issuers(spec.issuers)) if spec.issuers is not None else None
+    authenticator = Authenticator(tokens, KeyBook(), issuers)
     source: FleetSource
     if spec.serve_working_fleet:
         # API keys still come from the state, when there is one (docs/identity.md).

@@ -89,6 +89,13 @@ class GatewayMetrics:
             ["site"],
             registry=r,
         )
+        self.jwks_failures = Counter(
+            "sovereign_gateway_jwks_failures",
+            "Failed fetches of an OIDC issuer's JWKS (its tokens are refused once the cache "
+            "has expired)",
+            ["issuer"],
+            registry=r,
+        )
         self.table_serial = Gauge(
             "sovereign_gateway_table_serial",
             "State serial of the table being served",

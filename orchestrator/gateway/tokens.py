@@ -44,6 +44,7 @@ __all__ = [
     "TokenKey",
     "TokenVerifier",
     "VerifiedToken",
+    "algorithm_for",
     "caller_label",
     "load_token_keys",
 ]
@@ -90,7 +91,8 @@ def caller_label(issuer: object, subject_hash: str | None) -> str:
     return f"{iss or 'token'}#{subject_hash or '-'}"
 
 
-def _algorithm_for(key: object, source: str) -> str:
+def algorithm_for(key: object, source: str) -> str:
+    """The one algorithm a public key's type allows (a weak or unknown key: UsageError)."""
     if isinstance(key, ed25519.Ed25519PublicKey):
         return "EdDSA"
     if isinstance(key, ec.EllipticCurvePublicKey):
@@ -145,7 +147,7 @@ def _keys_from_jwks(text: str, source: str) -> list[TokenKey]:
         except jwt.PyJWTError as exc:
             raise UsageError(f"{where}: {exc}") from None
         key = jwk.key
-        alg = _algorithm_for(key, where)
+        alg = algorithm_for(key, where)
         declared = entry.get("alg")
         if declared is not None and declared != alg:
             raise UsageError(f"{where}: alg {declared!r} does not fit a key that allows {alg}")
@@ -181,7 +183,7 @@ def load_token_keys(paths: Iterable[Path]) -> tuple[TokenKey, ...]:
                 f"{source}: not a PEM public key or JWKS file",
                 hint="export the public key, e.g. `openssl pkey -pubout`",
             ) from None
-        keys.append(TokenKey(key, _algorithm_for(key, source), None, source))  # type: ignore[arg-type]
+        keys.append(TokenKey(key, algorithm_for(key, source), None, source))  # type: ignore[arg-type]
     if not keys:
         raise UsageError(
             "no token keys configured",
@@ -254,6 +256,10 @@ class TokenVerifier:
         if scheme.lower() != "bearer" or not token.strip():
             raise TokenError("authorization must be 'Bearer <token>'", "invalid_request")
         return self.verify(token.strip())
+
+    def is_cached(self, token: bytes) -> bool:
+        """Whether this exact token was verified before (still remembered)."""
+        return token in self._cache
 
     def _cached(self, key: bytes) -> VerifiedToken | None:
         cached = self._cache.get(key)
