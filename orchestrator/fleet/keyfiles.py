@@ -1,4 +1,12 @@
-"""Reading a private key file, refusing one that others can read.
+"""Ed25519 private keys, made and read in one place: key files, and the keys in them.
+
+Directive authorities (``sovereign keygen``, ``directive sign``) and development token issuers
+(``sovereign token keygen``, ``token mint``) both hold Ed25519 keys as unencrypted PKCS#8 PEM;
+``generate_ed25519`` makes one and ``load_ed25519`` reads one back, each caller naming its own
+error type and the command that makes a key. ``cryptography``'s serialization is imported only
+here, and only when a key is made or read (verifying a signature never needs it).
+
+Reading a private key file refuses one that others can read.
 
 A directive signing key makes law and a token signing key makes identities: a key file that its
 group or everyone can read is a key that someone else may already hold. Like ssh with an
@@ -13,8 +21,12 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from orchestrator.errors import UsageError
+from orchestrator.errors import SovereignError, UsageError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 # Permission bits that let anyone but the owner read, write or run the file.
 SHARED_BITS = 0o077
@@ -38,3 +50,42 @@ def read_private_key_file(path: Path, *, make_hint: str) -> bytes:
             hint=f"make it readable by its owner only: chmod 600 {path}",
         )
     return data
+
+
+def generate_ed25519() -> tuple[Ed25519PrivateKey, bytes]:
+    """A new Ed25519 key and its private half as unencrypted PKCS#8 PEM."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return key, pem
+
+
+def load_ed25519(
+    pem: bytes,
+    *,
+    make_hint: str,
+    source: str = "the key",
+    error: type[SovereignError] = UsageError,
+) -> Ed25519PrivateKey:
+    """The Ed25519 private key in ``pem``; ``error`` (with ``make_hint``) if it is not one."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise error(
+            f"{source} is not a readable private key (unencrypted PEM): {exc}", hint=make_hint
+        ) from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise error(
+            f"{source} is {type(key).__name__.removeprefix('_')}, not an Ed25519 private key",
+            hint=make_hint,
+        )
+    return key

@@ -24,20 +24,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from orchestrator.errors import SignatureError
+from orchestrator.fleet.keyfiles import generate_ed25519, load_ed25519
 
 SIGNATURE_SUFFIX = ".sig"
 
 
 def generate_key() -> tuple[bytes, str]:
     """A new Ed25519 key: (private key as unencrypted PKCS8 PEM, public key as base64 raw-32)."""
-    from cryptography.hazmat.primitives import serialization  # only keys need it (lazy)
-
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
+    key, pem = generate_ed25519()
     return pem, public_key_b64(key.public_key())
 
 
@@ -50,21 +44,11 @@ def public_key_b64(key: Ed25519PublicKey) -> str:
 
 def load_private_key(private_pem: bytes) -> Ed25519PrivateKey:
     """Read an Ed25519 private key from PEM; SignatureError (with a hint) if it is not one."""
-    from cryptography.hazmat.primitives import serialization
-
-    try:
-        key = serialization.load_pem_private_key(private_pem, password=None)
-    except (ValueError, TypeError) as exc:
-        raise SignatureError(
-            f"not a readable private key: {exc}",
-            hint="use a key written by `sovereign keygen --out KEYFILE` (unencrypted PEM)",
-        ) from exc
-    if not isinstance(key, Ed25519PrivateKey):
-        raise SignatureError(
-            f"the key is {type(key).__name__.removeprefix('_')}, not Ed25519",
-            hint="directive signatures are Ed25519: make a key with `sovereign keygen`",
-        )
-    return key
+    return load_ed25519(
+        private_pem,
+        make_hint="use a key written by `sovereign keygen --out KEYFILE` (unencrypted PEM)",
+        error=SignatureError,
+    )
 
 
 def public_key_of(private_pem: bytes) -> str:

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import jwt
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from orchestrator.errors import UsageError
+from orchestrator.fleet.keyfiles import generate_ed25519, load_ed25519
 from orchestrator.gateway.tokens import DEFAULT_AUDIENCE
 
 __all__ = ["DEV_ISSUER", "DevKeyPair", "generate_dev_key", "mint_token", "parse_ttl"]
@@ -29,6 +29,7 @@ DEV_ISSUER = "sovereign-dev"
 _TTL = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_TTL_S = 30 * 86400
+MAKE_HINT = "make one with `sovereign token keygen --out dev-idp.pem`"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,13 +40,9 @@ class DevKeyPair:
 
 def generate_dev_key() -> DevKeyPair:
     """A fresh Ed25519 key pair: PKCS#8 private PEM and SubjectPublicKeyInfo public PEM."""
-    key = Ed25519PrivateKey.generate()
+    key, private_pem = generate_ed25519()
     return DevKeyPair(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
+        private_pem,
         key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         ),
@@ -69,22 +66,6 @@ def parse_ttl(value: str) -> int:
     return seconds
 
 
-def _private_key(pem: bytes, source: str) -> Ed25519PrivateKey:
-    try:
-        key = serialization.load_pem_private_key(pem, password=None)
-    except (ValueError, TypeError) as exc:
-        raise UsageError(
-            f"{source} is not an unencrypted private key (PEM)",
-            hint="make one with `sovereign token keygen --out dev-idp.pem`",
-        ) from exc
-    if not isinstance(key, Ed25519PrivateKey):
-        raise UsageError(
-            f"{source} is not an Ed25519 private key",
-            hint="make one with `sovereign token keygen --out dev-idp.pem`",
-        )
-    return key
-
-
 def mint_token(
     private_pem: bytes,
     *,
@@ -99,7 +80,11 @@ def mint_token(
     now: float | None = None,
 ) -> str:
     """A signed (EdDSA) JWT with the gateway's claims."""
-    key = _private_key(private_pem, source)
+    key = load_ed25519(
+        private_pem,
+        source=source,
+        make_hint="make one with `sovereign token keygen --out dev-idp.pem`",
+    )
     issued = int(time.time() if now is None else now)
     claims = {
         "iss": issuer,

@@ -184,7 +184,7 @@ def test_write_signature_rejects_spaces(tmp_path: Path) -> None:
 
 
 def test_private_key_must_be_ed25519() -> None:
-    with pytest.raises(SignatureError, match="not a readable private key"):
+    with pytest.raises(SignatureError, match="is not a readable private key"):
         public_key_of(b"-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n")
     pem, public = generate_key()
     assert public_key_of(pem) == public
