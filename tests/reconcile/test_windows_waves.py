@@ -11,10 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
 
 from orchestrator.demo.workspace import Workspace, prepare_workspace
 from orchestrator.fleet.signing import generate_key, sign_file_bytes, write_signature
-from orchestrator.reconcile.controller import Controller, ControllerSettings, Outcome
+from orchestrator.reconcile.controller import (
+    Controller,
+    ControllerMetrics,
+    ControllerSettings,
+    Outcome,
+    PassResult,
+)
 from orchestrator.state import open_store
 from tests.cli.support import run_cli
 
@@ -386,3 +393,30 @@ def test_a_saved_plan_carries_its_deferred_changes_and_is_verified_with_them(
     assert code == 0, done
     assert done["window_override"] == "CHG-7: reviewed exception"
     assert model_sites(done["plan"]["changes"], "gemma-4") == {"JP", "UK", "IN", "US", "EU"}
+
+
+def test_metrics_expose_deferred_changes_open_windows_and_stopped_rollouts() -> None:
+    metrics = ControllerMetrics()
+    at = datetime(2026, 6, 13, tzinfo=UTC)
+    metrics.record(
+        PassResult(
+            Outcome.APPLIED,
+            at,
+            changes=3,
+            deferred={"window": 4, "wave_failed": 2},
+            next_deferred=datetime(2026, 6, 15, 6, tzinfo=UTC),
+            stopped={"gemma-4": "wave 1 (JP) failed"},
+            windows={"EU": False, "JP": True},
+        )
+    )
+    text = generate_latest(metrics.registry).decode()
+    assert 'sovereign_controller_deferred_changes{why="window"} 4.0' in text
+    assert 'sovereign_controller_deferred_changes{why="wave"} 0.0' in text
+    assert 'sovereign_controller_deferred_changes{why="wave_failed"} 2.0' in text
+    assert 'sovereign_controller_window_open{jurisdiction="EU"} 0.0' in text
+    assert 'sovereign_controller_window_open{jurisdiction="JP"} 1.0' in text
+    assert 'sovereign_controller_rollout_stopped{model="gemma-4"} 1.0' in text
+    assert "sovereign_controller_next_deferred_timestamp_seconds 1.7815032e+09" in text
+    # the rollout is no longer stopped: the label goes away
+    metrics.record(PassResult(Outcome.IN_SYNC, at))
+    assert "rollout_stopped{" not in generate_latest(metrics.registry).decode()
