@@ -34,12 +34,14 @@ from typing import NamedTuple
 
 from orchestrator.fleet.model import Fleet, Rollout
 from orchestrator.fleet.windows import WindowState, format_duration, window_state
+from orchestrator.planning.gcpause import gc_paused
 from orchestrator.planning.plan import CauseKind, Change, Deferred, WaitReason
 from orchestrator.policy.rules import export_allowed
 from orchestrator.providers.base import Op, Resource, ResourceKind
 
 __all__ = [
     "Health",
+    "waves_of_desired",
     "Pair",
     "RolloutGate",
     "defer",
@@ -73,11 +75,13 @@ class RolloutGate(NamedTuple):
     not_before: datetime | None  # when the gate opens if nothing changes; None: unknown
 
 
+_CONFIG = CauseKind.CONFIG.value
+_PLACED = frozenset({ResourceKind.ARTIFACT, ResourceKind.DEPLOYMENT})
+
+
 def may_wait(fleet: Fleet, change: Change) -> bool:
     """Whether ``change`` is one that waits for windows and waves (see the module docstring)."""
-    if change.cause != CauseKind.CONFIG.value:
-        return False
-    if change.kind not in (ResourceKind.ARTIFACT, ResourceKind.DEPLOYMENT):
+    if change.cause != _CONFIG or change.kind not in _PLACED:
         return False
     site = fleet.sites.get(change.target)
     if site is None or site.jurisdiction not in fleet.jurisdictions:
@@ -121,16 +125,15 @@ def rollout_gate(
     model: str,
     wave: int,
     at: datetime,
-    desired: frozenset[Pair],
+    desired: frozenset[Pair] | Mapping[str, list[tuple[int, str]]],
     pending: frozenset[Pair],
     health: Mapping[Pair, Health],
 ) -> RolloutGate:
-    """The gate of ``model``'s changes in ``wave`` (0-based), judged on the earlier waves."""
+    """The gate of ``model``'s changes in ``wave`` (0-based), judged on the earlier waves.
+    ``desired``: the desired pairs, or ``waves_of_desired`` of them (the planner's index)."""
+    index = desired if isinstance(desired, Mapping) else waves_of_desired(fleet, rollout, desired)
     earlier: dict[int, list[str]] = {}
-    for m, s in desired:
-        if m != model:
-            continue
-        w = rollout.wave_of(fleet.sites[s].jurisdiction)
+    for w, s in index.get(model, ()):
         if w < wave:
             earlier.setdefault(w, []).append(s)
     latest: datetime | None = None
@@ -179,6 +182,17 @@ def rollout_gate(
     return RolloutGate(model, wave, True, False, None, "", None)
 
 
+def waves_of_desired(
+    fleet: Fleet, rollout: Rollout, desired: Iterable[Pair]
+) -> dict[str, list[tuple[int, str]]]:
+    """model -> [(wave, site)] of its desired deployments: the gate's index, built once."""
+    wave_of = {j: rollout.wave_of(j) for j in fleet.jurisdictions}
+    out: dict[str, list[tuple[int, str]]] = {}
+    for m, s in desired:
+        out.setdefault(m, []).append((wave_of[fleet.sites[s].jurisdiction], s))
+    return out
+
+
 def _duration(rollout: Rollout) -> str:
     return format_duration(rollout.healthy_for)
 
@@ -204,38 +218,55 @@ def defer(
     health: Mapping[Pair, Health],
 ) -> tuple[tuple[Change, ...], tuple[Deferred, ...]]:
     """Split ``changes`` into those carried out now and those that wait (with why and when)."""
-    changes = tuple(changes)
+    with gc_paused():  # a first rollout of 100,000 pairs builds as many values
+        return _defer(fleet, at, tuple(changes), desired, health)
+
+
+def _defer(
+    fleet: Fleet,
+    at: datetime,
+    changes: tuple[Change, ...],
+    desired: frozenset[Pair],
+    health: Mapping[Pair, Health],
+) -> tuple[tuple[Change, ...], tuple[Deferred, ...]]:
     rollout = fleet.settings.rollout
     if rollout is not None and not rollout.waves:
         rollout = None
-    windows: dict[str, WindowState] = {}
-    pending = frozenset(
-        (c.model, c.target)
-        for c in changes
-        if c.kind in (ResourceKind.ARTIFACT, ResourceKind.DEPLOYMENT)
-    )
+    closed = {
+        j.id: (state, j.changes.timezone)
+        for j in fleet.jurisdictions.values()
+        if j.changes is not None and not (state := window_state(j.changes, at)).open
+    }
+    if rollout is None and not closed:
+        return changes, ()  # nothing waits: the common case, and fleets of 100,000 pairs
+    pending = frozenset((c.model, c.target) for c in changes if c.kind in _PLACED)
+    index = waves_of_desired(fleet, rollout, desired) if rollout is not None else {}
+    wave_of = {j: rollout.wave_of(j) for j in fleet.jurisdictions} if rollout else {}
     gates: dict[tuple[str, int], RolloutGate] = {}
+    said: dict[tuple[str, str, int], Deferred] = {}  # one message per (jurisdiction, model, wave)
     go: list[Change] = []
     waiting: list[Deferred] = []
     for c in changes:
         if not may_wait(fleet, c):
             go.append(c)
             continue
-        owner = fleet.jurisdictions[fleet.sites[c.target].jurisdiction]
-        state = windows.get(owner.id)
-        if state is None:
-            state = windows[owner.id] = window_state(owner.changes, at)
+        owner = fleet.sites[c.target].jurisdiction
         gate: RolloutGate | None = None
         if rollout is not None:
-            key = (c.model, rollout.wave_of(owner.id))
+            key = (c.model, wave_of[owner])
             gate = gates.get(key)
             if gate is None:
                 gate = gates[key] = rollout_gate(
-                    fleet, rollout, c.model, key[1], at, desired, pending, health
+                    fleet, rollout, c.model, key[1], at, index, pending, health
                 )
-        if not state.open:
-            assert owner.changes is not None
-            message = _window_message(owner.id, state, owner.changes.timezone)
+        window = closed.get(owner)
+        known = said.get((owner, c.model, -1 if gate is None else gate.wave))
+        if known is not None and (window is not None or (gate is not None and not gate.open)):
+            waiting.append(Deferred(c, known.why, known.ref, known.message, known.not_before))
+            continue
+        if window is not None:
+            state, timezone = window
+            message = _window_message(owner, state, timezone)
             not_before = state.next_opening
             if gate is not None and not gate.open:
                 message += f"; and {gate.message}"
@@ -246,11 +277,13 @@ def defer(
                 )
             ref = state.window.describe() if state.window is not None else "no allow window open"
             waiting.append(Deferred(c, WaitReason.WINDOW, ref, message, not_before))
+            said[(owner, c.model, -1 if gate is None else gate.wave)] = waiting[-1]
         elif gate is not None and not gate.open:
             assert rollout is not None
             why = WaitReason.WAVE_FAILED if gate.failed else WaitReason.WAVE
             ref = rollout.describe_wave(gate.wave)
             waiting.append(Deferred(c, why, ref, f"{ref}: {gate.message}", gate.not_before))
+            said[(owner, c.model, gate.wave)] = waiting[-1]
         else:
             go.append(c)
     return tuple(go), tuple(waiting)
