@@ -20,8 +20,8 @@ from enum import StrEnum
 
 from orchestrator.fleet.model import Directive, Fleet
 from orchestrator.policy.explain import Explainer
-from orchestrator.policy.impact import OTHER, audience_cells
-from orchestrator.policy.principal import Principal
+from orchestrator.policy.impact import audience_cells
+from orchestrator.policy.principal import OTHER, Principal, audience_label
 from orchestrator.policy.rules import Rule
 
 __all__ = ["Audience", "CellState", "Coverage", "CoverageCell", "CoverageRow", "coverage"]
@@ -43,13 +43,7 @@ class Audience:
 
     @property
     def label(self) -> str:
-        if not self.nationalities:
-            who = "unknown nationality"
-        elif self.nationalities == (OTHER,):
-            who = "other nationality"
-        else:
-            who = "/".join(self.nationalities) + " national"
-        return who + (f" + {', '.join(self.groups)}" if self.groups else "")
+        return audience_label(self.nationalities, self.groups)
 
 
 @dataclass(frozen=True, slots=True)

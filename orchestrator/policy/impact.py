@@ -32,12 +32,9 @@ from enum import StrEnum
 
 from orchestrator.fleet.instants import format_utc
 from orchestrator.fleet.model import Action, Directive, Fleet, Unlisted
-from orchestrator.policy.principal import Principal
+from orchestrator.policy.principal import OTHER, Principal, audience_label
 from orchestrator.policy.rules import audience_matches, route_without
 from orchestrator.policy.table import RouteTable
-
-# Principal codes standing for "any country no predicate names": never a real ISO code.
-OTHER = "*"
 
 
 class Effect(StrEnum):
@@ -81,15 +78,8 @@ class CellChange:
         )
 
     def describe_principal(self) -> str:
-        if not self.nationalities:
-            who = "unknown nationality"
-        elif self.nationalities == (OTHER,):
-            who = "other nationality"
-        else:
-            who = "/".join(self.nationalities) + " national"
         where = "an unlisted country" if self.residency == OTHER else self.residency
-        groups = f" (group {', '.join(self.groups)})" if self.groups else ""
-        return f"{who}{groups} in {where}"
+        return f"{audience_label(self.nationalities, self.groups)} in {where}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# A residency or nationality that no predicate of the fleet names (a class of principals, in
+# impact and coverage): never a real ISO code.
+OTHER = "*"
+
+
+def audience_label(nationalities: tuple[str, ...], groups: tuple[str, ...] = ()) -> str:
+    """The one name of a class of principals, as ``impact``, ``report`` and ``plan --markdown``
+    print it: ``unknown nationality``, ``other nationality`` (``(OTHER,)``) or ``DE/FR national``,
+    then ``(group staff)`` when the class carries groups."""
+    if not nationalities:
+        who = "unknown nationality"
+    elif nationalities == (OTHER,):
+        who = "other nationality"
+    else:
+        who = "/".join(nationalities) + " national"
+    return who + (f" (group {', '.join(groups)})" if groups else "")
+
 
 @dataclass(frozen=True, slots=True)
 class Principal:

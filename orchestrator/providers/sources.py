@@ -109,6 +109,42 @@ def relative_name(prefix: str, key: str) -> str:
     return key[len(prefix) :].lstrip("/") or posixpath.basename(key)
 
 
+class BucketSource:
+    """The template of an object-store source (``s3://``, ``gs://``): a bucket and a prefix.
+
+    The rules every cloud shares live here: which keys of a listing are the model's
+    (``selected_keys``), the name each takes at the target, and the errors for a missing
+    bucket or an empty prefix. A cloud's source (``providers/aws/source.py``,
+    ``providers/gcp/source.py``) supplies only its listing and its reader.
+    """
+
+    kind: str
+
+    def __init__(self, uri: str, bucket: str, prefix: str) -> None:
+        self.uri = uri
+        self.bucket, self.prefix = bucket, prefix
+        self._where = f"source {uri}"
+
+    def listing(self) -> Mapping[str, tuple[int | None, Checksum | None]] | None:
+        """Every object under the prefix: key -> (size, checksum); None: no such bucket."""
+        raise NotImplementedError
+
+    def open(self, obj: SourceObject) -> tuple[Readable, SourceObject]:
+        raise NotImplementedError
+
+    def objects(self) -> list[SourceObject]:
+        found = self.listing()
+        if found is None:
+            raise PermanentProviderError(f"artifact source bucket does not exist: {self.uri}")
+        keys = selected_keys(self.prefix, list(found))
+        if not keys:
+            raise PermanentProviderError(
+                f"artifact source holds no objects: {self.uri}",
+                hint="check the model's artifact URI in models.yaml",
+            )
+        return [SourceObject(key, relative_name(self.prefix, key), *found[key]) for key in keys]
+
+
 def pinned_sha256(uri: str) -> Checksum | None:
     """A ``#sha256=HEX`` fragment pins the digest of a single-object source."""
     fragment = urlsplit(uri).fragment

@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.adaptors.aws import call, is_sdk_error, map_aws_error, pages
-from orchestrator.errors import PermanentProviderError
 from orchestrator.fleet.artifacts import S3
 from orchestrator.providers.aws.s3 import parse_s3_uri
 from orchestrator.providers.aws.session import AwsClients
-from orchestrator.providers.sources import relative_name, selected_keys
+from orchestrator.providers.sources import BucketSource
 from orchestrator.providers.transfer import Checksum, Readable, SourceObject
 
 SOURCE_REGION_OPTION = "aws_artifact_region"
@@ -55,21 +54,19 @@ class _Body:
         self._body.close()
 
 
-class S3Source:
+class S3Source(BucketSource):
     kind = S3
 
     def __init__(self, uri: str, options: Mapping[str, str], fleet_dir: Path) -> None:
         del fleet_dir
-        self.uri = uri
-        self.bucket, self.prefix = parse_s3_uri(uri.split("#", 1)[0])
+        super().__init__(uri, *parse_s3_uri(uri.split("#", 1)[0]))
         self._clients = AwsClients(options)
         self._region = options.get(SOURCE_REGION_OPTION, "us-east-1")
-        self._where = f"source {uri}"
 
     def _s3(self) -> Any:
         return self._clients.client("s3", self._region)
 
-    def objects(self) -> list[SourceObject]:
+    def listing(self) -> dict[str, tuple[int | None, Checksum | None]] | None:
         found = pages(
             self._where,
             "s3:ListBucket",
@@ -79,23 +76,12 @@ class S3Source:
             Prefix=self.prefix,
         )
         if found is None:
-            raise PermanentProviderError(f"artifact source bucket does not exist: {self.uri}")
-        listed = {o["Key"]: o for page in found for o in page.get("Contents", [])}
-        keys = selected_keys(self.prefix, list(listed))
-        if not keys:
-            raise PermanentProviderError(
-                f"artifact source holds no objects: {self.uri}",
-                hint="check the model's artifact URI in models.yaml",
-            )
-        return [
-            SourceObject(
-                key,
-                relative_name(self.prefix, key),
-                int(listed[key].get("Size", 0)),
-                etag_checksum(listed[key].get("ETag")),
-            )
-            for key in keys
-        ]
+            return None
+        return {
+            o["Key"]: (int(o.get("Size", 0)), etag_checksum(o.get("ETag")))
+            for page in found
+            for o in page.get("Contents", [])
+        }
 
     def open(self, obj: SourceObject) -> tuple[Readable, SourceObject]:
         got = call(

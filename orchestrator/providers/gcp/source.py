@@ -15,10 +15,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from orchestrator.adaptors.gcp import call, lookup
-from orchestrator.errors import PermanentProviderError
 from orchestrator.fleet.artifacts import GCS
 from orchestrator.providers.gcp.storage import GcsClients
-from orchestrator.providers.sources import relative_name, selected_keys
+from orchestrator.providers.sources import BucketSource
 from orchestrator.providers.transfer import CHUNK, Checksum, Readable, SourceObject
 
 SOURCE_REGION_OPTION = "gcs_artifact_region"
@@ -47,51 +46,35 @@ class _Reader:
         self._reader.close()
 
 
-class GcsSource:
+class GcsSource(BucketSource):
     kind = GCS
 
     def __init__(self, uri: str, options: Mapping[str, str], fleet_dir: Path) -> None:
         del fleet_dir
-        self.uri = uri
         parts = urlsplit(uri.split("#", 1)[0])
-        self.bucket, self.prefix = parts.netloc, parts.path.lstrip("/")
+        super().__init__(uri, parts.netloc, parts.path.lstrip("/"))
         self._clients = GcsClients(options)
         self._region = options.get(SOURCE_REGION_OPTION, "")
-        self._where = f"source {uri}"
 
     def _client(self) -> Any:
         # Creating a client looks for credentials: a failure there is a provider error too.
         return call(self._where, "storage.objects.get", self._clients.client, self._region)
 
-    def objects(self) -> list[SourceObject]:
+    def listing(self) -> dict[str, tuple[int | None, Checksum | None]] | None:
         client = self._client()
 
-        def listing() -> dict[str, Any]:
+        def listing() -> dict[str, tuple[int | None, Checksum | None]]:
             return {
-                b.name: b
+                b.name: (int(b.size) if b.size is not None else None, blob_checksum(b))
                 for b in client.list_blobs(
                     self.bucket, prefix=self.prefix, retry=self._clients.retry()
                 )
             }
 
-        found = lookup(self._where, "storage.objects.list", listing)
-        if found is None:
-            raise PermanentProviderError(f"artifact source bucket does not exist: {self.uri}")
-        keys = selected_keys(self.prefix, list(found))
-        if not keys:
-            raise PermanentProviderError(
-                f"artifact source holds no objects: {self.uri}",
-                hint="check the model's artifact URI in models.yaml",
-            )
-        return [
-            SourceObject(
-                key,
-                relative_name(self.prefix, key),
-                int(found[key].size) if found[key].size is not None else None,
-                blob_checksum(found[key]),
-            )
-            for key in keys
-        ]
+        found: dict[str, tuple[int | None, Checksum | None]] | None = lookup(
+            self._where, "storage.objects.list", listing
+        )
+        return found
 
     def open(self, obj: SourceObject) -> tuple[Readable, SourceObject]:
         blob = self._client().bucket(self.bucket).blob(obj.key)
