@@ -8,13 +8,13 @@ key once; the state keeps only its SHA-256. Creating and revoking are audited (`
 
 from __future__ import annotations
 
-import sys
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
 
 from orchestrator.cli import output
+from orchestrator.cli.confirm import confirm
 from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt, StateOpt, YesOpt
 from orchestrator.cli.output import emit_json
 from orchestrator.errors import RefusedError, StateError, UsageError
@@ -109,23 +109,17 @@ def create(
             f"the attestation of tenant {tenant!r} expired {_iso(found.expires)}",
             hint=f"ask {found.attested_by} to sign a renewed tenants/{tenant}.yaml first",
         )
-    if not yes:
-        if not sys.stdin.isatty():
-            raise UsageError(
-                "refusing to create a key without confirmation (no terminal to ask on)",
-                hint="pass --yes to create it from a script",
-            )
-        judged = (
-            f"residency {found.residency}, nationalities "
-            f"{', '.join(sorted(found.nationalities)) or 'none'}"
-        )
-        if not typer.confirm(
-            f"Create an API key for tenant {tenant} (judged as {judged}, attested by "
-            f"{found.attested_by})?",
-            default=False,
-            err=True,
-        ):
-            raise typer.Abort()
+    judged = (
+        f"residency {found.residency}, nationalities "
+        f"{', '.join(sorted(found.nationalities)) or 'none'}"
+    )
+    output.err().print(
+        f"A new API key for tenant {tenant}: judged as {judged} (attested by "
+        f"{found.attested_by} until {_iso(found.expires)}).",
+        markup=False,
+        soft_wrap=True,
+    )
+    confirm(f"Create an API key for tenant {tenant}?", yes=yes, doing="create an API key")
     store = open_store(state, fleet, create=False)
     try:
         key_id, key = new_key()
@@ -264,18 +258,14 @@ def revoke(
                 )
             if record.revoked_at is not None:
                 break  # already revoked: nothing to do, said below
-            if not yes and attempt == 0:
-                if not sys.stdin.isatty():
-                    raise UsageError(
-                        "refusing to revoke without confirmation (no terminal to ask on)",
-                        hint="pass --yes to revoke from a script",
-                    )
-                if not typer.confirm(
-                    f"Revoke {key_id} of tenant {record.tenant}? Its holder gets 401.",
-                    default=False,
-                    err=True,
-                ):
-                    raise typer.Abort()
+            if attempt == 0:
+                output.err().print(
+                    f"Revoking {key_id} of tenant {record.tenant}: its holder gets 401 "
+                    "within the gateway's reload interval.",
+                    markup=False,
+                    soft_wrap=True,
+                )
+                confirm(f"Revoke {key_id}?", yes=yes, doing="revoke an API key")
             now = datetime.now(UTC)
             by = who()
             record = record.revoked(by, now)

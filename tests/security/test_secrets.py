@@ -1,10 +1,11 @@
 """Secrets hygiene: private keys others can read are refused; secrets never reach logs or audit.
 
 The second test runs the real commands a deployment runs (apply, token keygen/mint, directive
-keygen/sign, the gateway with its access log, requests that are served, refused and
-unauthenticated) and then greps everything they wrote (stdout, stderr, the state store and its
-audit log, every file under ``.sovereign``) for the token, the private key material and the
-prompt bodies they used.
+keygen/sign, a tenant attested and signed, key create/revoke/list, the gateway with its access
+log, requests with tokens and API keys that are served, refused and unauthenticated) and then
+greps everything they wrote (stdout, stderr, the state store and its audit log, every file
+under ``.sovereign``) for the tokens, the API keys, the private key material and the prompt
+bodies they used.
 """
 
 from __future__ import annotations
@@ -94,7 +95,35 @@ def test_tokens_keys_and_prompts_never_reach_logs_or_audit(tmp_path: Path) -> No
         outputs.extend([done.stdout, done.stderr])
         return done
 
+    # An attested tenant (docs/identity.md), applied with the fleet, and its API keys.
+    assert run("keygen", "--out", "notary.pem", "--authority", "notary", "--json").returncode == 0
+    public = json.loads(outputs[-2])["public_key"]
+    with (tmp_path / "regions" / "fleet.yaml").open("a") as f:
+        f.write(f'attestors:\n  - id: notary\n    public_key: "{public}"\n')
+    (tmp_path / "regions" / "tenants").mkdir()
+    (tmp_path / "regions" / "tenants" / "acme.yaml").write_text(
+        "id: acme\nattested_by: notary\nreference: KYC\n"
+        "principal: {residency: DE, nationalities: [DE]}\nexpires: 2099-01-01T00:00:00Z\n"
+    )
+    signed = run(
+        "directive", "sign", "regions/tenants/acme.yaml", "--key", "notary.pem",
+        "--authority", "notary",
+    )  # fmt: skip
+    assert signed.returncode == 0, signed.stderr
     assert run("apply", "--sites", "local", "--yes").returncode == 0
+    api_keys = []
+    for name in ("kept", "revoked"):
+        made = sovereign(tmp_path, "key", "create", "--tenant", "acme", "--name", name, "--yes")
+        assert made.returncode == 0, made.stderr
+        outputs.append(made.stderr)  # stdout is the key itself: the one place it belongs
+        api_keys.append(made.stdout.strip())
+    made = sovereign(tmp_path, "key", "create", "--tenant", "acme", "--yes", "--json")
+    assert made.returncode == 0, made.stderr
+    outputs.append(made.stderr)
+    revoked_id = json.loads(made.stdout)["id"]
+    api_keys.append(json.loads(made.stdout)["key"])
+    assert run("key", "revoke", revoked_id, "--yes").returncode == 0
+    assert run("key", "list", "--json").returncode == 0
     assert run("token", "keygen", "--out", "idp.pem").returncode == 0
     assert run("keygen", "--out", "authority.pem", "--authority", "us-commerce").returncode == 0
     directive = tmp_path / "regions" / "directives" / "probe.yaml"
@@ -107,7 +136,7 @@ def test_tokens_keys_and_prompts_never_reach_logs_or_audit(tmp_path: Path) -> No
     outputs.append(minted.stderr)  # stdout is the token itself: the one place it belongs
     visitor = sovereign(tmp_path, "token", "mint", "--key", "idp.pem", "-r", "US", "-n", "DE")
     visitor_token = visitor.stdout.strip()
-    prompts = [f"canary-prompt-{i}-d41d8cd98f00b204" for i in range(3)]
+    prompts = [f"canary-prompt-{i}-d41d8cd98f00b204" for i in range(5)]
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOVEREIGN_")}
     env["PYTHONPATH"] = str(REPO)
@@ -125,9 +154,8 @@ def test_tokens_keys_and_prompts_never_reach_logs_or_audit(tmp_path: Path) -> No
         url = json.loads(gateway.stdout.readline())["url"]
         statuses = []
         with httpx.Client(trust_env=False, timeout=10) as client:
-            for bearer, prompt in zip(
-                (token, visitor_token, token[:-4] + "AAAA"), prompts, strict=True
-            ):
+            bearers = (token, visitor_token, token[:-4] + "AAAA", api_keys[0], api_keys[2])
+            for bearer, prompt in zip(bearers, prompts, strict=True):
                 body = {"model": "fable-5", "messages": [{"role": "user", "content": prompt}]}
                 answer = client.post(
                     f"{url}/v1/chat/completions",
@@ -139,7 +167,7 @@ def test_tokens_keys_and_prompts_never_reach_logs_or_audit(tmp_path: Path) -> No
         gateway.terminate()
         out, err = gateway.communicate(timeout=30)
         outputs.extend([out, err])
-    assert statuses == [200, 451, 401]
+    assert statuses == [200, 451, 401, 200, 401]  # the key of acme; the revoked key
     assert run("audit", "verify").returncode == 0
     outputs.append(run("audit", "verify", "--json").stdout)
 
@@ -153,6 +181,9 @@ def test_tokens_keys_and_prompts_never_reach_logs_or_audit(tmp_path: Path) -> No
         "token": [token, token.split(".")[2], visitor_token, visitor_token.split(".")[2]],
         "token key": key_material((tmp_path / "idp.pem").read_bytes()),
         "authority key": key_material((tmp_path / "authority.pem").read_bytes()),
+        "attestor key": key_material((tmp_path / "notary.pem").read_bytes()),
+        # API keys, and their secret part alone (the 43 characters after sk-sov-)
+        "API key": [*api_keys, *(k.removeprefix("sk-sov-") for k in api_keys)],
         "prompt": prompts,
     }
     haystacks = [*outputs, *written]
