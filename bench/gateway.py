@@ -16,7 +16,9 @@ Measured for each: added latency p50/p99 over the stub answered directly at the 
 rate (open loop, 200, 500 and 1,000 req/s by default; latency counted from the *scheduled* send
 time, so queueing is not hidden), the most requests per second at a fixed concurrency (closed
 loop), and CPU per request of the proxy's processes (Linux /proc, user + system). Then
-``sovereign gateway --workers 2`` against one worker, and directive-to-enforcement: a suspend
+``sovereign gateway --workers 2`` against one worker; an API key of an attested tenant against a
+token (the authenticator in-process, and the gateway's CPU per request); and
+directive-to-enforcement: a suspend
 is recorded as ``sovereign apply`` records it and the first 451 is timed at three gateway
 processes at once (the apply's change signal against the old 0.5 s poll).
 
@@ -47,6 +49,7 @@ import time
 import timeit
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -58,8 +61,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from orchestrator.fleet.loader import read_fleet_files  # noqa: E402
-from orchestrator.fleet.signing import generate_key, sign_file_bytes, write_signature  # noqa: E402
+from orchestrator.fleet.signing import (  # noqa: E402
+    generate_key,
+    public_key_of,
+    sign_file_bytes,
+    write_signature,
+)
 from orchestrator.state import open_store  # noqa: E402
+from orchestrator.state.apikeys import ApiKey, key_digest, new_key  # noqa: E402
 
 T = TypeVar("T")
 CHAT = "/v1/chat/completions"
@@ -300,11 +309,59 @@ async def closed_loop(
 # -- setup -----------------------------------------------------------------------------------
 
 
-def write_fleet(root: Path, stub_url: str, public_key: str) -> None:
+def write_fleet(root: Path, stub_url: str, public_key: str, attestor_pem: bytes) -> None:
     (root / "directives").mkdir(parents=True)
     (root / "us.yaml").write_text(PROFILE.format(public=public_key, endpoint=stub_url))
     (root / "models.yaml").write_text(MODELS)
-    (root / "fleet.yaml").write_text("unlisted_countries: deny\n")
+    # A tenant judged as the token's principal (US, [US]): key and token route alike.
+    (root / "fleet.yaml").write_text(
+        "unlisted_countries: deny\nattestors:\n  - id: bench-notary\n"
+        f'    public_key: "{public_key_of(attestor_pem)}"\n'
+    )
+    (root / "tenants").mkdir()
+    tenant = root / "tenants" / "bench.yaml"
+    tenant.write_text(
+        "id: bench\nattested_by: bench-notary\nreference: bench\n"
+        "principal: {residency: US, nationalities: [US]}\nexpires: 2099-01-01T00:00:00Z\n"
+    )
+    write_signature(tenant, "bench-notary", sign_file_bytes(attestor_pem, tenant.read_bytes()))
+
+
+def create_key(store: Any, tenant: str) -> str:
+    """An API key of ``tenant`` recorded as ``sovereign key create`` records it."""
+    key_id, key = new_key()
+    record = ApiKey(key_id, key_digest(key).hex(), tenant, "bench", "bench", datetime.now(UTC))
+    current = store.api_keys()
+    store.replace_api_keys(
+        (*current.entries, record),
+        expected_version=current.version,
+        audit_kind="key.created",
+        audit_payload={"id": key_id, "tenant": tenant, "by": "bench"},
+    )
+    return key
+
+
+def authenticate_cost(key_file: Path, token_text: str, api_key: str, root: Path) -> None:
+    """In-process: the authenticator's own cost per call, a remembered token against a key."""
+    from orchestrator.fleet.loader import load_fleet
+    from orchestrator.gateway.authn import Authenticator, KeyBook
+    from orchestrator.gateway.tokens import TokenVerifier, load_token_keys
+
+    store = open_store(None, root, create=False)
+    book = KeyBook()
+    book.install(load_fleet(root).tenants, store.api_keys())
+    store.close()
+    authn = Authenticator(TokenVerifier(load_token_keys([key_file])), book)
+    by_token = f"Bearer {token_text}".encode()
+    by_key = f"Bearer {api_key}".encode()
+    assert authn.authenticate(by_token).principal == authn.authenticate(by_key).principal
+    n = 200_000
+    token_s = min(timeit.repeat(lambda: authn.authenticate(by_token), number=n, repeat=5)) / n
+    key_s = min(timeit.repeat(lambda: authn.authenticate(by_key), number=n, repeat=5)) / n
+    print(
+        f"authenticate() in-process (best of 5 x {n:,}): remembered token "
+        f"{token_s * 1e6:.2f} us, API key {key_s * 1e6:.2f} us ({key_s / token_s:.2f}x)"
+    )
 
 
 def add_directive(root: Path, directive_id: str, private_pem: bytes) -> Path:
@@ -547,7 +604,7 @@ def main() -> None:
     parser.add_argument("--peers", default="sovereign,litellm,nginx", help="which proxies")
     parser.add_argument(
         "--phases",
-        default="open,closed,workers,enforcement",
+        default="open,closed,workers,enforcement,keys",
         help="which measurements (closed is always run: the side-by-side needs it)",
     )
     parser.add_argument(
@@ -572,10 +629,11 @@ def main() -> None:
         stub_port = wait_port_file(port_file)
         authority_pem, authority_public = generate_key()
         root = work / "fleet"
-        write_fleet(root, f"http://127.0.0.1:{stub_port}", authority_public)
+        write_fleet(root, f"http://127.0.0.1:{stub_port}", authority_public, generate_key()[0])
         store = open_store(None, root)
         with store.lock("bench") as lease:
             store.record_applied_fleet(lease, read_fleet_files(root))
+        api_key = create_key(store, "bench")
         idp = Ed25519PrivateKey.generate()
         key_file = work / "idp.pem"
         key_file.write_bytes(
@@ -695,6 +753,26 @@ def main() -> None:
             w_proc.terminate()
             w_proc.wait(timeout=30)
             started.remove(w_proc)
+
+        # -- API keys against tokens: CPU per request, same gateway, same route ------------
+        if "sovereign" in wanted and "keys" in phases:
+            authenticate_cost(key_file, allowed, api_key, root)
+            tok_req = request_bytes(host, gw_port, allowed)
+            key_req = request_bytes(host, gw_port, api_key)
+            run(closed_loop(host, gw_port, key_req, 4, 1.0))
+            per: dict[str, list[float]] = {"token": [], "key": []}
+            for _ in range(3):  # alternating, so load from other processes falls on both
+                for kind, req in (("token", tok_req), ("key", key_req)):
+                    before = tree_cpu(gw_proc.pid)
+                    via = run(closed_loop(host, gw_port, req, args.concurrency, args.duration))
+                    assert via.errors == 0, f"{kind} requests failed"
+                    per[kind].append((tree_cpu(gw_proc.pid) - before) / len(via.latencies_ms))
+            tok_cpu, key_cpu = statistics.median(per["token"]), statistics.median(per["key"])
+            print(
+                f"gateway CPU per request (closed loop c={args.concurrency}, medians of 3 "
+                f"alternating runs): token {tok_cpu * 1000:.3f} ms, API key "
+                f"{key_cpu * 1000:.3f} ms ({key_cpu / tok_cpu:.2f}x)"
+            )
 
         # -- directive-to-enforcement at three gateway processes ---------------------------
         if "sovereign" in wanted and "enforcement" in phases and args.rounds > 0:

@@ -43,6 +43,8 @@ __all__ = [
 
 _KEY_HEADER = b"Bearer " + KEY_PREFIX.encode()
 _MAX_KEY_CHARS = 256
+_sha256 = hashlib.sha256  # bound once: the key path runs on every keyed request
+_compare = hmac.compare_digest
 
 
 class ApiKeyError(AuthError):
@@ -118,11 +120,11 @@ class KeyBook:
         """The caller an API key (``sk-sov-...``, exact bytes) stands for, or ApiKeyError."""
         if len(key) > _MAX_KEY_CHARS:
             raise ApiKeyError("invalid API key")
-        digest = hashlib.sha256(key).digest()
+        digest = _sha256(key).digest()
         entry = self._index.get(digest)
         # The lookup is by a hash of the key: timing tells nothing about a key one does not
         # hold. The compare is constant-time all the same (docs/security.md).
-        if entry is None or not hmac.compare_digest(entry.digest, digest):
+        if entry is None or not _compare(entry.digest, digest):
             raise ApiKeyError("invalid API key")
         if entry.caller is None:
             raise ApiKeyError(entry.refusal)
@@ -149,8 +151,11 @@ class Authenticator:
         if not authorization:
             raise TokenError("missing bearer token", "invalid_request")
         raw = authorization if isinstance(authorization, bytes) else authorization.encode()
-        if raw[:14] == _KEY_HEADER:  # the exact form OpenAI clients send: no parsing
-            return self._key(raw[7:])
+        if raw.startswith(_KEY_HEADER):  # the exact form OpenAI clients send: no parsing
+            keys = self.keys
+            if keys is not None:
+                return keys.resolve(raw[7:])
+            raise ApiKeyError("API keys are not accepted here")
         if self.issuers is not None:
             caller = self._from_issuer(raw)
             if caller is not None:
