@@ -27,6 +27,7 @@ from orchestrator.gateway.endpoints import Endpoints
 from orchestrator.gateway.metrics import AccessLog
 from orchestrator.gateway.proxy import MODEL_PATHS, ModelRequests
 from orchestrator.gateway.reload import Serving
+from orchestrator.gateway.responses import not_found
 from orchestrator.gateway.sources import FleetSource
 from orchestrator.gateway.tokens import TokenVerifier
 
@@ -76,10 +77,16 @@ class Gateway(Enforcer):
         )
         routes = [
             Route("/v1/models", endpoints.list_models, methods=["GET"]),
+            Route("/v1/models/{model_id:path}", endpoints.retrieve_model, methods=["GET"]),
             Route("/healthz", endpoints.healthz, methods=["GET"]),
             Route("/metrics", endpoints.metrics, methods=["GET"]),
             Route("/admin/reload", endpoints.reload, methods=["POST"]),
         ]
         # Model paths answer other methods through the router too (405, not 404).
         routes += [Route(p, model_requests, methods=["POST"]) for p in sorted(MODEL_PATHS)]
-        self.app = _Dispatch(model_requests, Starlette(routes=routes, lifespan=self.lifespan))
+        rest = Starlette(
+            routes=routes,
+            lifespan=self.lifespan,
+            exception_handlers={404: not_found, 405: not_found},
+        )
+        self.app = _Dispatch(model_requests, rest)

@@ -83,7 +83,7 @@ def _error(status: int, kind: str, message: str, **extra: Any) -> AuthzAnswer:
 def _unauthorized(exc: AuthError) -> AuthzAnswer:
     reason = "".join(c for c in exc.reason if c.isprintable() and c not in '"\\')
     challenge = f'Bearer realm="sovereign", error="{exc.error}", error_description="{reason}"'
-    answer = _error(exc.status, exc.error, exc.reason)
+    answer = _error(exc.status, "authentication_error", exc.reason, code=exc.error)
     return AuthzAnswer(exc.status, (("www-authenticate", challenge),), answer.body)
 
 

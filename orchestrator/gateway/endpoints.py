@@ -80,6 +80,55 @@ class Endpoints:
             {"object": "list", "data": data}, headers={"X-Sovereign-Table": version}
         )
 
+    async def retrieve_model(self, request: Request) -> Response:
+        """``GET /v1/models/{id}`` (OpenAI's ``models.retrieve``): the model, when this principal
+        may be served it now; else the answer a model request would get (404 not in the fleet,
+        451 refused by the law with the explanation, 503 only drained sites)."""
+        started = time.perf_counter()
+        serving = self._keeper.serving
+        assert serving is not None
+        table = serving.table
+        model_id = request.path_params["model_id"]
+        caller: Caller | None = None
+        status = 401
+        try:
+            caller = self._authenticator.authenticate(request.headers.get("authorization"))
+            at = datetime.now(UTC)
+            verdict = table.verdict(model_id, caller.principal, at)
+            headers = {"X-Sovereign-Table": table.version}
+            if verdict.route:
+                status = 200
+                return JSONResponse(
+                    {
+                        "id": model_id,
+                        "object": "model",
+                        "created": 0,
+                        "owned_by": table.fleet.models[model_id].origin,
+                    },
+                    headers=headers,
+                )
+            status = verdict.status
+            return JSONResponse(
+                table.refusal_body(verdict, model_id, caller.principal, at),
+                status_code=status,
+                headers=headers,
+            )
+        except AuthError as exc:
+            return unauthorized_response(exc)
+        finally:
+            self._access_log.write(
+                method=request.method,
+                path=request.scope["path"],
+                model=model_id if model_id in table.fleet.models else None,
+                status=status,
+                site=None,
+                table=table.version,
+                latency_ms=round((time.perf_counter() - started) * 1000, 3),
+                residency=caller.principal.residency if caller else None,
+                auth=caller.kind if caller else None,
+                caller=caller.label if caller else None,
+            )
+
     async def healthz(self, request: Request) -> Response:
         serving = self._keeper.serving
         assert serving is not None

@@ -161,7 +161,10 @@ class ModelRequests:
         if body is None:
             self._log(path, started, 413, table=version, token=token)
             await error_response(
-                413, "request_too_large", f"request body larger than {self._max_body} bytes"
+                413,
+                "invalid_request_error",
+                f"request body larger than {self._max_body} bytes",
+                code="request_too_large",
             )(scope, receive, send)
             return
         try:

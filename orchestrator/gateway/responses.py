@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from orchestrator.gateway.callers import AuthError
 
-__all__ = ["error_response", "unauthorized_response"]
+__all__ = ["error_response", "not_found", "unauthorized_response"]
 
 
 def error_response(
@@ -29,7 +30,23 @@ def unauthorized_response(exc: AuthError) -> JSONResponse:
     # The reason may quote attacker-chosen text (an alg name): keep the header valid.
     reason = "".join(c for c in exc.reason if c.isprintable() and c not in '"\\')
     challenge = f'Bearer realm="sovereign", error="{exc.error}", error_description="{reason}"'
-    # ``code`` as OpenAI puts it (``invalid_api_key``), beside the ``type`` clients already read.
+    # As OpenAI answers: type authentication_error, the precise reason in ``code``
+    # (``invalid_api_key``, ``invalid_token``, ``invalid_request``).
     return error_response(
-        exc.status, exc.error, exc.reason, {"WWW-Authenticate": challenge}, code=exc.error
+        exc.status,
+        "authentication_error",
+        exc.reason,
+        {"WWW-Authenticate": challenge},
+        code=exc.error,
     )
+
+
+async def not_found(request: Request, exc: Exception) -> JSONResponse:
+    """A path (404) or method (405) the gateway does not serve: JSON, as every other answer."""
+    status = getattr(exc, "status_code", 404)
+    path = request.url.path
+    if status == 405:
+        message, code = f"{request.method} is not allowed on {path}", "method_not_allowed"
+    else:
+        message, code = f"no such endpoint: {request.method} {path}", "unknown_url"
+    return error_response(status, "invalid_request_error", message, code=code)

@@ -105,9 +105,12 @@ class ServingTable:
     ) -> dict[str, Any]:
         """The JSON body of a 404, 451 or 503 verdict (docs/gateway.md, "Endpoints")."""
         if verdict.status == UNKNOWN_MODEL:
+            # OpenAI's own answer for an unknown model: type invalid_request_error, its code.
             return {
                 "error": {
-                    "type": "model_not_found",
+                    "type": "invalid_request_error",
+                    "code": "model_not_found",
+                    "param": "model",
                     "message": f"model {model_id!r} is not in the fleet",
                 }
             }

@@ -189,7 +189,7 @@ def test_revoked_key_is_refused_within_the_reload_interval(
     wait_for(lambda: _ask(app, created["key"]) == 401, timeout=30)
     with _openai(app, created["key"]) as client, pytest.raises(openai.AuthenticationError) as info:
         client.models.list()
-    assert info.value.response.json()["error"]["type"] == "invalid_api_key"
+    assert info.value.response.json()["error"]["code"] == "invalid_api_key"
     code, out, _ = setup.cli("key", "list", "--json")
     (row,) = json.loads(out)["keys"]
     assert row["status"] == "revoked" and "key" not in row and "sha256" not in row
@@ -207,7 +207,7 @@ def test_expired_or_removed_attestation_is_refused(
     with _openai(app, de["key"]) as client, pytest.raises(openai.AuthenticationError) as info:
         client.models.list()
     error = info.value.response.json()["error"]
-    assert error["type"] == "invalid_api_key" and "expired" in error["message"]
+    assert error["code"] == "invalid_api_key" and "expired" in error["message"]
     clock[0] = 1_800_000_000.0
     assert _ask(app, us["key"]) == 451
     # The tenant's attestation removed from the applied fleet: its keys stop working.

@@ -104,13 +104,13 @@ def test_allowed_refused_unknown_and_unauthenticated_over_http(
     reasons = body["explanation"]["sites"]["us-east"]["reasons"]
     assert [x["ref"] for x in reasons if x["rule"] == "directive"] == ["us-doc"]
     r = ask(url, {**german, "X-Sovereign-Model": "gpt-9"})
-    assert r.status_code == 404 and r.json()["error"]["type"] == "model_not_found"
+    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
     r = ask(url, german)
     assert r.status_code == 400 and "X-Sovereign-Model" in r.json()["error"]["message"]
     r = ask(url, {"X-Sovereign-Model": "fable-5"})
     assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
     r = ask(url, {"Authorization": "Bearer nope", "X-Sovereign-Model": "fable-5"})
-    assert r.status_code == 401 and r.json()["error"]["type"] == "invalid_token"
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_token"
     # management paths stay what they are
     health = ask(url, {}, "GET", "/healthz").json()
     assert health["table"] == authz.serving.table.version

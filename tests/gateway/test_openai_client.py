@@ -62,3 +62,44 @@ def test_refusal_is_a_451_error(keys: Keys, shared_gw: Running) -> None:
             assert body["explanation"]["route"] == []
         else:
             raise AssertionError("a suspended model was served")
+
+
+def test_models_retrieve_answers_as_openai_does(keys: Keys, shared_gw: Running) -> None:
+    with _client(shared_gw, keys.token("US", ["US"])) as client:
+        model = client.models.retrieve("olmo-3")
+        assert model.id == "olmo-3" and model.object == "model"
+        assert "olmo-3" in {m.id for m in client.models.list()}
+        try:
+            client.models.retrieve("no-such-model")
+        except openai.NotFoundError as exc:
+            error = exc.response.json()["error"]
+            assert error["type"] == "invalid_request_error"
+            assert error["code"] == "model_not_found"
+        else:
+            raise AssertionError("an unknown model was retrieved")
+    with _client(shared_gw, keys.token("US", ["DE"])) as client:
+        try:
+            client.models.retrieve("fable-5")  # suspended for this principal: the law's answer
+        except openai.APIStatusError as exc:
+            assert exc.status_code == 451 and exc.response.json()["explanation"]["route"] == []
+        else:
+            raise AssertionError("a suspended model was retrieved")
+
+
+def test_errors_carry_openai_types_and_every_answer_is_json(shared_gw: Running) -> None:
+    with _client(shared_gw, "not-a-token") as client:
+        try:
+            client.models.list()
+        except openai.AuthenticationError as exc:
+            error = exc.response.json()["error"]
+            assert error["type"] == "authentication_error" and error["code"]
+        else:
+            raise AssertionError("a bad token was accepted")
+    with httpx.Client(trust_env=False, timeout=10) as http:
+        for method, path, status in (
+            ("GET", "/v1/nothing-here", 404),
+            ("GET", "/v1/chat/completions", 405),
+        ):
+            r = http.request(method, f"{shared_gw.url}{path}")
+            assert r.status_code == status
+            assert r.json()["error"]["type"] == "invalid_request_error"
