@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -26,13 +26,16 @@ from orchestrator.fleet.countries import parse_country
 from orchestrator.fleet.drain import Drains
 from orchestrator.fleet.instants import AT_HINT, format_utc, parse_at_or_now
 from orchestrator.fleet.loader import load_directive_file, load_fleet
-from orchestrator.fleet.model import Action, Fleet
+from orchestrator.fleet.model import Action, Directive, Fleet
 from orchestrator.fleet.signing import signature_path
 from orchestrator.policy.explain import Explainer, Explanation, check_model, explain
 from orchestrator.policy.impact import CellChange, Impact, impact
 from orchestrator.policy.principal import Principal
 from orchestrator.policy.table import RouteTable
 from orchestrator.state.url import read_drains
+
+if TYPE_CHECKING:
+    from orchestrator.planning.trust import TrustChange
 
 cli = typer.Typer()  # this module's commands (cli/commands.json indexes them)
 
@@ -407,7 +410,52 @@ def impact_command(
     when = parse_at_or_now(at)
     drained = read_drains(state, fleet_dir).sites_at(max(when, directive.effective))
     result = impact(base, directive, when, signed=signed, drained=drained)
+    rotation = _rotation_change(fleet, directive, state, fleet_dir)
     if json_out:
-        emit_json(result.to_json())
-    else:
-        _render_impact(result)
+        doc = result.to_json()
+        if rotation is not None:
+            doc["rotation"] = rotation.to_json()
+        emit_json(doc)
+        return
+    if rotation is not None:
+        # A rotation routes nothing differently: what it changes is who may order.
+        output.say(output.out(), f"[bold magenta]who may order:[/] {rotation.summary()}")
+    _render_impact(result)
+
+
+def _rotation_change(
+    fleet: Fleet, directive: Directive, state: str | None, fleet_dir: Path
+) -> TrustChange | None:
+    """What a rotation changes in who may order: from the state's pin (when a state is known)
+    to the set the profile lists (which the rotation carries exactly)."""
+    if directive.action is not Action.ROTATE:
+        return None
+    from orchestrator.planning.trust import TrustChange, authority_set
+    from orchestrator.state.url import parse_state_url
+
+    after, threshold = authority_set(fleet.jurisdictions[directive.jurisdiction])
+    pin = None
+    where = parse_state_url(state, fleet_dir)
+    if state is not None or (where.path is not None and where.path.exists()):
+        from orchestrator.state import open_store
+
+        store = open_store(state, fleet_dir, create=False)
+        try:
+            pin = store.pinned_authorities().get(directive.jurisdiction)
+        finally:
+            store.close()
+    return TrustChange(
+        directive.jurisdiction,
+        "rotate",
+        None if pin is None else pin.authorities,
+        None if pin is None else pin.threshold,
+        after,
+        threshold,
+        f"directive:{directive.id}",
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``explain`` and ``impact`` to the root app."""
+    app.command("explain")(explain_command)
+    app.command("impact")(impact_command)

@@ -108,6 +108,18 @@ def _interlocks(plan: Plan) -> list[str]:
     return out
 
 
+def _trust(plan: Plan) -> list[str]:
+    """Changes of who may order: a rotation is named as such, never hidden in a route update."""
+    if not plan.trust:
+        return []
+    out = ["### Who may order (authority sets)", ""]
+    for t in plan.trust:
+        mark = ":key:" if t.kind == "pin" else ":warning:"
+        out.append(f"- {mark} **{t.kind}** {t.jurisdiction}: `{t.summary()}`")
+    out.append("")
+    return out
+
+
 def _unobservable(plan: Plan) -> list[str]:
     if not plan.unobservable:
         return []
@@ -161,6 +173,7 @@ def plan_markdown(plan: Plan, fleet_dir: Path, reviews: tuple[tuple[str, Impact]
         f"- law evaluated at {format_utc(plan.at)}; state serial "
         f"{plan.serial}; fleet digest `{plan.fleet_digest[:16]}`; scope: {scope}",
         "",
+        *_trust(plan),
         *_changes(plan),
         *_deferred(plan),
         *_directives(reviews),

@@ -104,6 +104,9 @@ def render_plan(console: Console, plan: Plan, fleet_dir: Path) -> None:
         say(console, "  [green]No changes.[/] The sites and the routing table match the fleet.")
     for c in plan.changes:
         render_change(console, c)
+    for t in plan.trust:
+        # A change of who may order, shown as what it is (docs/security.md, trust roots).
+        say(console, f"  [bold magenta]! who may order[/] {escape(t.summary())}")
     s = plan.summary()
     by_op = s["by_op"]
     console.print()

@@ -27,7 +27,7 @@ cli = typer.Typer()  # this module's commands (cli/commands.json indexes them)
 
 state_app = typer.Typer(
     name="state",
-    help="Who holds the state lock, and breaking a stale one (audited).",
+    help="The state store: create it, who holds its lock, breaking a stale one (audited).",
     no_args_is_help=True,
 )
 
@@ -127,6 +127,67 @@ def unlock(
         emit_json({"unlocked": broken.to_json(), "reason": reason})
     else:
         output.out().print(f"Unlocked: the lock of {broken.describe()} is broken (audited).")
+
+
+@state_app.command("init")
+def init(
+    fleet: FleetOpt = DEFAULT_FLEET,
+    state: StateOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Create the state store explicitly and print its lineage (pin it in fleet.yaml).
+
+    Refused when a store is already there (its lineage is named) or when fleet.yaml already
+    pins a state_lineage: a pinned fleet never gets a new, empty store.
+
+    Examples:
+
+      sovereign state init --state s3://acme-sovereign/prod
+
+      echo "state_lineage: $(sovereign state init --json | jq -r .lineage)" >> regions/fleet.yaml
+    """
+    from orchestrator.errors import RefusedError, StateError
+    from orchestrator.state.url import pinned_state_lineage
+
+    if state is None and not fleet.is_dir():
+        raise UsageError(
+            f"the fleet directory {fleet} does not exist, so there is nowhere beside it for "
+            "the default state",
+            hint="pass --fleet DIR (the state goes to DIR/.sovereign/state.db) or --state URL",
+        )
+    pinned = pinned_state_lineage(fleet)
+    if pinned is not None:
+        raise RefusedError(
+            f"{fleet}/fleet.yaml pins state_lineage {pinned}: a new store would have another "
+            "lineage",
+            hint="restore the pinned state from a backup, or remove state_lineage from "
+            "fleet.yaml in a reviewed change first",
+        )
+    try:
+        existing = open_store(state, fleet, create=False, check_lineage=False)
+    except StateError as exc:
+        if not exc.message.startswith("no state at"):
+            raise
+    else:
+        try:
+            lineage = existing.lineage()
+        finally:
+            existing.close()
+        raise RefusedError(
+            f"a state already exists at {existing.url} (lineage {lineage})",
+            hint=f"pin it in fleet.yaml: state_lineage: {lineage}",
+        )
+    store = open_store(state, fleet, check_lineage=False)
+    try:
+        lineage, url = store.lineage(), store.url
+    finally:
+        store.close()
+    if json_out:
+        emit_json({"lineage": lineage, "url": url, "created": True})
+        return
+    output.out().print(f"Created the state at {url}", highlight=False)
+    output.out().print(f"lineage: {lineage}", highlight=False)
+    output.out().print(f"pin it in fleet.yaml:  state_lineage: {lineage}", highlight=False)
 
 
 cli.add_typer(state_app)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -27,6 +27,9 @@ from orchestrator.fleet.signing import generate_key
 from orchestrator.planning.desired import desired_pairs
 from orchestrator.planning.guarantees import capacity_problems, shortfalls
 from orchestrator.policy.epochs import in_force
+
+if TYPE_CHECKING:
+    from orchestrator.state.base import StateStore
 
 cli = typer.Typer()  # this module's commands (cli/commands.json indexes them)
 
@@ -200,8 +203,42 @@ def _check_against_state(
                     }
                 )
             raise
+        _check_pins(loaded, fleet, store, now, json_out=json_out)
     finally:
         store.close()
+
+
+def _check_pins(
+    loaded: Fleet, fleet: Path, store: StateStore, now: datetime, *, json_out: bool
+) -> None:
+    """Authority sets are a trust root: the fleet's sets must be the pinned ones, or carry a
+    valid rotation (planning.trust; refusals audited)."""
+    from orchestrator.planning.trust import check_pinned_authorities, refuse_unpinned
+    from orchestrator.reconcile.rollback import ledger_of
+
+    files = read_fleet_files(fleet)
+    pins, ledger = store.pinned_authorities(), ledger_of(store)
+    try:
+        refuse_unpinned(loaded, files, pins, ledger, now, store.audit)
+    except RefusedError:
+        if json_out:
+            _, problems = check_pinned_authorities(loaded, files, pins, ledger, now)
+            emit_json(
+                {
+                    "valid": False,
+                    "errors": [
+                        {
+                            "file": str(fleet / loaded.jurisdictions[p.jurisdiction].source),
+                            "line": None,
+                            "field": "authorities",
+                            "id": p.jurisdiction,
+                            **p.to_json(),
+                        }
+                        for p in problems
+                    ],
+                }
+            )
+        raise
 
 
 def write_private_key(path: Path, pem: bytes, *, force: bool) -> None:

@@ -290,6 +290,9 @@ class FleetSettingsDoc(_Strict):
     dns: DnsDoc | None = None
     attestors: list[AttestorDoc] = Field(default_factory=list)
     rollout: RolloutDoc | None = None
+    # the lineage of the one state this fleet is applied with (docs/gitops.md, the state as
+    # an anchor): a state of another lineage, or none, is refused by every command
+    state_lineage: NonEmpty | None = None
 
 
 class TenantPrincipalDoc(_Strict):

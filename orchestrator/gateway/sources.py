@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Hashable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -33,6 +34,7 @@ from orchestrator.gateway.changes import (
     SqliteDataVersion,
 )
 from orchestrator.state.apikeys import NO_KEYS, ApiKeys
+from orchestrator.planning.trust import check_pinned_authorities
 from orchestrator.state.base import StateReader
 
 __all__ = [
@@ -80,6 +82,10 @@ def change_signal(source: FleetSource) -> ChangeSignal | None:
 
 
 _SQLITE_PREFIX = "sqlite:///"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 class AppliedFleetSource:
@@ -136,6 +142,19 @@ class AppliedFleetSource:
             # The serial moved for another reason (a recorded change): same verified files.
             return self._last[1], applied.serial
         fleet = self._fleet_from_files(applied.files)
+        # Authority sets are a trust root: a recorded fleet whose sets are not the pinned ones
+        # (a state written behind apply's back) is never served; the reload keeps the last
+        # good table. Its own directives count as applied, so no rotation is taken from it.
+        _, problems = check_pinned_authorities(
+            fleet, applied.files, self.reader.pinned_authorities(), fleet.directives, _now()
+        )
+        if problems:
+            raise StateError(
+                "the applied fleet in "
+                f"{self.reader.url} is not served: " + "; ".join(p.message for p in problems),
+                hint="only `sovereign apply` records a fleet, after checking its authority sets "
+                "against the pins; the state was written some other way",
+            )
         self._last = (digest, fleet)
         return fleet, applied.serial
 

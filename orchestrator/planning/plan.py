@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 from orchestrator.errors import UsageError
 from orchestrator.planning.gcpause import gc_paused
+from orchestrator.planning.trust import TrustChange
 from orchestrator.providers.base import Op, Resource, ResourceChange, ResourceKind
 
 PLAN_FORMAT = 1
@@ -308,6 +309,8 @@ class Plan:
     unobservable: tuple[Unobservable, ...] = field(default=())
     # configuration changes waiting for a change window or a rollout wave (planning.deferral)
     deferred: tuple[Deferred, ...] = field(default=())
+    # changes of who may order: authority sets pinned, rotated or unpinned (planning.trust)
+    trust: tuple[TrustChange, ...] = field(default=())
 
     def __post_init__(self) -> None:
         with gc_paused():
@@ -318,7 +321,7 @@ class Plan:
 
     @property
     def empty(self) -> bool:
-        return not self.changes
+        return not self.changes and not self.trust
 
     def jurisdictions(self) -> tuple[str, ...]:
         """The jurisdictions whose sites the plan changes."""
@@ -362,6 +365,7 @@ class Plan:
             "engine": self.engine,
             "unobservable": [u.to_json() for u in self.unobservable],
             "deferred": [d.to_json() for d in self.deferred],
+            "trust": [t.to_json() for t in self.trust],
         }
 
     def sha256(self) -> str:
@@ -401,6 +405,7 @@ class Plan:
                 engine=None if data.get("engine") is None else str(data["engine"]),
                 unobservable=tuple(Unobservable.from_json(u) for u in data.get("unobservable", [])),
                 deferred=tuple(Deferred.from_json(d) for d in data.get("deferred", [])),
+                trust=tuple(TrustChange.from_json(t) for t in data.get("trust", [])),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise UsageError(

@@ -44,12 +44,20 @@ from orchestrator.fleet.model import Site
 from orchestrator.planning.departed import site_record
 from orchestrator.planning.plan import TABLE_TARGET, Change, Plan
 from orchestrator.planning.scope import describe_scope, outside_scope
+from orchestrator.planning.trust import (
+    TRUST_PINNED,
+    TRUST_ROTATED,
+    TRUST_UNPINNED,
+    TrustChange,
+    pins_after,
+)
 from orchestrator.providers.base import Op, Resource, ResourceKind
 from orchestrator.reconcile.interlock import enforce
 from orchestrator.reconcile.law import forbidden_placement, instants_for
 from orchestrator.reconcile.retry import RetryPolicy, call_with_retry
 from orchestrator.reconcile.rollback import applied_records, ledger_of
 from orchestrator.reconcile.session import Session, audit_directives
+from orchestrator.state.base import PinnedAuthorities
 from orchestrator.state.lease import Lease
 
 ENV_CONCURRENCY = "SOVEREIGN_APPLY_CONCURRENCY"
@@ -228,6 +236,8 @@ class _Runner:
         self.stop = threading.Event()
         self.fatal: BaseException | None = None
         self.serial = session.store.serial()
+        self.trust: tuple[TrustChange, ...] = ()
+        self.trust_recorded = False
 
     # -- recording (calling thread only) ---------------------------------------------------
 
@@ -246,8 +256,12 @@ class _Runner:
                     store, fleet, files = self.session.store, self.session.fleet, self.session.files
                     records = applied_records(fleet, files, ledger_of(store))
                     before = store.applied_fleet()
-                    self.serial = store.record_applied_fleet(self.lease, files, records)
+                    # Who may order changes with the fleet that says so, in the same step.
+                    pins = self.pins_after() if self.trust else None
+                    self.serial = store.record_applied_fleet(self.lease, files, records, pins)
                     audit_directives(self.session, None if before is None else dict(before.files))
+                    if self.trust:
+                        self.audit_trust()
             elif step.ok:
                 site = self.session.fleet.sites.get(c.target)
                 after = None if c.op is Op.DELETE else resource_json(rc.after, site)
@@ -287,6 +301,16 @@ class _Runner:
             self.stop.set()
         finally:
             step.done.set()
+
+    def pins_after(self) -> dict[str, PinnedAuthorities]:
+        return pins_after(self.session.store.pinned_authorities(), self.trust, datetime.now(UTC))
+
+    def audit_trust(self) -> None:
+        """One audit entry per change of who may order (fail closed: an error propagates)."""
+        kinds = {"pin": TRUST_PINNED, "rotate": TRUST_ROTATED, "unpin": TRUST_UNPINNED}
+        for t in self.trust:
+            self.session.store.audit.append(kinds[t.kind], t.to_json())
+        self.trust_recorded = True
 
     def recorded(self, address: str) -> dict[str, Any] | None:
         for row in self.session.store.recorded_resources():
@@ -384,6 +408,10 @@ class _Runner:
                 f.result()
 
 
+def _changes_table(plan: Plan) -> bool:
+    return any(c.kind is ResourceKind.ROUTE and c.target == TABLE_TARGET for c in plan.changes)
+
+
 def _concurrency_from_env() -> int:
     raw = os.environ.get(ENV_CONCURRENCY, "")
     return max(1, int(raw)) if raw.isdigit() else 8
@@ -440,6 +468,7 @@ def apply_plan(
         concurrency or _concurrency_from_env(),
         max(0.0, step_delay),
     )
+    runner.trust = plan.trust
     results: dict[str, TargetResult] = {
         t: TargetResult(t, len(cs)) for t, cs in plan.by_target().items()
     }
@@ -487,6 +516,14 @@ def apply_plan(
             hint="check the state store, run `sovereign audit verify`, then re-run "
             "`sovereign apply` (it converges from what the sites really hold)",
         ) from runner.fatal
+    if plan.trust and runner.fatal is None and not _changes_table(plan):
+        # Pins with no new fleet to publish (a state kept from before pins): recorded alone.
+        runner.serial = session.store.replace_pins(
+            lease,
+            runner.pins_after(),
+            audit_kind=TRUST_PINNED,
+            audit_payload={"changes": [t.to_json() for t in plan.trust]},
+        )
     result = ApplyResult(results, runner.serial, overridden)
     audit.append(
         "apply.finished",

@@ -27,6 +27,7 @@ from orchestrator.planning.engine import check_engine, engine_options
 from orchestrator.planning.guarantees import capacity_problems
 from orchestrator.planning.plan import TABLE_TARGET, Plan, Unobservable
 from orchestrator.planning.scope import Scope, parse_scope, resource_in_scope, sites_in_scope
+from orchestrator.planning.trust import refuse_unpinned
 from orchestrator.providers.base import Resource, ResourceKind
 from orchestrator.providers.pulumi.automation import require_cli
 from orchestrator.reconcile.interlock import check_interlocks, plan_warnings
@@ -238,7 +239,18 @@ def make_plan(
     is recorded on the plan as unobservable; it never counts as serving for the interlock."""
     # Directive rollback protection first, on the real clock: nothing is planned from a fleet
     # that lifts a directive without its jurisdiction's signed word.
-    refuse_rollback(session.fleet, ledger_of(session.store), datetime.now(UTC), session.store.audit)
+    now = datetime.now(UTC)
+    ledger = ledger_of(session.store)
+    refuse_rollback(session.fleet, ledger, now, session.store.audit)
+    # Nor from a fleet that changes who speaks for a jurisdiction without the pinned keys.
+    trust = refuse_unpinned(
+        session.fleet,
+        session.files,
+        session.store.pinned_authorities(),
+        ledger,
+        now,
+        session.store.audit,
+    )
     desired = desired_of(session)
     actual, blind = observed if observed is not None else observe_each(session, desired)
     applied = session.store.applied_fleet()
@@ -273,6 +285,7 @@ def make_plan(
         scope=session.scope,
         unobservable=unobservable,
         deferred=deferred,
+        trust=trust,
     )
     violations = check_interlocks(session.fleet, session.at, pairs, plan.changes, blind)
     plan = replace(
@@ -347,6 +360,7 @@ def audit_plan(session: Session, plan: Plan, applied_files: dict[str, bytes] | N
             "interlocks": [v.to_json() for v in plan.interlocks],
             "unobservable": [u.to_json() for u in plan.unobservable],
             "directives": proposed,
+            "trust": [t.to_json() for t in plan.trust],
         },
     )
 

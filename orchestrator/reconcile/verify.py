@@ -91,6 +91,10 @@ def _differences(saved: Plan, fresh: Plan) -> list[str]:
             out.append(f"the recomputed plan has {_describe(c)}, missing from the saved plan")
     if len(saved.changes) != len(saved_set):
         out.append("the saved plan lists a change more than once")
+    if saved.trust != fresh.trust:
+        said = "; ".join(t.summary() for t in saved.trust) or "none"
+        found = "; ".join(t.summary() for t in fresh.trust) or "none"
+        out.append(f"who may order: the saved plan has {said}, the recomputed plan {found}")
     return out
 
 

@@ -92,6 +92,84 @@ class AppliedDirective:
         return record
 
 
+@dataclass(frozen=True)
+class PinnedAuthorities:
+    """The authority set the state pins for one jurisdiction (docs/security.md, authority sets
+    are a trust root): who may sign its directives, and how many must.
+
+    ``authorities`` are ``(id, base64 raw Ed25519 public key)`` sorted by id; ``cause`` says
+    how the set came to be pinned: ``first apply``, ``directive:<rotation id>`` or
+    ``trust reset: <reason>``.
+    """
+
+    jurisdiction: str
+    authorities: tuple[tuple[str, str], ...]
+    threshold: int
+    pinned_at: datetime
+    cause: str
+
+    def same_set(self, authorities: tuple[tuple[str, str], ...], threshold: int) -> bool:
+        return self.authorities == authorities and self.threshold == threshold
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "jurisdiction": self.jurisdiction,
+            "authorities": [{"id": a, "public_key": k} for a, k in self.authorities],
+            "directive_threshold": self.threshold,
+            "pinned_at": self.pinned_at.isoformat(),
+            "cause": self.cause,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PinnedAuthorities:
+        """The pin read back; ``StateError`` when it is damaged (never a guess)."""
+        try:
+            pin = cls(
+                jurisdiction=str(data["jurisdiction"]),
+                authorities=tuple(
+                    (str(a["id"]), str(a["public_key"])) for a in data["authorities"]
+                ),
+                threshold=int(data["directive_threshold"]),
+                pinned_at=_aware(data["pinned_at"]),
+                cause=str(data["cause"]),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise StateError(
+                f"a pinned authority set is damaged: {exc}",
+                hint="the state was altered; restore it from a backup",
+            ) from exc
+        if pin.authorities != tuple(sorted(pin.authorities)) or pin.threshold < 1:
+            raise StateError(
+                f"the pinned authority set of {pin.jurisdiction} is damaged",
+                hint="the state was altered; restore it from a backup",
+            )
+        return pin
+
+
+def pins_to_text(pins: Mapping[str, PinnedAuthorities]) -> str:
+    """The pins as canonical JSON text (how every backend stores them)."""
+    import json
+
+    return json.dumps(
+        {j: pins[j].to_json() for j in sorted(pins)},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
+def pins_from_json(raw: Any, where: str) -> dict[str, PinnedAuthorities]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise StateError(f"the pinned authority sets in {where} are damaged")
+    out = {str(j): PinnedAuthorities.from_json(v) for j, v in sorted(raw.items())}
+    for j, pin in out.items():
+        if pin.jurisdiction != j:
+            raise StateError(f"the pinned authority set of {j} in {where} is damaged")
+    return out
+
+
 def _aware(value: Any) -> datetime:
     parsed = datetime.fromisoformat(str(value))
     if parsed.tzinfo is None:
@@ -114,6 +192,10 @@ class StateReader(Protocol):
 
     def api_keys(self) -> ApiKeys:
         """The API key records (hashes, never keys) and their version; cheap, polled."""
+        ...
+
+    def pinned_authorities(self) -> dict[str, PinnedAuthorities]:
+        """The pinned authority set of every jurisdiction, by id (empty before any pin)."""
         ...
 
 
@@ -152,14 +234,28 @@ class StateStore(StateReader, Protocol):
         lease: Lease,
         files: Mapping[str, bytes],
         directives: Iterable[AppliedDirective] = (),
+        pins: Mapping[str, PinnedAuthorities] | None = None,
     ) -> int:
         """Record the exact fleet files just applied, and (in the same atomic step) the
-        directives applied with them, each replacing the record of its id; returns the new
-        serial."""
+        directives applied with them, each replacing the record of its id, and ``pins`` (when
+        given) as the whole pinned authority sets; returns the new serial."""
         ...
 
     def applied_directives(self) -> dict[str, AppliedDirective]:
         """Every directive this state has applied, by id (docs/state.md rollback protection)."""
+        ...
+
+    def replace_pins(
+        self,
+        lease: Lease,
+        pins: Mapping[str, PinnedAuthorities],
+        *,
+        audit_kind: str,
+        audit_payload: Mapping[str, Any],
+    ) -> int:
+        """Record ``pins`` as the whole pinned set, audited as ``audit_kind`` in the same step
+        (``trust reset``, and an apply that pins without publishing a new fleet); returns the
+        new serial."""
         ...
 
     def replace_drains(

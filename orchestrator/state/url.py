@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.errors import UsageError
+from orchestrator.errors import StateError, UsageError
 from orchestrator.fleet.drain import NO_DRAINS, Drains
 from orchestrator.state.base import StateStore
 from orchestrator.state.lease import DEFAULT_LEASE_SECONDS
@@ -92,18 +92,88 @@ def pulumi_backend_url(url: str | None, fleet_dir: Path) -> str:
     return f"{where.scheme}://{where.bucket}/{prefix}"
 
 
+FLEET_SETTINGS = "fleet.yaml"
+
+
+def pinned_state_lineage(fleet_dir: Path) -> str | None:
+    """The ``state_lineage`` that ``fleet.yaml`` pins, or None (no file, or no pin).
+
+    Read on its own (not through the whole fleet), so that every command that opens a state,
+    even one that never loads the fleet (``audit``, ``trust show``), checks it. A fleet.yaml
+    that cannot be read is an error: the pin cannot be known, so nothing is opened.
+    """
+    from orchestrator.fleet.yamlsource import parse_yaml
+
+    path = fleet_dir / FLEET_SETTINGS
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+    doc, problems = parse_yaml(str(path), raw)
+    if doc is None or problems:
+        first = problems[0] if problems else None
+        raise UsageError(
+            f"cannot read state_lineage from {path}: {first or 'not a YAML mapping'}",
+            hint="fix fleet.yaml (`sovereign validate` names every problem)",
+        )
+    value = doc.data.get("state_lineage")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise UsageError(
+            f"{path}:{doc.line_of('state_lineage')}: state_lineage must be the lineage "
+            "`sovereign state init` printed"
+        )
+    return value.strip()
+
+
 def open_store(
     url: str | None,
     fleet_dir: Path,
     *,
     create: bool = True,
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    check_lineage: bool = True,
 ) -> StateStore:
     """Open (and by default create) the store that ``url`` names; see the module docstring.
 
     ``create=False`` is for read-only commands (``audit verify``): a missing store is then a
     ``StateError`` instead of a new, empty one that would hide a deleted log.
+
+    When the fleet's ``fleet.yaml`` pins ``state_lineage`` (docs/gitops.md), the store must
+    exist and have that lineage: nothing is created, and a store of another lineage is closed
+    and refused (``check_lineage=False`` only for ``state init``).
     """
+    pinned = pinned_state_lineage(fleet_dir) if check_lineage else None
+    if pinned is None:
+        return _open(url, fleet_dir, create=create, lease_seconds=lease_seconds)
+    try:
+        store = _open(url, fleet_dir, create=False, lease_seconds=lease_seconds)
+    except StateError as exc:
+        raise StateError(
+            f"{fleet_dir / FLEET_SETTINGS} pins state_lineage {pinned}: {exc.message}",
+            hint="a pinned fleet is applied only with its own state: restore it from a backup "
+            "(or point --state at it); never create a new one behind the pin",
+        ) from exc
+    try:
+        lineage = store.lineage()
+    except BaseException:
+        store.close()
+        raise
+    if lineage != pinned:
+        store.close()
+        raise StateError(
+            f"the state at {store.url} has lineage {lineage}, but "
+            f"{fleet_dir / FLEET_SETTINGS} pins state_lineage {pinned}",
+            hint="this is another state (a wiped and re-created one, or the wrong --state): "
+            "restore the pinned state, or change the pin in a reviewed change",
+        )
+    return store
+
+
+def _open(url: str | None, fleet_dir: Path, *, create: bool, lease_seconds: float) -> StateStore:
     where = parse_state_url(url, fleet_dir)
     if where.scheme == "sqlite":
         from orchestrator.state.sqlite import SqliteStateStore

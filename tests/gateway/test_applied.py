@@ -128,6 +128,49 @@ def test_tampered_applied_fleet_keeps_the_verified_table(
         assert client.post(app.url + CHAT, json={"model": "m-us"}, headers=h).status_code == 451
 
 
+def test_a_recorded_fleet_with_an_unpinned_authority_set_keeps_the_last_table(
+    keys: Keys, signed_fleet_factory: FleetFactory, client: httpx.Client
+) -> None:
+    """Issue 19: a fleet recorded behind apply's back with a rogue authority and a lift signed
+    by it is never served; the reload keeps the last good table (docs/security.md)."""
+    from orchestrator.fleet.signing import generate_key, sign_file_bytes
+    from orchestrator.planning.trust import authority_set
+    from orchestrator.state.base import PinnedAuthorities
+
+    root = signed_fleet_factory()
+    deploy(root, "us-1", "m-open", "m-us")
+    store = open_store(None, root)
+    fleet = load_fleet_files(read_fleet_files(root), "fleet")
+    with store.lock("apply") as lease:
+        pins = {}
+        for j, value in fleet.jurisdictions.items():
+            held, threshold = authority_set(value)
+            pins[j] = PinnedAuthorities(
+                j, held, threshold, fleet.directives["us-d1"].effective, "t"
+            )
+        store.record_applied_fleet(lease, read_fleet_files(root), (), pins)
+    with applied_gateway(keys, store, root) as (app, _):
+        version = app.gateway.serving.table.version
+        pem, public = generate_key()
+        files = read_fleet_files(root)
+        files["us.yaml"] = files["us.yaml"].replace(
+            b"directive_threshold: 1",
+            f'  - id: us-rogue\n    public_key: "{public}"\ndirective_threshold: 1'.encode(),
+        )
+        lift = (
+            b"id: us-lift\njurisdiction: US\nissuer: us-rogue\nreference: r\naction: lift\n"
+            b"effective: 2026-02-01T00:00:00Z\nsupersedes: us-d1\n"
+        )
+        files["directives/us-lift.yaml"] = lift
+        files["directives/us-lift.yaml.sig"] = f"us-rogue {sign_file_bytes(pem, lift)}\n".encode()
+        record(store, root, files)
+        wait_for(lambda: app.gateway.reload_error is not None)
+        health = client.get(app.url + "/healthz").json()
+        assert health["table"] == version and "authority set of US" in health["reload_error"]
+        h = keys.headers("US", ["DE"])
+        assert client.post(app.url + CHAT, json={"model": "m-us"}, headers=h).status_code == 451
+
+
 def test_refuses_to_start_without_an_applied_fleet(
     keys: Keys, signed_fleet_factory: FleetFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -192,8 +192,24 @@ def test_readers_report_a_damaged_store_instead_of_recreating_it(
 def test_an_empty_sqlite_file_is_not_a_state_for_readers(tmp_path: Path) -> None:
     empty = tmp_path / "empty.db"
     sqlite3.connect(empty).close()
-    with pytest.raises(StateError, match="not a Sovereign state database"):
+    with pytest.raises(StateError, match="exists but cannot be read"):
         SqliteStateStore(empty, create=False)
+
+
+def test_writers_never_create_over_an_unreadable_store(tmp_path: Path) -> None:
+    """The state as an anchor (docs/state.md): an emptied file, another SQLite database, or
+    an object-store prefix that lost its state object are refused by writers, named."""
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    with pytest.raises(StateError, match="exists but cannot be read .the file is empty"):
+        SqliteStateStore(empty)
+    assert empty.read_bytes() == b""
+    other = tmp_path / "other.db"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE notes (x TEXT)")
+    conn.close()
+    with pytest.raises(StateError, match="exists but cannot be read .missing tables"):
+        SqliteStateStore(other)
 
 
 def test_a_file_that_is_not_sqlite_is_a_state_error(tmp_path: Path) -> None:

@@ -27,7 +27,13 @@ from orchestrator.state.apikeys import (
     api_keys_from_text,
     api_keys_moved_error,
 )
-from orchestrator.state.base import AppliedDirective, AppliedFleet
+from orchestrator.state.base import (
+    AppliedDirective,
+    AppliedFleet,
+    PinnedAuthorities,
+    pins_from_json,
+    pins_to_text,
+)
 from orchestrator.state.blobs import (
     CAS_ATTEMPTS,
     Blobs,
@@ -367,9 +373,11 @@ class ObjectStateStore:
         lease: Lease,
         files: Mapping[str, bytes],
         directives: Iterable[AppliedDirective] = (),
+        pins: Mapping[str, PinnedAuthorities] | None = None,
     ) -> int:
         clean = check_fleet_files(files)
         records = {d.id: d.to_json() for d in directives}
+        pinned = None if pins is None else json.loads(pins_to_text(pins))
         digest = fleet_digest(clean)
         self._check_lease(lease)
         # Content-addressed, so writing it before the state CAS can never clobber anything.
@@ -385,6 +393,31 @@ class ObjectStateStore:
             doc["applied_fleet"] = {"serial": doc["serial"], "digest": digest, "applied_at": now}
             if records:
                 doc.setdefault("applied_directives", {}).update(records)
+            if pinned is not None:
+                doc["pinned_authorities"] = pinned
+
+        return self._commit(lease, change)
+
+    # --- pinned authority sets (docs/security.md, authority sets are a trust root) ----------
+
+    def pinned_authorities(self) -> dict[str, PinnedAuthorities]:
+        doc, _ = self._state()
+        return pins_from_json(doc.get("pinned_authorities"), f"{STATE} at {self.url}")
+
+    def replace_pins(
+        self,
+        lease: Lease,
+        pins: Mapping[str, PinnedAuthorities],
+        *,
+        audit_kind: str,
+        audit_payload: Mapping[str, Any],
+    ) -> int:
+        pinned = json.loads(pins_to_text(pins))
+        # Audit first (nothing happens without a record), then the one CAS of state.json.
+        self.audit.append(audit_kind, audit_payload)
+
+        def change(doc: dict[str, Any]) -> None:
+            doc["pinned_authorities"] = pinned
 
         return self._commit(lease, change)
 

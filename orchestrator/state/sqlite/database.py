@@ -77,6 +77,12 @@ class Database:
         # Whether a file was there before this open: a writer creates a store only where none
         # exists (docs/state.md, the state as an anchor).
         self.existed = self.path.exists()
+        if self.existed and self.path.is_file() and self.path.stat().st_size == 0:
+            # An emptied file (`: > state.db`): SQLite would take it for a new database and
+            # write one over it. Refused before it is even opened.
+            from orchestrator.state.records import unreadable_store
+
+            raise unreadable_store(self.path, "the file is empty")
         if not self.existed:
             if not create:
                 raise StateError(

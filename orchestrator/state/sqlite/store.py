@@ -26,7 +26,13 @@ from orchestrator.state.apikeys import (
     api_keys_moved_error,
 )
 from orchestrator.state.audit import STATE_CREATED, canonical_json
-from orchestrator.state.base import AppliedDirective, AppliedFleet
+from orchestrator.state.base import (
+    AppliedDirective,
+    AppliedFleet,
+    PinnedAuthorities,
+    pins_from_json,
+    pins_to_text,
+)
 from orchestrator.state.lease import (
     DEFAULT_LEASE_SECONDS,
     Lease,
@@ -401,6 +407,7 @@ class SqliteStateStore:
         lease: Lease,
         files: Mapping[str, bytes],
         directives: Iterable[AppliedDirective] = (),
+        pins: Mapping[str, PinnedAuthorities] | None = None,
     ) -> int:
         clean = check_fleet_files(files)
         digest = fleet_digest(clean)
@@ -408,6 +415,8 @@ class SqliteStateStore:
         with self._db.write() as conn:
             self._check_lease(conn, lease)
             serial = self._bump_serial(conn)
+            if pins is not None:
+                self._write_pins(conn, pins)
             conn.execute(
                 "INSERT INTO applied_fleet (serial, digest, applied_at) VALUES (?, ?, ?)",
                 (serial, digest, format_utc(datetime.now(UTC), "microseconds")),
@@ -430,3 +439,38 @@ class SqliteStateStore:
                 return {}
             rows = conn.execute("SELECT id, record FROM applied_directive ORDER BY id").fetchall()
         return {str(ident): applied_directive_from_text(record) for ident, record in rows}
+
+    # --- pinned authority sets (docs/security.md, authority sets are a trust root) ----------
+
+    @staticmethod
+    def _write_pins(conn: sqlite3.Connection, pins: Mapping[str, PinnedAuthorities]) -> None:
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('pinned_authorities', ?)",
+            (pins_to_text(pins),),
+        )
+
+    def pinned_authorities(self) -> dict[str, PinnedAuthorities]:
+        with self._db.read() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'pinned_authorities'").fetchone()
+        if row is None:
+            return {}
+        try:
+            raw = json.loads(row[0])
+        except ValueError as exc:
+            raise StateError(f"the pinned authority sets in {self.path} are damaged") from exc
+        return pins_from_json(raw, str(self.path))
+
+    def replace_pins(
+        self,
+        lease: Lease,
+        pins: Mapping[str, PinnedAuthorities],
+        *,
+        audit_kind: str,
+        audit_payload: Mapping[str, Any],
+    ) -> int:
+        with self._db.write() as conn:
+            self._check_lease(conn, lease)
+            serial = self._bump_serial(conn)
+            self._write_pins(conn, pins)
+            append_in(conn, audit_kind, audit_payload)  # same transaction: both or neither
+        return serial
