@@ -33,8 +33,8 @@ from orchestrator.gateway.changes import (
     PolledVersion,
     SqliteDataVersion,
 )
-from orchestrator.state.apikeys import NO_KEYS, ApiKeys
 from orchestrator.planning.trust import check_pinned_authorities
+from orchestrator.state.apikeys import NO_KEYS, ApiKeys
 from orchestrator.state.base import StateReader
 
 __all__ = [
