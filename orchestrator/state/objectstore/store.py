@@ -95,13 +95,17 @@ class ObjectStateStore:
                     f"no state at {self.url}",
                     hint="nothing was applied with this state yet; check --state",
                 )
-            leftovers = [n for n in self._blobs.list("") if not n.startswith("probe/")]
-            if leftovers:
+            leftovers = [
+                n for n in self._blobs.list("") if n != STATE and not n.startswith("probe/")
+            ]
+            if leftovers and self._blobs.get(STATE) is None:
                 # The store's records are there but its state object is not: never re-created
                 # behind anyone's back (docs/state.md, the state as an anchor).
                 raise unreadable_store(
                     self.url, f"{STATE} is missing but {leftovers[0]} and others are there"
                 )
+        if existing is None and self._blobs.get(STATE) is None:
+            # (Not created meanwhile by a run that started at the same time.)
             self._check_conditional_writes()
             doc = {
                 "schema": 1,
