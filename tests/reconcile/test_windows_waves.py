@@ -420,3 +420,23 @@ def test_metrics_expose_deferred_changes_open_windows_and_stopped_rollouts() -> 
     # the rollout is no longer stopped: the label goes away
     metrics.record(PassResult(Outcome.IN_SYNC, at))
     assert "rollout_stopped{" not in generate_latest(metrics.registry).decode()
+
+
+def test_the_plan_says_when_a_freeze_across_a_dst_change_ends_in_utc(
+    ws: tuple[Workspace, bytes], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Friday 18:00 to Monday 08:00 Berlin time: 06:00 UTC after the spring change (CEST),
+    07:00 UTC after the autumn one (CET)."""
+    w, _ = ws
+    assert sovereign(capsys, "apply", *local(w, BASE), "--yes")[0] == 0
+    add_new_model(w)
+    append(w, "eu.yaml", FREEZE)
+    for saturday, opens in (
+        ("2026-03-28T12:00:00Z", "2026-03-30T06:00:00+00:00"),
+        ("2026-10-24T12:00:00Z", "2026-10-26T07:00:00+00:00"),
+    ):
+        code, plan = sovereign(capsys, "plan", *local(w, saturday))
+        assert code == 0
+        assert {d["not_before"] for d in plan["deferred"]} == {opens}
+        code, status = sovereign(capsys, "status", *local(w, saturday))
+        assert status["windows"][0]["next_opening"] == opens.replace("+00:00", "Z")
