@@ -21,7 +21,7 @@ from rich.markup import escape
 from orchestrator.cli import output
 from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt, StateOpt
 from orchestrator.cli.output import emit_json, emit_json_line
-from orchestrator.errors import UsageError
+from orchestrator.errors import RefusedError, UsageError
 from orchestrator.fleet.countries import parse_country
 from orchestrator.fleet.drain import Drains
 from orchestrator.fleet.instants import AT_HINT, format_utc, parse_at_or_now
@@ -237,6 +237,14 @@ def explain_command(
     group: Annotated[
         list[str] | None, typer.Option("--group", "-g", help="A group the principal is in.")
     ] = None,
+    tenant: Annotated[
+        str | None,
+        typer.Option(
+            "--tenant",
+            metavar="T",
+            help="Judge as tenant T's attested principal (tenants/T.yaml), as its API keys are.",
+        ),
+    ] = None,
     at: Annotated[
         str | None, typer.Option("--at", help="Instant to decide at (ISO 8601; default now).")
     ] = None,
@@ -268,6 +276,12 @@ def explain_command(
 
       sovereign explain --batch queries.jsonl > decisions.jsonl
 
+      sovereign explain --model fable-5 --tenant acme-gmbh
+
+    With --tenant T the principal is the one tenant T's attestation signs for (what the
+    gateway judges its API keys as; docs/identity.md); the answer names the tenant, and says
+    when the attestation is expired at --at (its keys are then refused, 401).
+
     A batch line looks like {"model": "fable-5", "residency": "DE", "nationalities": ["DE"],
     "groups": [], "at": "2026-06-13T00:00:00Z"}; only model and residency are required. Every
     input line gets exactly one output line, in order: an invalid line gets
@@ -277,7 +291,7 @@ def explain_command(
     now = datetime.now(UTC)
     drains = read_drains(state, fleet_dir)
     if batch is not None:
-        if model or residency or nationality or group or at:
+        if model or residency or nationality or group or at or tenant:
             raise UsageError(
                 "--batch takes every query from its lines",
                 hint="drop --model/--residency/--nationality/--group/--at, or drop --batch",
@@ -289,19 +303,63 @@ def explain_command(
             if stream is not sys.stdin.buffer:
                 stream.close()
         return
-    if model is None or residency is None:
+    if tenant is not None:
+        if residency or nationality or group:
+            raise UsageError(
+                "--tenant judges as the tenant's attested principal",
+                hint="drop --residency/--nationality/--group, or drop --tenant",
+            )
+        if model is None:
+            raise UsageError(
+                "explain --tenant needs --model",
+                hint="e.g. sovereign explain --model fable-5 --tenant acme-gmbh",
+            )
+    elif model is None or residency is None:
         raise UsageError(
-            "explain needs --model and --residency (or --batch FILE)",
+            "explain needs --model and --residency (or --tenant T, or --batch FILE)",
             hint="e.g. sovereign explain --model fable-5 --residency DE --nationality DE",
         )
     check_model(fleet, model)
-    principal = principal_of(fleet, residency, nationality or [], group or [])
     when = parse_at_or_now(at, now)
+    attested: dict[str, object] | None = None
+    if tenant is not None:
+        found = fleet.tenants.get(tenant)
+        if found is None:
+            problems = [p for p in fleet.tenant_problems if f"/{tenant}." in p.file]
+            raise RefusedError(
+                f"tenant {tenant!r} has no valid attestation in {fleet_dir}"
+                + (f": {problems[0].render()}" if problems else ""),
+                hint="its API keys are refused (401); `sovereign validate` shows why",
+            )
+        principal = Principal(found.residency, found.nationalities, found.groups)
+        expired = found.expired(when)
+        attested = {
+            "id": found.id,
+            "attested_by": found.attested_by,
+            "reference": found.reference,
+            "expires": format_utc(found.expires),
+            "expired": expired,
+        }
+    else:
+        assert residency is not None
+        principal = principal_of(fleet, residency, nationality or [], group or [])
     result = explain(fleet, model, principal, when, drains.sites_at(when))
     if json_out:
-        emit_json(result.to_json())
-    else:
-        _render_explanation(fleet, result)
+        emit_json({**result.to_json(), **({"tenant": attested} if attested else {})})
+        return
+    if attested is not None:
+        state = (
+            "EXPIRED: its API keys are refused (401)"
+            if attested["expired"]
+            else f"valid until {attested['expires']}"
+        )
+        output.say(
+            output.out(),
+            f"tenant [bold]{escape(str(attested['id']))}[/], attested by "
+            f"{escape(str(attested['attested_by']))} ({escape(str(attested['reference']))}), "
+            f"{state}",
+        )
+    _render_explanation(fleet, result)
 
 
 # ------------------------------------------------------------------------------- impact

@@ -18,6 +18,7 @@ from orchestrator.cli.confirm import confirm
 from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt, StateOpt, YesOpt
 from orchestrator.cli.output import emit_json
 from orchestrator.errors import RefusedError, StateError, UsageError
+from orchestrator.fleet.instants import format_utc
 
 cli = typer.Typer()  # this module's commands (cli/commands.json indexes them)
 
@@ -31,7 +32,7 @@ _ATTEMPTS = 3  # another create or revoke landing meanwhile: read again and retr
 
 
 def _iso(t: datetime | None) -> str | None:
-    return None if t is None else t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return None if t is None else format_utc(t)
 
 
 def _parse_expires(value: str | None, now: datetime) -> datetime | None:

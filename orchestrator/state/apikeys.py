@@ -19,10 +19,11 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from orchestrator.errors import StateError
+from orchestrator.fleet.instants import format_utc
 
 __all__ = [
     "KEY_PREFIX",
@@ -50,7 +51,7 @@ def new_key() -> tuple[str, str]:
 
 
 def _iso(t: datetime) -> str:
-    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return format_utc(t)
 
 
 def _instant(value: object, what: str) -> datetime:

@@ -107,3 +107,27 @@ def test_an_expired_tenant_verifies_but_validate_warns(
     assert load_fleet(root).tenants["acme"].expired(datetime.now(UTC))
     code, _, err = run(["validate", "--fleet", str(root)], capsys)
     assert code == 0 and "attestation expired" in err
+
+
+def test_explain_answers_for_a_tenants_attested_principal(
+    signed_fleet_factory: FleetFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = signed_fleet_factory(
+        {T: tenant_yaml(residency="US", nationalities=("DE",), expires="2030-01-01T00:00:00Z")}
+    )
+    argv = ["explain", "--fleet", str(root), "--model", "m-us", "--tenant", "acme", "--json"]
+    code, out, _ = run([*argv, "--at", "2027-01-01T00:00:00Z"], capsys)
+    doc = json.loads(out)
+    assert code == 0 and doc["principal"] == {
+        "residency": "US",
+        "nationalities": ["DE"],
+        "groups": [],
+    }
+    assert doc["route"] == [] and doc["tenant"]["id"] == "acme"  # the US directive refuses
+    assert doc["tenant"]["expired"] is False and doc["tenant"]["attested_by"] == "notary"
+    code, out, _ = run([*argv, "--at", "2031-01-01T00:00:00Z"], capsys)
+    assert code == 0 and json.loads(out)["tenant"]["expired"] is True
+    code, out, _ = run([*argv[:-3], "--tenant", "nobody", "--json"], capsys)
+    assert code == 1 and "no valid attestation" in json.loads(out)["error"]["message"]
+    code, out, _ = run([*argv, "--residency", "DE"], capsys)
+    assert code == 1 and "--tenant" in json.loads(out)["error"]["message"]
