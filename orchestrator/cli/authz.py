@@ -25,7 +25,17 @@ def authz(
             "--token-key",
             metavar="FILE",
             help="Public key that signs principal tokens (PEM or JWKS JSON), as for "
-            "`sovereign gateway`. Repeatable; required.",
+            "`sovereign gateway`. Repeatable. API keys of attested tenants are accepted "
+            "beside tokens.",
+        ),
+    ] = None,
+    issuers: Annotated[
+        Path | None,
+        typer.Option(
+            "--issuers",
+            metavar="FILE",
+            help="YAML list of OIDC issuers whose tokens are accepted, as for `sovereign "
+            "gateway` (docs/identity.md).",
         ),
     ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -101,12 +111,6 @@ def authz(
           -H 'X-Sovereign-Model: fable-5'
 
     """
-    if not token_key:
-        raise UsageError(
-            "authz needs at least one --token-key",
-            hint="pass --token-key FILE: the identity provider's public key "
-            "(PEM) or a JWKS JSON file",
-        )
     for name, value in (("--port", port), ("--grpc-port", grpc_port)):
         if value is not None and not 0 <= value <= 65535:
             raise UsageError(f"{name} {value} is not a port number", hint="use 1-65535 (0: any)")
@@ -133,7 +137,8 @@ def authz(
     spec = AuthzSpec(
         fleet=fleet,
         state=state,
-        token_keys=tuple(token_key),
+        token_keys=tuple(token_key or ()),
+        issuers=issuers,
         token_audience=token_audience,
         token_issuer=token_issuer,
         serve_working_fleet=serve_working_fleet,

@@ -1,5 +1,6 @@
-"""The runbook works on the first try: README.md, docs/gateway.md, docs/runbooks.md and
-docs/gitops.md are run as written, without a terminal, on a scratch copy of the repository.
+"""The runbook works on the first try: README.md, docs/gateway.md, docs/runbooks.md,
+docs/gitops.md and docs/identity.md are run as written, without a terminal, on a scratch copy
+of the repository.
 
 The convention every page in ``PAGES`` follows (each page repeats it in a comment at its top):
 
@@ -37,7 +38,13 @@ import pytest
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-PAGES = ["README.md", "docs/gateway.md", "docs/runbooks.md", "docs/gitops.md"]
+PAGES = [
+    "README.md",
+    "docs/gateway.md",
+    "docs/runbooks.md",
+    "docs/gitops.md",
+    "docs/identity.md",
+]
 CONVENTION = "docs-test:"  # the marker comment every page carries at its top
 FENCE = re.compile(r"^```(\S*)\s*$")
 SKIP = re.compile(r"<!--\s*docs-test:\s*skip\b")
