@@ -6,8 +6,9 @@ import-linter contract in ``pyproject.toml`` names these modules). Each adaptor 
 
 - client creation, imported lazily so ``validate``, ``explain`` and the gateway never pay for
   boto3 or the Google client (and shared where the SDK asks for it);
-- the client's retry configuration (the reconciler retries transient failures once more, with
-  its own backoff);
+- the client's retry configuration: SDK retries where the SDK is the one layer (the state
+  stores), none where the reconciler retries the change (the providers), so that no call is
+  retried by two layers (docs/providers.md, "Retries");
 - error translation into the one exception tree of ``orchestrator.errors``: transient
   (throttling, 5xx, connection failures) or permanent (denied, rejected), each naming the
   permission a call needed, so that no botocore or google.api_core exception escapes.

@@ -5,8 +5,11 @@ handles them. boto3 is imported on the first client, so importing this module co
 
 Clients are created from one process-wide boto3 ``Session`` under one lock: creating clients
 from a session concurrently is not thread-safe (the reconciler applies sites in parallel), and
-sharing it means the large service models are parsed once per process. Each client retries in
-botocore's "standard" mode.
+sharing it means the large service models are parsed once per process. A client retries in
+botocore's "standard" mode with ``max_attempts`` attempts per call in all (the first included):
+``DEFAULT_MAX_ATTEMPTS`` for callers that do not retry themselves (the S3 state store), 1 for the
+providers, whose changes the reconciler retries (``reconcile/retry.py``): one layer of retries
+per call, whichever it is (docs/providers.md, "Retries").
 
 Errors: :func:`classify` sorts a botocore/boto3 exception into a :class:`Failure` once;
 :func:`map_aws_error` turns it into a ``TransientProviderError`` or ``PermanentProviderError``
@@ -24,7 +27,7 @@ from typing import Any
 
 from orchestrator.errors import PermanentProviderError, ProviderError, TransientProviderError
 
-DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_MAX_ATTEMPTS = 5  # attempts per call, the first included, where botocore is the layer
 DEFAULT_CONNECT_TIMEOUT = 10.0
 
 TRANSIENT_CODES = frozenset(
@@ -121,7 +124,8 @@ def client(
             _SESSION = boto3.session.Session()
         config = Config(
             region_name=region,
-            retries={"mode": "standard", "max_attempts": max_attempts},
+            # total_max_attempts counts the first attempt; botocore's "max_attempts" would not
+            retries={"mode": "standard", "total_max_attempts": max(1, max_attempts)},
             connect_timeout=connect_timeout,
         )
         try:

@@ -1,8 +1,13 @@
 """Retrying transient provider failures: exponential backoff with full jitter.
 
-Full jitter (sleep a uniform random time up to ``base * 2**attempt``, capped) spreads retries of
-many sites hitting the same throttled API, as the AWS architecture blog recommends. Attempts and
-delays are configurable through the environment so tests can make failures fast.
+This is the one layer of retries for provider calls: the cloud SDKs' own retries are off for
+provider clients (``adaptors``), so a change that keeps failing costs ``max_attempts`` calls,
+not ``max_attempts`` times the SDK's (``tests/reconcile/test_retry_layers.py`` counts them
+against moto). The numbers, in docs/providers.md ("Retries"): 5 attempts per change, sleeping
+a uniform random time up to ``0.5 s * 2**attempt`` capped at 20 s between them (full jitter:
+it spreads the retries of many sites hitting the same throttled API, as the AWS architecture
+blog recommends). ``SOVEREIGN_RETRY_MAX_ATTEMPTS`` / ``_BASE_DELAY`` / ``_MAX_DELAY`` change
+them (tests make failures fast with them).
 """
 
 from __future__ import annotations
@@ -21,6 +26,10 @@ T = TypeVar("T")
 ENV_ATTEMPTS = "SOVEREIGN_RETRY_MAX_ATTEMPTS"
 ENV_BASE_DELAY = "SOVEREIGN_RETRY_BASE_DELAY"
 ENV_MAX_DELAY = "SOVEREIGN_RETRY_MAX_DELAY"
+
+MAX_ATTEMPTS = 5  # calls per change in all, the first included
+BASE_DELAY_S = 0.5
+MAX_DELAY_S = 20.0
 
 
 def _env_number(name: str, default: float) -> float:
@@ -43,16 +52,16 @@ _JITTER = random.Random()
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    max_attempts: int = 5
-    base_delay: float = 0.5
-    max_delay: float = 20.0
+    max_attempts: int = MAX_ATTEMPTS
+    base_delay: float = BASE_DELAY_S
+    max_delay: float = MAX_DELAY_S
 
     @classmethod
     def from_env(cls) -> RetryPolicy:
         return cls(
-            max_attempts=max(1, int(_env_number(ENV_ATTEMPTS, 5))),
-            base_delay=_env_number(ENV_BASE_DELAY, 0.5),
-            max_delay=_env_number(ENV_MAX_DELAY, 20.0),
+            max_attempts=max(1, int(_env_number(ENV_ATTEMPTS, MAX_ATTEMPTS))),
+            base_delay=_env_number(ENV_BASE_DELAY, BASE_DELAY_S),
+            max_delay=_env_number(ENV_MAX_DELAY, MAX_DELAY_S),
         )
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:

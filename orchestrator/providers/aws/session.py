@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from orchestrator.adaptors import aws
-from orchestrator.adaptors.aws import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_ATTEMPTS
+from orchestrator.adaptors.aws import DEFAULT_CONNECT_TIMEOUT
 from orchestrator.providers.base import ENV_PREFIX, ProviderOptions, option_env_name
 
 __all__ = ["ENV_PREFIX", "AwsClients", "ProviderOptions", "option_env_name"]
@@ -25,6 +25,9 @@ __all__ = ["ENV_PREFIX", "AwsClients", "ProviderOptions", "option_env_name"]
 ENDPOINT_OPTION = "aws_endpoint_url"
 MAX_ATTEMPTS_OPTION = "aws_max_attempts"
 CONNECT_TIMEOUT_OPTION = "aws_connect_timeout"
+# botocore attempts per call: 1, because the reconciler retries each change (RetryPolicy); a
+# higher aws_max_attempts multiplies the two (docs/providers.md, "Retries").
+PROVIDER_MAX_ATTEMPTS = 1
 
 
 class AwsClients:
@@ -56,7 +59,7 @@ class AwsClients:
                     service,
                     region,
                     endpoint_url=self.endpoint_for(region),
-                    max_attempts=int(self._options.get(MAX_ATTEMPTS_OPTION, DEFAULT_MAX_ATTEMPTS)),
+                    max_attempts=int(self._options.get(MAX_ATTEMPTS_OPTION, PROVIDER_MAX_ATTEMPTS)),
                     connect_timeout=float(
                         self._options.get(CONNECT_TIMEOUT_OPTION, DEFAULT_CONNECT_TIMEOUT)
                     ),

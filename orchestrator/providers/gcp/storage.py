@@ -45,7 +45,10 @@ SYNTHETIC_OBJECT = "weights.synthetic"
 ENDPOINT_OPTION = "gcs_endpoint_url"
 PROJECT_OPTION = "gcp_project"
 RETRY_OPTION = "gcs_retry_timeout"
-DEFAULT_RETRY_TIMEOUT = 60.0
+# Seconds of the storage library's own retries per call: 0 (none), because the reconciler
+# retries each change (RetryPolicy); setting it stacks a second layer (docs/providers.md,
+# "Retries"). The GCS state store keeps the library's default retries: nobody retries above it.
+DEFAULT_RETRY_TIMEOUT = 0.0
 
 
 def gcs_bucket_name(site_id: str, suffix: str = "") -> str:
@@ -82,7 +85,9 @@ class GcsClients:
         )
 
     def retry(self) -> Any:
-        return gcp.retry(float(self._options.get(RETRY_OPTION, DEFAULT_RETRY_TIMEOUT)))
+        """The library's retry for a provider call: None (no retries) unless the option asks."""
+        timeout = float(self._options.get(RETRY_OPTION, DEFAULT_RETRY_TIMEOUT))
+        return gcp.retry(timeout) if timeout > 0 else None
 
     def client(self, region: str) -> Any:
         endpoint = self.endpoint_for(region)
