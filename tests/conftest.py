@@ -1,5 +1,6 @@
 """Fixtures shared across test folders: the example fleet and small signed fleets in tmp_path;
-the `campaign` marker on every test of tests/fuzz and tests/chaos."""
+the `campaign` marker on every test of tests/fuzz and tests/chaos, `slow` on every test
+that uses moto's server or fake-gcs-server."""
 
 from __future__ import annotations
 
@@ -16,11 +17,29 @@ TESTS = REPO / "tests"
 CAMPAIGN_FOLDERS = ("fuzz", "chaos")
 
 
+# The session fixtures that start moto's server or fake-gcs-server: a test that uses one is
+# `slow` (real servers, docs of the marker in pyproject.toml), wherever it lives.
+CLOUD_SERVER_FIXTURES = frozenset(
+    {
+        "moto_url",
+        "gcs_url",
+        "gcs_eu_url",
+        "adaptor_moto_url",
+        "adaptor_gcs_url",
+        "state_moto_url",
+        "state_gcs_url",
+        "cloud_urls",
+    }
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         parts = item.path.relative_to(TESTS).parts if TESTS in item.path.parents else ()
         if parts and parts[0] in CAMPAIGN_FOLDERS:
             item.add_marker(pytest.mark.campaign)
+        if CLOUD_SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture

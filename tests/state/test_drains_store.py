@@ -21,7 +21,11 @@ from orchestrator.state import StateStore, open_store, read_drains
 AT = datetime(2026, 6, 13, 3, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", "s3", "gs"])
+ON_SERVERS = [pytest.param(k, marks=pytest.mark.slow) for k in ("s3", "gs")]
+
+
+# s3 and gs run on moto / fake-gcs-server: slow (make test-fast leaves them out)
+@pytest.fixture(params=["sqlite", *ON_SERVERS])
 def state_url(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> Iterator[str]:

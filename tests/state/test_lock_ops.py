@@ -59,12 +59,16 @@ def state_url(
     return f"gs://{bucket}/prod"
 
 
-@pytest.fixture(params=["sqlite", "s3", "gs"])
+ON_SERVERS = [pytest.param(k, marks=pytest.mark.slow) for k in ("s3", "gs")]
+
+
+# s3 and gs run on moto / fake-gcs-server: slow (make test-fast leaves them out)
+@pytest.fixture(params=["sqlite", *ON_SERVERS])
 def url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
     return state_url(request.param, request, monkeypatch, tmp_path)
 
 
-@pytest.fixture(params=["s3", "gs"])
+@pytest.fixture(params=ON_SERVERS)
 def object_url(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> str:

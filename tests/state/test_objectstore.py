@@ -28,7 +28,8 @@ from orchestrator.state.objectstore import (
 )
 from tests.state.conftest import Worker
 
-BACKENDS = ["s3", "gs"]
+# Both run on local servers (moto, fake-gcs-server): slow, left out of make test-fast.
+BACKENDS = [pytest.param("s3", marks=pytest.mark.slow), pytest.param("gs", marks=pytest.mark.slow)]
 
 
 def make_blobs(url: str) -> Blobs:
