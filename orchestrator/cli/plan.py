@@ -453,6 +453,12 @@ def apply_command(
     Deferred changes (a closed change window, a rollout wave not yet
     healthy) are not carried out unless --override-window REASON.
     """
+    if override_window is not None and not override_window.strip():
+        raise UsageError(
+            "--override-window needs a reason",
+            hint='say why the window is broken, e.g. --override-window "INC-4711: hotfix"; '
+            "it is recorded in the audit log",
+        )
     saved = None
     if planfile is not None:
         if at is not None:

@@ -440,3 +440,19 @@ def test_the_plan_says_when_a_freeze_across_a_dst_change_ends_in_utc(
         assert {d["not_before"] for d in plan["deferred"]} == {opens}
         code, status = sovereign(capsys, "status", *local(w, saturday))
         assert status["windows"][0]["next_opening"] == opens.replace("+00:00", "Z")
+
+
+def test_the_controller_wakes_when_the_first_deferred_change_may_go(tmp_path: Path) -> None:
+    now = datetime(2026, 6, 15, 5, 59, 30, tzinfo=UTC)
+    settings = ControllerSettings(fleet_dir=tmp_path, interval=60.0)
+    controller = Controller(settings, log=lambda *a, **k: None, clock=lambda: now)
+    soon = PassResult(Outcome.IN_SYNC, now, next_deferred=datetime(2026, 6, 15, 6, tzinfo=UTC))
+    assert controller.wait_after(soon) == pytest.approx(30.05)
+    later = PassResult(Outcome.IN_SYNC, now, next_deferred=datetime(2026, 6, 16, tzinfo=UTC))
+    assert controller.wait_after(later) == 60.0
+
+
+def test_a_blank_override_reason_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, answer = sovereign(capsys, "apply", "--yes", "--override-window", " ")
+    assert code == 1
+    assert "--override-window needs a reason" in answer["error"]["message"]
