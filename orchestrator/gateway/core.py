@@ -172,6 +172,8 @@ class Enforcer:
             self._tasks.append(asyncio.create_task(self.keeper.watch(), name=f"{self.name}-reload"))
         if s.probe_interval_s > 0:
             self._tasks.append(asyncio.create_task(self._probe_loop(), name=f"{self.name}-probe"))
+        if self.authenticator.issuers is not None:
+            self._tasks.append(asyncio.create_task(self._jwks_loop(), name=f"{self.name}-jwks"))
         serving = self.serving
         self.access_log.event(
             f"{self.name}.started",
@@ -195,6 +197,14 @@ class Enforcer:
         await self._upstreams.close()
         stubs = self.sites.stop_stubs()
         await asyncio.gather(*(asyncio.to_thread(stub.stop) for stub in stubs))
+
+    async def _jwks_loop(self) -> None:
+        """Keep the issuers' key sets fresh off the event loop (docs/identity.md)."""
+        issuers = self.authenticator.issuers
+        assert issuers is not None
+        while True:
+            await asyncio.to_thread(issuers.refresh_due)
+            await asyncio.sleep(1.0)
 
     async def _probe_loop(self) -> None:
         while True:

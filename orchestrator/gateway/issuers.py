@@ -21,9 +21,11 @@ Keys come from the JWKS through PyJWT's ``PyJWKClient`` (``_Jwks`` adds what it 
 - only ``https://`` is fetched, or ``http://127.0.0.1`` (tests); any other ``http://`` is
   refused when the file is loaded. Redirects are not followed.
 
-A fetch happens on the request that needs it (the first token of an issuer, an expired cache,
-an unknown ``kid``), within ``timeout_seconds``; verified tokens are cached by their exact
-bytes like the development tokens' (``tokens``), so fetches are rare.
+The gateway fetches each key set off the event loop when it starts and again in the last fifth
+of its lifetime (``Issuers.refresh_due``, every second, on a thread), so a request waits for a
+fetch (within ``timeout_seconds``) only for a ``kid`` the cached set does not know, at most once
+per ``refresh_seconds``. Verified tokens are cached by their exact bytes like the development
+tokens' (``tokens``).
 """
 
 from __future__ import annotations
@@ -276,6 +278,26 @@ class _Jwks(jwt.PyJWKClient):
         self.generation += 1
         return data
 
+    def expires_in(self) -> float:
+        """Seconds until the cached key set expires (0: none cached, or expired)."""
+        cache = self.jwk_set_cache
+        held = cache.jwk_set_with_timestamp if cache is not None else None
+        if cache is None or held is None:
+            return 0.0
+        return max(0.0, held.get_timestamp() + cache.lifespan - time.monotonic())
+
+    def refresh_if_due(self) -> None:
+        """Fetch the key set when it is missing or in the last fifth of its lifetime (a failed
+        fetch is reported by ``fetch_data`` and paused like any other)."""
+        cache = self.jwk_set_cache
+        lifespan = cache.lifespan if cache is not None else self.config.cache_seconds
+        if self.expires_in() > lifespan / 5:
+            return
+        try:
+            self.get_jwk_set(refresh=True)
+        except jwt.PyJWTError:
+            pass  # reported (metric, log line) by fetch_data; requests fail closed meanwhile
+
     def still_valid(self, kid: str, generation: int) -> bool:
         """Whether a key verified at ``generation`` may still be trusted without a lookup: the
         cached set is the same and has not expired (else the caller looks the key up again)."""
@@ -423,6 +445,12 @@ class Issuers:
 
     def set_failure_hook(self, hook: Callable[[str, str], None]) -> None:
         self._on_failure = hook
+
+    def refresh_due(self) -> None:
+        """Refresh every issuer's key set that is missing or about to expire. The gateway calls
+        this off the event loop every second, so requests rarely wait for a fetch."""
+        for issuer in self._by_issuer.values():
+            issuer.jwks.refresh_if_due()
 
     def _failed(self, issuer: str, why: str) -> None:
         self._on_failure(issuer, why)
