@@ -158,14 +158,14 @@ def _deferred(plan: Plan) -> list[str]:
 
 def plan_markdown(plan: Plan, fleet_dir: Path, reviews: tuple[tuple[str, Impact], ...]) -> str:
     """The whole comment."""
-    s = plan.summary()["by_op"]
+    s = plan.summary().by_op
     verdict = "refused by the interlock" if plan.interlocks else "ready to apply"
     if plan.unobservable:
         verdict = f"incomplete: {len(plan.unobservable)} target(s) could not be observed"
     scope = "the whole fleet" if plan.scope is None else ", ".join(plan.scope)
     lines = [
-        f"## Sovereign plan for `{fleet_dir}`: {s['create']} to create, {s['update']} to update, "
-        f"{s['delete']} to delete"
+        f"## Sovereign plan for `{fleet_dir}`: {s.create} to create, {s.update} to update, "
+        f"{s.delete} to delete"
         + (f", {len(plan.deferred)} deferred" if plan.deferred else "")
         + f" ({verdict})",
         "",

@@ -108,15 +108,14 @@ def render_plan(console: Console, plan: Plan, fleet_dir: Path) -> None:
         # A change of who may order, shown as what it is (docs/security.md, trust roots).
         say(console, f"  [bold magenta]! who may order[/] {escape(t.summary())}")
     s = plan.summary()
-    by_op = s["by_op"]
     console.print()
     say(
         console,
-        f"[bold]Plan:[/] {by_op['create']} to create, {by_op['update']} to update, "
-        f"{by_op['delete']} to delete.",
+        f"[bold]Plan:[/] {s.by_op.create} to create, {s.by_op.update} to update, "
+        f"{s.by_op.delete} to delete.",
     )
-    for j, counts in s["by_jurisdiction"].items():
-        say(console, f"  {j}: +{counts['create']} ~{counts['update']} -{counts['delete']}")
+    for j, counts in s.by_jurisdiction.items():
+        say(console, f"  {j}: +{counts.create} ~{counts.update} -{counts.delete}")
     for w in plan.warnings:
         say(console, f"[yellow]warning:[/] {escape(w.message)}")
     for v in plan.interlocks:

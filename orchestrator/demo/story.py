@@ -71,9 +71,9 @@ class Step:
 
 
 def _plan_summary(console: Console, plan: Plan) -> None:
-    s = plan.summary()["by_op"]
+    s = plan.summary().by_op
     console.print(
-        f"Plan: [green]+{s['create']}[/] [yellow]~{s['update']}[/] [red]-{s['delete']}[/]"
+        f"Plan: [green]+{s.create}[/] [yellow]~{s.update}[/] [red]-{s.delete}[/]"
         f" (state serial {plan.serial})"
     )
     causes: dict[str, int] = {}

@@ -290,6 +290,38 @@ def _instant(value: Any) -> datetime:
     return parsed
 
 
+class OpCounts(NamedTuple):
+    """How many changes of each operation."""
+
+    create: int = 0
+    update: int = 0
+    delete: int = 0
+
+    @classmethod
+    def of(cls, ops: Counter[Op]) -> OpCounts:
+        return cls(ops[Op.CREATE], ops[Op.UPDATE], ops[Op.DELETE])
+
+    def to_json(self) -> dict[str, int]:
+        return self._asdict()
+
+
+class PlanSummary(NamedTuple):
+    """A plan's counts: what ``plan`` prints under the changes and ``summary`` in its JSON."""
+
+    total: int
+    deferred: int
+    by_op: OpCounts
+    by_jurisdiction: dict[str, OpCounts]  # "*": changes of no jurisdiction (the routing table)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "deferred": self.deferred,
+            "by_op": self.by_op.to_json(),
+            "by_jurisdiction": {j: c.to_json() for j, c in self.by_jurisdiction.items()},
+        }
+
+
 @dataclass(frozen=True)
 class Plan:
     lineage: str
@@ -333,20 +365,16 @@ class Plan:
             groups.setdefault(c.target, []).append(c)
         return {t: tuple(cs) for t, cs in groups.items()}
 
-    def summary(self) -> dict[str, Any]:
-        by_op = Counter(c.op.value for c in self.changes)
-        by_j: dict[str, Counter[str]] = {}
+    def summary(self) -> PlanSummary:
+        by_j: dict[str, Counter[Op]] = {}
         for c in self.changes:
-            by_j.setdefault(c.jurisdiction or "*", Counter())[c.op.value] += 1
-        ops = [o.value for o in Op]
-        return {
-            "total": len(self.changes),
-            "deferred": len(self.deferred),
-            "by_op": {o: by_op.get(o, 0) for o in ops},
-            "by_jurisdiction": {
-                j: {o: counts.get(o, 0) for o in ops} for j, counts in sorted(by_j.items())
-            },
-        }
+            by_j.setdefault(c.jurisdiction or "*", Counter())[c.op] += 1
+        return PlanSummary(
+            total=len(self.changes),
+            deferred=len(self.deferred),
+            by_op=OpCounts.of(Counter(c.op for c in self.changes)),
+            by_jurisdiction={j: OpCounts.of(counts) for j, counts in sorted(by_j.items())},
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -357,7 +385,7 @@ class Plan:
             "created_at": self.created_at.isoformat(),
             "at": self.at.isoformat(),
             "changes": [c.to_json() for c in self.changes],
-            "summary": self.summary(),
+            "summary": self.summary().to_json(),
             "interlocks": [v.to_json() for v in self.interlocks],
             "sites": self.sites,
             "warnings": [w.to_json() for w in self.warnings],

@@ -455,7 +455,7 @@ def apply_plan(
             "serial": plan.serial,
             "fleet_digest": plan.fleet_digest,
             "plan_sha256": plan.sha256(),
-            "summary": plan.summary(),
+            "summary": plan.summary().to_json(),
             "held_back": held_back,
             "sites": "local" if session.sites_local else None,  # reused: recorded_sites
         },

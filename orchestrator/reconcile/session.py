@@ -356,7 +356,7 @@ def audit_plan(session: Session, plan: Plan, applied_files: dict[str, bytes] | N
             "scope": None if plan.scope is None else list(plan.scope),
             "fleet_digest": plan.fleet_digest,
             "at": plan.at.isoformat(),
-            "summary": plan.summary(),
+            "summary": plan.summary().to_json(),
             "interlocks": [v.to_json() for v in plan.interlocks],
             "unobservable": [u.to_json() for u in plan.unobservable],
             "directives": proposed,

@@ -163,8 +163,8 @@ def test_summary_counts_every_change(
 ) -> None:
     plan = plan_of(diff(desired, actual, CauseContext(jurisdiction_of={"site-a": "US"})))
     s = plan.summary()
-    assert s["total"] == len(plan.changes) == sum(s["by_op"].values())
-    assert sum(sum(v.values()) for v in s["by_jurisdiction"].values()) == len(plan.changes)
+    assert s.total == len(plan.changes) == sum(s.by_op)
+    assert sum(sum(v) for v in s.by_jurisdiction.values()) == len(plan.changes)
 
 
 def test_causes() -> None:

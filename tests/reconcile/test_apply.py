@@ -48,7 +48,7 @@ def test_apply_converges_and_records(local_fleet: LocalFleet) -> None:
     root = local_fleet()
     plan, result = run(root)
     assert result.ok
-    assert plan.summary()["by_op"] == {"create": 13, "update": 0, "delete": 0}
+    assert plan.summary().by_op == (13, 0, 0)
     assert fresh_plan(root).empty
     session = open_session(root, None, at=AT)
     try:
