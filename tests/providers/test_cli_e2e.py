@@ -24,16 +24,19 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _write_fleet(root: Path, source: str, zone_id: str, domain: str) -> None:
-    _, public_key = generate_key()
-    common = f"""
+    def authorities() -> str:
+        # each jurisdiction its own key: one key under two authorities is a validate error
+        _, public_key = generate_key()
+        return f"""
 authorities:
   - id: authority
     public_key: "{public_key}"
 """
+
     (root / "us.yaml").write_text(f"""jurisdiction: US
 name: United States
 countries: [US]
-{common}
+{authorities()}
 residency:
   process_in: [US]
 export:
@@ -56,7 +59,7 @@ failover: [aws-us-east-1, gcp-us-central1]
     (root / "eu.yaml").write_text(f"""jurisdiction: EU
 name: European Union
 countries: [DE, FR]
-{common}
+{authorities()}
 residency:
   process_in: [EU]
 models: [fable-5, olmo-3]

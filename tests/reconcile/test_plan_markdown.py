@@ -59,7 +59,8 @@ def test_the_comment_names_the_plan_its_changes_and_directive_impacts(
     s = json.loads(out)["summary"]
     assert (
         "**us-doc-2026-06-12** (new; suspend by US" in text
-        and f"{s['refused']} cells refused, {s['rerouted']} rerouted, {s['restored']} restored"
+        and f"{s['refused']} cells refused, {s['unavailable']} lose service (drained), "
+        f"{s['rerouted']} rerouted, {s['restored']} restored"
         in text
     )
     assert "No refusal, no warning." in text
