@@ -11,7 +11,18 @@ import typer
 
 from orchestrator.cli import output
 from orchestrator.cli.gateway import DEFAULT_AUDIENCE, interrupt, positive
-from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt, StateOpt
+from orchestrator.cli.options import (
+    DEFAULT_DECISION_LOG_MAX_BYTES,
+    DEFAULT_FLEET,
+    DecisionLogMaxBytesOpt,
+    DecisionLogOpt,
+    DecisionLogWhenFullOpt,
+    FleetOpt,
+    GatewayIdOpt,
+    JsonOpt,
+    StateOpt,
+    decision_log_settings,
+)
 from orchestrator.errors import UsageError
 
 cli = typer.Typer()  # this module's commands (cli/commands.json indexes them)
@@ -86,6 +97,10 @@ def authz(
         int,
         typer.Option(help="Processes sharing the ports (SO_REUSEPORT), as for the gateway."),
     ] = 1,
+    decision_log: DecisionLogOpt = None,
+    decision_log_max_bytes: DecisionLogMaxBytesOpt = DEFAULT_DECISION_LOG_MAX_BYTES,
+    decision_log_when_full: DecisionLogWhenFullOpt = "refuse",
+    gateway_id: GatewayIdOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
     """Answer nginx auth_request and Envoy ext_authz with the gateway's decision.
@@ -119,6 +134,9 @@ def authz(
     positive("--signal-interval", signal_interval, allow_zero=True)
     if workers < 1:
         raise UsageError(f"--workers must be >= 1, got {workers}")
+    log_settings = decision_log_settings(
+        decision_log, decision_log_max_bytes, decision_log_when_full, gateway_id
+    )
     if not fleet.is_dir():
         raise UsageError(
             f"fleet directory {fleet} does not exist",
@@ -148,11 +166,14 @@ def authz(
             probe_interval_s=probe_interval,
             object_signal_interval_s=signal_interval,
             stub_all_sites=stub_upstreams,
+            decision_log=log_settings,
         ),
         grpc_port=grpc_port,
         grpc_host=host,
     )
-    enforcer = spec.build()  # reads the keys and opens the state: errors come first
+    # Reads the keys and opens the state: errors come first. With --workers, each worker
+    # opens its own decision log (FILE.wN); this first build opens none.
+    enforcer = (spec if workers == 1 else spec.without_decision_log()).build()
 
     def announce(bound_port: int, info: Mapping[str, object]) -> None:
         url = f"http://{host if ':' not in host else f'[{host}]'}:{bound_port}"

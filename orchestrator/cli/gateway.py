@@ -10,7 +10,18 @@ from typing import Annotated
 import typer
 
 from orchestrator.cli import output
-from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt, StateOpt
+from orchestrator.cli.options import (
+    DEFAULT_DECISION_LOG_MAX_BYTES,
+    DEFAULT_FLEET,
+    DecisionLogMaxBytesOpt,
+    DecisionLogOpt,
+    DecisionLogWhenFullOpt,
+    FleetOpt,
+    GatewayIdOpt,
+    JsonOpt,
+    StateOpt,
+    decision_log_settings,
+)
 from orchestrator.errors import SovereignError, UsageError
 
 # docs/gateway.md: the audience defaults to "sovereign". Kept here as a literal so that `--help` and
@@ -134,6 +145,10 @@ def gateway(
             "table reload, health and metrics."
         ),
     ] = 1,
+    decision_log: DecisionLogOpt = None,
+    decision_log_max_bytes: DecisionLogMaxBytesOpt = DEFAULT_DECISION_LOG_MAX_BYTES,
+    decision_log_when_full: DecisionLogWhenFullOpt = "refuse",
+    gateway_id: GatewayIdOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Serve model requests (OpenAI-compatible) only where the law allows.
@@ -169,6 +184,9 @@ def gateway(
         --token-key dev.pem
 
       sovereign gateway --issuers issuers.yaml     # Entra ID, Okta, Keycloak
+
+      sovereign gateway --token-key idp-public.pem \\
+        --decision-log /var/log/sovereign/decisions.jsonl
     """
     if not 0 <= port <= 65535:
         raise UsageError(f"--port {port} is not a port number", hint="use 1-65535 (0: any)")
@@ -178,6 +196,9 @@ def gateway(
     positive("--upstream-timeout", upstream_timeout)
     if workers < 1:
         raise UsageError(f"--workers must be >= 1, got {workers}")
+    log_settings = decision_log_settings(
+        decision_log, decision_log_max_bytes, decision_log_when_full, gateway_id
+    )
     # The gateway stack is imported only when the gateway runs (CLI start-up stays fast).
     from orchestrator.gateway.app import GatewaySettings
     from orchestrator.gateway.launch import GatewaySpec, build_gateway
@@ -204,9 +225,12 @@ def gateway(
             object_signal_interval_s=signal_interval,
             upstream_timeout_s=upstream_timeout,
             stub_all_sites=stub_upstreams,
+            decision_log=log_settings,
         ),
     )
-    gw = build_gateway(spec)  # reads the keys and opens the state: errors come first
+    # Reads the keys and opens the state: errors come first. With --workers, each worker
+    # opens its own decision log (FILE.wN); this first build opens none.
+    gw = build_gateway(spec if workers == 1 else spec.without_decision_log())
 
     def announce(bound_port: int, info: Mapping[str, object]) -> None:
         url = f"http://{host if ':' not in host else f'[{host}]'}:{bound_port}"

@@ -9,7 +9,7 @@ Every command spells its ``--json`` parameter ``json_out: JsonOpt = False``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -95,3 +95,66 @@ def sites_local(value: str | None) -> bool | None:
             "site's own provider",
         )
     return value == "local"
+
+
+# The decision log of `gateway` and `authz` (docs/evidence.md, "The decision log").
+DecisionLogOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--decision-log",
+        metavar="FILE",
+        help="Write one JSON line per decision to FILE (docs/evidence.md): what `sovereign "
+        "evidence` re-judges. Written off the request path, rotated by size to "
+        "FILE.<UTC instant>; with --workers N, worker i writes FILE.wi.",
+    ),
+]
+DecisionLogMaxBytesOpt = Annotated[
+    int, typer.Option(help="Rotate the decision log when it would pass this size (bytes).")
+]
+DecisionLogWhenFullOpt = Annotated[
+    str,
+    typer.Option(
+        help="When the decision log cannot keep up or cannot be written: 'refuse' answers 503 "
+        "(no unlogged decision is served), 'drop' decides anyway and leaves a gap in the "
+        "decision ids."
+    ),
+]
+GatewayIdOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="This process's id in its decision ids (default: the host name and a random part "
+        "drawn at start)."
+    ),
+]
+DEFAULT_DECISION_LOG_MAX_BYTES = 100 * 1024 * 1024
+
+
+def decision_log_settings(
+    path: Path | None, max_bytes: int, when_full: str, gateway_id: str | None
+) -> Any:
+    """The ``DecisionLogSettings`` the options describe (None without --decision-log); the
+    gateway stack is imported only when a log is asked for."""
+    if when_full not in ("refuse", "drop"):
+        raise UsageError(
+            f"--decision-log-when-full {when_full!r} is not a choice",
+            hint="use 'refuse' (default: no unlogged decision is served) or 'drop'",
+        )
+    if max_bytes < 1024:
+        raise UsageError(f"--decision-log-max-bytes must be >= 1024, got {max_bytes}")
+    if gateway_id is not None and (
+        not gateway_id or not all(c.isalnum() or c in "-._" for c in gateway_id)
+    ):
+        raise UsageError(
+            f"--gateway-id {gateway_id!r} is not valid",
+            hint="letters, digits, '-', '.' and '_' only, e.g. gw-eu-1",
+        )
+    if path is None:
+        return None
+    from orchestrator.gateway.decisionlog import DecisionLogSettings, default_gateway_id
+
+    return DecisionLogSettings(
+        path,
+        gateway_id or default_gateway_id(),
+        max_bytes,
+        when_full="drop" if when_full == "drop" else "refuse",
+    )

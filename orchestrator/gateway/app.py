@@ -71,6 +71,7 @@ class Gateway(Enforcer):
             self.access_log,
             s.max_body_bytes,
             lambda: self._started,
+            self.decisions,
         )
         endpoints = Endpoints(
             self.keeper, self.authenticator, self.health, self.metrics, self.access_log

@@ -42,8 +42,10 @@ from starlette.types import Receive, Scope, Send
 
 from orchestrator.gateway.authn import Authenticator, AuthError, Caller
 from orchestrator.gateway.core import Enforcer, GatewaySettings
+from orchestrator.gateway.decisionlog import DecisionRecord, refusal_reasons
 from orchestrator.gateway.endpoints import Endpoints
 from orchestrator.gateway.metrics import AccessLog
+from orchestrator.gateway.reload import Serving
 from orchestrator.gateway.routing import ALLOWED, REFUSED, UNKNOWN_MODEL
 from orchestrator.gateway.sources import FleetSource
 from orchestrator.gateway.tokens import TokenVerifier
@@ -123,10 +125,43 @@ class Authz(Enforcer):
     # -- the decision (HTTP and gRPC alike) --------------------------------------------------
 
     def decide(self, authorization: str | bytes | None, model: str | None) -> AuthzAnswer:
-        """The answer for one request's ``Authorization`` header and model name."""
-        started = time.perf_counter()
+        """The answer for one request's ``Authorization`` header and model name, logged in the
+        decision log when there is one (a decision it cannot log is refused: 503)."""
         serving = self.keeper.serving
         assert serving is not None, "authz answers only after its first table loaded"
+        table = serving.table
+        record = DecisionRecord(
+            self._clock(), "authz", table.fleet.digest, table.version, table.serial
+        )
+        decisions = self.decisions
+        if decisions is None:
+            return self._decide(serving, authorization, model, record)
+        ticket = decisions.reserve()
+        if ticket is None:
+            self.metrics.request("", "", "decision_log_full").inc()
+            return _error(
+                503,
+                "decision_log_unavailable",
+                "the decision log cannot take this request; retry shortly",
+            )
+        try:
+            answer = self._decide(serving, authorization, model, record)
+            record.status = answer.status
+            return answer
+        except BaseException as exc:
+            record.error = type(exc).__name__
+            raise
+        finally:
+            decisions.commit(ticket, record)
+
+    def _decide(
+        self,
+        serving: Serving,
+        authorization: str | bytes | None,
+        model: str | None,
+        record: DecisionRecord,
+    ) -> AuthzAnswer:
+        started = time.perf_counter()
         table = serving.table
         version = table.version
         try:
@@ -135,6 +170,8 @@ class Authz(Enforcer):
             self.metrics.request("", "", "unauthorized").inc()
             self._log(started, 401, None, None, version, None)
             return _unauthorized(exc)
+        record.principal = token.principal
+        record.caller = {"kind": token.kind, "label": token.label}
         if not model:
             self.metrics.request("", "", "bad_request").inc()
             self._log(started, 400, None, None, version, token)
@@ -144,8 +181,10 @@ class Authz(Enforcer):
                 "no model: the proxy must send it in X-Sovereign-Model (or x-gateway-model-name)",
             )
         principal = token.principal
-        at = self._clock()
+        at = record.at  # the instant logged is the instant decided
+        record.model = model
         verdict = table.verdict(model, principal, at)
+        record.route = verdict.route
         self.metrics.decision_seconds.observe(time.perf_counter() - started)
         table_header = ("x-sovereign-table", version)
         if verdict.status != ALLOWED:
@@ -158,6 +197,8 @@ class Authz(Enforcer):
                 self.metrics.refusals.labels(model).inc()
             self._log(started, verdict.status, model, None, version, token)
             body = table.refusal_body(verdict, model, principal, at)
+            if verdict.status != UNKNOWN_MODEL:
+                record.reasons = refusal_reasons(body.get("explanation", {}))
             return AuthzAnswer(verdict.status, (table_header,), body)
         order = self.health.order(verdict.route)
         upstreams = serving.upstreams
@@ -173,6 +214,7 @@ class Authz(Enforcer):
             )
             return AuthzAnswer(503, (table_header,), answer.body)
         site, base = tries[0]
+        record.site = site  # the site the proxy is sent to first (it may fail over in route)
         self.metrics.request(model, site, "ok").inc()
         self._log(started, 200, model, site, version, token)
         return AuthzAnswer(

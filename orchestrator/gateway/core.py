@@ -3,11 +3,12 @@
 An enforcer holds, for one process: the served table (``reload.TableKeeper``: loaded and
 verified before the first request, reloaded on the change signal and every interval, swapped as
 one reference), who is asking (``authn.Authenticator``), where each site is served (``sites``) and
-how healthy it looks (``health``, fed by active ``probes`` and by real requests), metrics and
-the access log, and the background tasks that keep them current. The gateway adds the model
-proxy on top (``app.Gateway``); ``sovereign authz`` adds the decision endpoints for another
-proxy (``authz.Authz``). Nothing of this is copied between the two: a directive, a drain, a
-site's health reach both through the same code (docs/proxies.md).
+how healthy it looks (``health``, fed by active ``probes`` and by real requests), metrics, the
+access log, the decision log (``decisionlog``) and the background tasks that keep them
+current. The gateway adds the model proxy on top (``app.Gateway``); ``sovereign authz`` adds
+the decision endpoints for another proxy (``authz.Authz``). Nothing of this is copied between
+the two: a directive, a drain, a site's health reach both through the same code
+(docs/proxies.md).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 from orchestrator.fleet.model import Fleet
 from orchestrator.gateway.authn import Authenticator, KeyBook
+from orchestrator.gateway.decisionlog import DecisionLog, DecisionLogSettings
 from orchestrator.gateway.health import HealthBook
 from orchestrator.gateway.metrics import AccessLog, GatewayMetrics
 from orchestrator.gateway.probes import probe_sites
@@ -57,6 +59,8 @@ class GatewaySettings:
     # Demo/development: every site is served by a loopback stub, whatever its endpoint says
     # (so the example fleet can be exercised without contacting any real inference service).
     stub_all_sites: bool = False
+    # One JSON line per decision (docs/evidence.md, "The decision log"); None: no log.
+    decision_log: DecisionLogSettings | None = None
 
 
 class Enforcer:
@@ -102,6 +106,9 @@ class Enforcer:
         )
         self._started = False
         self._tasks: list[asyncio.Task[None]] = []
+        self.decisions: DecisionLog | None = None
+        if s.decision_log is not None:
+            self.decisions = DecisionLog(s.decision_log, self.access_log.event)
         # Called once started (every port bound): the CLI announces the process then.
         self.on_started: Callable[[], None] | None = None
 
@@ -197,6 +204,8 @@ class Enforcer:
         await self._upstreams.close()
         stubs = self.sites.stop_stubs()
         await asyncio.gather(*(asyncio.to_thread(stub.stop) for stub in stubs))
+        if self.decisions is not None:
+            await asyncio.to_thread(self.decisions.close)  # every committed line written
 
     async def _jwks_loop(self) -> None:
         """Keep the issuers' key sets fresh off the event loop (docs/identity.md)."""

@@ -8,8 +8,9 @@ table, reloads, stubs, health and metrics; nothing is shared but the listening p
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Self
 
 from orchestrator.errors import StateError
 from orchestrator.fleet.model import Fleet
@@ -36,6 +37,20 @@ class GatewaySpec:
 
     def build(self) -> Gateway:
         return build_gateway(self)
+
+    def for_worker(self, index: int) -> Self:
+        """Worker ``index`` of ``--workers``: its own decision log (``FILE.wN``, id
+        ``ID.wN``), so each file has one writer and one sequence."""
+        log = self.settings.decision_log
+        if log is None:
+            return self
+        return replace(self, settings=replace(self.settings, decision_log=log.for_worker(index)))
+
+    def without_decision_log(self) -> Self:
+        """The same spec opening no decision log (the supervisor's own checks)."""
+        if self.settings.decision_log is None:
+            return self
+        return replace(self, settings=replace(self.settings, decision_log=None))
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from orchestrator.gateway.authn import Authenticator, AuthError, Caller
+from orchestrator.gateway.decisionlog import DecisionLog, DecisionRecord, refusal_reasons
 from orchestrator.gateway.health import HealthBook
 from orchestrator.gateway.metrics import AccessLog, GatewayMetrics
 from orchestrator.gateway.reload import Serving, TableKeeper
@@ -94,6 +95,7 @@ class ModelRequests:
         access_log: AccessLog,
         max_body_bytes: int,
         started: Callable[[], bool],
+        decisions: DecisionLog | None = None,
     ) -> None:
         self._keeper = keeper
         self._authenticate = authenticator.authenticate
@@ -103,6 +105,7 @@ class ModelRequests:
         self._access_log = access_log
         self._max_body = max_body_bytes
         self._started = started
+        self._decisions = decisions
 
     def _log(
         self,
@@ -135,8 +138,45 @@ class ModelRequests:
         serving = self._keeper.serving  # read once: this request keeps this table to the end
         assert serving is not None, "the gateway serves only after its first table loaded"
         table = serving.table
+        record = DecisionRecord(
+            datetime.now(UTC), scope["path"], table.fleet.digest, table.version, table.serial
+        )
+        decisions = self._decisions
+        if decisions is None:
+            await self._decide(scope, receive, send, serving, started, record)
+            return
+        ticket = decisions.reserve()
+        if ticket is None:
+            # Fail closed: a decision that cannot be logged is not made (docs/evidence.md).
+            self._metrics.request("", "", "decision_log_full").inc()
+            self._log(record.path, started, 503, table=table.version, error="decision_log_full")
+            await error_response(
+                503,
+                "decision_log_unavailable",
+                "the decision log cannot take this request; retry shortly",
+                {"Retry-After": "1"},
+            )(scope, receive, send)
+            return
+        try:
+            await self._decide(scope, receive, send, serving, started, record)
+        except BaseException as exc:
+            record.error = record.error or type(exc).__name__
+            raise
+        finally:
+            decisions.commit(ticket, record)
+
+    async def _decide(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        serving: Serving,
+        started: float,
+        record: DecisionRecord,
+    ) -> None:
+        table = serving.table
         version = table.version
-        path: str = scope["path"]
+        path: str = record.path
         authorization: bytes | None = None
         declared_length = b""
         forward_headers: dict[str, str] = {}
@@ -153,12 +193,16 @@ class ModelRequests:
         try:
             token = self._authenticate(authorization)
         except AuthError as exc:
+            record.status = 401
             self._metrics.request("", "", "unauthorized").inc()
             self._log(path, started, 401, table=version)
             await unauthorized_response(exc)(scope, receive, send)
             return
+        record.principal = token.principal
+        record.caller = {"kind": token.kind, "label": token.label}
         body = await self._read_body(receive, declared_length)
         if body is None:
+            record.status = 413
             self._log(path, started, 413, table=version, token=token)
             await error_response(
                 413,
@@ -173,6 +217,7 @@ class ModelRequests:
             payload = None
         model = payload.get("model") if isinstance(payload, dict) else None
         if not isinstance(model, str) or not model:
+            record.status = 400
             self._metrics.request("", "", "bad_request").inc()
             self._log(path, started, 400, table=version, token=token)
             await error_response(
@@ -180,19 +225,25 @@ class ModelRequests:
             )(scope, receive, send)
             return
         principal = token.principal
-        at = datetime.now(UTC)
+        at = record.at  # the instant logged is the instant decided
+        record.model = model
         verdict = table.verdict(model, principal, at)
         self._metrics.decision_seconds.observe(time.perf_counter() - started)
         route = verdict.route
+        record.route = route
         if not route:
+            record.status = verdict.status
             outcome = _REFUSAL_OUTCOMES[verdict.status]
             label_model = model if verdict.status != UNKNOWN_MODEL else "unknown"
             self._metrics.request(label_model, "", outcome).inc()
             if verdict.status == REFUSED:
                 self._metrics.refusals.labels(model).inc()
             self._log(path, started, verdict.status, model=model, table=version, token=token)
+            refusal = table.refusal_body(verdict, model, principal, at)
+            if verdict.status != UNKNOWN_MODEL:
+                record.reasons = refusal_reasons(refusal.get("explanation", {}))
             response = JSONResponse(
-                table.refusal_body(verdict, model, principal, at),
+                refusal,
                 status_code=verdict.status,
                 headers={"X-Sovereign-Table": version},
             )
@@ -211,6 +262,7 @@ class ModelRequests:
             token,
             stream,
             started,
+            record,
         )
 
     async def _read_body(self, receive: Receive, declared_length: bytes) -> bytes | None:
@@ -248,9 +300,11 @@ class ModelRequests:
         token: Caller,
         stream: bool,
         started: float,
+        record: DecisionRecord,
     ) -> None:
         path: str = scope["path"]
         if not self._started():
+            record.status = 503
             await error_response(503, "starting", "the gateway is not started")(
                 scope, receive, send
             )
@@ -299,6 +353,7 @@ class ModelRequests:
             if health.record_success(site):
                 metrics.site_up.labels(site).set(1)
             status = resp.status
+            record.status, record.site = status, site
             metrics.request(model, site, "ok" if status < 400 else f"upstream_{status}").inc()
             headers = _passthrough_headers(resp)
             headers.append((b"x-sovereign-site", site.encode()))
@@ -327,6 +382,7 @@ class ModelRequests:
             await relay(scope, receive, send)
             return
         status = 502 if answered_5xx else 503
+        record.status = status
         metrics.request(model, "", "upstream_failed").inc()
         self._log(
             path,

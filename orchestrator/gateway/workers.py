@@ -49,7 +49,7 @@ def _worker(spec: GatewaySpec, host: str, port: int, index: int, report: Any) ->
     os.setsid()  # a terminal's Ctrl-C reaches the supervisor only; it stops us with SIGTERM
     signal.signal(signal.SIGTERM, _raise_stop)
     try:
-        gateway = spec.build()  # a gateway, or sovereign authz (AuthzSpec)
+        gateway = spec.for_worker(index).build()  # a gateway, or sovereign authz (AuthzSpec)
         serving = gateway.load_initial()
         sock = bind(host, port, reuse_port=True)
     except SovereignError as exc:
