@@ -241,6 +241,12 @@ class StateStore(StateReader, Protocol):
         given) as the whole pinned authority sets; returns the new serial."""
         ...
 
+    def applied_fleet_of(self, digest: str) -> AppliedFleet | None:
+        """The fleet this state applied with ``digest`` (any time, not only the last), its
+        files verified against the digest; None when it never applied that fleet. What
+        ``sovereign evidence`` judges an old decision by (docs/evidence.md)."""
+        ...
+
     def applied_directives(self) -> dict[str, AppliedDirective]:
         """Every directive this state has applied, by id (docs/state.md rollback protection)."""
         ...

@@ -378,3 +378,19 @@ def test_applied_directives_on_object_stores(object_url: str, tmp_path: Path) ->
 
 def test_applied_directives_on_sqlite(tmp_path: Path) -> None:
     check_applied_directives(str(tmp_path / "state.db"), tmp_path)
+
+
+def test_every_applied_fleet_is_found_by_its_digest(ostore: StateStore) -> None:
+    from orchestrator.fleet.digest import fleet_digest
+
+    first = {"fleet.yaml": b"a: 1\n"}
+    second = {"fleet.yaml": b"a: 2\n"}
+    with ostore.lock("apply") as lease:
+        ostore.record_applied_fleet(lease, first)
+        serial = ostore.record_applied_fleet(lease, second)
+    old = ostore.applied_fleet_of(fleet_digest(first))
+    assert old is not None and dict(old.files) == first
+    new = ostore.applied_fleet_of(fleet_digest(second))
+    assert new is not None and new.serial == serial and dict(new.files) == second
+    assert ostore.applied_fleet_of("0" * 64) is None
+    assert ostore.applied_fleet_of("../state") is None

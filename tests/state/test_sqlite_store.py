@@ -236,3 +236,18 @@ def test_the_default_store_never_imports_a_cloud_sdk(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_every_applied_fleet_is_found_by_its_digest(store: SqliteStateStore) -> None:
+    from orchestrator.fleet.digest import fleet_digest
+
+    first = {"fleet.yaml": b"a: 1\n"}
+    second = {"fleet.yaml": b"a: 2\n"}
+    with store.lock("apply") as lease:
+        store.record_applied_fleet(lease, first)
+        store.record_applied_fleet(lease, second)
+    old = store.applied_fleet_of(fleet_digest(first))
+    assert old is not None and old.serial == 1 and dict(old.files) == first
+    new = store.applied_fleet_of(fleet_digest(second))
+    assert new is not None and new.serial == 2
+    assert store.applied_fleet_of("0" * 64) is None

@@ -173,12 +173,29 @@ class ObjectStateStore:
         if not applied:
             return None
         digest = str(applied["digest"])
+        found = self._applied_blob(int(applied["serial"]), digest)
+        if found is None:
+            raise StateError(f"the applied fleet {digest[:12]} is missing from {self.url}")
+        return found
+
+    def applied_fleet_of(self, digest: str) -> AppliedFleet | None:
+        """The fleet applied with this digest, verified; None when this state never applied
+        it. Every applied fleet stays in ``fleet/<digest>.json`` (content-addressed); the
+        serial of an older one is not kept there, so it reads as 0."""
+        if not digest or not all(c in "0123456789abcdef" for c in digest):
+            return None
+        doc, _ = self._state()
+        applied = doc.get("applied_fleet") or {}
+        serial = int(applied["serial"]) if applied.get("digest") == digest else 0
+        return self._applied_blob(serial, digest)
+
+    def _applied_blob(self, serial: int, digest: str) -> AppliedFleet | None:
         blob = self._blobs.get(f"{FLEET_DIR}{digest}.json")
         if blob is None:
-            raise StateError(f"the applied fleet {digest[:12]} is missing from {self.url}")
+            return None
         raw = read_json(blob, "applied fleet")
         files = {path: base64.b64decode(data) for path, data in raw.get("files", {}).items()}
-        return verified_applied_fleet(int(applied["serial"]), files, digest)
+        return verified_applied_fleet(serial, files, digest)
 
     def applied_directives(self) -> dict[str, AppliedDirective]:
         doc, _ = self._state()

@@ -139,19 +139,35 @@ class SqliteStateStore:
             ).fetchone()
             if row is None:
                 return None
-            serial, digest = int(row[0]), str(row[1])
-            files: dict[str, bytes] = {}
-            for path, data in conn.execute(
-                "SELECT path, data FROM applied_fleet_file WHERE serial = ?", (serial,)
-            ):
-                if not isinstance(data, bytes):  # SQLite keeps whatever type was written
-                    raise StateError(
-                        f"the applied fleet recorded at serial {serial} is damaged: "
-                        f"{path} is stored as {type(data).__name__}, not the file's bytes",
-                        hint="the state database was altered; restore it from a backup, or "
-                        "re-apply the fleet to record it again",
-                    )
-                files[str(path)] = data
+            return self._applied_at(conn, int(row[0]), str(row[1]))
+
+    def applied_fleet_of(self, digest: str) -> AppliedFleet | None:
+        """The fleet applied with this digest (the last time it was), verified; None when
+        this state never applied it."""
+        with self._db.read() as conn:
+            row = conn.execute(
+                "SELECT serial, digest FROM applied_fleet WHERE digest = ? "
+                "ORDER BY serial DESC LIMIT 1",
+                (digest,),
+            ).fetchone()
+            if row is None:
+                return None
+            return self._applied_at(conn, int(row[0]), str(row[1]))
+
+    @staticmethod
+    def _applied_at(conn: sqlite3.Connection, serial: int, digest: str) -> AppliedFleet:
+        files: dict[str, bytes] = {}
+        for path, data in conn.execute(
+            "SELECT path, data FROM applied_fleet_file WHERE serial = ?", (serial,)
+        ):
+            if not isinstance(data, bytes):  # SQLite keeps whatever type was written
+                raise StateError(
+                    f"the applied fleet recorded at serial {serial} is damaged: "
+                    f"{path} is stored as {type(data).__name__}, not the file's bytes",
+                    hint="the state database was altered; restore it from a backup, or "
+                    "re-apply the fleet to record it again",
+                )
+            files[str(path)] = data
         return verified_applied_fleet(serial, files, digest)
 
     def recorded_resources(self) -> list[dict[str, Any]]:
