@@ -43,8 +43,9 @@ def export_command(
         str,
         typer.Option(
             "--format",
-            help="'pulumi' (the infra/ stack input), 'nginx' (nginx.conf) or 'envoy' "
-            "(an Envoy bootstrap, JSON).",
+            help="'pulumi' (the infra/ stack input), 'nginx' (nginx.conf), 'envoy' "
+            "(an Envoy bootstrap, JSON) or 'cedar' (the rules at --at as Cedar policies and "
+            "entities, JSON).",
         ),
     ] = "pulumi",
     authz: Annotated[
@@ -104,10 +105,15 @@ def export_command(
       sovereign export --format nginx --authz 127.0.0.1:9191 --out nginx.conf
 
       sovereign export --format envoy --authz 127.0.0.1:9192 > envoy.json
+
+      sovereign export --format cedar --at 2026-06-13 --out rules.cedar.json
     """
     # A failure (with --json too) is reported by the one error boundary in cli/app.py.
     if format_ in PROXY_FORMATS:
         _export_proxy(format_, out, fleet, authz, listen, resolver)
+        return
+    if format_ == "cedar":
+        _export_cedar(out, fleet, at)
         return
     if jurisdiction is None:
         raise UsageError(
@@ -159,11 +165,35 @@ def _export_proxy(
     output.err().print(f"wrote the {format_} configuration to {out}", markup=False)
 
 
+def _export_cedar(out: Path | None, fleet: Path, at: str | None) -> None:
+    """The rules at ``at`` as Cedar policies and entities (docs/evidence.md, "Checking
+    Sovereign with Cedar"): one JSON document, its ``policies`` the Cedar text."""
+    from orchestrator.policy.cedar import cedar_export
+
+    export = cedar_export(load_fleet(fleet), parse_at_or_now(at))
+    document = export.to_json()
+    if out is None:
+        emit_json(document)
+        return
+    try:
+        out.write_text(json.dumps(document, indent=2) + "\n")
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write {out}: {exc.strerror}", hint="choose a writable --out path"
+        ) from None
+    output.err().print(
+        f"wrote the Cedar rules at {document['at']} to {out}: "
+        f"{1 + len(export.forbids)} policies, {len(export.entities)} entities",
+        markup=False,
+        soft_wrap=True,
+    )
+
+
 def _export(jurisdiction: str, format_: str, out: Path | None, fleet: Path, at: str | None) -> None:
     if format_ not in EXPORT_FORMATS:
         raise UsageError(
             f"--format {format_!r} is not supported",
-            hint=f"valid formats: {', '.join((*EXPORT_FORMATS, *PROXY_FORMATS))}",
+            hint=f"valid formats: {', '.join((*EXPORT_FORMATS, *PROXY_FORMATS, 'cedar'))}",
         )
     when = parse_at_or_now(at)
     document = export_stack_input(load_fleet(fleet), when, jurisdiction)
