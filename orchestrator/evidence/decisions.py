@@ -70,12 +70,14 @@ class LineError(ValueError):
 
 
 def _instant(value: Any) -> datetime:
-    if not isinstance(value, str):
+    if type(value) is not str:
         raise LineError("timestamp: not a string")
     try:
         at = datetime.fromisoformat(value)
     except ValueError:
         raise LineError(f"timestamp: {value[:40]!r} is not an ISO 8601 instant") from None
+    if at.tzinfo is UTC:
+        return at
     if at.tzinfo is None:
         raise LineError("timestamp: no time zone")
     return at.astimezone(UTC)
@@ -87,96 +89,109 @@ def _strings(value: Any, field: str) -> list[str]:
     return value
 
 
-def _object(value: Any, field: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise LineError(f"{field}: not an object")
-    return value
-
-
-class _Principals:
-    """Principals by their attributes: ten million lines name few distinct people-classes."""
+class _Interned:
+    """Principals and routes by their raw values: ten million lines name few distinct
+    people-classes and routes, so each is validated and built once (bounded)."""
 
     def __init__(self) -> None:
-        self._known: dict[tuple[str, tuple[str, ...], tuple[str, ...]], Principal] = {}
+        self.principals: dict[tuple[Any, Any, Any], Principal] = {}
+        self.routes: dict[tuple[Any, ...], tuple[str, ...]] = {}
 
-    def get(self, residency: str, nats: list[str], groups: list[str]) -> Principal:
-        key = (residency, tuple(nats), tuple(groups))
-        p = self._known.get(key)
-        if p is None:
-            if len(self._known) > 100_000:
-                self._known.clear()
-            p = self._known[key] = Principal(residency, frozenset(nats), frozenset(groups))
+    def principal(self, residency: Any, nats: Any, groups: Any) -> Principal:
+        try:
+            key = (residency, tuple(nats), tuple(groups))
+            found = self.principals.get(key)
+        except TypeError:  # not lists, or lists of unhashable things
+            found, key = None, None
+        if found is not None:
+            return found
+        if not isinstance(residency, str):
+            raise LineError("input.residency: not a string")
+        p = Principal(
+            residency,
+            frozenset(_strings(nats, "input.nationalities")),
+            frozenset(_strings(groups, "input.groups")),
+        )
+        if key is not None:
+            if len(self.principals) > 100_000:
+                self.principals.clear()
+            self.principals[key] = p
         return p
 
+    def route(self, value: Any) -> tuple[str, ...]:
+        try:
+            key = tuple(value)
+            found = self.routes.get(key)
+        except TypeError:
+            found, key = None, None
+        if found is not None:
+            return found
+        route = tuple(_strings(value, "result.route"))
+        if key is not None:
+            if len(self.routes) > 100_000:
+                self.routes.clear()
+            self.routes[key] = route
+        return route
 
-_PRINCIPALS = _Principals()
+
+_INTERNED = _Interned()
+_DECODE = json.JSONDecoder().decode
 
 
 def parse_line(text: str | bytes, file: str, number: int) -> Decision:
     """One decision line; ``LineError`` says which field is wrong."""
     try:
-        raw = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise LineError(f"not JSON: {exc.msg if hasattr(exc, 'msg') else exc}") from None
-    doc = _object(raw, "line")
-    ident = doc.get("decision_id")
-    if not isinstance(ident, str) or ":" not in ident:
+        raw = _DECODE(text.decode("utf-8") if isinstance(text, bytes) else text)
+    except UnicodeDecodeError:
+        raise LineError("not UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise LineError(f"not JSON: {exc.msg} at column {exc.colno}") from None
+    if type(raw) is not dict:
+        raise LineError("line: not an object")
+    ident = raw.get("decision_id")
+    if type(ident) is not str:
         raise LineError("decision_id: missing, or not GATEWAY:SEQ")
     gateway, _, seq_text = ident.rpartition(":")
-    if not seq_text.isdigit() or not gateway or not 0 < int(seq_text) < _MAX_SEQ:
+    if not gateway or not seq_text.isdigit() or not 0 < int(seq_text) < _MAX_SEQ:
         raise LineError(f"decision_id: {ident[:60]!r} is not GATEWAY:SEQ")
     seq = int(seq_text)
-    labels = _object(doc.get("labels"), "labels")
+    labels = raw.get("labels")
+    if type(labels) is not dict:
+        raise LineError("labels: not an object")
     if labels.get("gateway") != gateway or labels.get("seq") != seq:
         raise LineError("labels: gateway/seq disagree with decision_id")
     fleet = labels.get("fleet")
-    if not isinstance(fleet, str):
+    if type(fleet) is not str:
         raise LineError("labels.fleet: not a string")
-    at = _instant(doc.get("timestamp"))
-    inp = _object(doc.get("input"), "input")
+    at = _instant(raw.get("timestamp"))
+    inp = raw.get("input")
+    if type(inp) is not dict:
+        raise LineError("input: not an object")
     model = inp.get("model")
-    if model is not None and not isinstance(model, str):
+    if model is not None and type(model) is not str:
         raise LineError("input.model: not a string")
     residency = inp.get("residency")
     principal: Principal | None = None
     if residency is not None:
-        if not isinstance(residency, str):
-            raise LineError("input.residency: not a string")
-        principal = _PRINCIPALS.get(
-            residency,
-            _strings(inp.get("nationalities"), "input.nationalities"),
-            _strings(inp.get("groups"), "input.groups"),
-        )
-    result = _object(doc.get("result"), "result")
+        principal = _INTERNED.principal(residency, inp.get("nationalities"), inp.get("groups"))
+    result = raw.get("result")
+    if type(result) is not dict:
+        raise LineError("result: not an object")
     status = result.get("status")
-    if status is not None and (not isinstance(status, int) or isinstance(status, bool)):
+    if status is not None and type(status) is not int:
         raise LineError("result.status: not an integer")
     site = result.get("site")
-    if site is not None and not isinstance(site, str):
+    if site is not None and type(site) is not str:
         raise LineError("result.site: not a string")
-    route = tuple(_strings(result.get("route"), "result.route"))
-    reasons_raw = doc.get("reasons") or []
-    if not isinstance(reasons_raw, list):
-        raise LineError("reasons: not a list")
-    reasons: list[tuple[str, str]] = []
-    for r in reasons_raw:
-        if not isinstance(r, dict):
+    route = _INTERNED.route(result.get("route"))
+    reasons: tuple[tuple[str, str], ...] = ()
+    reasons_raw = raw.get("reasons")
+    if reasons_raw:
+        if type(reasons_raw) is not list or not all(type(r) is dict for r in reasons_raw):
             raise LineError("reasons: not a list of objects")
-        reasons.append((str(r.get("rule")), str(r.get("ref"))))
+        reasons = tuple((str(r.get("rule")), str(r.get("ref"))) for r in reasons_raw)
     return Decision(
-        file,
-        number,
-        ident,
-        gateway,
-        seq,
-        at,
-        model,
-        principal,
-        status,
-        site,
-        route,
-        fleet,
-        tuple(reasons),
+        file, number, ident, gateway, seq, at, model, principal, status, site, route, fleet, reasons
     )
 
 

@@ -11,7 +11,7 @@ is then compared with what the gateway did (docs/evidence.md, "What is a violati
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.errors import SovereignError
@@ -30,6 +30,7 @@ _NOT_DECIDED = frozenset({400, 401, 413})
 class Compiled:
     fleet: Fleet
     table: RouteTable
+    verdicts: dict[tuple[Any, ...], tuple[Any, ...]] = field(default_factory=dict)
 
 
 class FleetBook:
@@ -94,28 +95,43 @@ class Judged:
     violations: tuple[Violation, ...]
 
 
+# What a verdict needs to be rebuilt for another decision of the same class.
+_Spec = tuple[str, str, tuple[str, ...] | None, tuple[dict[str, str], ...]]
+
+
 def judge(d: Decision, book: FleetBook) -> Judged:
-    """Re-judge ``d``: the law's route at its instant, compared with what was done."""
+    """Re-judge ``d``: the law's route at its instant, compared with what was done. Decisions
+    alike in everything the law reads (fleet, model, principal, directive epoch) and in what
+    was done (status, site, route) share one verdict, memoised per fleet."""
     found = book.get(d.fleet)
     if isinstance(found, str):
         return Judged(None, (Violation(d, "fleet_unknown", found),))
+    key = (d.model, d.principal, found.table.epochs.epoch(d.at), d.status, d.site, d.route)
+    specs = found.verdicts.get(key)
+    if specs is None:
+        specs = _verdict(d, found)
+        if len(found.verdicts) > 200_000:
+            found.verdicts.clear()
+        found.verdicts[key] = specs
+    if not specs:
+        return Judged(found, ())
+    return Judged(found, tuple(Violation(d, *spec) for spec in specs))
+
+
+def _verdict(d: Decision, found: Compiled) -> tuple[_Spec, ...]:
     fleet, table = found.fleet, found.table
     p = d.principal
     if p is None or d.model is None:
         if d.site is not None:
-            return Judged(
-                found,
-                (Violation(d, "served_undecided", "served without a principal and a model"),),
-            )
-        return Judged(found, ())
+            return (("served_undecided", "served without a principal and a model", None, ()),)
+        return ()
     law = table.route(d.model, p, d.at) if d.model in fleet.models else ()
-    out: list[Violation] = []
+    out: list[_Spec] = []
     if d.status in _NOT_DECIDED and d.site is not None:
-        out.append(Violation(d, "served_undecided", f"status {d.status} but served", law))
+        out.append(("served_undecided", f"status {d.status} but served", law, ()))
     if d.site is not None and d.site not in law:
         out.append(
-            Violation(
-                d,
+            (
                 "served_where_forbidden",
                 f"served at {d.site}, which the law did not allow at that instant",
                 law,
@@ -125,23 +141,23 @@ def judge(d: Decision, book: FleetBook) -> Judged:
     outside = [s for s in d.route if s not in law]
     if outside:
         out.append(
-            Violation(
-                d,
+            (
                 "route_not_lawful",
                 f"the logged route lists {', '.join(outside)}, outside the law's route",
                 law,
+                (),
             )
         )
     if d.status == 451 and law:
         out.append(
-            Violation(
-                d,
+            (
                 "refused_but_allowed",
                 f"refused (451) although the law allowed {', '.join(law)}",
                 law,
+                (),
             )
         )
-    return Judged(found, tuple(out))
+    return tuple(out)
 
 
 def _why(fleet: Fleet, d: Decision) -> tuple[dict[str, str], ...]:

@@ -257,6 +257,7 @@ def collect_evidence(
     )
     seqs = Sequences()
     countries_of: dict[str, frozenset[str]] = {}
+    classes: dict[tuple[str, Principal], str] = {}
     for path in decision_files:
         name = str(path)
         for number, raw in read_lines(path):
@@ -283,15 +284,23 @@ def collect_evidence(
             if compiled is None or d.principal is None or d.model is None:
                 continue
             fleet = compiled.fleet
-            countries = countries_of.get(d.fleet)
-            if countries is None:
-                j = fleet.jurisdictions.get(jurisdiction)
-                countries = countries_of[d.fleet] = j.countries if j else frozenset()
+            if d.site is None and d.status != 451:
+                continue
+            audience = classes.get((d.fleet, d.principal))
+            if audience is None:
+                countries = countries_of.get(d.fleet)
+                if countries is None:
+                    j = fleet.jurisdictions.get(jurisdiction)
+                    countries = countries_of[d.fleet] = j.countries if j else frozenset()
+                audience = audience_class(d.principal, countries)
+                if len(classes) > 100_000:
+                    classes.clear()
+                classes[(d.fleet, d.principal)] = audience
             if d.site is not None:
                 site = fleet.sites.get(d.site)
                 if site is not None and jurisdiction in site.governing:
-                    ev.served[(d.model, d.site, audience_class(d.principal, countries))] += 1
-            elif d.status == 451 and _relevant_refusal(d, fleet, jurisdiction):
-                ev.refused[(d.model, audience_class(d.principal, countries))] += 1
+                    ev.served[(d.model, d.site, audience)] += 1
+            elif _relevant_refusal(d, fleet, jurisdiction):
+                ev.refused[(d.model, audience)] += 1
     ev.gaps = seqs.gaps()
     return ev

@@ -1,6 +1,6 @@
 """The runbook works on the first try: README.md, docs/gateway.md, docs/runbooks.md,
-docs/gitops.md and docs/identity.md are run as written, without a terminal, on a scratch copy
-of the repository.
+docs/gitops.md, docs/identity.md and docs/evidence.md are run as written, without a terminal,
+on a scratch copy of the repository.
 
 The convention every page in ``PAGES`` follows (each page repeats it in a comment at its top):
 
@@ -44,6 +44,7 @@ PAGES = [
     "docs/runbooks.md",
     "docs/gitops.md",
     "docs/identity.md",
+    "docs/evidence.md",
 ]
 CONVENTION = "docs-test:"  # the marker comment every page carries at its top
 FENCE = re.compile(r"^```(\S*)\s*$")

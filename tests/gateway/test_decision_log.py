@@ -157,3 +157,46 @@ def test_a_full_log_answers_503_and_serves_nothing(keys: Keys, tmp_path: Path) -
         assert r.status_code == 503
         assert r.json()["error"]["type"] == "decision_log_unavailable"
         assert sum(gw.hits().values()) == before
+
+
+def test_authz_logs_its_decisions_too(keys: Keys, tmp_path: Path) -> None:
+    from orchestrator.gateway.app import GatewaySettings
+    from orchestrator.gateway.authz import Authz
+    from orchestrator.gateway.metrics import AccessLog
+    from orchestrator.gateway.server import GatewayApp
+    from orchestrator.gateway.sources import StaticSource
+    from orchestrator.gateway.tokens import TokenVerifier, load_token_keys
+    from tests.gateway.support import make_fleet
+
+    path = tmp_path / "authz.jsonl"
+    authz = Authz(
+        StaticSource(make_fleet()),
+        TokenVerifier(load_token_keys([keys.public_pem_path]), keys.audience, keys.issuer),
+        GatewaySettings(
+            reload_interval_s=0.05,
+            probe_interval_s=0,
+            stub_all_sites=True,
+            decision_log=DecisionLogSettings(path, gateway_id="authz-1"),
+        ),
+        AccessLog(None),
+    )
+    app = GatewayApp(authz)
+    url = app.start()
+    try:
+        with httpx.Client(trust_env=False, timeout=10) as c:
+            ok = c.post(
+                url + "/check",
+                headers={**keys.headers("US", ["US"]), "X-Sovereign-Model": "fable-5"},
+            )
+            no = c.post(
+                url + "/check",
+                headers={**keys.headers("US", ["FR"]), "X-Sovereign-Model": "fable-5"},
+            )
+        assert (ok.status_code, no.status_code) == (200, 451)
+    finally:
+        app.stop()
+    lines = sorted(_lines(path), key=lambda line: line["labels"]["seq"])  # type: ignore[index]
+    assert [line["decision_id"] for line in lines] == ["authz-1:1", "authz-1:2"]
+    assert lines[0]["result"]["site"] == ok.headers["x-sovereign-site"]  # type: ignore[index]
+    assert lines[0]["input"]["path"] == "authz"  # type: ignore[index]
+    assert lines[1]["result"]["status"] == 451 and lines[1]["reasons"]  # type: ignore[index]
