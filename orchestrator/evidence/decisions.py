@@ -148,6 +148,29 @@ def parse_line(text: str | bytes, file: str, number: int) -> Decision:
         raise LineError(f"not JSON: {exc.msg} at column {exc.colno}") from None
     if type(raw) is not dict:
         raise LineError("line: not an object")
+    ident, gateway, seq, fleet = _identity(raw)
+    at = _instant(raw.get("timestamp"))
+    model, principal = _input(raw.get("input"))
+    status, site, route = _result(raw.get("result"))
+    return Decision(
+        file,
+        number,
+        ident,
+        gateway,
+        seq,
+        at,
+        model,
+        principal,
+        status,
+        site,
+        route,
+        fleet,
+        _reasons(raw.get("reasons")),
+    )
+
+
+def _identity(raw: dict[str, Any]) -> tuple[str, str, int, str]:
+    """decision_id, gateway, sequence number and fleet digest, checked against each other."""
     ident = raw.get("decision_id")
     if type(ident) is not str:
         raise LineError("decision_id: missing, or not GATEWAY:SEQ")
@@ -163,18 +186,22 @@ def parse_line(text: str | bytes, file: str, number: int) -> Decision:
     fleet = labels.get("fleet")
     if type(fleet) is not str:
         raise LineError("labels.fleet: not a string")
-    at = _instant(raw.get("timestamp"))
-    inp = raw.get("input")
+    return ident, gateway, seq, fleet
+
+
+def _input(inp: Any) -> tuple[str | None, Principal | None]:
     if type(inp) is not dict:
         raise LineError("input: not an object")
     model = inp.get("model")
     if model is not None and type(model) is not str:
         raise LineError("input.model: not a string")
     residency = inp.get("residency")
-    principal: Principal | None = None
-    if residency is not None:
-        principal = _INTERNED.principal(residency, inp.get("nationalities"), inp.get("groups"))
-    result = raw.get("result")
+    if residency is None:
+        return model, None
+    return model, _INTERNED.principal(residency, inp.get("nationalities"), inp.get("groups"))
+
+
+def _result(result: Any) -> tuple[int | None, str | None, tuple[str, ...]]:
     if type(result) is not dict:
         raise LineError("result: not an object")
     status = result.get("status")
@@ -183,16 +210,15 @@ def parse_line(text: str | bytes, file: str, number: int) -> Decision:
     site = result.get("site")
     if site is not None and type(site) is not str:
         raise LineError("result.site: not a string")
-    route = _INTERNED.route(result.get("route"))
-    reasons: tuple[tuple[str, str], ...] = ()
-    reasons_raw = raw.get("reasons")
-    if reasons_raw:
-        if type(reasons_raw) is not list or not all(type(r) is dict for r in reasons_raw):
-            raise LineError("reasons: not a list of objects")
-        reasons = tuple((str(r.get("rule")), str(r.get("ref"))) for r in reasons_raw)
-    return Decision(
-        file, number, ident, gateway, seq, at, model, principal, status, site, route, fleet, reasons
-    )
+    return status, site, _INTERNED.route(result.get("route"))
+
+
+def _reasons(value: Any) -> tuple[tuple[str, str], ...]:
+    if not value:
+        return ()
+    if type(value) is not list or not all(type(r) is dict for r in value):
+        raise LineError("reasons: not a list of objects")
+    return tuple((str(r.get("rule")), str(r.get("ref"))) for r in value)
 
 
 def read_lines(path: Path) -> Iterator[tuple[int, bytes]]:

@@ -214,6 +214,68 @@ def _relevant_refusal(d: Decision, fleet: Fleet, jurisdiction: str) -> bool:
     return False
 
 
+def _check_chain(audit_report: AuditReport) -> None:
+    if not audit_report.ok:
+        problem = audit_report.problem
+        raise AuditError(
+            "the audit log does not verify: "
+            + (problem.message if problem is not None else "unknown problem"),
+            hint="evidence rests on the audit chain; run `sovereign audit verify` and restore "
+            "the state from a backup",
+        )
+
+
+def _applied_fleets(
+    book: FleetBook, entries: Sequence[AuditEntry], current: str | None, jurisdiction: str
+) -> list[Fleet]:
+    fleets: list[Fleet] = []
+    for digest in _audited_digests(entries, current):
+        found = book.get(digest)
+        if not isinstance(found, str):
+            fleets.append(found.fleet)
+    if fleets and not any(jurisdiction in f.jurisdictions for f in fleets):
+        known = sorted({j for f in fleets for j in f.jurisdictions})
+        raise UsageError(
+            f"no applied fleet has a jurisdiction {jurisdiction!r}",
+            hint=f"jurisdictions: {', '.join(known)}",
+        )
+    return fleets
+
+
+class _Counter:
+    """Counts judged decisions per model, site and audience class (for one jurisdiction)."""
+
+    def __init__(self, ev: Evidence) -> None:
+        self.ev = ev
+        self._countries: dict[str, frozenset[str]] = {}
+        self._classes: dict[tuple[str, Principal], str] = {}
+
+    def audience(self, d: Decision, fleet: Fleet) -> str:
+        assert d.principal is not None
+        found = self._classes.get((d.fleet, d.principal))
+        if found is None:
+            countries = self._countries.get(d.fleet)
+            if countries is None:
+                j = fleet.jurisdictions.get(self.ev.jurisdiction)
+                countries = self._countries[d.fleet] = j.countries if j else frozenset()
+            found = audience_class(d.principal, countries)
+            if len(self._classes) > 100_000:
+                self._classes.clear()
+            self._classes[(d.fleet, d.principal)] = found
+        return found
+
+    def count(self, d: Decision, fleet: Fleet) -> None:
+        if d.principal is None or d.model is None or (d.site is None and d.status != 451):
+            return
+        ev = self.ev
+        if d.site is not None:
+            site = fleet.sites.get(d.site)
+            if site is not None and ev.jurisdiction in site.governing:
+                ev.served[(d.model, d.site, self.audience(d, fleet))] += 1
+        elif _relevant_refusal(d, fleet, ev.jurisdiction):
+            ev.refused[(d.model, self.audience(d, fleet))] += 1
+
+
 def collect_evidence(
     jurisdiction: str,
     start: datetime,
@@ -227,26 +289,9 @@ def collect_evidence(
     progress: Callable[[int], None] | None = None,
 ) -> Evidence:
     """The evidence for ``jurisdiction`` in ``[start, end)``."""
-    if not audit_report.ok:
-        problem = audit_report.problem
-        raise AuditError(
-            "the audit log does not verify: "
-            + (problem.message if problem is not None else "unknown problem"),
-            hint="evidence rests on the audit chain; run `sovereign audit verify` and restore "
-            "the state from a backup",
-        )
+    _check_chain(audit_report)
     book = FleetBook(load_fleet)
-    fleets: list[Fleet] = []
-    for digest in _audited_digests(entries, current_digest):
-        found = book.get(digest)
-        if not isinstance(found, str):
-            fleets.append(found.fleet)
-    if fleets and not any(jurisdiction in f.jurisdictions for f in fleets):
-        known = sorted({j for f in fleets for j in f.jurisdictions})
-        raise UsageError(
-            f"no applied fleet has a jurisdiction {jurisdiction!r}",
-            hint=f"jurisdictions: {', '.join(known)}",
-        )
+    fleets = _applied_fleets(book, entries, current_digest, jurisdiction)
     ev = Evidence(
         jurisdiction,
         start,
@@ -256,8 +301,7 @@ def collect_evidence(
         files=[str(p) for p in decision_files],
     )
     seqs = Sequences()
-    countries_of: dict[str, frozenset[str]] = {}
-    classes: dict[tuple[str, Principal], str] = {}
+    counter = _Counter(ev)
     for path in decision_files:
         name = str(path)
         for number, raw in read_lines(path):
@@ -280,27 +324,7 @@ def collect_evidence(
             ev.judged += 1
             judged = judge(d, book)
             ev.violations.extend(judged.violations)
-            compiled = judged.compiled
-            if compiled is None or d.principal is None or d.model is None:
-                continue
-            fleet = compiled.fleet
-            if d.site is None and d.status != 451:
-                continue
-            audience = classes.get((d.fleet, d.principal))
-            if audience is None:
-                countries = countries_of.get(d.fleet)
-                if countries is None:
-                    j = fleet.jurisdictions.get(jurisdiction)
-                    countries = countries_of[d.fleet] = j.countries if j else frozenset()
-                audience = audience_class(d.principal, countries)
-                if len(classes) > 100_000:
-                    classes.clear()
-                classes[(d.fleet, d.principal)] = audience
-            if d.site is not None:
-                site = fleet.sites.get(d.site)
-                if site is not None and jurisdiction in site.governing:
-                    ev.served[(d.model, d.site, audience)] += 1
-            elif _relevant_refusal(d, fleet, jurisdiction):
-                ev.refused[(d.model, audience)] += 1
+            if judged.compiled is not None:
+                counter.count(d, judged.compiled.fleet)
     ev.gaps = seqs.gaps()
     return ev

@@ -197,8 +197,7 @@ class Authz(Enforcer):
                 self.metrics.refusals.labels(model).inc()
             self._log(started, verdict.status, model, None, version, token)
             body = table.refusal_body(verdict, model, principal, at)
-            if verdict.status != UNKNOWN_MODEL:
-                record.reasons = refusal_reasons(body.get("explanation", {}))
+            record.reasons = refusal_reasons(body.get("explanation"))
             return AuthzAnswer(verdict.status, (table_header,), body)
         order = self.health.order(verdict.route)
         upstreams = serving.upstreams

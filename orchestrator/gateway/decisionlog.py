@@ -101,8 +101,11 @@ class DecisionRecord:
     error: str | None = None
 
 
-def refusal_reasons(explanation: dict[str, Any]) -> list[dict[str, str]]:
-    """The distinct (rule, ref) pairs of a refusal's explanation, over every site, sorted."""
+def refusal_reasons(explanation: dict[str, Any] | None) -> list[dict[str, str]] | None:
+    """The distinct (rule, ref) pairs of a refusal's explanation, over every site, sorted;
+    None without an explanation (an unknown model)."""
+    if explanation is None:
+        return None
     seen: dict[tuple[str, str], None] = {}
     for decision in explanation.get("sites", {}).values():
         for reason in decision.get("reasons", ()):

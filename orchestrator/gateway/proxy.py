@@ -240,8 +240,7 @@ class ModelRequests:
                 self._metrics.refusals.labels(model).inc()
             self._log(path, started, verdict.status, model=model, table=version, token=token)
             refusal = table.refusal_body(verdict, model, principal, at)
-            if verdict.status != UNKNOWN_MODEL:
-                record.reasons = refusal_reasons(refusal.get("explanation", {}))
+            record.reasons = refusal_reasons(refusal.get("explanation"))
             response = JSONResponse(
                 refusal,
                 status_code=verdict.status,
