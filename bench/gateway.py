@@ -9,6 +9,10 @@ a stub upstream (``--serve-stub``), then, in front of that same stub,
   directives: it decides less than the gateway);
 - nginx ``proxy_pass`` with upstream keep-alive (Debian's nginx-light), the floor: a C proxy
   that decides nothing;
+- nginx + ``sovereign authz`` (``nginx+authz``): nginx configured by ``sovereign export
+  --format nginx``, asking a real ``sovereign authz`` process before every request (its CPU
+  counts both processes); then ``authz`` alone: decisions per second of one process (closed
+  loop) and the decision's p99 at an offered 5,000 decisions/s (open loop, ``--authz-rate``);
 and this process generates load with a minimal keep-alive HTTP/1.1 client. Peers that are not
 installed are skipped with the reason (``make bench-peers`` installs both).
 
@@ -23,7 +27,8 @@ is recorded as ``sovereign apply`` records it and the first 451 is timed at thre
 processes at once (the apply's change signal against the old 0.5 s poll).
 
     .venv/bin/python bench/gateway.py [--rate 200,500,1000] [--duration 5] [--concurrency 16]
-        [--rounds 5] [--peers sovereign,litellm,nginx] [--profile gateway.prof]
+        [--rounds 5] [--peers sovereign,litellm,nginx,nginx+authz] [--authz-rate 5000]
+        [--profile gateway.prof]
 
 The load generator and the stub run on uvloop when it is installed (they are measuring
 instruments: the less CPU they take from the shared cores, the less they disturb the proxy),
@@ -226,11 +231,16 @@ class Pool:
             self._free.put_nowait((reader, writer))
 
 
-def request_bytes(host: str, port: int, token: str, body: bytes = BODY) -> bytes:
+def request_bytes(
+    host: str, port: int, token: str, body: bytes = BODY, extra: str = "", method: str = "POST"
+) -> bytes:
     return (
-        f"POST {CHAT} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-        f"Authorization: Bearer {token}\r\nContent-Length: {len(body)}\r\n\r\n"
+        f"{method} {CHAT} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {token}\r\n{extra}Content-Length: {len(body)}\r\n\r\n"
     ).encode() + body
+
+
+MODEL_HEADER = "X-Sovereign-Model: m1\r\n"  # what a client of nginx + authz sends
 
 
 @dataclass
@@ -488,6 +498,63 @@ class Peer:
     proc: subprocess.Popen[str]
     port: int
     request: bytes
+    also: tuple[subprocess.Popen[str], ...] = ()  # processes it needs (nginx+authz: authz)
+
+    def pids(self) -> list[int]:
+        return [p for proc in (self.proc, *self.also) for p in process_tree(proc.pid)]
+
+
+def start_authz(root: Path, key_file: Path, log: Path) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "authz", "--fleet", str(root)]
+        + ["--port", "0", "--token-key", str(key_file), "--probe-interval", "0", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=open(log, "w"),
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        raise SystemExit(f"sovereign authz did not start: {log.read_text()[-2000:]}")
+    return proc, int(json.loads(line)["url"].rsplit(":", 1)[1])
+
+
+def start_nginx_authz(
+    work: Path, root: Path, authz_port: int
+) -> tuple[subprocess.Popen[str] | None, int, str]:
+    """nginx as ``sovereign export --format nginx`` writes it, in front of authz."""
+    from orchestrator.fleet.loader import load_fleet
+    from orchestrator.gateway.proxyconf import nginx_config
+
+    nginx = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
+    if nginx is None:
+        return None, 0, "nginx not installed (make bench-peers: apt-get install nginx-light)"
+    port = free_port()
+    prefix = work / "nginx-authz"
+    (prefix / "logs").mkdir(parents=True)
+    conf = prefix / "nginx.conf"
+    text = nginx_config(
+        load_fleet(root), f"127.0.0.1:{authz_port}", f"127.0.0.1:{port}", worker_processes="1"
+    )
+    # the generator keeps its connections for the whole run (as for plain nginx)
+    conf.write_text(
+        text.replace(
+            "    server_tokens off;", "    server_tokens off;\n    keepalive_requests 1000000;"
+        )
+    )
+    proc = subprocess.Popen(
+        [nginx, "-p", str(prefix), "-c", str(conf), "-g", "daemon off; master_process off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=open(prefix / "nginx.stderr", "w"),
+        text=True,
+    )
+    if not run(wait_http(port, 20)) or proc.poll() is not None:
+        proc.kill()
+        return None, 0, f"nginx did not start: {(prefix / 'nginx.stderr').read_text()[-200:]}"
+    return proc, port, ""
 
 
 def start_sovereign(
@@ -601,7 +668,12 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per phase")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=5, help="enforcement measurements")
-    parser.add_argument("--peers", default="sovereign,litellm,nginx", help="which proxies")
+    parser.add_argument(
+        "--peers", default="sovereign,litellm,nginx,nginx+authz", help="which proxies"
+    )
+    parser.add_argument(
+        "--authz-rate", type=int, default=5000, help="offered decisions/s for authz alone (0: off)"
+    )
     parser.add_argument(
         "--phases",
         default="open,closed,workers,enforcement,keys",
@@ -670,6 +742,20 @@ def main() -> None:
                 continue
             started.append(proc)
             peers.append(Peer(name, proc, port, request_bytes(host, port, credential, body)))
+        authz_proc: subprocess.Popen[str] | None = None
+        authz_port = 0
+        if "nginx+authz" in wanted or args.authz_rate:
+            authz_proc, authz_port = start_authz(root, key_file, work / "authz.log")
+            started.append(authz_proc)
+        if "nginx+authz" in wanted and authz_proc is not None:
+            proc, port, why = start_nginx_authz(work, root, authz_port)
+            if proc is None:
+                skipped["nginx+authz"] = why
+                print(f"nginx+authz: skipped, {why}")
+            else:
+                started.append(proc)
+                req = request_bytes(host, port, allowed, BODY, MODEL_HEADER)
+                peers.append(Peer("nginx+authz", proc, port, req, (authz_proc,)))
         direct_req = request_bytes(host, stub_port, allowed)
         for peer in peers:  # warm up every path (LiteLLM's first requests are slow)
             run(closed_loop(host, peer.port, peer.request, 4, 1.0))
@@ -709,16 +795,20 @@ def main() -> None:
         )
         gen_total, n_total = 0.0, 0
         for peer in peers:
-            before, stub_cpu = tree_cpu(peer.proc.pid), cpu_seconds(stub.pid)
-            user = sum(cpu_split(p)[0] for p in process_tree(peer.proc.pid))
+            pids = peer.pids()
+            helpers = [p for proc in peer.also for p in process_tree(proc.pid)]
+            helper_before = sum(cpu_seconds(p) for p in helpers)
+            before, stub_cpu = sum(cpu_seconds(p) for p in pids), cpu_seconds(stub.pid)
+            user = sum(cpu_split(p)[0] for p in pids)
             gen = own_cpu_seconds()
             via = run(closed_loop(host, peer.port, peer.request, args.concurrency, args.duration))
             gen_total += own_cpu_seconds() - gen
             n = max(1, len(via.latencies_ms))
             n_total += n
-            cpu = (tree_cpu(peer.proc.pid) - before) / n
-            user = (sum(cpu_split(p)[0] for p in process_tree(peer.proc.pid)) - user) / n
+            cpu = (sum(cpu_seconds(p) for p in pids) - before) / n
+            user = (sum(cpu_split(p)[0] for p in pids) - user) / n
             behind = (cpu_seconds(stub.pid) - stub_cpu) / n
+            helper = (sum(cpu_seconds(p) for p in helpers) - helper_before) / n
             closed[peer.name] = (via.rps, cpu, user, via.pct(50) - direct.pct(50))
             print(
                 f"  {peer.name:<10} {via.rps:8,.0f} req/s, p50 {via.pct(50):6.2f} ms, "
@@ -726,7 +816,39 @@ def main() -> None:
                 f"(user {user * 1000:.3f}, system {(cpu - user) * 1000:.3f}; stub behind it "
                 f"{behind * 1000:.3f})"
             )
+            if helpers:
+                first, second = peer.name.split("+")
+                print(
+                    f"  {'':<10} of which {first} {(cpu - helper) * 1000:.3f} ms, "
+                    f"{second} {helper * 1000:.3f} ms"
+                )
         print(f"  load generator CPU {gen_total / max(1, n_total) * 1000:.3f} ms/request")
+
+        # -- authz alone: decisions per second of one process, and the decision's p99 -------
+        authz_figures: dict[str, float] = {}
+        if authz_proc is not None and args.authz_rate:
+            decision = request_bytes(host, authz_port, allowed, b"", MODEL_HEADER, "GET")
+            run(closed_loop(host, authz_port, decision, 4, 1.0))
+            before = tree_cpu(authz_proc.pid)
+            most = run(closed_loop(host, authz_port, decision, args.concurrency, args.duration))
+            per = (tree_cpu(authz_proc.pid) - before) / max(1, len(most.latencies_ms))
+            offered = run(open_loop(host, authz_port, decision, args.authz_rate, args.duration))
+            authz_figures = {
+                "max": most.rps,
+                "cpu": per,
+                "p50": offered.pct(50),
+                "p99": offered.pct(99),
+                "rate": offered.rps,
+                "errors": offered.errors + most.errors,
+            }
+            print()
+            print(
+                f"authz alone, 1 process: {most.rps:,.0f} decisions/s closed loop "
+                f"(c={args.concurrency}), CPU {per * 1000:.3f} ms/decision; at an offered "
+                f"{args.authz_rate:,}/s: {offered.rps:,.0f}/s answered, p50 "
+                f"{offered.pct(50):.2f} ms, p99 {offered.pct(99):.2f} ms (HTTP round trip from "
+                f"the generator), errors {authz_figures['errors']:.0f}"
+            )
 
         # -- workers -----------------------------------------------------------------------
         if "sovereign" in wanted and "workers" in phases:
@@ -829,6 +951,21 @@ def main() -> None:
         for label, values in rows:
             line = f"{label:<32}" + "".join(f"{fmt_ms(values[n]):>14}" for n in names)
             print(line + "".join(f"{'skipped':>14}" for _ in skipped))
+        if "nginx" in closed and "nginx+authz" in closed:
+            plain, both = closed["nginx"], closed["nginx+authz"]
+            print(
+                f"  nginx+authz: {both[1] / plain[1]:.2f}x nginx alone's CPU per request "
+                f"(target <= 2.5x), {both[0] / plain[0]:.2f}x its throughput"
+            )
+            for rate in rates:
+                print(
+                    f"  nginx+authz: added p99 at {rate}/s {added[('nginx+authz', rate)][1]:.2f} ms"
+                )
+        if authz_figures:
+            print(
+                f"  authz: p99 {authz_figures['p99']:.2f} ms at an offered {args.authz_rate:,} "
+                f"decisions/s (target < 1 ms at 5,000/s)"
+            )
         if "sovereign" in names:
             base = closed["sovereign"]
             for n in names:

@@ -143,8 +143,9 @@ def authz(
             hint="pass --fleet DIR (default: regions)",
         )
     from orchestrator.gateway.app import GatewaySettings
+    from orchestrator.gateway.authz_server import AuthzServer
     from orchestrator.gateway.launch import AuthzSpec
-    from orchestrator.gateway.server import bind, run
+    from orchestrator.gateway.server import bind, event_loop_factory
     from orchestrator.stubs.server import is_loopback
 
     reserved = None
@@ -213,7 +214,7 @@ def authz(
         signal.signal(signal.SIGTERM, interrupt)
         enforcer.on_started = lambda: announce(int(sock.getsockname()[1]), info)
         try:
-            run(enforcer, host, port, sock)
+            AuthzServer(enforcer, sock).serve_forever(event_loop_factory())
         except KeyboardInterrupt:
             pass
         output.err().print("authz stopped")

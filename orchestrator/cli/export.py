@@ -70,8 +70,8 @@ def export_command(
         typer.Option(
             "--resolver",
             metavar="ADDR",
-            help="nginx: DNS resolver for site endpoints given by host name (nginx needs one "
-            "to resolve an upstream chosen per request).",
+            help="nginx: resolve site endpoints given by host name per request with this DNS "
+            "server (default: once, when nginx starts, with kept-alive connections).",
         ),
     ] = None,
     out: Annotated[
@@ -130,7 +130,7 @@ def _export_proxy(
     listen: str,
     resolver: str | None,
 ) -> None:
-    from orchestrator.gateway.proxyconf import envoy_bootstrap, hostnames_in, nginx_config
+    from orchestrator.gateway.proxyconf import envoy_bootstrap, nginx_config
 
     fleet = load_fleet(fleet_dir)
     host, _, port = listen.rpartition(":")
@@ -141,14 +141,6 @@ def _export_proxy(
         if not a_host or not a_port.isdigit():
             raise UsageError(f"--authz {authz!r} is not HOST:PORT", hint="e.g. 127.0.0.1:9191")
     if format_ == "nginx":
-        named = hostnames_in(fleet)
-        if named and resolver is None:
-            output.err().print(
-                f"warning: the endpoints of {', '.join(named)} are host names: pass "
-                "--resolver ADDR (nginx resolves a per-request upstream only with one)",
-                markup=False,
-                soft_wrap=True,
-            )
         text = nginx_config(fleet, authz or "127.0.0.1:9191", listen, resolver)
     else:
         document = envoy_bootstrap(fleet, authz or "127.0.0.1:9192", int(port), host)

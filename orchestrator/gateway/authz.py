@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -269,6 +269,44 @@ class Authz(Enforcer):
         await super().shutdown()
 
 
+def http_answer(
+    authz: Authz, headers: Iterable[tuple[bytes, bytes]]
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """The HTTP answer (status, headers, body) to a decision request with these headers
+    (lower-case names, as received): the one translation both HTTP servers use."""
+    authorization: bytes | None = None
+    model: bytes | None = None
+    gateway_model: bytes | None = None
+    nginx = False
+    for name, value in headers:  # one pass; the first of repeated headers wins
+        if name == b"authorization":
+            if authorization is None:
+                authorization = value
+        elif name == b"x-sovereign-model":
+            if model is None:
+                model = value
+        elif name == b"x-gateway-model-name":
+            if gateway_model is None:
+                gateway_model = value
+        elif name == b"x-sovereign-proxy":
+            nginx = value.strip().lower() == b"nginx"
+    named = model or gateway_model
+    answer = authz.decide(
+        authorization, named.decode("utf-8", "replace").strip() if named else None
+    )
+    out = [(k.encode(), v.encode("latin-1", "replace")) for k, v in answer.headers]
+    body = answer.body_bytes()
+    status = answer.status
+    if status != 200 and nginx:
+        # auth_request passes only 2xx, 401 and 403: the real answer rides in headers
+        out.append((b"x-sovereign-status", str(status).encode()))
+        out.append((b"x-sovereign-body", body))
+        status = 403
+    if body:
+        out.append(_JSON)
+    return status, out, body
+
+
 class _AuthzHTTP:
     """The ASGI app: the management paths to Starlette, every other request is a decision."""
 
@@ -280,36 +318,7 @@ class _AuthzHTTP:
         if scope["type"] != "http" or MANAGEMENT_PATHS.get(scope["path"]) == scope["method"]:
             await self.rest(scope, receive, send)
             return
-        authorization: bytes | None = None
-        model: bytes | None = None
-        gateway_model: bytes | None = None
-        nginx = False
-        for name, value in scope["headers"]:  # one pass; the first of repeated headers wins
-            if name == b"authorization":
-                if authorization is None:
-                    authorization = value
-            elif name == b"x-sovereign-model":
-                if model is None:
-                    model = value
-            elif name == b"x-gateway-model-name":
-                if gateway_model is None:
-                    gateway_model = value
-            elif name == b"x-sovereign-proxy":
-                nginx = value.strip().lower() == b"nginx"
-        named = model or gateway_model
-        answer = self._authz.decide(
-            authorization, named.decode("utf-8", "replace").strip() if named else None
-        )
-        headers = [(k.encode(), v.encode("latin-1", "replace")) for k, v in answer.headers]
-        body = answer.body_bytes()
-        status = answer.status
-        if status != 200 and nginx:
-            # auth_request passes only 2xx, 401 and 403: the real answer rides in headers
-            headers.append((b"x-sovereign-status", str(status).encode()))
-            headers.append((b"x-sovereign-body", body))
-            status = 403
+        status, headers, body = http_answer(self._authz, scope["headers"])
         headers.append((b"content-length", str(len(body)).encode()))
-        if body:
-            headers.append(_JSON)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})

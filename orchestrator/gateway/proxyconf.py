@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from orchestrator.fleet.model import Fleet
 from orchestrator.gateway.authz import cluster_name
 
-__all__ = ["envoy_bootstrap", "hostnames_in", "nginx_config"]
+__all__ = ["envoy_bootstrap", "nginx_config"]
 
 _UNREACHABLE = (
     '{"error":{"type":"authz_unavailable","message":"sovereign authz could not be reached: '
@@ -42,17 +42,26 @@ _NO_ANSWER = (
 REFUSAL_STATUSES = (400, 401, 404, 451, 503)
 
 
-def hostnames_in(fleet: Fleet) -> list[str]:
-    """Sites whose endpoint names a host (not an IP address): nginx needs a resolver."""
+def _upstream_blocks(fleet: Fleet, resolver: str | None) -> list[tuple[str, str, str, str]]:
+    """(base URL as authz names it, upstream block name, host:port, target URL) for each site
+    endpoint nginx can resolve when it starts: every one, or with a resolver only IP
+    addresses (host names are then resolved per request)."""
     out = []
     for site in sorted(fleet.sites.values(), key=lambda s: s.id):
-        host = urlsplit(site.endpoint).hostname if site.endpoint else None
-        if host is None:
+        if not site.endpoint:
             continue
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            out.append(site.id)
+        parts = urlsplit(site.endpoint.rstrip("/"))
+        host = parts.hostname or ""
+        if resolver is not None:
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                continue
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        name = f"sovereign_site_{site.id}"
+        hostport = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        target = f"{parts.scheme}://{name}{parts.path}"
+        out.append((site.endpoint.rstrip("/"), name, hostport, target))
     return out
 
 
@@ -72,6 +81,7 @@ def nginx_config(
     """A complete ``nginx.conf`` (``nginx -c FILE``) in front of authz at ``authz``
     (host:port) serving on ``listen``."""
     hops = _hops(fleet)
+    blocks = _upstream_blocks(fleet, resolver)
     lines = [
         "# nginx in front of `sovereign authz` (written by `sovereign export --format nginx`).",
         "# Every model request is decided by authz (auth_request); nginx sends it only to the",
@@ -102,7 +112,15 @@ def nginx_config(
         "        keepalive 64;",
         "    }",
         "",
-        "    # The k-th base URL of X-Sovereign-Upstreams (the route's sites, healthy first).",
+        "    # Each site endpoint as an upstream with kept-alive connections; a base URL authz",
+        "    # names that is not one of these (a host name with --resolver) is proxied to as is.",
+    ]
+    for _, name, hostport, _ in blocks:
+        lines += [f"    upstream {name} {{ server {hostport}; keepalive 32; }}"]
+    lines += [
+        "",
+        "    # The k-th base URL of X-Sovereign-Upstreams (the route's sites, healthy first), and",
+        "    # where to send it: its upstream block, or the URL itself; TLS names the real host.",
     ]
     for k in range(1, hops + 1):
         skip = "[^,]+," * (k - 1)
@@ -110,6 +128,18 @@ def nginx_config(
             f"    map $sovereign_upstreams $sovereign_u{k} {{",
             f'        "~^{skip}(?<u{k}>[^,]+)" $u{k};',
             '        default "";',
+            "    }",
+            f"    map $sovereign_u{k} $sovereign_t{k} {{",
+            *(f'        "{base}" "{target}";' for base, _, _, target in blocks),
+            f"        default $sovereign_u{k};",
+            "    }",
+            f"    map $sovereign_u{k} $sovereign_sni{k} {{",
+            *(
+                f'        "{base}" "{urlsplit(base).hostname}";'
+                for base, _, _, _ in blocks
+                if base.startswith("https://")
+            ),
+            "        default $proxy_host;",
             "    }",
         ]
     lines += [
@@ -175,7 +205,7 @@ def nginx_config(
             f"        location @sovereign_hop{k} {{",
             f'            if ($sovereign_u{k} = "") {{ return 418; }}',
             f"            error_page 418 = {empty};",
-            f"            proxy_pass $sovereign_u{k}$request_uri;",
+            f"            proxy_pass $sovereign_t{k}$request_uri;",
             "            proxy_intercept_errors on;",
             f"            error_page 502 503 504 = {nxt};",
             "            proxy_http_version 1.1;",
@@ -188,6 +218,7 @@ def nginx_config(
             "            proxy_connect_timeout 2s;",
             "            proxy_read_timeout 300s;",
             "            proxy_ssl_server_name on;",
+            f"            proxy_ssl_name $sovereign_sni{k};",
             "            proxy_ssl_verify on;",
             "            proxy_ssl_trusted_certificate /etc/ssl/certs/ca-certificates.crt;",
             "            add_header X-Sovereign-Route $sovereign_route always;",

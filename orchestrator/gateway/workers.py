@@ -26,8 +26,10 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from orchestrator.errors import SovereignError, UsageError
+from orchestrator.gateway.authz import Authz
+from orchestrator.gateway.authz_server import AuthzServer
 from orchestrator.gateway.launch import GatewaySpec
-from orchestrator.gateway.server import bind, run
+from orchestrator.gateway.server import bind, event_loop_factory, run
 
 __all__ = ["serve_workers"]
 
@@ -60,7 +62,10 @@ def _worker(spec: GatewaySpec, host: str, port: int, index: int, report: Any) ->
         return
     report.put(("ready", index, serving.table.version, serving.table.serial, serving.source))
     try:
-        run(gateway, host, port, sock)
+        if isinstance(gateway, Authz):
+            AuthzServer(gateway, sock).serve_forever(event_loop_factory())
+        else:
+            run(gateway, host, port, sock)
     except (_Stop, KeyboardInterrupt):
         pass
 

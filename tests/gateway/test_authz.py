@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -29,8 +31,9 @@ from orchestrator.fleet.drain import Drain, Drains
 from orchestrator.fleet.model import Fleet
 from orchestrator.gateway.app import GatewaySettings
 from orchestrator.gateway.authz import Authz
+from orchestrator.gateway.authz_server import AuthzServer
 from orchestrator.gateway.metrics import AccessLog
-from orchestrator.gateway.server import GatewayApp
+from orchestrator.gateway.server import GatewayApp, bind
 from orchestrator.gateway.sources import StaticSource
 from orchestrator.gateway.tokens import TokenVerifier, load_token_keys
 from orchestrator.policy import rules
@@ -42,8 +45,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 @contextmanager
 def running_authz(
-    keys: Keys, fleet: Fleet | None = None, grpc_port: int | None = None
+    keys: Keys, fleet: Fleet | None = None, grpc_port: int | None = None, lean: bool = True
 ) -> Iterator[tuple[Authz, StaticSource, str]]:
+    """authz in-process: its own HTTP server (``lean``, what ``sovereign authz`` runs) or its
+    ASGI app under uvicorn."""
     source = StaticSource(fleet if fleet is not None else make_fleet())
     verifier = TokenVerifier(load_token_keys([keys.public_pem_path]), keys.audience, keys.issuer)
     log: list[str] = []
@@ -54,7 +59,8 @@ def running_authz(
         AccessLog(log.append),
         grpc_port=grpc_port,
     )
-    app = GatewayApp(authz)
+    app: GatewayApp | AuthzServer
+    app = AuthzServer(authz, bind("127.0.0.1", 0)) if lean else GatewayApp(authz)
     url = app.start()
     try:
         yield authz, source, url
@@ -272,3 +278,45 @@ def test_the_cli_serves_http_and_grpc_and_stops_cleanly(keys: Keys, tmp_path: Pa
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
     assert proc.returncode == 0
+
+
+def test_the_asgi_app_and_the_lean_server_answer_alike(module_keys: Keys) -> None:
+    """authz's own HTTP server and its ASGI app (both over ``http_answer``) give the same
+    status, headers and bytes; pipelined requests and management paths included."""
+    people = [("DE", ["DE"]), ("US", ["DE"]), ("US", ["US"]), ("JP", [])]
+    with (
+        running_authz(module_keys, lean=False) as (_, _, asgi),
+        running_authz(module_keys) as (_, _, lean),
+    ):
+        for who in people:
+            for model in ("fable-5", "olmo-3", "gpt-9"):
+                headers = {**module_keys.headers(*who), "X-Sovereign-Model": model}
+                for proxy in ({}, {"X-Sovereign-Proxy": "nginx"}):
+                    a, b = ask(asgi, {**headers, **proxy}), ask(lean, {**headers, **proxy})
+                    assert (a.status_code, a.content) == (b.status_code, b.content)
+                    names = {k for k in a.headers if k.startswith("x-sovereign")}
+                    assert names == {k for k in b.headers if k.startswith("x-sovereign")}
+                    # the same answer; the upstream URLs are each instance's own stubs
+                    keep = names - {"x-sovereign-upstream", "x-sovereign-upstreams"}
+                    assert {k: a.headers[k] for k in keep} == {k: b.headers[k] for k in keep}
+        assert ask(lean, {}, "GET", "/metrics").text.startswith("#")
+        assert ask(lean, {}, "POST", "/admin/reload").json()["table"]
+        # three requests in one write, answered in order on one connection
+        token = module_keys.headers("DE", ["DE"])["Authorization"]
+        one = f"GET /a HTTP/1.1\r\nHost: x\r\nAuthorization: {token}\r\n"
+        one += "X-Sovereign-Model: fable-5\r\n\r\n"
+        two = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        three = (
+            "GET /b HTTP/1.1\r\nHost: x\r\nX-Sovereign-Model: fable-5\r\nConnection: close\r\n\r\n"
+        )
+        host, port = lean.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall((one + two + three).encode())
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        assert re.findall(rb"HTTP/1\.1 (\d{3}) ", data) == [b"200", b"200", b"401"]
+        # a malformed request is a 400, never a crash
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(b"NOT HTTP\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 400")

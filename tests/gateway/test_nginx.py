@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,9 +45,10 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from orchestrator.fleet.loader import load_fleet, load_fleet_files
 from orchestrator.gateway.app import GatewaySettings
 from orchestrator.gateway.authz import Authz
+from orchestrator.gateway.authz_server import AuthzServer
 from orchestrator.gateway.metrics import AccessLog
 from orchestrator.gateway.proxyconf import nginx_config
-from orchestrator.gateway.server import GatewayApp
+from orchestrator.gateway.server import bind
 from orchestrator.gateway.sources import AppliedFleetSource
 from orchestrator.gateway.tokens import TokenVerifier, load_token_keys
 from orchestrator.policy import rules
@@ -174,7 +175,7 @@ def workers_of(master: int) -> set[int]:
 class Stack:
     url: str
     authz: Authz
-    authz_app: GatewayApp
+    authz_app: AuthzServer
     store: StateStore
     upstreams: dict[str, Upstream]
     nginx: subprocess.Popen[bytes]
@@ -199,11 +200,16 @@ def stack(keys: Keys, signed_fleet_factory: FleetFactory, tmp_path: Path) -> Ite
         upstream_overrides={s: up.server.url for s, up in upstreams.items() if up.server},
     )
     authz = Authz(source, verifier, settings, AccessLog(lambda line: None))
-    authz_app = GatewayApp(authz)
+    authz_app = AuthzServer(authz, bind("127.0.0.1", 0))  # what `sovereign authz` runs
     authz_url = authz_app.start()
     port = free_port()
+    # nginx's upstream blocks (kept-alive connections) come from the sites' endpoints: here
+    # the recording servers authz names (its upstream overrides).
+    fleet = load_fleet(root)
+    urls = settings.upstream_overrides
+    fleet = replace(fleet, sites={s: replace(v, endpoint=urls[s]) for s, v in fleet.sites.items()})
     config = nginx_config(
-        load_fleet(root),
+        fleet,
         authz=authz_url.removeprefix("http://"),
         listen=f"127.0.0.1:{port}",
         worker_processes="1",
