@@ -106,7 +106,8 @@ def authz(
     """Answer nginx auth_request and Envoy ext_authz with the gateway's decision.
 
     The proxy asks before it forwards a model request; authz reads the caller's
-    Authorization header (signed token) and the model from X-Sovereign-Model (or
+    Authorization header (a token, an API key or an --issuers token, as the
+    gateway) and the model from X-Sovereign-Model (or
     x-gateway-model-name). Allowed: 200 with X-Sovereign-Route (the legal sites in
     route order) and X-Sovereign-Upstream (the first healthy one's endpoint).
     Refused by the law: 451 with the explanation. Every legal site drained: 503
