@@ -61,9 +61,12 @@ def _response(status: int, headers: list[tuple[bytes, bytes]], body: bytes, clos
 class _Connection(asyncio.Protocol):
     """One client connection (nginx keeps a few open and sends request after request)."""
 
-    def __init__(self, authz: Authz, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, authz: Authz, loop: asyncio.AbstractEventLoop, open_: set[_Connection]
+    ) -> None:
         self._authz = authz
         self._loop = loop
+        self._open = open_
         self._parser = httptools.HttpRequestParser(self)
         self._transport: Any = None  # asyncio's or uvloop's transport
         self._url = b""
@@ -79,6 +82,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
+        self._open.add(self)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             try:
@@ -88,6 +92,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        self._open.discard(self)
         if self._busy is not None:
             self._busy.cancel()
 
@@ -152,6 +157,10 @@ class _Connection(asyncio.Protocol):
         transport.write(_response(status, out, answer, close))
         if close:
             transport.close()
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
 
     # -- the rest ----------------------------------------------------------------------------
 
@@ -245,13 +254,19 @@ class AuthzServer:
         self._loop = loop
         self._stop = asyncio.Event()
         await self.authz.startup()
-        server = await loop.create_server(lambda: _Connection(self.authz, loop), sock=self._sock)
+        connections: set[_Connection] = set()
+        server = await loop.create_server(
+            lambda: _Connection(self.authz, loop, connections), sock=self._sock
+        )
         try:
             if on_ready is not None:
                 on_ready()
             await self._stop.wait()
         finally:
             server.close()
+            # kept-alive connections too: a proxy must see authz gone, not a silent peer
+            for connection in list(connections):
+                connection.close()
             await server.wait_closed()
             await self.authz.shutdown()
 
