@@ -36,6 +36,9 @@ class Unlisted(StrEnum):
 
 
 class ProviderName(StrEnum):
+    """The kinds of site a fleet may declare: the one list (the schema, the region tables and
+    the provider registry read it)."""
+
     AWS = "aws"
     GCP = "gcp"
     LOCAL = "local"
@@ -51,7 +54,7 @@ class Authority:
 class Site:
     id: str
     jurisdiction: str  # the owner: the profile that declares the site
-    provider: str  # one of ProviderName values
+    provider: ProviderName
     region: str
     country: str
     operator: str

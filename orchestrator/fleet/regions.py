@@ -20,8 +20,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+from collections.abc import Callable, Mapping
 from functools import cache
 from pathlib import Path
+
+from orchestrator.fleet.model import ProviderName
 
 # Google Cloud regions (name -> ISO 3166-1 alpha-2 country of the data centres).
 GCP_REGIONS: dict[str, str] = {
@@ -171,19 +174,24 @@ def gcp_regions() -> frozenset[str]:
     return frozenset(GCP_REGIONS)
 
 
+# Per cloud: its region names, and the country of each region it documents. ``local`` (any
+# region name) has none.
+_REGION_NAMES: dict[str, Callable[[], frozenset[str]]] = {
+    ProviderName.AWS: aws_regions,
+    ProviderName.GCP: gcp_regions,
+}
+_REGION_COUNTRIES: dict[str, Mapping[str, str]] = {
+    ProviderName.AWS: AWS_REGION_COUNTRY,
+    ProviderName.GCP: GCP_REGIONS,
+}
+
+
 def known_regions(provider: str) -> frozenset[str] | None:
     """Valid region names for ``provider``; ``None`` when any name is accepted (``local``)."""
-    if provider == "aws":
-        return aws_regions()
-    if provider == "gcp":
-        return gcp_regions()
-    return None
+    names = _REGION_NAMES.get(provider)
+    return None if names is None else names()
 
 
 def region_country(provider: str, region: str) -> str | None:
     """The country a cloud region is in, when known."""
-    if provider == "aws":
-        return AWS_REGION_COUNTRY.get(region)
-    if provider == "gcp":
-        return GCP_REGIONS.get(region)
-    return None
+    return _REGION_COUNTRIES.get(provider, {}).get(region)

@@ -30,6 +30,7 @@ from pydantic import (
 
 from orchestrator.fleet.artifacts import source_problem
 from orchestrator.fleet.countries import is_country, suggest_country
+from orchestrator.fleet.model import ProviderName
 from orchestrator.fleet.windows import cron_problem, duration_problem, zone_problem
 
 JURISDICTION_ID = re.compile(r"^[A-Z0-9][A-Z0-9-]*$")
@@ -171,7 +172,7 @@ class AuthorityDoc(_Strict):
 
 class SiteDoc(_Strict):
     id: SiteId
-    provider: Literal["aws", "gcp", "local"]
+    provider: Annotated[ProviderName, Field(strict=False)]  # "aws" in YAML is ProviderName.AWS
     region: NonEmpty
     country: Country
     operator: NonEmpty

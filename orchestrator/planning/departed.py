@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any, NamedTuple
 
-from orchestrator.fleet.model import Fleet, Site
+from orchestrator.fleet.model import Fleet, ProviderName, Site
 from orchestrator.planning.plan import CauseKind, Change
 from orchestrator.providers.base import Op, Resource, ResourceKind
 
@@ -62,14 +62,14 @@ def _site_from_record(data: Mapping[str, Any]) -> Site | None:
         return Site(
             id=str(data["id"]),
             jurisdiction=jurisdiction,
-            provider=str(data["provider"]),
+            provider=ProviderName(str(data["provider"])),
             region=str(data["region"]),
             country=str(data.get("country", "")),
             operator=str(data.get("operator", "")),
             governed_by=frozenset(),
             governing=frozenset({jurisdiction}),
         )
-    except (KeyError, TypeError):
+    except (KeyError, TypeError, ValueError):  # ValueError: a provider no longer known
         return None
 
 

@@ -9,13 +9,16 @@ from __future__ import annotations
 import importlib
 
 from orchestrator.errors import UnknownProviderError
+from orchestrator.fleet.model import ProviderName
 from orchestrator.providers.base import Provider, ProviderContext, ProviderFactory, RouteProvider
 
-# name -> "module:factory". Explicit, so a type checker and a reader can follow it.
+# name -> "module:factory". Explicit, so a type checker and a reader can follow it. The kinds of
+# site (``fleet.model.ProviderName``) are keys here by the enum itself; the rest serve sites of
+# those kinds (DNS, the Pulumi engine). tests/providers checks every ProviderName has its entry.
 _REGISTRY: dict[str, str] = {
-    "local": "orchestrator.providers.local:LocalProvider",
-    "aws": "orchestrator.providers.aws:AwsProvider",
-    "gcp": "orchestrator.providers.gcp:GcpProvider",
+    ProviderName.LOCAL: "orchestrator.providers.local:LocalProvider",
+    ProviderName.AWS: "orchestrator.providers.aws:AwsProvider",
+    ProviderName.GCP: "orchestrator.providers.gcp:GcpProvider",
     "route53": "orchestrator.providers.aws.route53:Route53Provider",
     "pulumi": "orchestrator.providers.pulumi:PulumiEngine",  # --engine pulumi (aws, gcp sites)
 }

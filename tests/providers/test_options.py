@@ -54,3 +54,10 @@ def test_sagemaker_names_are_valid(site: str, model: str) -> None:
     name = sagemaker_base_name(site, model)
     assert 1 <= len(name) <= 54 and name[0].isalnum() and name[-1].isalnum()
     assert set(name) <= set("abcdefghijklmnopqrstuvwxyz0123456789-")
+
+
+def test_every_kind_of_site_has_a_provider() -> None:
+    from orchestrator.fleet.model import ProviderName
+    from orchestrator.providers import provider_names
+
+    assert {p.value for p in ProviderName} <= set(provider_names())

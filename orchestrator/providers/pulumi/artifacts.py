@@ -16,7 +16,7 @@ from typing import Any
 import pulumi
 import pulumi.dynamic
 
-from orchestrator.fleet.model import Site
+from orchestrator.fleet.model import ProviderName, Site
 from orchestrator.providers import create_provider
 from orchestrator.providers.base import (
     Op,
@@ -34,7 +34,7 @@ def _site_of(props: dict[str, Any]) -> Site:
     return Site(
         id=str(site["id"]),
         jurisdiction=str(props["jurisdiction"]),
-        provider=str(site["provider"]),
+        provider=ProviderName(str(site["provider"])),
         region=str(site["region"]),
         country=str(site["country"]),
         operator=str(site["operator"]),

@@ -24,10 +24,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 from orchestrator.errors import UsageError
+from orchestrator.fleet.model import ProviderName
 from orchestrator.providers.base import Resource, ResourceKind, spec_of
 
 ENGINES = ("builtin", "pulumi")
-ENGINE_SITE_PROVIDERS = frozenset({"aws", "gcp"})  # the kinds of site the program declares
+# the kinds of site the program declares
+ENGINE_SITE_PROVIDERS = frozenset({ProviderName.AWS, ProviderName.GCP})
 _STACK = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 _KINDS = {ResourceKind.DEPLOYMENT.value, ResourceKind.ARTIFACT.value}
 
