@@ -274,6 +274,10 @@ def _cell_html(
     )
     if prior is not None:
         attrs += f' data-before="{prior.state.value}"'
+    if cell.state is CellState.REFUSED:
+        # explain's refused_by for this principal, by the same function (policy.explain)
+        refused_by = {"directives": list(cell.directives), "rules": [r.value for r in cell.rules]}
+        attrs += f" data-refused-by='{escape(json.dumps(refused_by))}'"
     text = _STATE_TEXT[cell.state]
     if changed and prior is not None:
         text = f"{_STATE_TEXT[prior.state]} &rarr; {text}"

@@ -110,22 +110,9 @@ def _cell(explainer: Explainer, model: str, principal: Principal, at: datetime) 
         return CoverageCell(state, e.route, (), (), principal)
     if e.unavailable:
         return CoverageCell(CellState.UNAVAILABLE, (), (), (), principal, e.unavailable)
-    directives: set[str] = set()
-    rules: set[Rule] = set()
-    for decision in e.sites.values():
-        for r in decision.reasons:
-            if r.rule in (Rule.DIRECTIVE, Rule.WITHDRAWN):
-                directives.add(r.ref)
-            else:
-                rules.add(r.rule)
-    order = list(Rule)
-    return CoverageCell(
-        CellState.REFUSED,
-        (),
-        tuple(sorted(directives)),
-        tuple(sorted(rules, key=order.index)),
-        principal,
-    )
+    refusal = e.refusal
+    assert refusal is not None  # neither served nor drained: the law refuses
+    return CoverageCell(CellState.REFUSED, (), refusal.directives, refusal.rules, principal)
 
 
 def _rows(fleet: Fleet, by_country: dict[str, list[CoverageCell]]) -> tuple[CoverageRow, ...]:

@@ -59,22 +59,68 @@ class Explanation:
             return ()
         return tuple(s for s in self.legal_route if s in self.drained)
 
+    @property
+    def refusal(self) -> Refusal | None:
+        """Why the law leaves the route empty (``refusal_of``); None when served, or when the
+        route is empty only by drains (``unavailable``)."""
+        if self.route or self.legal_route:
+            return None
+        return refusal_of(self.sites)
+
     def to_json(self) -> dict[str, object]:
         """Exactly the ``explain --json`` shape of docs/json.md (``"drained": true`` on drained
-        sites)."""
+        sites; ``refused_by`` when the law leaves the route empty)."""
         sites: dict[str, object] = {}
         for s, d in self.sites.items():
             entry = d.to_json()
             if s in self.drained:
                 entry["drained"] = True
             sites[s] = entry
-        return {
+        out: dict[str, object] = {
             "model": self.model,
             "principal": self.principal.to_json(),
             "home": self.home,
             "route": list(self.route),
             "sites": sites,
         }
+        refusal = self.refusal
+        if refusal is not None:
+            out["refused_by"] = refusal.to_json()
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """What stands between a principal and every site, for an empty legal route: the
+    directives, when some site is closed by directives alone (without them it would serve);
+    else the rules that close the sites (R0-R3: no directive could open them)."""
+
+    directives: tuple[str, ...]
+    rules: tuple[Rule, ...]
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {"directives": list(self.directives), "rules": [r.value for r in self.rules]}
+
+
+_BY_DIRECTIVE = frozenset({Rule.DIRECTIVE, Rule.WITHDRAWN})
+
+
+def refusal_of(sites: Mapping[str, Decision]) -> Refusal:
+    """Why nobody serves (docs/decisions.md, "sovereign explain"), from the decision at every
+    site: the one definition behind ``explain``'s ``refused_by`` and the HTML report's cells.
+    A directive is named only where it alone closes a site, so a directive that reaches people
+    the law refuses anyway is never blamed for them (``impact`` counts them unchanged)."""
+    directives: set[str] = set()
+    rules: set[Rule] = set()
+    for decision in sites.values():
+        kinds = {r.rule for r in decision.reasons}
+        if kinds and kinds <= _BY_DIRECTIVE:
+            directives.update(r.ref for r in decision.reasons)
+        rules.update(k for k in kinds if k not in _BY_DIRECTIVE)
+    if directives:
+        return Refusal(tuple(sorted(directives)), ())
+    order = list(Rule)
+    return Refusal((), tuple(sorted(rules, key=order.index)))
 
 
 def check_model(fleet: Fleet, model_id: str) -> None:
