@@ -121,6 +121,13 @@ def create(
         soft_wrap=True,
     )
     confirm(f"Create an API key for tenant {tenant}?", yes=yes, doing="create an API key")
+    if until is not None and until > found.expires:
+        output.err().print(
+            f"note: the key would outlive the attestation; it stops working when the "
+            f"attestation expires ({_iso(found.expires)}) unless the tenant is re-attested.",
+            markup=False,
+            soft_wrap=True,
+        )
     store = open_store(state, fleet, create=False)
     try:
         key_id, key = new_key()
