@@ -16,8 +16,9 @@ Format (``format: 1``)::
                       "tags"}],
      "tags": {...}}
 
-``tags`` are the ownership tags the built-in providers put on what they create (so either side
-recognises the other's resources); the top-level ``tags`` are those every resource of the stack
+``tags`` are the ownership marks the site's own built-in provider puts on what it creates, in
+that provider's form (AWS tags ``sovereign:site``, GCS labels ``sovereign-site``), so either
+side recognises the other's resources; the top-level ``tags`` are those every resource of the stack
 carries; ``spec`` is the resource's spec as ``sovereign plan`` compares it (what the Pulumi
 engine reports a site holds when the stack matches). ``StackInput.from_json`` reads the
 document back and refuses one that is malformed or that names a site of another jurisdiction
@@ -28,18 +29,32 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from orchestrator.errors import UsageError
-from orchestrator.fleet.model import Fleet
+from orchestrator.fleet.model import Fleet, ProviderName, Site
 from orchestrator.planning.desired import artifact_resource, deployment_resource, desired_pairs
 from orchestrator.providers.aws.naming import TAG_MANAGED, managed_tags
+from orchestrator.providers.gcp.storage import ownership as gcp_ownership
 
 EXPORT_FORMAT = 1
 EXPORT_FORMATS = ("pulumi",)
+
+# Each kind of site's ownership marks, from its own provider. Local sites create nothing in a
+# cloud; they take the AWS form.
+_OWNERSHIP: dict[ProviderName, Callable[[str, str | None], dict[str, str]]] = {
+    ProviderName.AWS: managed_tags,
+    ProviderName.GCP: gcp_ownership,
+    ProviderName.LOCAL: managed_tags,
+}
+
+
+def ownership_tags(site: Site, model_id: str | None = None) -> dict[str, str]:
+    """What marks ``site``'s resources (and ``model_id``'s) as Sovereign's, in its cloud's form."""
+    return _OWNERSHIP[site.provider](site.id, model_id)
 
 
 def unknown_jurisdiction(fleet: Fleet, jurisdiction_id: str) -> UsageError:
@@ -68,7 +83,7 @@ def export_stack_input(fleet: Fleet, at: datetime, jurisdiction_id: str) -> dict
                 "operator": site.operator,
                 "instance_type": site.instance_type,
                 "instance_count": site.instance_count,
-                "tags": managed_tags(site.id),
+                "tags": ownership_tags(site),
             }
         )
     deployments = []
@@ -86,7 +101,7 @@ def export_stack_input(fleet: Fleet, at: datetime, jurisdiction_id: str) -> dict
                 "instance_type": spec.get("instance_type"),
                 "instance_count": int(spec["instance_count"]),
                 "spec": spec,
-                "tags": managed_tags(site_id, model_id),
+                "tags": ownership_tags(fleet.sites[site_id], model_id),
             }
         )
         artifacts.append(
@@ -98,7 +113,7 @@ def export_stack_input(fleet: Fleet, at: datetime, jurisdiction_id: str) -> dict
                 "origin": model.origin,
                 "export_control": model.export_control,
                 "spec": artifact.spec_dict(),
-                "tags": managed_tags(site_id, model_id),
+                "tags": ownership_tags(fleet.sites[site_id], model_id),
             }
         )
     return {

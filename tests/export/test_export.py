@@ -111,7 +111,9 @@ def test_an_export_holds_its_own_sites_and_exactly_the_desired_pairs(
         assert exported == {(m, s) for m, s in pairs if s in own}
         assert {(a.model, a.site) for a in parsed.artifacts} == exported
         for a in parsed.artifacts:
-            assert a.tags["sovereign:site"] == a.site and a.tags["sovereign:model"] == a.model
+            # in the site's own provider's form: AWS tags, GCS labels
+            marks = {k.replace("-", ":"): v for k, v in a.tags.items()}
+            assert marks["sovereign:site"] == a.site and marks["sovereign:model"] == a.model
         seen |= exported
     assert seen == set(pairs)  # every desired pair belongs to exactly one stack
 

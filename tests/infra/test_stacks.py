@@ -233,17 +233,17 @@ def test_every_resource_carries_the_managed_tags(jurisdiction: str) -> pulumi.Ou
             if typ in {"aws:s3/bucketVersioning:BucketVersioning",
                        "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"}:  # fmt: skip
                 continue  # settings of a bucket, not taggable resources of their own
-            if typ.startswith("gcp:"):
-                marks = inputs["labels"]
-                assert marks["sovereign-managed"] == "true", (typ, name)
-            else:
-                marks = inputs["tags"]
-                assert marks["sovereign:managed"] == "true", (typ, name)
+            # each cloud's own form: GCP labels `sovereign-site`, AWS tags `sovereign:site`
+            marks = {
+                k.replace("-", ":"): v
+                for k, v in (inputs["labels"] if typ.startswith("gcp:") else inputs["tags"]).items()
+            }
+            assert marks["sovereign:managed"] == "true", (typ, name)
             assert site_of(inputs) == named_site(name), (typ, name)
             assert named_site(name) in FLEET.jurisdictions[jurisdiction].sites
             if "." in name:  # a deployment's or an artifact's resource names its model
                 model = name.split("/")[0].split(".", 2)[2]
-                assert model in (marks.get("sovereign:model"), marks.get("sovereign-model"))
+                assert model == marks.get("sovereign:model")
 
     return declare(input_of(FLEET, jurisdiction), check)
 

@@ -62,8 +62,12 @@ def label_value(value: str) -> str:
     return cleaned[:63]
 
 
-def ownership(site_id: str) -> dict[str, str]:
-    return {LABEL_MANAGED: "true", LABEL_SITE: label_value(site_id)}
+def ownership(site_id: str, model_id: str | None = None) -> dict[str, str]:
+    """The labels that mark what this provider creates for a site (and a model)."""
+    labels = {LABEL_MANAGED: "true", LABEL_SITE: label_value(site_id)}
+    if model_id is not None:
+        labels[META_MODEL] = label_value(model_id)
+    return labels
 
 
 class GcsClients:
