@@ -3,9 +3,9 @@
 The second test runs the real commands a deployment runs (apply, token keygen/mint, directive
 keygen/sign, a tenant attested and signed, key create/revoke/list, the gateway with its access
 log, requests with tokens and API keys that are served, refused and unauthenticated) and then
-greps everything they wrote (stdout, stderr, the state store and its audit log, every file
-under ``.sovereign``) for the tokens, the API keys, the private key material and the prompt
-bodies they used.
+greps everything they wrote (stdout, stderr, the decision log, the state store and its audit
+log, every file under ``.sovereign``) for the tokens, the API keys, the private key material
+and the prompt bodies they used.
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def test_tokens_keys_and_prompts_never_reach_logs_or_audit(tmp_path: Path) -> No
     env["PYTHONPATH"] = str(REPO)
     gateway = subprocess.Popen(
         [sys.executable, "-m", "orchestrator", "gateway", "--token-key", "idp.pub.pem"]
-        + ["--stub-upstreams", "--port", "0", "--json"],
+        + ["--stub-upstreams", "--port", "0", "--json", "--decision-log", "decisions.jsonl"],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -186,7 +186,9 @@ def test_tokens_keys_and_prompts_never_reach_logs_or_audit(tmp_path: Path) -> No
         "API key": [*api_keys, *(k.removeprefix("sk-sov-") for k in api_keys)],
         "prompt": prompts,
     }
-    haystacks = [*outputs, *written]
+    decisions = (tmp_path / "decisions.jsonl").read_text()
+    assert '"kind":"key"' in decisions.replace(" ", ""), "no key decision was logged"
+    haystacks = [*outputs, *written, decisions]
     assert any("chat/completions" in h for h in haystacks), "no access log was written"
     for kind, needles in secrets.items():
         for needle in needles:
