@@ -269,3 +269,17 @@ def test_the_html_page_lists_every_finding_and_loads_clean_in_chromium(
     assert dom.count('<tr class="gap">') == 1 and dom.count('<tr class="unparsed">') == 1
     assert "<script>" not in dom
     assert refused["decision_id"] in dom and "us-d1" in dom
+
+
+def test_a_copied_line_is_listed_as_a_duplicate(
+    served: Served, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    lines = _lines(served.log)
+    copy = dict(lines[300])
+    lines.insert(5, copy)  # the copy is met first: the original, later, is the one listed
+    code, doc = evidence(capsys, served.root, _write(tmp_path / "copied.jsonl", lines))
+    assert code == 1
+    (unparsed,) = doc["unparsed"]
+    assert unparsed["line"] == 302 and "more than once" in unparsed["error"]
+    assert copy["decision_id"] in unparsed["error"]
+    assert doc["violations"] == [] and doc["gaps"] == []

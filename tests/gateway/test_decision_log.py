@@ -200,3 +200,24 @@ def test_authz_logs_its_decisions_too(keys: Keys, tmp_path: Path) -> None:
     assert lines[0]["result"]["site"] == ok.headers["x-sovereign-site"]  # type: ignore[index]
     assert lines[0]["input"]["path"] == "authz"  # type: ignore[index]
     assert lines[1]["result"]["status"] == 451 and lines[1]["reasons"]  # type: ignore[index]
+
+
+def test_each_worker_spec_has_its_own_log_and_the_supervisor_opens_none(tmp_path: Path) -> None:
+    from orchestrator.gateway.app import GatewaySettings
+    from orchestrator.gateway.launch import AuthzSpec
+
+    spec = AuthzSpec(
+        fleet=tmp_path,
+        state=None,
+        token_keys=(),
+        token_audience="sovereign",
+        token_issuer=None,
+        serve_working_fleet=False,
+        settings=GatewaySettings(decision_log=DecisionLogSettings(tmp_path / "d.jsonl", "gw")),
+    )
+    worker = spec.for_worker(1)
+    assert isinstance(worker, AuthzSpec)
+    assert worker.settings.decision_log is not None
+    assert worker.settings.decision_log.path == tmp_path / "d.jsonl.w1"
+    assert worker.settings.decision_log.gateway_id == "gw.w1"
+    assert spec.without_decision_log().settings.decision_log is None
