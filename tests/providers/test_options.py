@@ -61,3 +61,10 @@ def test_every_kind_of_site_has_a_provider() -> None:
     from orchestrator.providers import provider_names
 
     assert {p.value for p in ProviderName} <= set(provider_names())
+
+
+def test_every_kind_of_site_has_its_ownership_marks_in_export() -> None:
+    from orchestrator.fleet.model import ProviderName
+    from orchestrator.planning.export import _OWNERSHIP
+
+    assert set(_OWNERSHIP) == set(ProviderName)
