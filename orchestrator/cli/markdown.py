@@ -110,9 +110,14 @@ def _interlocks(plan: Plan) -> list[str]:
 
 def _trust(plan: Plan) -> list[str]:
     """Changes of who may order: a rotation is named as such, never hidden in a route update."""
-    if not plan.trust:
+    if not plan.trust and not plan.decommission:
         return []
     out = ["### Who may order (authority sets)", ""]
+    for j in plan.decommission:
+        out.append(
+            f"- :no_entry: **decommission** {j}: its profile left the fleet; applying needs "
+            f"`--decommission {j} --reason TEXT`"
+        )
     for t in plan.trust:
         mark = ":key:" if t.kind == "pin" else ":warning:"
         out.append(f"- {mark} **{t.kind}** {t.jurisdiction}: `{t.summary()}`")

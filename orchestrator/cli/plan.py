@@ -104,6 +104,13 @@ def render_plan(console: Console, plan: Plan, fleet_dir: Path) -> None:
         say(console, "  [green]No changes.[/] The sites and the routing table match the fleet.")
     for c in plan.changes:
         render_change(console, c)
+    for j in plan.decommission:
+        say(
+            console,
+            f"  [bold red]! decommission[/] {escape(j)}: its profile left the fleet; its "
+            "deployments and artifacts go, its authority set is unpinned (apply needs "
+            f"--decommission {escape(j)} --reason TEXT)",
+        )
     for t in plan.trust:
         # A change of who may order, shown as what it is (docs/security.md, trust roots).
         say(console, f"  [bold magenta]! who may order[/] {escape(t.summary())}")
@@ -428,6 +435,19 @@ def apply_command(
     jurisdiction: JurisdictionOpt = None,
     engine: EngineOpt = None,
     override_window: OverrideWindowOpt = None,
+    decommission: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--decommission",
+            metavar="J",
+            help="Decommission J, whose profile left the fleet: delete its deployments and "
+            "artifacts and unpin its authority set (repeatable; needs --reason; audited).",
+        ),
+    ] = None,
+    reason: Annotated[
+        str | None,
+        typer.Option("--reason", help="Why the jurisdictions are decommissioned (audited)."),
+    ] = None,
 ) -> None:
     """Carry a plan out: sites in parallel, each site's changes in order.
 
@@ -451,12 +471,28 @@ def apply_command(
 
     Deferred changes (a closed change window, a rollout wave not yet
     healthy) are not carried out unless --override-window REASON.
+
+    A jurisdiction whose profile left the fleet is decommissioned (its
+    deployments and artifacts deleted, its authority set unpinned) only
+    with --decommission J --reason TEXT; otherwise apply refuses (exit 1)
+    and the other jurisdictions can go with --jurisdiction:
+
+      sovereign apply --yes --decommission IN --reason "CHG-2001: India exits"
     """
     if override_window is not None and not override_window.strip():
         raise UsageError(
             "--override-window needs a reason",
             hint='say why the window is broken, e.g. --override-window "INC-4711: hotfix"; '
             "it is recorded in the audit log",
+        )
+    if decommission and not (reason and reason.strip()):
+        raise UsageError(
+            "--decommission needs --reason TEXT (it is audited)",
+            hint='e.g. --decommission IN --reason "CHG-2001: India exits"',
+        )
+    if reason is not None and not decommission:
+        raise UsageError(
+            "--reason goes with --decommission J", hint="name the jurisdiction to decommission"
         )
     saved = None
     if planfile is not None:
@@ -499,6 +535,7 @@ def apply_command(
             confirm=None if saved is not None or yes else confirm_on_terminal,
             observer=ApplyDisplay(output.out(), fleet, show_plan=not json_out),
             override_window=override_window,
+            decommission={j: str(reason) for j in decommission or ()},
         )
     finally:
         session.close()

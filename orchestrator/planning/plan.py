@@ -343,6 +343,8 @@ class Plan:
     deferred: tuple[Deferred, ...] = field(default=())
     # changes of who may order: authority sets pinned, rotated or unpinned (planning.trust)
     trust: tuple[TrustChange, ...] = field(default=())
+    # jurisdictions leaving the fleet that this plan decommissions (planning.decommission)
+    decommission: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
         with gc_paused():
@@ -394,6 +396,7 @@ class Plan:
             "unobservable": [u.to_json() for u in self.unobservable],
             "deferred": [d.to_json() for d in self.deferred],
             "trust": [t.to_json() for t in self.trust],
+            "decommission": list(self.decommission),
         }
 
     def sha256(self) -> str:
@@ -434,6 +437,7 @@ class Plan:
                 unobservable=tuple(Unobservable.from_json(u) for u in data.get("unobservable", [])),
                 deferred=tuple(Deferred.from_json(d) for d in data.get("deferred", [])),
                 trust=tuple(TrustChange.from_json(t) for t in data.get("trust", [])),
+                decommission=tuple(str(j) for j in data.get("decommission", [])),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise UsageError(

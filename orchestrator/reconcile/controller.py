@@ -54,6 +54,7 @@ from orchestrator.errors import (
     StateLockedError,
     UsageError,
 )
+from orchestrator.planning.decommission import DecommissionPending
 from orchestrator.planning.deferral import window_states
 from orchestrator.planning.plan import CauseKind, WaitReason, cause_kind
 from orchestrator.policy.epochs import EpochIndex
@@ -395,8 +396,25 @@ class Controller:
             if session.sites_recorded and not self._said_sites:
                 self._said_sites = True
                 self.log("controller.sites", sites="local", source="recorded by the last apply")
+            pending: DecommissionPending | None = None
             try:
-                done = plan_and_apply(session, operation=OPERATION, lease=lease)
+                try:
+                    done = plan_and_apply(session, operation=OPERATION, lease=lease)
+                except DecommissionPending as exc:
+                    # The controller never decommissions: it reports it (a refused pass, exit
+                    # 1) and carries out the other jurisdictions' changes.
+                    pending = exc
+                    others = sorted(session.fleet.jurisdictions)
+                    session.close()
+                    session = open_session(
+                        self.fleet_dir,
+                        self.settings.state_url,
+                        at=started,
+                        sites_local=self.settings.sites_local,
+                        lease_seconds=self.settings.lease_seconds,
+                        jurisdictions=others,
+                    )
+                    done = plan_and_apply(session, operation=OPERATION, lease=lease)
                 windows = {
                     j: state.open
                     for j, state in window_states(session.fleet, started).items()
@@ -438,6 +456,13 @@ class Controller:
                 },
                 windows=windows,
             )
+            if pending is not None:
+                result = replace(
+                    result,
+                    outcome=Outcome.REFUSED,
+                    message=f"{pending.message}; the controller never decommissions, the other "
+                    f"jurisdictions were reconciled ({pending.hint})",
+                )
         result = replace(result, next_epoch=next_epoch_after(self.fleet_dir, self.clock()))
         self._report(result, commit)
         return result

@@ -127,6 +127,11 @@ def rollback_problems(
                 )
             )
             continue
+        if rec.jurisdiction not in fleet.jurisdictions:
+            # Its jurisdiction left the fleet: it binds no site the fleet declares, and what
+            # happens to its sites is a decommission (planning.decommission), refused unless
+            # asked for by name.
+            continue
         if rec.action == Action.ROTATE.value or rec.id not in protected:
             # A rotation took effect when it was applied (the pinned set is the record);
             # deleting its files afterwards changes nothing.

@@ -10,11 +10,12 @@ nothing and never reads a terminal.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Protocol
 
+from orchestrator.planning.decommission import allow_decommission, record_decommission
 from orchestrator.planning.plan import Deferred, Plan
 from orchestrator.planning.scope import sites_in_scope
 from orchestrator.reconcile.apply import (
@@ -91,6 +92,7 @@ def plan_and_apply(
     step_delay: float = 0.0,
     lease: Lease | None = None,
     override_window: str | None = None,
+    decommission: Mapping[str, str] | None = None,
 ) -> Applied:
     """Carry the fleet of ``session`` out under the state lock, in the one safe order.
 
@@ -98,7 +100,9 @@ def plan_and_apply(
     2. a ``saved`` plan must have been made from this very state and fleet (``StalePlanError``)
        and be exactly the plan recomputed now (``RefusedError``; ``reconcile.verify``); without
        one, a fresh plan is made and audited, for real time unless every target is local;
-    3. ``observer.planned`` shows it; the interlocks are enforced (``RefusedError`` unless
+    3. ``observer.planned`` shows it; a decommission not named in ``decommission``
+       (jurisdiction -> reason) is refused (``planning.decommission``); the interlocks are
+       enforced (``RefusedError`` unless
        ``allow_outage`` gives a reason for every overridable violation);
     4. an empty plan ends here; otherwise ``confirm`` (when given) is asked;
     5. the plan is applied while the lease is held (``apply_plan``).
@@ -144,11 +148,15 @@ def plan_and_apply(
         if released:
             plan = release_deferred(session, plan)
         shown.planned(plan)
+        # A jurisdiction that left the fleet is decommissioned only when asked for by name.
+        allow_decommission(plan.decommission, decommission or {}, session.store.audit)
         enforce(plan.interlocks, allow_outage, changed=plan.jurisdictions())
         if plan.empty and not held_back:
             return Applied(plan, ApplyResult(serial=plan.serial), released)
         if confirm is not None and not confirm(plan):
             return Applied(plan, None, released)
+        if plan.decommission:
+            record_decommission(plan.decommission, decommission or {}, session.store.audit)
         if released:
             session.store.audit.append(
                 "window.overridden",

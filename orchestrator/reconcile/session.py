@@ -19,6 +19,7 @@ from orchestrator.fleet.loader import load_fleet_files, read_fleet_files
 from orchestrator.fleet.model import Fleet, Site
 from orchestrator.planning.actual import Providers, applied_table
 from orchestrator.planning.causes import cause_context, directive_events
+from orchestrator.planning.decommission import leaving_jurisdictions
 from orchestrator.planning.deferral import Health, Pair, defer, observed_health
 from orchestrator.planning.departed import Departed, departed_sites, name_departures
 from orchestrator.planning.desired import desired_pairs, desired_state
@@ -27,7 +28,7 @@ from orchestrator.planning.engine import check_engine, engine_options
 from orchestrator.planning.guarantees import capacity_problems
 from orchestrator.planning.plan import TABLE_TARGET, Plan, Unobservable
 from orchestrator.planning.scope import Scope, parse_scope, resource_in_scope, sites_in_scope
-from orchestrator.planning.trust import refuse_unpinned
+from orchestrator.planning.trust import TrustChange, refuse_unpinned
 from orchestrator.providers.base import Resource, ResourceKind
 from orchestrator.providers.pulumi.automation import require_cli
 from orchestrator.reconcile.interlock import check_interlocks, plan_warnings
@@ -243,13 +244,20 @@ def make_plan(
     ledger = ledger_of(session.store)
     refuse_rollback(session.fleet, ledger, now, session.store.audit)
     # Nor from a fleet that changes who speaks for a jurisdiction without the pinned keys.
-    trust = refuse_unpinned(
-        session.fleet,
-        session.files,
-        session.store.pinned_authorities(),
-        ledger,
-        now,
-        session.store.audit,
+    pins = session.store.pinned_authorities()
+    trust = refuse_unpinned(session.fleet, session.files, pins, ledger, now, session.store.audit)
+    # Jurisdictions leaving the fleet: listed, and unpinned only by a decommission.
+    leaving = tuple(
+        j
+        for j in leaving_jurisdictions(
+            session.fleet, (d.site.jurisdiction for d in session.departed.values()), pins
+        )
+        if session.scope is None or j in session.scope
+    )
+    trust += tuple(
+        TrustChange(j, "unpin", pins[j].authorities, pins[j].threshold, None, None, "decommission")
+        for j in leaving
+        if j in pins
     )
     desired = desired_of(session)
     actual, blind = observed if observed is not None else observe_each(session, desired)
@@ -286,6 +294,7 @@ def make_plan(
         unobservable=unobservable,
         deferred=deferred,
         trust=trust,
+        decommission=leaving,
     )
     violations = check_interlocks(session.fleet, session.at, pairs, plan.changes, blind)
     plan = replace(

@@ -393,3 +393,93 @@ def test_trust_reset_re_pins_on_confirmation_and_is_audited(
     finally:
         store.close()
     assert len(entries) == 1 and entries[0].payload["reason"] == "INC-7 keys lost"
+
+
+# --- deleting a whole jurisdiction ----------------------------------------------------------
+
+
+def remove_eu(root: Path) -> None:
+    """Delete eu.yaml and the references to EU, as a writer of the fleet repository can."""
+    (root / "eu.yaml").unlink()
+    us = root / "us.yaml"
+    us.write_text(us.read_text().replace("export:\n  restricted: [EU]\n", ""))
+
+
+def eu_resources(root: Path, state: str) -> list[str]:
+    store = open_store(state, root, create=False)
+    try:
+        return [
+            r["address"]
+            for r in store.recorded_resources()
+            if (r.get("resource") or {}).get("site", {}).get("jurisdiction") == "EU"
+        ]
+    finally:
+        store.close()
+
+
+def pinned(root: Path, state: str) -> set[str]:
+    store = open_store(state, root, create=False)
+    try:
+        return set(store.pinned_authorities())
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_deleting_a_jurisdiction_deletes_nothing_without_decommission(
+    local_fleet: LocalFleet, state: str, entry: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = local_fleet()
+    assert apply(capsys, root, state)[0] == 0
+    held = eu_resources(root, state)
+    assert held and "EU" in pinned(root, state)
+    remove_eu(root)
+    code, said = attempt(capsys, root, state, entry)
+    assert code == 1, said
+    assert "decommissions EU" in said
+    assert eu_resources(root, state) == held  # nothing of EU was deleted
+    assert "EU" in pinned(root, state)
+    if entry == "controller":
+        # it reported the decommission and went on with the others: US is in sync now
+        code, out, _ = cli(capsys, "plan", *common(root, state), "--jurisdiction", "US", "--json")
+        assert code == 0 and json.loads(out)["changes"] == [], out
+
+
+def test_plan_lists_a_decommission_and_apply_carries_it_out_when_named(
+    local_fleet: LocalFleet, state: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = local_fleet()
+    assert apply(capsys, root, state)[0] == 0
+    remove_eu(root)
+    code, out, err = cli(capsys, "plan", *common(root, state), "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["decommission"] == ["EU"]
+    assert ("EU", "unpin") in {(t["jurisdiction"], t["kind"]) for t in doc["trust"]}
+    # the others can go alone
+    code, _, err = cli(capsys, "apply", "--yes", *common(root, state), "--jurisdiction", "US")
+    assert code == 0, err
+    assert eu_resources(root, state)
+    # named, with a reason: carried out, audited, unpinned
+    code, _, err = cli(capsys, "apply", "--yes", *common(root, state), "--decommission", "EU")
+    assert code == 1 and "--reason" in err
+    code, _, err = cli(
+        capsys,
+        "apply",
+        "--yes",
+        *common(root, state),
+        "--decommission",
+        "EU",
+        "--reason",
+        "CHG-9: EU exits",
+    )
+    assert code == 0, err
+    assert eu_resources(root, state) == []
+    assert "EU" not in pinned(root, state)
+    store = open_store(state, root, create=False)
+    try:
+        done = [e.payload for e in store.audit.entries() if e.kind == "jurisdiction.decommissioned"]
+    finally:
+        store.close()
+    assert done == [{"jurisdiction": "EU", "reason": "CHG-9: EU exits"}]
+    assert cli(capsys, "plan", *common(root, state), "--detailed-exitcode")[0] == 0
