@@ -168,7 +168,9 @@ def test_the_example_fleet_applies_to_emulated_clouds_and_india_leaves(
     monkeypatch.setenv(
         option_env_name("aws_endpoint_url.ap-south-1"), f"http://127.0.0.1:{free_port()}"
     )
-    code, out, err = cli(capsys, "apply", *args, "--yes", "--json")
+    # A jurisdiction leaving is decommissioned only by name, with a reason (audited).
+    leave = ["--decommission", "IN", "--reason", "CHG-7: India leaves the fleet"]
+    code, out, err = cli(capsys, "apply", *args, "--yes", "--json", *leave)
     assert code == 3, err + out
     result = json.loads(out)["result"]
     assert result["failed"] == ["aws-ap-south-1"]
@@ -181,7 +183,7 @@ def test_the_example_fleet_applies_to_emulated_clouds_and_india_leaves(
 
     # The region is back: the next apply finishes the teardown, then nothing is left to do.
     monkeypatch.delenv(option_env_name("aws_endpoint_url.ap-south-1"))
-    code, out, err = cli(capsys, "apply", *args, "--yes", "--json")
+    code, out, err = cli(capsys, "apply", *args, "--yes", "--json", *leave)
     assert code == 0, err + out
     listed = s3.list_object_versions(Bucket=india, Prefix="sarvam-2/")
     assert not listed.get("Versions") and not listed.get("DeleteMarkers")

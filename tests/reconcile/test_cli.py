@@ -258,7 +258,14 @@ def test_a_removed_jurisdiction_and_model_are_torn_down(
     code, out, err = cli(capsys, "plan", *args, "--jurisdiction", "IN", "--json")
     assert code == 0, err
     assert {c["jurisdiction"] for c in json.loads(out)["changes"]} == {"IN", ""}
+    assert json.loads(out)["decommission"] == ["IN"]
+    # A jurisdiction leaving is decommissioned only by name, with a reason (audited).
     code, _, err = cli(capsys, "apply", *args, "--yes")
+    assert code == 1 and "decommissions IN" in err
+    assert {p.relative_to(sites).as_posix() for p in sites.glob("*/*/*")} == before
+    code, _, err = cli(
+        capsys, "apply", *args, "--yes", "--decommission", "IN", "--reason", "CHG-1: IN exits"
+    )
     assert code == 0, err
     after = {p.relative_to(sites).as_posix() for p in sites.glob("*/*/*")}
     assert after == before - indian
