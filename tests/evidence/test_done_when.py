@@ -31,6 +31,8 @@ from tests.cli.support import run_cli
 from tests.fleet.builder import DIRECTIVE_FILE, FleetFactory
 from tests.gateway.support import make_keys, wait_for
 
+pytestmark = pytest.mark.slow  # a real gateway serving 1,000 requests, subprocess-free
+
 CHAT = "/v1/chat/completions"
 EACH_SIDE = 500
 PERIOD = ("--from", "2026-01-01", "--to", "2100-01-01")
@@ -243,6 +245,7 @@ def test_bad_options_say_what_would_be_valid(
     assert code == 1 and "US" in json.loads(out)["error"]["hint"]
 
 
+@pytest.mark.browser
 def test_the_html_page_lists_every_finding_and_loads_clean_in_chromium(
     served: Served, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

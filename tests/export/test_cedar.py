@@ -101,6 +101,7 @@ def test_the_example_fleet_export_agrees_with_the_route_table(
     assert agreed == QUERIES
 
 
+@pytest.mark.slow  # about 150,000 Cedar decisions
 def test_the_bench_fleet_export_agrees_with_the_route_table() -> None:
     """Cedar (cedarpy 4) costs about 0.2 ms a decision whatever the policies, and 3,000 queries
     x 150 sites would take minutes. So every query asks Cedar about each site where its model
