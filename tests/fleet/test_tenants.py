@@ -7,11 +7,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from orchestrator.fleet.loader import load_fleet
-from orchestrator.fleet.signing import generate_key
-from tests.fleet.builder import FleetFactory, sign, tenant_yaml
+from orchestrator.fleet.loader import load_fleet, load_fleet_files
+from orchestrator.fleet.signing import generate_key, sign_file_bytes
+from tests.fleet.builder import FleetFactory, keys, sign, tenant_yaml
 from tests.fleet.test_cli import run
+from tests.fleet.test_fuzz import signed_files
 
 T = "tenants/acme.yaml"
 
@@ -131,3 +134,35 @@ def test_explain_answers_for_a_tenants_attested_principal(
     assert code == 1 and "no valid attestation" in json.loads(out)["error"]["message"]
     code, out, _ = run([*argv, "--residency", "DE"], capsys)
     assert code == 1 and "--tenant" in json.loads(out)["error"]["message"]
+
+
+_TENANT_LINES = tenant_yaml().splitlines()
+_BASE = signed_files()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, len(_TENANT_LINES) - 1),
+            st.sampled_from(["", "null", "[]", "{}", "- x", "ZZ", "de", "'x'", ": :", "&a *a"]),
+        ),
+        min_size=1,
+        max_size=3,
+    )
+)
+def test_a_damaged_tenant_is_left_out_never_half_read(edits: list[tuple[int, str]]) -> None:
+    lines = list(_TENANT_LINES)
+    for index, value in edits:
+        key = lines[index].split(":", 1)[0]
+        lines[index] = f"{key}: {value}" if ":" in lines[index] else value
+    damaged = ("\n".join(lines) + "\n").encode()
+    pem, _ = keys()["notary"]
+    files = {**_BASE, T: damaged, f"{T}.sig": f"notary {sign_file_bytes(pem, damaged)}\n".encode()}
+    fleet = load_fleet_files(files, "regions")  # the rest of the fleet loads whatever T holds
+    tenant = next(iter(fleet.tenants.values()), None)  # an edit may rename it
+    if tenant is None:
+        assert fleet.tenant_problems  # left out, and said why
+    else:  # still a whole, valid attestation: every field as the schema demands
+        assert tenant.residency.isupper() and tenant.attested_by == "notary"
+        assert all(len(n) == 2 for n in tenant.nationalities)

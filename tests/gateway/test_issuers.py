@@ -20,6 +20,8 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orchestrator.errors import UsageError
 from orchestrator.fleet.loader import load_fleet
@@ -295,3 +297,44 @@ def test_the_gateway_command_refuses_plain_http_keys_before_starting(
     )
     error = json.loads(out)["error"]
     assert code == 1 and f"{path}:3" in error["message"] and "https://" in error["message"]
+
+
+_ISSUER_LINES = [
+    "issuers:",
+    "  - issuer: https://idp",
+    "    jwks_uri: https://idp/jwks",
+    "    audience: a",
+    "    claims:",
+    "      residency: address.country",
+    "    refresh_seconds: 1",
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, len(_ISSUER_LINES) - 1),
+            st.sampled_from(["", "null", "[]", "{}", "- x", "-1", "http://x/j", ": :", "*a"]),
+        ),
+        min_size=1,
+        max_size=3,
+    )
+)
+def test_a_damaged_issuers_file_is_a_usage_error_or_a_whole_config(
+    tmp_path_factory: pytest.TempPathFactory, edits: list[tuple[int, str]]
+) -> None:
+    lines = list(_ISSUER_LINES)
+    for index, value in edits:
+        key = lines[index].split(":", 1)[0]
+        lines[index] = f"{key}: {value}" if ":" in lines[index] else value
+    path = tmp_path_factory.mktemp("issuers") / "issuers.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    try:
+        configs = load_issuers(path)
+    except UsageError as exc:
+        assert str(path) in exc.message
+        return
+    for config in configs:  # whatever loads is a whole config fetching over https only
+        assert config.issuer and config.audience
+        assert (config.jwks_uri or config.discovery or "").startswith("https://")
