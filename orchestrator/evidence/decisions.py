@@ -4,7 +4,7 @@ A line is parsed into a :class:`Decision` or reported as unparsed (file, line nu
 wrong); nothing is skipped. Each gateway numbers its decisions 1, 2, 3, ... (the line format is
 in docs/evidence.md, "The decision log"); :class:`Sequences` keeps, per gateway id, one bit per
 sequence number seen, so a deleted line is a gap and a copied line a duplicate, in memory that
-grows by one bit per decision (ten million decisions: about 1.2 MB).
+grows by one bit per decision (ten million decisions: about 1.2 MB, in 8 KiB chunks).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from orchestrator.policy.principal import Principal
 
 __all__ = ["Decision", "Gap", "Sequences", "Unparsed", "parse_line", "read_lines"]
 
-_MAX_SEQ = 1 << 40  # far beyond any real gateway's count; keeps the bitmaps finite
+_MAX_SEQ = 1 << 40  # far beyond any real gateway's count
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,22 +229,31 @@ def read_lines(path: Path) -> Iterator[tuple[int, bytes]]:
             yield number, line.rstrip(b"\r\n")
 
 
+_CHUNK_BITS = 1 << 16  # sequence numbers per chunk of the bitmap (8 KiB)
+
+
 class Sequences:
-    """The sequence numbers seen, per gateway: gaps and duplicates."""
+    """The sequence numbers seen, per gateway: gaps and duplicates.
+
+    One bit per number, in 8 KiB chunks allocated as numbers arrive, so memory follows the
+    numbers really seen: a line claiming a huge number costs one chunk, not a bitmap up to it.
+    """
 
     def __init__(self) -> None:
-        self._bits: dict[str, bytearray] = {}
+        self._chunks: dict[str, dict[int, bytearray]] = {}
         self._top: dict[str, int] = {}
 
     def add(self, gateway: str, seq: int) -> bool:
         """Record ``seq``; False when it was seen before (a duplicate line)."""
-        bits = self._bits.get(gateway)
-        if bits is None:
-            bits = self._bits[gateway] = bytearray()
+        chunks = self._chunks.get(gateway)
+        if chunks is None:
+            chunks = self._chunks[gateway] = {}
             self._top[gateway] = 0
-        byte, bit = divmod(seq, 8)
-        if byte >= len(bits):
-            bits.extend(bytes(max(byte + 1 - len(bits), len(bits))))
+        index, offset = divmod(seq, _CHUNK_BITS)
+        bits = chunks.get(index)
+        if bits is None:
+            bits = chunks[index] = bytearray(_CHUNK_BITS // 8)
+        byte, bit = divmod(offset, 8)
         mask = 1 << bit
         if bits[byte] & mask:
             return False
@@ -256,29 +265,33 @@ class Sequences:
         """Every missing run between 1 and the highest number seen, per gateway (a log whose
         last lines were cut off shows no gap: docs/security.md says what that means)."""
         out: list[Gap] = []
-        for gateway in sorted(self._bits):
-            bits, top = self._bits[gateway], self._top[gateway]
-            start: int | None = None
-            full = 0xFF
-            byte_index = 0
-            # Skip whole bytes that are complete; look at bits only around holes.
-            while byte_index * 8 <= top:
-                b = bits[byte_index]
-                lo = byte_index * 8
-                if b == full and start is None:
-                    byte_index += 1
-                    continue
-                for bit in range(8):
-                    seq = lo + bit
-                    if seq == 0 or seq > top:
-                        continue
-                    present = b & (1 << bit)
-                    if not present and start is None:
-                        start = seq
-                    elif present and start is not None:
-                        out.append(Gap(gateway, start, seq - 1))
-                        start = None
-                byte_index += 1
-            if start is not None:  # cannot happen: ``top`` itself was seen
-                out.append(Gap(gateway, start, top))
+        for gateway in sorted(self._chunks):
+            chunks, top = self._chunks[gateway], self._top[gateway]
+            start: int | None = None  # first number of the missing run in progress
+            expected = 0  # the next chunk, if none is missing
+            for index in sorted(chunks):
+                if index > expected and start is None:  # whole chunks missing before this
+                    start = max(expected * _CHUNK_BITS, 1)
+                start = _scan(gateway, chunks[index], index * _CHUNK_BITS, top, start, out)
+                expected = index + 1
         return out
+
+
+def _scan(
+    gateway: str, bits: bytearray, base: int, top: int, start: int | None, out: list[Gap]
+) -> int | None:
+    """Walk one chunk: close and open missing runs; complete bytes are skipped whole."""
+    for byte_index, b in enumerate(bits):
+        if b == 0xFF and start is None:
+            continue
+        for bit in range(8):
+            seq = base + byte_index * 8 + bit
+            if seq == 0 or seq > top:
+                continue
+            present = b & (1 << bit)
+            if not present and start is None:
+                start = seq
+            elif present and start is not None:
+                out.append(Gap(gateway, start, seq - 1))
+                start = None
+    return start
