@@ -23,9 +23,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from orchestrator.errors import PermanentProviderError, ProviderError, TransientProviderError
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 DEFAULT_MAX_ATTEMPTS = 5  # attempts per call, the first included, where botocore is the layer
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -268,20 +271,25 @@ def map_aws_error(exc: BaseException, *, action: str, site: str) -> ProviderErro
     return PermanentProviderError(f"{where} failed ({type(exc).__name__}: {exc})")
 
 
-def call(site: str, action: str, fn: Callable[..., Any], /, **kwargs: Any) -> Any:
-    """``fn(**kwargs)``, with any SDK failure raised as a ``ProviderError`` naming ``action``."""
+def call(site: str, action: str, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+    """``fn(**kwargs)``, with any SDK failure raised as a ``ProviderError`` naming ``action``.
+
+    Typed through: with a typed client (the ``types-boto3-*`` stubs of the dev extra) the
+    arguments are checked against the operation and the answer is its TypedDict."""
     try:
-        return fn(**kwargs)
+        return fn(*args, **kwargs)
     except Exception as exc:
         if is_sdk_error(exc):
             raise map_aws_error(exc, action=action, site=site) from exc
         raise
 
 
-def lookup(site: str, action: str, fn: Callable[..., Any], /, **kwargs: Any) -> Any | None:
+def lookup(
+    site: str, action: str, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
+) -> R | None:
     """Like ``call``, but a "not found" answer returns None (drift, or already gone)."""
     try:
-        return fn(**kwargs)
+        return fn(*args, **kwargs)
     except Exception as exc:
         if is_sdk_error(exc):
             if is_not_found(exc):

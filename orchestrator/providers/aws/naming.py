@@ -7,6 +7,9 @@ resources from everything else in the account: nothing without them is read or t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TypedDict
+
 from orchestrator.providers.naming import bucket_name, fit, short_hash, squash
 
 TAG_MANAGED = "sovereign:managed"
@@ -63,9 +66,16 @@ def is_managed_by(tags: dict[str, str], site_id: str) -> bool:
     return tags.get(TAG_MANAGED) == "true" and tags.get(TAG_SITE) == site_id
 
 
-def tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
+class Tag(TypedDict):
+    """An AWS tag as S3 and SageMaker take it (their stubs' ``TagTypeDef``)."""
+
+    Key: str
+    Value: str
+
+
+def tag_list(tags: dict[str, str]) -> list[Tag]:
     return [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
 
 
-def tag_dict(tags: list[dict[str, str]] | None) -> dict[str, str]:
+def tag_dict(tags: Sequence[Tag] | None) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in tags or []}

@@ -12,7 +12,7 @@ atomically.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from orchestrator.adaptors.aws import call, pages
 from orchestrator.errors import PermanentProviderError
@@ -25,6 +25,10 @@ from orchestrator.providers.base import (
     ResourceKind,
     spec_of,
 )
+
+if TYPE_CHECKING:
+    from types_boto3_route53 import Route53Client
+    from types_boto3_route53.type_defs import ChangeTypeDef
 
 SET_PREFIX = "sovereign:"
 SITE_TXT_PREFIX = "sovereign-site="
@@ -73,8 +77,8 @@ class Route53Provider:
         self._clients = AwsClients(options)
         self._ttl = int(options.get(TTL_OPTION, DEFAULT_TTL))
 
-    def _route53(self) -> Any:
-        return self._clients.client("route53", ROUTE53_REGION)
+    def _route53(self) -> Route53Client:
+        return self._clients.route53(ROUTE53_REGION)
 
     @staticmethod
     def _zone(target: str) -> str:
@@ -171,9 +175,12 @@ class Route53Provider:
             for r in self._ours(target)
             if r["SetIdentifier"] == set_id and _name_type(r) not in keep
         ]
-        changes = [{"Action": "DELETE", "ResourceRecordSet": r} for r in stale] + [
-            {"Action": "UPSERT", "ResourceRecordSet": r} for r in wanted
-        ]
+        # the record sets are built and listed as plain dicts (their shape is Route 53's own)
+        changes = cast(
+            "list[ChangeTypeDef]",
+            [{"Action": "DELETE", "ResourceRecordSet": r} for r in stale]
+            + [{"Action": "UPSERT", "ResourceRecordSet": r} for r in wanted],
+        )
         if not changes:
             return  # deleting what is already gone
         call(

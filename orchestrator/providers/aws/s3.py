@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any, cast
 from urllib.parse import quote, urlsplit
 
 from orchestrator.adaptors import aws
@@ -41,6 +41,10 @@ from orchestrator.providers.aws.session import AwsClients
 from orchestrator.providers.base import Resource, ResourceKind, spec_of
 from orchestrator.providers.sources import relative_name, selected_keys
 from orchestrator.providers.transfer import CHUNK, SourceReader, VerifyingStream
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
+    from types_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
 MANIFEST = ".sovereign-artifact.json"
 SYNTHETIC_OBJECT = "weights.synthetic"
@@ -72,8 +76,8 @@ class ArtifactBuckets:
     def bucket_for(self, site: Site) -> str:
         return bucket_name(site.id, self._suffix)
 
-    def _s3(self, site: Site) -> Any:
-        return self._clients.client("s3", site.region)
+    def _s3(self, site: Site) -> S3Client:
+        return self._clients.s3(site.region)
 
     # -- the bucket ------------------------------------------------------------------------
 
@@ -342,7 +346,7 @@ class ArtifactBuckets:
                     site.id,
                     "s3:PutObject",
                     s3.upload_fileobj,
-                    Fileobj=verifying,
+                    Fileobj=cast("IO[bytes]", verifying),  # read() is all boto3 asks of it
                     Bucket=bucket,
                     Key=key,
                     ExtraArgs={"Metadata": metadata, "Tagging": _tagging_header(tags)},
@@ -370,7 +374,7 @@ class ArtifactBuckets:
             Bucket=bucket,
             Prefix=f"{model_id}/",
         )
-        versions = [
+        versions: list[ObjectIdentifierTypeDef] = [
             {"Key": v["Key"], "VersionId": v["VersionId"]}
             for page in found or []
             for v in (*page.get("Versions", []), *page.get("DeleteMarkers", []))
@@ -399,7 +403,7 @@ class ArtifactBuckets:
             ],
         )
 
-    def _delete(self, site: Site, bucket: str, objects: list[dict[str, str]]) -> None:
+    def _delete(self, site: Site, bucket: str, objects: list[ObjectIdentifierTypeDef]) -> None:
         s3 = self._s3(site)
         for start in range(0, len(objects), _DELETE_BATCH):
             batch = objects[start : start + _DELETE_BATCH]

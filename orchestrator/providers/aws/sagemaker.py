@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from orchestrator.adaptors.aws import call, lookup, pages
 from orchestrator.errors import PermanentProviderError, TransientProviderError
@@ -28,6 +28,10 @@ from orchestrator.providers.aws.naming import (
 )
 from orchestrator.providers.aws.session import AwsClients
 from orchestrator.providers.base import Resource, ResourceKind, spec_of
+
+if TYPE_CHECKING:
+    from types_boto3_sagemaker import SageMakerClient
+    from types_boto3_sagemaker.literals import ProductionVariantInstanceTypeType
 
 ROLE_OPTION = "aws_sagemaker_role_arn"
 IMAGE_OPTION = "aws_sagemaker_image"
@@ -52,8 +56,8 @@ class Deployments:
         self._image = options.get(IMAGE_OPTION, DEFAULT_IMAGE)
         self._default_type = options.get(INSTANCE_TYPE_OPTION, DEFAULT_INSTANCE_TYPE)
 
-    def _sm(self, site: Site) -> Any:
-        return self._clients.client("sagemaker", site.region)
+    def _sm(self, site: Site) -> SageMakerClient:
+        return self._clients.sagemaker(site.region)
 
     def size_of(self, site: Site) -> tuple[str, int]:
         """The instance type and count a deployment at ``site`` should run with."""
@@ -103,7 +107,8 @@ class Deployments:
                 sm.describe_endpoint_config,
                 EndpointConfigName=described["EndpointConfigName"],
             )
-            variant = ((config or {}).get("ProductionVariants") or [{}])[0]
+            variants = config.get("ProductionVariants", []) if config is not None else []
+            variant: Mapping[str, Any] = variants[0] if variants else {}
             found.add(
                 Resource(
                     kind=ResourceKind.DEPLOYMENT,
@@ -176,7 +181,7 @@ class Deployments:
                     {
                         "VariantName": VARIANT,
                         "ModelName": name,
-                        "InstanceType": instance_type,
+                        "InstanceType": cast("ProductionVariantInstanceTypeType", instance_type),
                         "InitialInstanceCount": count,
                     }
                 ],

@@ -14,11 +14,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from orchestrator.adaptors import aws
 from orchestrator.adaptors.aws import DEFAULT_CONNECT_TIMEOUT
 from orchestrator.providers.base import ENV_PREFIX, ProviderOptions, option_env_name
+
+if TYPE_CHECKING:  # the types-boto3-* stubs (dev extra); nothing is imported at run time
+    from types_boto3_route53 import Route53Client
+    from types_boto3_s3 import S3Client
+    from types_boto3_sagemaker import SageMakerClient
 
 __all__ = ["ENV_PREFIX", "AwsClients", "ProviderOptions", "option_env_name"]
 
@@ -66,3 +71,13 @@ class AwsClients:
                 )
                 self._clients[key] = found
             return found
+
+    # Typed views of ``client``: each service's stub type, so the adaptors' calls are checked.
+    def s3(self, region: str) -> S3Client:
+        return cast("S3Client", self.client("s3", region))
+
+    def sagemaker(self, region: str) -> SageMakerClient:
+        return cast("SageMakerClient", self.client("sagemaker", region))
+
+    def route53(self, region: str) -> Route53Client:
+        return cast("Route53Client", self.client("route53", region))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.adaptors.aws import call, is_sdk_error, map_aws_error, pages
 from orchestrator.fleet.artifacts import S3
@@ -21,6 +21,9 @@ from orchestrator.providers.aws.s3 import parse_s3_uri
 from orchestrator.providers.aws.session import AwsClients
 from orchestrator.providers.sources import BucketSource
 from orchestrator.providers.transfer import Checksum, Readable, SourceObject
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
 
 SOURCE_REGION_OPTION = "aws_artifact_region"
 _MD5_ETAG = re.compile(r'^"?([0-9a-fA-F]{32})"?$')
@@ -63,8 +66,8 @@ class S3Source(BucketSource):
         self._clients = AwsClients(options)
         self._region = options.get(SOURCE_REGION_OPTION, "us-east-1")
 
-    def _s3(self) -> Any:
-        return self._clients.client("s3", self._region)
+    def _s3(self) -> S3Client:
+        return self._clients.s3(self._region)
 
     def listing(self) -> dict[str, tuple[int | None, Checksum | None]] | None:
         found = pages(
