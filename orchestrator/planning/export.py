@@ -30,9 +30,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from orchestrator.errors import UsageError
 from orchestrator.fleet.model import Fleet, ProviderName, Site
@@ -71,59 +71,58 @@ def export_stack_input(fleet: Fleet, at: datetime, jurisdiction_id: str) -> dict
         raise unknown_jurisdiction(fleet, jurisdiction_id)
     own = fleet.jurisdictions[jurisdiction_id].sites
     pairs = sorted((s, m) for m, s in desired_pairs(fleet, at) if s in own)
-    sites = []
-    for site_id in own:
-        site = fleet.sites[site_id]
-        sites.append(
-            {
-                "id": site.id,
-                "provider": site.provider,
-                "region": site.region,
-                "country": site.country,
-                "operator": site.operator,
-                "instance_type": site.instance_type,
-                "instance_count": site.instance_count,
-                "tags": ownership_tags(site),
-            }
+    sites = [
+        SiteInput(
+            id=site.id,
+            provider=site.provider,
+            region=site.region,
+            country=site.country,
+            operator=site.operator,
+            instance_type=site.instance_type,
+            instance_count=site.instance_count,
+            tags=ownership_tags(site),
         )
-    deployments = []
-    artifacts = []
+        for site in (fleet.sites[site_id] for site_id in own)
+    ]
+    deployments: list[DeploymentInput] = []
+    artifacts: list[ArtifactInput] = []
     for site_id, model_id in pairs:
         model = fleet.models[model_id]
+        tags = ownership_tags(fleet.sites[site_id], model_id)
         deployment = deployment_resource(fleet, model_id, site_id)
-        artifact = artifact_resource(fleet, model_id, site_id)
         spec = deployment.spec_dict()
         deployments.append(
-            {
-                "address": deployment.address,
-                "site": site_id,
-                "model": model_id,
-                "instance_type": spec.get("instance_type"),
-                "instance_count": int(spec["instance_count"]),
-                "spec": spec,
-                "tags": ownership_tags(fleet.sites[site_id], model_id),
-            }
+            DeploymentInput(
+                address=deployment.address,
+                site=site_id,
+                model=model_id,
+                instance_type=spec.get("instance_type"),
+                instance_count=int(spec["instance_count"]),
+                spec=spec,
+                tags=tags,
+            )
         )
+        artifact = artifact_resource(fleet, model_id, site_id)
         artifacts.append(
-            {
-                "address": artifact.address,
-                "site": site_id,
-                "model": model_id,
-                "source": artifact.spec_dict()["source"],
-                "origin": model.origin,
-                "export_control": model.export_control,
-                "spec": artifact.spec_dict(),
-                "tags": ownership_tags(fleet.sites[site_id], model_id),
-            }
+            ArtifactInput(
+                address=artifact.address,
+                site=site_id,
+                model=model_id,
+                source=artifact.spec_dict()["source"],
+                origin=model.origin,
+                export_control=model.export_control,
+                spec=artifact.spec_dict(),
+                tags=tags,
+            )
         )
     return {
         "format": EXPORT_FORMAT,
         "jurisdiction": jurisdiction_id,
         "at": at.isoformat(),
         "fleet_digest": fleet.digest,
-        "sites": sites,
-        "deployments": deployments,
-        "artifacts": artifacts,
+        "sites": [_to_json(x) for x in sites],
+        "deployments": [_to_json(x) for x in deployments],
+        "artifacts": [_to_json(x) for x in artifacts],
         "tags": {TAG_MANAGED: "true"},
     }
 
@@ -157,6 +156,7 @@ class DeploymentInput:
     model: str
     instance_type: str | None
     instance_count: int
+    spec: Mapping[str, str]
     tags: Mapping[str, str]
 
 
@@ -168,6 +168,7 @@ class ArtifactInput:
     source: str
     origin: str
     export_control: str
+    spec: Mapping[str, str]
     tags: Mapping[str, str]
 
 
@@ -199,42 +200,9 @@ class StackInput:
                 jurisdiction=str(data["jurisdiction"]),
                 at=str(data["at"]),
                 fleet_digest=str(data["fleet_digest"]),
-                sites=tuple(
-                    SiteInput(
-                        id=str(s["id"]),
-                        provider=str(s["provider"]),
-                        region=str(s["region"]),
-                        country=str(s["country"]),
-                        operator=str(s["operator"]),
-                        instance_type=s.get("instance_type"),
-                        instance_count=int(s["instance_count"]),
-                        tags=_tags(s["tags"]),
-                    )
-                    for s in data["sites"]
-                ),
-                deployments=tuple(
-                    DeploymentInput(
-                        address=str(d["address"]),
-                        site=str(d["site"]),
-                        model=str(d["model"]),
-                        instance_type=d.get("instance_type"),
-                        instance_count=int(d["instance_count"]),
-                        tags=_tags(d["tags"]),
-                    )
-                    for d in data["deployments"]
-                ),
-                artifacts=tuple(
-                    ArtifactInput(
-                        address=str(a["address"]),
-                        site=str(a["site"]),
-                        model=str(a["model"]),
-                        source=str(a["source"]),
-                        origin=str(a["origin"]),
-                        export_control=str(a["export_control"]),
-                        tags=_tags(a["tags"]),
-                    )
-                    for a in data["artifacts"]
-                ),
+                sites=tuple(_from_json(SiteInput, s) for s in data["sites"]),
+                deployments=tuple(_from_json(DeploymentInput, d) for d in data["deployments"]),
+                artifacts=tuple(_from_json(ArtifactInput, a) for a in data["artifacts"]),
                 tags=_tags(data["tags"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -268,3 +236,30 @@ def _tags(value: Any) -> dict[str, str]:
     if not isinstance(value, Mapping):
         raise TypeError("tags must be an object")
     return {str(k): str(v) for k, v in value.items()}
+
+
+# One record type per entry, read and written by its fields: the format is the dataclasses.
+# Field types as written in the annotations (``from __future__ import annotations``).
+_READ: dict[str, Callable[[Any], Any]] = {
+    "str": str,
+    "int": int,
+    "str | None": lambda v: None if v is None else str(v),
+    "Mapping[str, str]": _tags,
+}
+_Record = TypeVar("_Record", SiteInput, DeploymentInput, ArtifactInput)
+
+
+def _to_json(record: SiteInput | DeploymentInput | ArtifactInput) -> dict[str, Any]:
+    return {
+        f.name: dict(v) if isinstance(v := getattr(record, f.name), Mapping) else v
+        for f in fields(record)
+    }
+
+
+def _from_json(cls: type[_Record], data: Mapping[str, Any]) -> _Record:
+    """A record from its JSON object; a missing field is a KeyError (optional ones: None)."""
+    values = {
+        f.name: _READ[str(f.type)](data.get(f.name) if "None" in str(f.type) else data[f.name])
+        for f in fields(cls)
+    }
+    return cls(**values)
