@@ -122,8 +122,8 @@ DecisionLogWhenFullOpt = Annotated[
 GatewayIdOpt = Annotated[
     str | None,
     typer.Option(
-        help="This process's id in its decision ids (default: the host name and a random part "
-        "drawn at start)."
+        help="This gateway's id in its decision ids (default: the host name); each start adds "
+        "a random part, so a restart never reuses a decision id."
     ),
 ]
 DEFAULT_DECISION_LOG_MAX_BYTES = 100 * 1024 * 1024

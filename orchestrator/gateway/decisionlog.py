@@ -27,7 +27,7 @@ import secrets
 import socket
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -52,10 +52,8 @@ _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def default_gateway_id() -> str:
-    """The host name and a random part drawn at start: a restarted gateway counts from 1
-    again under a new id, so its sequence never seems to go backwards."""
-    host = "".join(c for c in socket.gethostname() if c.isalnum() or c in "-.")[:40] or "gateway"
-    return f"{host}-{secrets.token_hex(4)}"
+    """The host name (each process start adds its own random part: ``DecisionLog``)."""
+    return "".join(c for c in socket.gethostname() if c.isalnum() or c in "-.")[:40] or "gateway"
 
 
 def worker_path(path: Path, worker: int) -> Path:
@@ -71,14 +69,14 @@ class DecisionLogSettings:
     max_bytes: int = DEFAULT_MAX_BYTES
     queue_size: int = DEFAULT_QUEUE_SIZE
     when_full: WhenFull = "refuse"
+    # Appended to the id at each process start (``ID.BOOT``), drawn at random when None, so a
+    # restarted process (or a restarted worker) counts from 1 again under an id of its own and
+    # its numbers never collide with the last run's. "" appends nothing (tests).
+    boot: str | None = None
 
     def for_worker(self, worker: int) -> DecisionLogSettings:
-        return DecisionLogSettings(
-            worker_path(self.path, worker),
-            f"{self.gateway_id}.w{worker}",
-            self.max_bytes,
-            self.queue_size,
-            self.when_full,
+        return replace(
+            self, path=worker_path(self.path, worker), gateway_id=f"{self.gateway_id}.w{worker}"
         )
 
 
@@ -165,7 +163,8 @@ class DecisionLog:
         if settings.max_bytes < 1024:
             raise ValueError("the decision log's max_bytes must be at least 1024")
         self.settings = settings
-        self.gateway_id = settings.gateway_id
+        boot = settings.boot if settings.boot is not None else secrets.token_hex(3)
+        self.gateway_id = f"{settings.gateway_id}.{boot}" if boot else settings.gateway_id
         self._on_event = on_event
         self._lock = threading.Lock()
         self._seq = 0

@@ -85,7 +85,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         fleet_dir=before,
         reload_interval_s=0.05,
         probe_interval_s=0,
-        decision_log=DecisionLogSettings(log, gateway_id="gw-done"),
+        decision_log=DecisionLogSettings(log, gateway_id="gw-done", boot=""),
     )
     source = AppliedFleetSource(store, lambda files: load_fleet_files(files, "applied"))
     verifier = TokenVerifier(load_token_keys([keys.public_pem_path]), keys.audience)

@@ -38,7 +38,7 @@ def _lines(path: Path) -> list[dict[str, object]]:
 
 
 def test_a_line_has_the_documented_shape_and_no_secrets(tmp_path: Path) -> None:
-    log = DecisionLog(DecisionLogSettings(tmp_path / "d.jsonl", gateway_id="gw-1"))
+    log = DecisionLog(DecisionLogSettings(tmp_path / "d.jsonl", gateway_id="gw-1", boot=""))
     ticket = log.reserve()
     assert ticket is not None
     log.commit(ticket, _record())
@@ -63,7 +63,7 @@ def test_a_line_has_the_documented_shape_and_no_secrets(tmp_path: Path) -> None:
 def test_full_log_refuses_by_default_and_takes_requests_again_once_written(
     tmp_path: Path,
 ) -> None:
-    log = DecisionLog(DecisionLogSettings(tmp_path / "d.jsonl", "gw", queue_size=2))
+    log = DecisionLog(DecisionLogSettings(tmp_path / "d.jsonl", "gw", queue_size=2, boot=""))
     first, second = log.reserve(), log.reserve()
     assert first is not None and second is not None
     assert log.reserve() is None  # both places are taken by decisions not yet committed
@@ -76,7 +76,7 @@ def test_full_log_refuses_by_default_and_takes_requests_again_once_written(
 
 def test_drop_mode_serves_and_leaves_a_gap(tmp_path: Path) -> None:
     log = DecisionLog(
-        DecisionLogSettings(tmp_path / "d.jsonl", "gw", queue_size=1, when_full="drop")
+        DecisionLogSettings(tmp_path / "d.jsonl", "gw", queue_size=1, when_full="drop", boot="")
     )
     kept = log.reserve()
     dropped = log.reserve()
@@ -91,7 +91,7 @@ def test_drop_mode_serves_and_leaves_a_gap(tmp_path: Path) -> None:
 
 def test_rotation_by_size_keeps_every_line(tmp_path: Path) -> None:
     path = tmp_path / "d.jsonl"
-    log = DecisionLog(DecisionLogSettings(path, "gw", max_bytes=2048))
+    log = DecisionLog(DecisionLogSettings(path, "gw", max_bytes=2048, boot=""))
     for _ in range(40):
         ticket = log.reserve()
         assert ticket is not None
@@ -116,7 +116,7 @@ def test_the_gateway_logs_every_request_served_refused_and_unauthenticated(
     keys: Keys, tmp_path: Path
 ) -> None:
     path = tmp_path / "decisions.jsonl"
-    settings = DecisionLogSettings(path, gateway_id="gw-test")
+    settings = DecisionLogSettings(path, gateway_id="gw-test", boot="")
     with running_gateway(keys, decision_log=settings) as gw, httpx.Client(trust_env=False) as c:
         body = {"model": "fable-5", "messages": [{"role": "user", "content": "SECRET PROMPT"}]}
         token = keys.token("US", ["US"])
@@ -176,7 +176,7 @@ def test_authz_logs_its_decisions_too(keys: Keys, tmp_path: Path) -> None:
             reload_interval_s=0.05,
             probe_interval_s=0,
             stub_all_sites=True,
-            decision_log=DecisionLogSettings(path, gateway_id="authz-1"),
+            decision_log=DecisionLogSettings(path, gateway_id="authz-1", boot=""),
         ),
         AccessLog(None),
     )
@@ -221,3 +221,18 @@ def test_each_worker_spec_has_its_own_log_and_the_supervisor_opens_none(tmp_path
     assert worker.settings.decision_log.path == tmp_path / "d.jsonl.w1"
     assert worker.settings.decision_log.gateway_id == "gw.w1"
     assert spec.without_decision_log().settings.decision_log is None
+
+
+def test_a_restart_counts_again_under_an_id_of_its_own(tmp_path: Path) -> None:
+    settings = DecisionLogSettings(tmp_path / "d.jsonl", "gw-us-1")  # the same --gateway-id
+    ids = []
+    for _ in range(2):  # two runs of one gateway, appending to one file
+        log = DecisionLog(settings)
+        ticket = log.reserve()
+        assert ticket is not None
+        log.commit(ticket, _record())
+        log.close()
+        ids.append(log.gateway_id)
+    assert ids[0] != ids[1] and all(i.startswith("gw-us-1.") for i in ids)
+    lines = _lines(tmp_path / "d.jsonl")
+    assert [line["decision_id"] for line in lines] == [f"{ids[0]}:1", f"{ids[1]}:1"]

@@ -93,3 +93,55 @@ def test_two_workers_share_the_port_and_each_follows_applies(
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "gateway stopped" in err
+
+
+def test_each_worker_writes_its_own_decision_log(
+    keys: Keys, signed_fleet_factory: FleetFactory, tmp_path: Path
+) -> None:
+    root = signed_fleet_factory(name="logged")
+    deploy(root, "us-1", "m-us", "m-open")
+    store = open_store(None, root)
+    record(store, root)
+    log = tmp_path / "decisions.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "gateway", "--fleet", str(root), "--port", "0"]
+        + ["--token-key", str(keys.public_pem_path), "--workers", "2", "--json"]
+        + ["--decision-log", str(log), "--gateway-id", "gw-test"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        text=True,
+    )
+    sent = 0
+    try:
+        assert proc.stdout is not None
+        url = json.loads(proc.stdout.readline())["url"]
+        pids: set[int] = set()
+        for _ in range(200):  # fresh connections until both workers have answered
+            with httpx.Client(trust_env=False, timeout=10) as client:
+                r = client.post(url + CHAT, json={"model": "m-open"}, headers=keys.headers("US"))
+                assert r.status_code == 200
+                sent += 1
+                pid = _pid(client, url)
+            if pid is not None:
+                pids.add(pid)
+            if len(pids) == 2:
+                break
+        assert len(pids) == 2
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert not log.exists()  # the supervisor opens no log of its own
+    ids: list[str] = []
+    for worker in (0, 1):
+        lines = [
+            json.loads(x)
+            for x in (tmp_path / f"decisions.jsonl.w{worker}").read_text().splitlines()
+        ]
+        assert lines, f"worker {worker} logged nothing"
+        (gateway,) = {line["labels"]["gateway"] for line in lines}
+        assert gateway.startswith(f"gw-test.w{worker}.")  # and this start's own random part
+        assert sorted(line["labels"]["seq"] for line in lines) == list(range(1, len(lines) + 1))
+        ids += [line["decision_id"] for line in lines]
+    assert len(ids) == len(set(ids)) == sent
