@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 
-.PHONY: demo test test-fast os-packages lint bench bench-peers fmt clean fuzz chaos cli-index
+.PHONY: demo test test-fast os-packages lint bench bench-peers fmt clean fuzz chaos cli-index mutants
 
 $(STAMP): pyproject.toml
 	sh .ci/setup venv
@@ -47,6 +47,14 @@ fuzz: $(STAMP)
 
 chaos: $(STAMP)
 	SOVEREIGN_CHAOS_RUNS=$(CHAOS_RUNS) SOVEREIGN_FAULT_RUNS=$(FAULT_RUNS) $(BIN)/pytest -q --timeout=0 tests/chaos
+
+# Mutants of the fail-closed functions (tests/mutants/catalog.py), each applied in a scratch copy
+# of the repository; its regression tests and the campaign aimed at it must both fail. A
+# surviving mutant fails the run. MUTANT_EXAMPLES fuzz examples per campaign, seeded.
+MUTANT_EXAMPLES ?= 200
+
+mutants: $(STAMP)
+	$(BIN)/python -m tests.mutants.run --examples $(MUTANT_EXAMPLES)
 
 # Peers are measured when installed (`make bench-peers`) and skipped, with the reason, when not.
 bench: $(STAMP)

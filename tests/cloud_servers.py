@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tests.processes import spawn
+
 LOOPBACK = "127.0.0.1"
 
 # Dummy credentials and settings that keep every SDK off the network except 127.0.0.1.
@@ -134,7 +136,7 @@ def fake_gcs_server(location: str = "US-CENTRAL1") -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="fake-gcs-") as tmp:
         log = Path(tmp) / "server.log"
         with log.open("wb") as log_file:
-            process = subprocess.Popen(
+            process = spawn(
                 [
                     str(_fake_gcs_binary()),
                     "-scheme",

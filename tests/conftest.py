@@ -7,10 +7,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.fleet.builder import FleetFactory
+from tests.processes import kill_all
 
 REPO = Path(__file__).resolve().parent.parent
+
+# No Hypothesis deadline for any test: on a loaded machine (a shared CI runner, eight suites
+# at once) one example of a test that reads files or talks HTTP can take far longer than the
+# default 200 ms, and a deadline failure there says nothing about the code. Tests that must
+# bound time measure it with an injected clock instead. A test's own @settings still wins.
+settings.register_profile("sovereign", deadline=None)
+settings.load_profile("sovereign")
+
 TESTS = REPO / "tests"
 # Folders whose every test is a campaign's smoke run (`make fuzz`, `make chaos` at full budget);
 # `make test-fast` leaves them out with `-m "not campaign"`.
@@ -52,3 +62,9 @@ def example_fleet_dir() -> Path:
 def signed_fleet_factory(tmp_path: Path) -> FleetFactory:
     """``signed_fleet_factory(files=..., mutate=...) -> Path``: see tests/fleet/builder.py."""
     return FleetFactory(tmp_path)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """No process a test spawned (tests/processes.py) outlives the run."""
+    del session, exitstatus
+    kill_all()

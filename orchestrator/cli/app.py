@@ -157,9 +157,7 @@ def _report(exc: SovereignError) -> None:
     if isinstance(exc, FleetError):
         output.print_problems(exc.problems)  # unwrapped FILE:LINE: lines, as `validate` prints
         if exc.hint:
-            from rich.markup import escape
-
-            output.err().print(f"[dim]hint:[/] {escape(exc.hint)}", soft_wrap=True)
+            output.err().print(f"[dim]hint:[/] {output.escape(exc.hint)}", soft_wrap=True)
     else:
         output.print_error(exc.message, exc.hint)
 

@@ -11,11 +11,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from orchestrator.cli import output
 from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt, StateOpt
-from orchestrator.cli.output import emit_json
+from orchestrator.cli.output import emit_json, escape
 from orchestrator.errors import AuditError, UsageError
 from orchestrator.state import open_store
 
@@ -57,6 +56,12 @@ def verify(
         output.out().print(
             f"audit chain intact: {report.entries} entries, head {head}", soft_wrap=True
         )
+        if report.pending:
+            output.err().print(
+                "note: the last entry is past the recorded head (an append was interrupted, "
+                "e.g. a killed run); it chains onto the log and the next append records it",
+                soft_wrap=True,
+            )
     if not report.ok:
         problem = report.problem.message if report.problem is not None else "unknown problem"
         raise AuditError(

@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from orchestrator.cli import output
 from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt
-from orchestrator.cli.output import emit_json
+from orchestrator.cli.output import emit_json, escape
 from orchestrator.errors import FleetError, Problem, SignatureError, UsageError
 from orchestrator.fleet.keyfiles import read_private_key_file
 from orchestrator.fleet.loader import (
@@ -28,6 +27,7 @@ from orchestrator.fleet.loader import (
     read_fleet_files,
 )
 from orchestrator.fleet.model import Fleet
+from orchestrator.fleet.reading import read_regular_file
 from orchestrator.fleet.schema import DirectiveDoc
 from orchestrator.fleet.schema_errors import validate_doc
 from orchestrator.fleet.signing import (
@@ -104,7 +104,7 @@ def sign_command(
     json_out: JsonOpt = False,
 ) -> None:
     try:
-        data = file.read_bytes()
+        data = read_regular_file(file)
     except OSError as exc:
         raise UsageError(f"cannot read {file}: {exc.strerror}") from exc
     pem = read_private_key_file(key, make_hint="make one with `sovereign keygen --out KEYFILE`")
@@ -235,7 +235,7 @@ def verify_command(
             )
         raise
     try:
-        is_tenant = is_tenant_document(file.read_bytes())
+        is_tenant = is_tenant_document(read_regular_file(file))  # never waits on a FIFO
     except OSError:
         is_tenant = False
     if is_tenant:
@@ -264,7 +264,7 @@ def verify_command(
             f"{'threshold met' if met else 'threshold NOT met'})",
         )
         for p in report.problems:
-            sys.stderr.write(p.render() + "\n")
+            sys.stderr.write(output.printable(p.render()) + "\n")
         output.say(output.out(), f"{escape(str(file))}: {'valid' if report.valid else 'INVALID'}")
     if not report.valid:
         shown = len(report.problems)

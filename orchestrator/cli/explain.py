@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from orchestrator.cli import output
 from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt, StateOpt
-from orchestrator.cli.output import emit_json, emit_json_line
+from orchestrator.cli.output import emit_json, emit_json_line, escape
 from orchestrator.errors import RefusedError, UsageError
 from orchestrator.fleet.countries import parse_country
 from orchestrator.fleet.drain import Drains

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import signal
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -70,8 +71,12 @@ def require_a_reachable_site(
 
 
 def positive(name: str, value: float, allow_zero: bool = False) -> None:
-    if value < 0 or (value == 0 and not allow_zero):
-        raise UsageError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+    """A finite number of seconds: NaN (every comparison false) and infinity are refused."""
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise UsageError(
+            f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value}",
+            hint=f"a number of seconds, e.g. {name} 5",
+        )
 
 
 @cli.command("gateway")

@@ -43,6 +43,7 @@ __all__ = [
     "err",
     "error_json",
     "error_of",
+    "escape",
     "fail",
     "finish",
     "json_mode",
@@ -50,6 +51,7 @@ __all__ = [
     "print_error",
     "print_problems",
     "print_table",
+    "printable",
     "say",
     "say_plain",
     "wants_json",
@@ -215,7 +217,7 @@ def print_problems(problems: tuple[Problem, ...], *, head: str | None = None) ->
         head = f"the fleet is invalid ({n} problem{'s' if n != 1 else ''})"
     sys.stderr.write(f"error: {head}\n")
     for p in problems:
-        sys.stderr.write(p.render() + "\n")
+        sys.stderr.write(printable(p.render()) + "\n")
     sys.stderr.flush()
 
 
@@ -228,6 +230,34 @@ def print_error(message: str, hint: str | None = None) -> None:
 
 
 def _escape(text: str) -> str:
-    from rich.markup import escape
-
     return escape(text)
+
+
+# Bidirectional overrides and isolates: they reorder what a terminal shows ("trojan source").
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character (ANSI escapes, carriage returns, backspaces, bidi
+    overrides) shown as a visible escape such as ``\\x1b``: text a person or a file supplied
+    (a drain's reason, a value in an error) can never recolour, move or rewrite the terminal.
+    Newlines and tabs stay."""
+    if text.isprintable():
+        return text
+    out: list[str] = []
+    for ch in text:
+        if ch in "\n\t" or (ch.isprintable() and ch not in _BIDI):
+            out.append(ch)
+        else:
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+    return "".join(out)
+
+
+def escape(text: str) -> str:
+    """User-supplied ``text`` made safe to print through ``rich``: control characters shown as
+    escapes (:func:`printable`) and markup escaped. Every command prints user text through this
+    (``from orchestrator.cli.output import escape``), never ``rich.markup.escape`` alone."""
+    from rich.markup import escape as markup_escape
+
+    return markup_escape(printable(text))

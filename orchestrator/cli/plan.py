@@ -14,7 +14,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from orchestrator.cli import output
@@ -33,9 +32,10 @@ from orchestrator.cli.options import (
     YesOpt,
     sites_local,
 )
-from orchestrator.cli.output import emit_json, print_table, say
+from orchestrator.cli.output import emit_json, escape, print_table, say
 from orchestrator.errors import PartialApplyError, ProviderError, RefusedError, UsageError
 from orchestrator.fleet.instants import parse_at
+from orchestrator.fleet.reading import read_regular_file
 from orchestrator.planning.plan import Change, Deferred, Plan, WaitReason
 from orchestrator.planning.scope import describe_scope
 from orchestrator.providers.base import Op
@@ -397,7 +397,13 @@ def plan_command(
     finally:
         session.close()
     if out is not None:
-        out.write_text(plan.dumps())
+        try:
+            out.write_text(plan.dumps())
+        except OSError as exc:
+            raise UsageError(
+                f"cannot write the plan to {out}: {exc.strerror}",
+                hint="pass --out FILE in a directory that exists and you may write to",
+            ) from None
     if markdown is not None:
         try:
             markdown.write_text(plan_markdown(plan, fleet, reviews))
@@ -502,7 +508,7 @@ def apply_command(
                 hint="apply the file alone (`sovereign apply FILE`)",
             )
         try:
-            saved = Plan.loads(planfile.read_bytes())
+            saved = Plan.loads(read_regular_file(planfile))  # never a FIFO, never unbounded
         except OSError as exc:
             raise UsageError(
                 f"cannot read the plan file {planfile}: {exc.strerror}",

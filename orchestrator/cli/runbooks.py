@@ -13,7 +13,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from orchestrator.cli import output
 from orchestrator.cli.confirm import confirm
@@ -26,7 +25,7 @@ from orchestrator.cli.options import (
     StateOpt,
     YesOpt,
 )
-from orchestrator.cli.output import emit_json, say
+from orchestrator.cli.output import emit_json, escape, say
 from orchestrator.errors import UsageError
 from orchestrator.fleet.drain import Drains
 from orchestrator.fleet.instants import format_utc, parse_at

@@ -34,8 +34,20 @@ state_app = typer.Typer(
 
 def lock_json(holder: Lease | None, now: datetime) -> dict[str, Any]:
     if holder is None:
-        return {"locked": False, "holder": None, "stale": None}
-    return {"locked": True, "holder": holder.to_json(), "stale": takeover_reason(holder, now)}
+        return {"locked": False, "holder": None, "stale": None, "damaged": None}
+    if holder.damaged is not None:
+        return {
+            "locked": True,
+            "holder": {"holder_id": holder.holder_id},
+            "stale": None,
+            "damaged": holder.damaged,
+        }
+    return {
+        "locked": True,
+        "holder": holder.to_json(),
+        "stale": takeover_reason(holder, now),
+        "damaged": None,
+    }
 
 
 @state_app.command("lock-info")
@@ -68,6 +80,15 @@ def lock_info(
     con = output.out()
     if holder is None:
         con.print("The state is not locked.")
+        return
+    if holder.damaged is not None:
+        con.print(f"locked by {holder.describe()}", highlight=False, markup=False)
+        con.print(
+            "  no run takes over a lock record it cannot read: if no run holds the state, "
+            f"break it with `sovereign state unlock --force {holder.holder_id}`",
+            highlight=False,
+            markup=False,
+        )
         return
     con.print(f"locked by {holder.describe()}", highlight=False)
     con.print(f"  holder id  {holder.holder_id}", highlight=False)
@@ -113,7 +134,7 @@ def unlock(
     try:
         holder = store.current_lock()
         if holder is not None and holder.holder_id == force:
-            stale = takeover_reason(holder, datetime.now(UTC))
+            stale = holder.damaged or takeover_reason(holder, datetime.now(UTC))
             alive = "" if stale else " It looks ALIVE: its run will fail."
             confirm(
                 f"Break the lock of {holder.describe()}?{alive}",

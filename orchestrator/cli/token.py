@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from orchestrator.cli import output
 from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt
-from orchestrator.cli.output import emit_json
+from orchestrator.cli.output import emit_json, escape
 from orchestrator.cli.validate import write_private_key
 from orchestrator.errors import UsageError
 from orchestrator.fleet.countries import parse_country
@@ -128,9 +127,15 @@ def mint_command(
 ) -> None:
     del fleet  # every command takes --fleet (docs/cli.md); a token does not depend on it
     from orchestrator.gateway.devtokens import mint_token, parse_ttl
+    from orchestrator.gateway.tokens import GROUP_EXPECTED, is_group_name
 
     home = parse_country(residency, "residency")
     nats = [parse_country(n, "nationality") for n in nationality or []]
+    groups = [g.strip() for g in group or []]
+    for g in groups:
+        if not is_group_name(g):
+            # the gateway would refuse the whole token (401): refuse to mint it
+            raise UsageError(f"invalid --group {g!r}", hint=GROUP_EXPECTED)
     ttl_s = parse_ttl(ttl)
     pem = read_private_key_file(
         key, make_hint="make one with `sovereign token keygen --out dev-idp.pem`"
@@ -139,7 +144,7 @@ def mint_command(
         pem,
         residency=home,
         nationalities=nats,
-        groups=[g.strip() for g in group or []],
+        groups=groups,
         ttl_s=ttl_s,
         audience=audience,
         issuer=issuer,

@@ -81,6 +81,21 @@ def _names() -> dict[str, str]:
     return names
 
 
+_ASCII_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+def ascii_upper(value: str) -> str | None:
+    """``value`` in upper case when it is exactly two ASCII letters ``A-Z``/``a-z``, else None.
+
+    The strict check comes before any case mapping: ``str.upper()`` maps other letters onto
+    ASCII (the long s ``"uſ"`` becomes ``"US"``, the dotless i ``"ın"`` becomes ``"IN"``), and a
+    nationality the law reads must be the code the person or the token wrote, not one Unicode
+    case folding makes of it."""
+    if len(value) != 2 or not all(ch in _ASCII_LETTERS for ch in value):
+        return None
+    return value.upper()
+
+
 def is_country(code: str) -> bool:
     """True for an ISO 3166-1 alpha-2 code spelt in upper case."""
     return len(code) == 2 and code.isascii() and code.isupper() and code in iso_codes()
@@ -90,8 +105,8 @@ def country_code(value: str, declared: Collection[str] = ()) -> str | None:
     """The upper-case code ``value`` names (any case), or None when it names no country.
     Codes in ``declared`` (a fleet's countries, already ISO-checked when it was loaded) are
     accepted without consulting ISO data."""
-    code = value.upper()
-    if len(code) != 2 or not code.isascii() or not code.isalpha():
+    code = ascii_upper(value)
+    if code is None:
         return None
     if code in declared or code in iso_codes():
         return code
@@ -104,6 +119,8 @@ def suggest_country(value: str, declared: Collection[str] = ()) -> str | None:
     fleet's countries, or its jurisdiction ids where an entry may name one), offered when
     close to a two-letter ``value``."""
     text = value.strip()
+    if not text.isascii():
+        return None  # never offer the code a Unicode case mapping would make ("uſ" -> US)
     upper = text.upper()
     if upper in COMMON_ALIASES:
         return COMMON_ALIASES[upper]

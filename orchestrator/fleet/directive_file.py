@@ -8,6 +8,7 @@ holds for other bytes, and not close a ``supersedes`` cycle with the fleet's dir
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from orchestrator.fleet.checks import (
     check_supersede_cycles,
 )
 from orchestrator.fleet.model import Directive, Fleet
+from orchestrator.fleet.reading import read_regular_file
 from orchestrator.fleet.schema import DirectiveDoc
 from orchestrator.fleet.schema_errors import problem_order, validate_doc
 from orchestrator.fleet.signing import SIGNATURE_SUFFIX
@@ -66,15 +68,15 @@ def inspect_directive_file(
     """Check one directive file (and its .sig) against ``fleet``; never raises FleetError."""
     label = str(path)
     try:
-        raw = path.read_bytes()
+        raw = read_regular_file(path)  # a FIFO or a device is refused, never waited on
     except OSError as exc:
         problem = Problem(label, None, "", f"cannot read: {exc.strerror}")
         return DirectiveReport(None, (problem,), None, (), None)
     sig_path = path.with_name(path.name + SIGNATURE_SUFFIX)
     sig: bytes | None = None
-    if sig_path.is_file():
+    if os.path.lexists(sig_path):
         try:
-            sig = sig_path.read_bytes()
+            sig = read_regular_file(sig_path)
         except OSError as exc:
             problem = Problem(str(sig_path), None, "", f"cannot read: {exc.strerror}")
             return DirectiveReport(None, (problem,), None, (), None)

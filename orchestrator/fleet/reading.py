@@ -33,7 +33,9 @@ __all__ = [
     "SETTINGS_NAMES",
     "TENANTS_DIR",
     "YAML_SUFFIXES",
+    "UnreadableFileError",
     "read_fleet_files",
+    "read_regular_file",
 ]
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -95,6 +97,12 @@ def _read(path: Path, real_root: str) -> bytes:
     st = _target(path, real_root)
     if not stat.S_ISREG(st.st_mode):
         raise _Unreadable(f"{_kind(st.st_mode)}, not a file")
+    return _read_regular(path, MAX_FILE_BYTES)
+
+
+def _read_regular(path: Path, max_bytes: int) -> bytes:
+    """Open ``path`` without blocking, check on the descriptor that it is a regular file, and
+    read at most ``max_bytes`` of it."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except PermissionError as exc:
@@ -110,13 +118,43 @@ def _read(path: Path, real_root: str) -> bytes:
         while chunk := os.read(fd, 1 << 16):
             chunks.append(chunk)
             total += len(chunk)
-            if total > MAX_FILE_BYTES:
-                raise _Unreadable(f"larger than {MAX_FILE_BYTES} bytes; not a fleet file")
+            if total > max_bytes:
+                raise _Unreadable(f"larger than {max_bytes} bytes; not a file this command reads")
         return b"".join(chunks)
     except OSError as exc:
         raise _Unreadable(f"cannot be read: {exc.strerror}") from exc
     finally:
         os.close(fd)
+
+
+class UnreadableFileError(OSError):
+    """``read_regular_file`` refused a path; ``str()`` says what it is instead of a file."""
+
+    def __init__(self, path: Path, what: str) -> None:
+        super().__init__(f"{path} is {what}")
+        self.path = path
+        self.what = what
+        self.strerror = what
+
+
+def read_regular_file(path: Path, *, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a single file a user names on the command line (a directive to verify, a
+    saved plan), with the fleet reader's checks: a FIFO, socket, device or directory is refused
+    before it is opened (a FIFO would block, ``/dev/zero`` never ends), it is opened without
+    blocking and checked again on the descriptor, and at most ``max_bytes`` are read.
+    ``UnreadableFileError`` (an ``OSError``) otherwise."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError as exc:
+        raise UnreadableFileError(path, "not found") from exc
+    except OSError as exc:
+        raise UnreadableFileError(path, f"not accessible ({exc.strerror})") from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise UnreadableFileError(path, f"{_kind(st.st_mode)}, not a file")
+    try:
+        return _read_regular(path, max_bytes)
+    except _Unreadable as exc:
+        raise UnreadableFileError(path, str(exc)) from exc
 
 
 def _is_dir(path: Path, real_root: str) -> bool:

@@ -136,7 +136,14 @@ def _timestamp(value: object) -> object:
                 f"{value.isoformat()} has no timezone; an instant must be unambiguous, "
                 "write e.g. 2026-06-12T00:00:00Z (UTC) or 2026-06-12T02:00:00+02:00"
             )
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            # an offset that moves the first or last representable day out of range
+            raise ValueError(
+                f"{value.isoformat()} is out of the range of representable instants once "
+                "converted to UTC; write e.g. 2026-06-12T00:00:00Z"
+            ) from None
     return value
 
 

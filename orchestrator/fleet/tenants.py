@@ -14,12 +14,14 @@ An expired tenant verifies and stays in the fleet, refused at each request's tim
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.errors import Problem
 from orchestrator.fleet.model import Attestor, Fleet, Tenant
+from orchestrator.fleet.reading import read_regular_file
 from orchestrator.fleet.schema import TenantDoc
 from orchestrator.fleet.schema_errors import problem_order, validate_doc
 from orchestrator.fleet.signing import SIGNATURE_SUFFIX, verify_signatures
@@ -145,14 +147,14 @@ def check_tenants(
 def inspect_tenant_file(path: Path, fleet: Fleet) -> TenantReport:
     """Check one tenant file (and its .sig) against the fleet's attestors; never raises."""
     try:
-        raw = path.read_bytes()
+        raw = read_regular_file(path)  # a FIFO or a device is refused, never waited on
     except OSError as exc:
         return TenantReport(
             None, (Problem(str(path), None, "", f"cannot read: {exc.strerror}"),), None, ()
         )
     sig_path = path.with_name(path.name + SIGNATURE_SUFFIX)
     try:
-        sig = sig_path.read_bytes() if sig_path.is_file() else None
+        sig = read_regular_file(sig_path) if os.path.lexists(sig_path) else None
     except OSError as exc:
         problem = Problem(str(sig_path), None, "", f"cannot read: {exc.strerror}")
         return TenantReport(None, (problem,), None, ())

@@ -20,7 +20,6 @@ Starlette's response classes: there, clarity is worth more than microseconds.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -31,6 +30,7 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from orchestrator.gateway.authn import Authenticator, AuthError, Caller
+from orchestrator.gateway.body import BodyError, parse_body
 from orchestrator.gateway.decisionlog import DecisionLog, DecisionRecord, refusal_reasons
 from orchestrator.gateway.health import HealthBook
 from orchestrator.gateway.metrics import AccessLog, GatewayMetrics
@@ -211,18 +211,19 @@ class ModelRequests:
                 code="request_too_large",
             )(scope, receive, send)
             return
+        # The body is forwarded as received, so it is routed only when every parser reads it
+        # as this one document (no duplicate keys, bounded depth, strict UTF-8 JSON).
+        problem = "the body must be a JSON object with a string 'model'"
         try:
-            payload = json.loads(body or b"null")
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            payload = None
+            payload = parse_body(body)
+        except BodyError as exc:
+            payload, problem = None, f"{exc}; {problem}"
         model = payload.get("model") if isinstance(payload, dict) else None
         if not isinstance(model, str) or not model:
             record.status = 400
             self._metrics.request("", "", "bad_request").inc()
             self._log(path, started, 400, table=version, token=token)
-            await error_response(
-                400, "invalid_request_error", "the body must be a JSON object with a string 'model'"
-            )(scope, receive, send)
+            await error_response(400, "invalid_request_error", problem)(scope, receive, send)
             return
         principal = token.principal
         at = record.at  # the instant logged is the instant decided

@@ -25,7 +25,7 @@ import json
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,20 +40,35 @@ from orchestrator.gateway.callers import AuthError, Caller
 from orchestrator.policy.principal import Principal
 
 __all__ = [
+    "GROUP_EXPECTED",
     "TokenError",
     "TokenKey",
     "TokenVerifier",
     "VerifiedToken",
     "algorithm_for",
     "caller_label",
+    "is_group_name",
     "load_token_keys",
+    "principal_from_claims",
 ]
 
 DEFAULT_AUDIENCE = "sovereign"
 _MIN_RSA_BITS = 2048
 _MAX_TOKEN_CHARS = 8192
 _MAX_LIST_ITEMS = 64
-_GROUP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
+_GROUP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}\Z")
+GROUP_EXPECTED = (
+    "a group name is 1-128 ASCII letters, digits and . _ : @ / - (starting with a letter or "
+    "digit), e.g. trusted-partners"
+)
+
+
+def is_group_name(value: object) -> bool:
+    """Whether ``value`` is a group name a token may carry (what ``token mint --group`` and the
+    gateway's claim check accept alike)."""
+    return isinstance(value, str) and _GROUP_RE.match(value) is not None
+
+
 _CURVE_ALGS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 
 PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey
@@ -216,7 +231,7 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
     nationalities = [_country(n, "nationalities") for n in _string_list(claims, "nationalities")]
     groups = _string_list(claims, "groups")
     for g in groups:
-        if not isinstance(g, str) or not _GROUP_RE.match(g):
+        if not is_group_name(g):
             raise TokenError("claim groups must hold group names")
     return Principal.of(residency, nationalities, groups)
 
@@ -231,7 +246,10 @@ class TokenVerifier:
         issuer: str | None = None,
         leeway_s: float = 0.0,
         cache_size: int = 4096,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """``clock``: what a remembered token's ``exp``/``nbf`` are compared with (Unix
+        seconds; tests inject one instead of sleeping)."""
         if not keys:
             raise UsageError("no token keys configured", hint="pass --token-key FILE")
         self.keys = tuple(keys)
@@ -242,6 +260,7 @@ class TokenVerifier:
         # token bytes -> (verified, exp, nbf); only tokens that fully verified are kept
         self._cache: OrderedDict[bytes, tuple[VerifiedToken, float, float]] = OrderedDict()
         self.cache_size = cache_size
+        self._clock = clock
 
     def verify_header(self, authorization: str | bytes | None) -> VerifiedToken:
         """Verify an ``Authorization`` header value (bytes as received, or text)."""
@@ -266,7 +285,7 @@ class TokenVerifier:
         if cached is None:
             return None
         verified, exp, nbf = cached
-        now = time.time()
+        now = self._clock()
         if now >= exp + self.leeway_s:
             del self._cache[key]
             raise TokenError("token expired")

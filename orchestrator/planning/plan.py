@@ -439,7 +439,8 @@ class Plan:
                 trust=tuple(TrustChange.from_json(t) for t in data.get("trust", [])),
                 decommission=tuple(str(j) for j in data.get("decommission", [])),
             )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+            # OverflowError: a number such as 1e400 (infinity) where an integer belongs
             raise UsageError(
                 f"the plan file is malformed: {exc}",
                 hint="pass a file written by `sovereign plan --out FILE`",
@@ -465,4 +466,15 @@ class Plan:
             raise UsageError("the plan file is nested too deeply to be a plan", hint=hint) from None
         if not isinstance(data, dict):
             raise UsageError("the plan file is not a JSON object", hint=hint)
-        return cls.from_json(data)
+        plan = cls.from_json(data)
+        # The digest a pull request pins must be the digest of what is applied: a plan file
+        # whose sha256 is missing or does not match its own content was edited by hand.
+        recorded = data.get("sha256")
+        if recorded != plan.sha256():
+            found = "has no sha256" if recorded is None else f"sha256 {str(recorded)[:80]!r}"
+            raise UsageError(
+                f"the plan file {found}, but its content's is {plan.sha256()}: the file was "
+                "edited after `sovereign plan` wrote it (a reviewed plan is applied as written)",
+                hint=hint,
+            )
+        return plan

@@ -38,7 +38,9 @@ class Principal:
         groups: tuple[str, ...] | list[str] = (),
     ) -> Principal:
         return cls(
-            residency.upper(), frozenset(n.upper() for n in nationalities), frozenset(groups)
+            _upper_ascii(residency),
+            frozenset(_upper_ascii(n) for n in nationalities),
+            frozenset(groups),
         )
 
     def to_json(self) -> dict[str, object]:
@@ -47,3 +49,13 @@ class Principal:
             "nationalities": sorted(self.nationalities),
             "groups": sorted(self.groups),
         }
+
+
+_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _upper_ascii(code: str) -> str:
+    """Upper case for ASCII letters only: ``str.upper()`` would turn ``"uſ"`` (long s) into
+    ``"US"``; here it stays a code no jurisdiction lists (orchestrator.fleet.countries checks
+    codes strictly before they get here)."""
+    return code.translate(_UPPER)

@@ -13,20 +13,29 @@ When it wakes:
   cause ``drift`` and repaired);
 * at the next directive epoch (an ``effective`` or ``expires`` instant of the fleet) when that
   comes first, so a withdraw that takes effect at 3 a.m. is carried out at 3 a.m.;
-* after a failure, after an exponential backoff with full jitter (``Backoff``), capped.
+* after a failure, after an exponential backoff with full jitter (``reconcile.retry.Backoff``,
+  the project's one backoff), capped.
+
+A bad commit never stops it: whatever a pass meets (an invalid or unreadable fleet, a crash in a
+parser) is that pass's outcome ``failed``, logged with the commit; ``/healthz`` says
+``degraded`` and ``sovereign_controller_degraded`` is 1 until a pass succeeds again. Nothing of
+the bad fleet is applied (a pass applies only a fleet that loads), so the sites keep what the
+last good fleet placed, and the next pass pulls again: the next commit is tried.
 
 Leadership: several replicas may run. Each tries to take the state lock for the operation
 ``controller``; the one that gets it is the leader and keeps it (the lease's heartbeat renews
 it) for as long as it runs, applying with that lease. The others stand by and retry every
 ``standby_interval``; when the leader dies its lease expires and one of them takes over (the
-takeover is audited as ``lock.broken``). Human ``sovereign apply`` runs meet exit 4 naming the
+takeover is audited as ``lock.broken``). A standby that cannot even read the lock (SQLite's
+"database is locked" while the leader writes) backs off, but never longer than half a lease,
+and its backoff resets as soon as it sees the lock held: a standby is never asleep for long
+when the leader dies. Human ``sovereign apply`` runs meet exit 4 naming the
 controller while it leads; runbook drains never need the lock.
 """
 
 from __future__ import annotations
 
 import json
-import random
 import subprocess
 import sys
 import threading
@@ -58,6 +67,7 @@ from orchestrator.planning.decommission import DecommissionPending
 from orchestrator.planning.deferral import window_states
 from orchestrator.planning.plan import CauseKind, WaitReason, cause_kind
 from orchestrator.policy.epochs import EpochIndex
+from orchestrator.reconcile.retry import Backoff
 from orchestrator.reconcile.sequence import plan_and_apply
 from orchestrator.reconcile.session import open_session
 from orchestrator.state import open_store
@@ -203,25 +213,6 @@ class ControllerSettings:
         return max(0.05, min(self.interval, self.lease_seconds / 2))
 
 
-@dataclass
-class Backoff:
-    """Exponential backoff with full jitter: after n failures, wait uniform(0, min(cap,
-    base * 2**n)) (at least a tenth of that, so a failing pass never spins)."""
-
-    base: float
-    cap: float
-    failures: int = 0
-    rng: random.Random = field(default_factory=random.Random)
-
-    def next_delay(self) -> float:
-        ceiling = min(self.cap, self.base * (2**self.failures))
-        self.failures += 1
-        return self.rng.uniform(ceiling / 10, ceiling)
-
-    def reset(self) -> None:
-        self.failures = 0
-
-
 class ControllerMetrics:
     """Prometheus metrics of one controller (its own registry: several in one test process)."""
 
@@ -254,6 +245,11 @@ class ControllerMetrics:
         self.refused = Gauge(
             "sovereign_controller_refused",
             "1 while the interlock refuses the fleet (needs a person)",
+            registry=r,
+        )
+        self.degraded = Gauge(
+            "sovereign_controller_degraded",
+            "1 while the last pass failed (a bad commit, an unreadable fleet, a cloud error)",
             registry=r,
         )
         self.next_epoch = Gauge(
@@ -294,6 +290,7 @@ class ControllerMetrics:
         self.drift.set(result.drift)
         self.changes.set(result.changes)
         self.refused.set(1 if result.outcome is Outcome.REFUSED else 0)
+        self.degraded.set(1 if result.outcome is Outcome.FAILED else 0)
         self.next_epoch.set(result.next_epoch.timestamp() if result.next_epoch else 0)
         if result.outcome in (Outcome.LOCKED, Outcome.FAILED, Outcome.REFUSED):
             return  # nothing was planned: the last known deferrals and windows stand
@@ -334,7 +331,7 @@ def next_epoch_after(fleet_dir: Path, now: datetime) -> datetime | None:
 
     try:
         index = EpochIndex(load_fleet(fleet_dir))
-    except SovereignError:
+    except Exception:  # noqa: BLE001 - a fleet that does not load has no epochs; the pass says why
         return None
     _, end = index.window(now)
     return end if end < _FAR else None
@@ -364,6 +361,9 @@ class Controller:
         self.last_tick = time.monotonic()
         self.backoff = Backoff(settings.backoff_base, settings.backoff_max)
         self._said_sites = False  # the reused --sites is said once, not every pass
+        # the standby's own backoff (errors reading the lock), reset whenever it sees it held
+        self.standby_backoff = Backoff(settings.backoff_base, settings.backoff_max)
+        self.last_good_commit: str | None = None
 
     @property
     def fleet_dir(self) -> Path:
@@ -428,6 +428,12 @@ class Controller:
             result = PassResult(Outcome.LOCKED, started, message=exc.message)
         except SovereignError as exc:
             result = PassResult(Outcome.FAILED, started, message=exc.message)
+        except Exception as exc:  # noqa: BLE001 - a bad commit must never stop the controller
+            result = PassResult(
+                Outcome.FAILED,
+                started,
+                message=f"unexpected {type(exc).__name__}: {str(exc)[:500]} (nothing applied)",
+            )
         else:
             plan = done.plan
             drift = sum(1 for c in plan.changes if cause_kind(c.cause) is CauseKind.DRIFT)
@@ -469,6 +475,8 @@ class Controller:
 
     def _report(self, result: PassResult, commit: str | None) -> None:
         self.last = result
+        if result.outcome is not Outcome.FAILED and commit:
+            self.last_good_commit = commit
         self.metrics.record(result)
         fields = {k: v for k, v in result.to_json().items() if v not in (None, "", [], 0)}
         if commit:
@@ -517,18 +525,30 @@ class Controller:
                 self.last_tick = time.monotonic()
                 try:
                     with store.lock(OPERATION) as lease:
+                        self.standby_backoff.reset()
                         self._lead(lease)
                 except StateLockedError as exc:
+                    self.standby_backoff.reset()  # the lock is readable and held: all is well
                     self._stand_by(exc.message)
-                except SovereignError as exc:
+                except Exception as exc:  # noqa: BLE001 - the loop outlives any one error
                     self.is_leader = False
                     self.metrics.leader.set(0)
-                    self.log("controller.error", level="error", message=exc.message)
-                    self.stop.wait(self.backoff.next_delay())
+                    message = (
+                        exc.message
+                        if isinstance(exc, SovereignError)
+                        else f"unexpected {type(exc).__name__}: {str(exc)[:500]}"
+                    )
+                    self.log("controller.error", level="error", message=message)
+                    self.stop.wait(self.standby_delay())
         finally:
             self.is_leader = False
             self.metrics.leader.set(0)
             store.close()
+
+    def standby_delay(self) -> float:
+        """The wait after an error taking the lock: a backoff capped at half a lease, so a
+        standby is back well before a dead leader's lease has run out."""
+        return self.standby_backoff.next_delay(cap=self.settings.lease_seconds / 2)
 
     def fleet_dir_for_state(self) -> Path:
         """Where the default state lives: beside the fleet (cloned first when from git)."""
@@ -565,10 +585,19 @@ class Controller:
         return time.monotonic() - self.last_tick < 3 * longest + 30
 
     def health_json(self) -> dict[str, Any]:
+        """``status``: ``ok``; ``degraded`` while the last pass failed (alive, and trying the
+        next commit: still 200, a restart would not help); ``stalled`` (503) when the loop
+        stopped ticking."""
+        status = "ok"
+        if not self.healthy():
+            status = "stalled"
+        elif self.last is not None and self.last.outcome is Outcome.FAILED:
+            status = "degraded"
         return {
-            "status": "ok" if self.healthy() else "stalled",
+            "status": status,
             "leader": self.is_leader,
             "last": None if self.last is None else self.last.to_json(),
+            "last_good_commit": self.last_good_commit,
         }
 
 
@@ -584,7 +613,7 @@ def serve_http(controller: Controller, host: str, port: int) -> ThreadingHTTPSer
                 self._send(200, body, CONTENT_TYPE_LATEST)
             elif path == "/healthz":
                 info = controller.health_json()
-                code = 200 if info["status"] == "ok" else 503
+                code = 503 if info["status"] == "stalled" else 200
                 self._send(code, json.dumps(info).encode(), "application/json")
             else:
                 self._send(404, b'{"error": "not found: /healthz, /metrics"}', "application/json")

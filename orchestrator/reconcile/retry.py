@@ -16,7 +16,7 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from orchestrator.errors import TransientProviderError, UsageError
@@ -92,3 +92,27 @@ def call_with_retry(
             if on_retry is not None:
                 on_retry(attempt, exc)
             sleep(policy.delay(attempt - 1))
+
+
+@dataclass
+class Backoff:
+    """The same full-jitter backoff for a loop that retries on its own schedule (the
+    controller's passes and its standby): after n failures in a row, wait uniform(ceiling / 10,
+    ceiling) with ceiling = min(cap, base * 2**n) (a tenth at least, so a failing loop never
+    spins). ``reset`` after a success, or after any answer that shows the other side is
+    healthy (a standby that sees the lock held); ``cap`` lowers the ceiling of one wait."""
+
+    base: float
+    cap: float
+    failures: int = 0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def next_delay(self, cap: float | None = None) -> float:
+        limit = self.cap if cap is None else min(self.cap, cap)
+        # the exponent is bounded: 2**n of a long outage must not overflow a float
+        ceiling = min(limit, self.base * (2 ** min(self.failures, 64)))
+        self.failures += 1
+        return self.rng.uniform(ceiling / 10, ceiling)
+
+    def reset(self) -> None:
+        self.failures = 0

@@ -107,14 +107,20 @@ class AuditReport:
     entries: int  # how many entries were checked
     head: str | None  # hash of the last entry, None for an empty log
     problem: AuditProblem | None
+    # entries past the recorded head left by an append killed between its two writes (object
+    # storage; accepted, and the next append records them): 0 or 1
+    pending: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "ok": self.ok,
             "entries": self.entries,
             "head": self.head,
             "problem": self.problem.to_json() if self.problem else None,
         }
+        if self.pending:
+            out["pending"] = self.pending
+        return out
 
 
 class AuditLog(Protocol):

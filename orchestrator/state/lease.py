@@ -48,8 +48,14 @@ class Lease:
     # plus one. A store refuses a write from a lease older than the newest epoch it has seen,
     # so a holder that stalled past its expiry cannot land a late write after a takeover.
     epoch: int = 0
+    # What is wrong with the stored lock record (a field that does not parse), or None. A
+    # damaged lock is never taken over by a run (``takeover_reason`` refuses it): it is shown by
+    # ``state lock-info`` and removed with ``state unlock --force HOLDER_ID``.
+    damaged: str | None = field(default=None, compare=False)
 
     def describe(self) -> str:
+        if self.damaged is not None:
+            return f"a damaged lock record (holder id {self.holder_id!r}: {self.damaged})"
         return (
             f"{self.user}@{self.host} pid {self.pid} (operation {self.operation!r}, "
             f"since {format_utc(self.acquired_at, 'microseconds')})"
@@ -68,17 +74,71 @@ class Lease:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Lease:
-        return cls(
-            holder_id=str(data["holder_id"]),
-            pid=int(data["pid"]),
-            host=str(data["host"]),
-            user=str(data["user"]),
-            operation=str(data["operation"]),
-            acquired_at=parse_time(str(data["acquired_at"])),
-            expires_at=parse_time(str(data["expires_at"])),
-            epoch=int(data.get("epoch", 0)),
-        )
+    def from_json(cls, data: Any, *, epoch: int | None = None) -> Lease:
+        """The lease a stored lock record describes. A record with a field that does not
+        parse (``expires_at: garbage``, a pid that is not a number) is not an exception: it is
+        a lease marked ``damaged``, naming the field, that no run takes over (see
+        ``takeover_reason``) and ``state unlock --force`` can remove."""
+        fields = data if isinstance(data, dict) else {}
+        holder_id = str(fields.get("holder_id", ""))
+        try:
+            if not isinstance(data, dict):
+                raise ValueError(f"the record is not an object: {str(data)[:80]!r}")
+            return cls(
+                holder_id=holder_id,
+                pid=_field(data, "pid", int),
+                host=_field(data, "host", str),
+                user=_field(data, "user", str),
+                operation=_field(data, "operation", str),
+                acquired_at=_field(data, "acquired_at", _time_field),
+                expires_at=_field(data, "expires_at", _time_field),
+                epoch=epoch if epoch is not None else _field(data, "epoch", int, 0),
+            )
+        except ValueError as exc:
+            return cls(
+                holder_id=holder_id,
+                pid=0,
+                host="?",
+                user="?",
+                operation="?",
+                acquired_at=_DAMAGED_AT,
+                expires_at=_DAMAGED_AT,
+                epoch=epoch if epoch is not None else 0,
+                damaged=str(exc),
+            )
+
+
+_DAMAGED_AT = datetime.min.replace(tzinfo=UTC)
+_MISSING = object()
+
+
+def _time_field(value: object) -> datetime:
+    parsed = parse_time(str(value))  # ValueError for text that is no instant
+    if parsed.tzinfo is None:
+        raise ValueError("no time zone")
+    return parsed
+
+
+def _field(data: dict[str, Any], name: str, kind: Any, default: Any = _MISSING) -> Any:
+    """``data[name]`` converted by ``kind``; ValueError naming the field otherwise."""
+    if name not in data:
+        if default is not _MISSING:
+            return default
+        raise ValueError(f"{name} is missing")
+    try:
+        return kind(data[name])
+    except (ValueError, TypeError, OverflowError):
+        raise ValueError(f"{name} {str(data[name])[:80]!r} does not parse") from None
+
+
+def damaged_lock_error(holder: Lease) -> StateError:
+    """A run found a lock record it cannot read: it neither waits for it nor takes it over."""
+    return StateError(
+        f"the state lock record is damaged ({holder.damaged}); no run takes over a lock it "
+        "cannot read",
+        hint="check `sovereign state lock-info`; if no run holds the state, break it with "
+        f"`sovereign state unlock --force {holder.holder_id or '(empty)'} --reason ...`",
+    )
 
 
 def current_user() -> str:
@@ -128,6 +188,8 @@ def process_alive(pid: int) -> bool:
 
 def takeover_reason(holder: Lease, now: datetime | None = None) -> str | None:
     """Why ``holder``'s lock may be taken over, or None while it is validly held."""
+    if holder.damaged is not None:
+        raise damaged_lock_error(holder)
     t = now or datetime.now(UTC)
     if holder.expires_at <= t:
         return f"lease expired at {format_utc(holder.expires_at, 'microseconds')}"

@@ -34,6 +34,7 @@ from tests.chaos.conftest import count
 from tests.chaos.proxy import FaultProxy
 from tests.cli.support import run_cli
 from tests.cloud_servers import LOOPBACK, cloud_credentials, fake_gcs_server, free_port, gcs_client
+from tests.processes import spawn
 from tests.providers.fleets import WEIGHTS, unique
 
 pytestmark = pytest.mark.slow
@@ -70,7 +71,7 @@ def clouds() -> Iterator[tuple[str, dict[str, str]]]:
     """A moto server of its own (SageMaker names are per site id) and a GCS per region."""
     with cloud_credentials(), ExitStack() as stack:
         port = free_port()
-        moto = subprocess.Popen(
+        moto = spawn(
             [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -4,8 +4,10 @@ Each run of the apply campaign takes every site's deployments away (drift), star
 apply process that waits a little before each change, kills it at a random point (before the
 lock, mid-change, between changes, or after it finished), then re-runs apply. After every run:
 the re-run converges (the next plan is empty, every deployment is back), ``audit verify``
-passes, and no change was applied twice (the audit log has at most one ``change.applied`` per
-address since the drift). On the embedded default (SQLite) and on S3 state over HTTP (moto).
+passes, and no change was applied twice: judged on what the provider received (every
+deployment and artifact the killed run had placed keeps its file identity through the re-run)
+and on the audit log (at most one ``change.applied`` per address since the drift). On the
+embedded default (SQLite) and on S3 state over HTTP (moto).
 A stopped holder's lease is taken over once it expires, and the holder, resumed, writes
 nothing more (fenced). A controller replica killed while leader is replaced by a standby,
 which converges without doing anything twice.
@@ -31,6 +33,7 @@ from orchestrator.errors import StateError
 from orchestrator.state import open_store
 from tests.chaos.conftest import count, runs
 from tests.cli.support import run_cli
+from tests.processes import kill_group, spawn
 
 REPO = Path(__file__).resolve().parents[2]
 AT = "2026-06-13T00:00:00Z"
@@ -54,7 +57,7 @@ def env() -> dict[str, str]:
 
 
 def start_apply(w: Workspace, state: str, *, delay: float, lease: float) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+    return spawn(
         [sys.executable, "-m", "tests.chaos.runner", str(w.fleet_dir), AT, str(delay), state]
         + [str(lease)],
         cwd=REPO,
@@ -68,6 +71,33 @@ def start_apply(w: Workspace, state: str, *, delay: float, lease: float) -> subp
 
 def deployments(w: Workspace) -> int:
     return len(list((w.fleet_dir / ".sovereign" / "sites").glob("*/deployments/*.json")))
+
+
+def provider_writes(w: Workspace) -> dict[str, tuple[int, int]]:
+    """What the local provider has written, as it holds it: every deployment manifest and every
+    artifact directory at every site, with its identity (inode, modification time). The
+    provider writes both by renaming a new file or directory into place, so a placement carried
+    out again shows as a new identity for the same path: "applied twice" is read off what the
+    provider received, not off the audit log."""
+    root = w.fleet_dir / ".sovereign" / "sites"
+    out: dict[str, tuple[int, int]] = {}
+    for pattern in ("*/deployments/*.json", "*/artifacts/*"):
+        for path in root.glob(pattern):
+            if path.name.startswith("."):
+                continue  # a staging directory of a write the kill interrupted
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            out[str(path.relative_to(root))] = (st.st_ino, st.st_mtime_ns)
+    return out
+
+
+def written_again(
+    before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]
+) -> list[str]:
+    """Placements present before that the provider received again (or lost) since."""
+    return sorted(k for k, ident in before.items() if after.get(k) != ident)
 
 
 def state_args(w: Workspace, state: str) -> list[str]:
@@ -142,12 +172,16 @@ def test_apply_killed_at_random_points_converges(
         else:
             assert proc.returncode == 0, stderr
             count(campaign, "finished before the kill")
+        placed = provider_writes(ws)  # what the provider holds after the kill
         code, out, err = run_cli(capsys, *apply)  # the re-run takes the dead holder's lock over
         assert code == 0, out + err
         assert deployments(ws) == FULL
         check_converged(capsys, ws, state_url)
-        assert applied_twice(ws, state_url, since) == []
-        count(campaign, "runs converged, audit verified, nothing applied twice")
+        # nothing the killed run placed was placed again, as the provider saw it
+        assert written_again(placed, provider_writes(ws)) == []
+        assert applied_twice(ws, state_url, since) == []  # and the audit log agrees
+        count(campaign, "placements the killed run made, none written again", len(placed))
+        count(campaign, "runs converged, audit verified, nothing applied twice (provider-side)")
 
 
 @pytest.mark.parametrize("state_url", ["s3"], indirect=True)
@@ -192,9 +226,7 @@ def test_a_controller_killed_while_leader_is_replaced(
     for i in range(2):
         log = (tmp_path / f"controller-{i}.log").open("w")
         replicas.append(
-            subprocess.Popen(
-                args, cwd=REPO, stdout=log, stderr=log, env=env(), stdin=subprocess.DEVNULL
-            )
+            spawn(args, cwd=REPO, stdout=log, stderr=log, env=env(), stdin=subprocess.DEVNULL)
         )
 
     def leader_pid() -> int | None:
@@ -235,9 +267,11 @@ def test_a_controller_killed_while_leader_is_replaced(
             victim.send_signal(signal.SIGKILL)
             victim.wait(30)
             replicas.remove(victim)
-            wait_for(lambda: leader_pid() not in (None, leader), 60)  # noqa: B023
-            wait_for(lambda: deployments(ws) == converged, 60)
+            placed = provider_writes(ws)  # what the dead leader had placed
+            wait_for(lambda: leader_pid() not in (None, leader), 120)  # noqa: B023
+            wait_for(lambda: deployments(ws) == converged, 120)
             check_converged(capsys, ws, state_url, at=None)
+            assert written_again(placed, provider_writes(ws)) == []
             assert applied_twice(ws, state_url, since) == []
             count(
                 f"controller leader SIGKILL, {'SQLite' if state_url == '-' else 'S3 (moto)'}",
@@ -245,9 +279,7 @@ def test_a_controller_killed_while_leader_is_replaced(
             )
             log = (tmp_path / f"controller-r{len(replicas)}.log").open("w")
             replicas.append(
-                subprocess.Popen(
-                    args, cwd=REPO, stdout=log, stderr=log, env=env(), stdin=subprocess.DEVNULL
-                )
+                spawn(args, cwd=REPO, stdout=log, stderr=log, env=env(), stdin=subprocess.DEVNULL)
             )
     finally:
         for p in replicas:
@@ -256,4 +288,5 @@ def test_a_controller_killed_while_leader_is_replaced(
             try:
                 p.wait(30)
             except subprocess.TimeoutExpired:
-                p.kill()
+                pass
+            kill_group(p)  # the group too, and whatever did not stop

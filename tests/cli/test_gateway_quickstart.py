@@ -15,6 +15,8 @@ import httpx
 import openai
 import pytest
 
+from tests.processes import spawn
+
 pytestmark = pytest.mark.slow  # real gateway processes
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,7 +74,7 @@ def mint(trial: Path, *claims: str) -> str:
 def gateway_url(trial: Path) -> Iterator[str]:
     """Step 3: the gateway with --stub-upstreams, on a free port."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOVEREIGN_")}
-    proc = subprocess.Popen(
+    proc = spawn(
         [sys.executable, "-m", "orchestrator", "gateway", "--token-key", "dev-idp.pub.pem"]
         + ["--stub-upstreams", "--port", "0", "--json"],
         cwd=trial,

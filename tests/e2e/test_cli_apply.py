@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from orchestrator.demo.workspace import Workspace, prepare_workspace
+from tests.processes import spawn
 
 REPO = Path(__file__).resolve().parents[2]
 AT = "2026-06-13T00:00:00Z"
@@ -45,7 +46,7 @@ def sovereign(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
 def start_slow_apply(w: Workspace, step_delay: float, concurrency: int) -> subprocess.Popen[str]:
     """``sovereign apply --yes`` in a real process, waiting ``step_delay`` s before each change
     (tests/e2e/slow_apply.py runs the same sequence with that parameter)."""
-    return subprocess.Popen(
+    return spawn(
         [
             sys.executable,
             "-m",

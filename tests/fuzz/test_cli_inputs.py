@@ -18,6 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from orchestrator.demo.workspace import Workspace, prepare_workspace
+from orchestrator.errors import SovereignError
+from orchestrator.planning.plan import Plan
 from tests.cli.support import run_cli
 from tests.fuzz.conftest import budget, count
 
@@ -163,46 +165,97 @@ def get(value: Any, path: tuple[Any, ...]) -> Any:
     return value
 
 
+# Paths of the plan whose edit changes nothing the plan means (recomputed on load): an edit
+# there is the unchanged plan, which must be accepted, so the target does not draw them.
+_DERIVED = ("summary", "sha256")
+
+
 @st.composite
-def changed_plans(draw: st.DrawFn, original: bytes) -> bytes:
-    """The saved plan with one thing changed: a value replaced, a key dropped, bytes damaged."""
-    kind = draw(st.integers(0, 3))
+def changed_plans(draw: st.DrawFn, original: bytes) -> tuple[bytes, str]:
+    """The saved plan with one thing changed, and how: a value replaced or a key dropped (then,
+    most often, the ``sha256`` recomputed as a forger would, so the edit reaches the
+    comparison with the recomputed plan), the ``sha256`` itself edited, the file cut, or
+    random bytes."""
+    kind = draw(st.integers(0, 5))
     if kind == 0:
-        return draw(st.binary(max_size=200))
+        return draw(st.binary(max_size=200)), "random bytes"
     if kind == 1:
         cut = draw(st.integers(0, len(original) - 1))
-        return original[:cut]
+        return original[:cut], "cut"
     doc = json.loads(original)
-    path = draw(st.sampled_from([p for p in paths_of(doc) if p]))
+    if kind == 2:
+        doc["sha256"] = draw(
+            st.text("0123456789abcdef", min_size=64, max_size=64).filter(
+                lambda h: h != doc["sha256"]
+            )
+        )
+        return json.dumps(doc).encode(), "sha256 edited"
+    # kinds 3-5: one value of the plan itself, most often inside its changes
+    paths = [p for p in paths_of(doc) if p and p[0] not in _DERIVED]
+    in_changes = [p for p in paths if p[0] == "changes" and len(p) > 2]
+    path = draw(st.sampled_from(in_changes if kind >= 4 and in_changes else paths))
     parent, last = get(doc, path[:-1]), path[-1]
-    if kind == 2 and isinstance(parent, dict):
+    if draw(st.integers(0, 4)) == 0 and isinstance(parent, dict):
         del parent[last]
     else:
-        new = draw(JSON_VALUES.filter(lambda v: v != parent[last]))
-        parent[last] = new
-    return json.dumps(doc).encode()
+        parent[last] = draw(JSON_VALUES.filter(lambda v: v != parent[last]))
+    if kind == 3:
+        return json.dumps(doc).encode(), "value edited, sha256 kept"
+    try:  # re-digest as a forger would: the digest of what the edited file now means
+        doc["sha256"] = Plan.from_json(doc).sha256()
+    except SovereignError:
+        return json.dumps(doc).encode(), "value edited, unparseable"
+    return json.dumps(doc).encode(), "value edited, sha256 recomputed"
+
+
+def _refusal(message: str) -> str:
+    for needle, kind in (
+        ("not the plan the fleet and the state give now", "verification (recomputed plan)"),
+        ("sha256", "sha256 mismatch"),
+        ("stale", "stale (state or fleet moved)"),
+    ):
+        if needle in message:
+            return kind
+    return "malformed or other"
 
 
 def test_saved_plan_files(
     workspace: Workspace, saved_plan: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
+    """Every changed plan is refused with nothing applied, and, in the same harness (same
+    command, same arguments), the unchanged plan is accepted and applied: the refusals are the
+    checks' doing, not a usage error every input meets."""
     original = saved_plan.read_bytes()
+    unchanged = Plan.loads(original)
     target = tmp_path / "changed.json"
-    args = ["--fleet", str(workspace.fleet_dir), "--sites", "local", "--at", AT, "--yes", "--json"]
+    args = ["--fleet", str(workspace.fleet_dir), "--sites", "local", "--yes", "--json"]
+
+    def apply(data: bytes) -> tuple[int, str, str]:
+        target.write_bytes(data)
+        return run_cli(capsys, "apply", str(target), *args)
 
     @budget()
-    @given(data=changed_plans(original))
-    def check(data: bytes) -> None:
-        target.write_bytes(data)
-        code, out, err = run_cli(capsys, "apply", str(target), *args)
+    @given(edit=changed_plans(original))
+    def check(edit: tuple[bytes, str]) -> None:
+        data, how = edit
+        try:
+            if Plan.loads(data) == unchanged:
+                return  # a change of form only (a reordered list): the same plan
+        except SovereignError:
+            pass
+        code, out, err = apply(data)
         assert "Traceback" not in err
-        assert code == 1, (code, out[:400], err[:400])
-        error_of(out, 1)
-        assert deployments(workspace) == 0, "a changed saved plan was carried out"
-        count("saved plan files", "refused (exit 1, JSON error), nothing applied")
+        assert code == 1, (how, code, out[:400], err[:400])
+        error = error_of(out, 1)
+        assert deployments(workspace) == 0, f"a changed saved plan was carried out ({how})"
+        count("saved plan files", f"{how}: refused by {_refusal(error['message'])}")
 
     check()
     assert deployments(workspace) == 0
+    code, out, err = apply(original)  # the same harness accepts the plan as written
+    assert code == 0, (out[:400], err[:400])
+    assert deployments(workspace) > 0
+    count("saved plan files", "unchanged plan: accepted and applied")
 
 
 # --- directive verify -------------------------------------------------------------------------

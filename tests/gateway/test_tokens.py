@@ -165,8 +165,9 @@ def test_header_bytes_hit_the_cache_and_never_outlive_exp(tmp_path: Path) -> Non
     key = ed25519.Ed25519PrivateKey.generate()
     path = tmp_path / "k.pem"
     path.write_bytes(_pub_pem(key))
-    verifier = TokenVerifier(load_token_keys([path]), cache_size=2)
-    token = jwt.encode(_claims(exp=int(time.time()) + 1), key, algorithm="EdDSA")
+    now = [time.time()]  # the verifier's clock for remembered tokens, injected: no sleeping
+    verifier = TokenVerifier(load_token_keys([path]), cache_size=2, clock=lambda: now[0])
+    token = jwt.encode(_claims(exp=int(now[0]) + 600), key, algorithm="EdDSA")
     raw = f"Bearer {token}".encode()
     assert verifier.verify_header(raw).principal.residency == "DE"
     assert token.encode() in verifier._cache  # keyed by the token's exact bytes
@@ -179,7 +180,7 @@ def test_header_bytes_hit_the_cache_and_never_outlive_exp(tmp_path: Path) -> Non
         verifier.verify_header(f"Bearer {other}".encode())
     assert token.encode() not in verifier._cache and len(verifier._cache) == 2
     verifier.verify_header(raw)
-    time.sleep(1.2)
+    now[0] += 601  # past exp
     with pytest.raises(TokenError, match="expired"):
         verifier.verify_header(raw)
     assert token.encode() not in verifier._cache  # dropped when found expired

@@ -17,6 +17,7 @@ from orchestrator.state import open_store
 from tests.fleet.builder import DIRECTIVE_FILE, FleetFactory
 from tests.gateway.support import Keys, wait_for
 from tests.gateway.test_applied import deploy, record
+from tests.processes import spawn
 
 pytestmark = pytest.mark.slow  # gateway worker processes
 
@@ -51,7 +52,7 @@ def test_two_workers_share_the_port_and_each_follows_applies(
     deploy(root, "us-1", "m-us")
     store = open_store(None, root)
     record(store, root)
-    proc = subprocess.Popen(
+    proc = spawn(
         [sys.executable, "-m", "orchestrator", "gateway", "--fleet", str(root), "--port", "0"]
         + ["--token-key", str(keys.public_pem_path), "--workers", "2", "--json"],
         stdout=subprocess.PIPE,

@@ -32,6 +32,7 @@ from orchestrator.providers.aws.naming import bucket_name, sagemaker_base_name
 from orchestrator.providers.base import option_env_name
 from orchestrator.providers.gcp.storage import gcs_bucket_name
 from tests.cloud_servers import LOOPBACK, fake_gcs_server, free_port, gcs_client
+from tests.processes import spawn
 from tests.providers.fleets import WEIGHTS, unique
 
 pytestmark = pytest.mark.slow
@@ -48,7 +49,7 @@ def own_moto(dummy_credentials: None) -> Iterator[str]:
     SageMaker names, derived from its fixed site ids, must not meet other tests' endpoints."""
     port = free_port()
     url = f"http://{LOOPBACK}:{port}"
-    process = subprocess.Popen(
+    process = spawn(
         [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

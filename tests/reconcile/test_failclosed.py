@@ -330,6 +330,10 @@ def test_apply_of_an_edited_plan_file_exits_1_and_writes_nothing(
     data["changes"] += copied
     out.write_text(json.dumps(data))
     code, _, err = cli(["apply", str(out), "--fleet", str(root), "--sites", "local"], capsys)
+    assert code == 1 and "sha256" in err  # edited without its digest: refused on loading
+    data["sha256"] = Plan.from_json(data).sha256()  # a forger recomputes the digest too
+    out.write_text(json.dumps(data))
+    code, _, err = cli(["apply", str(out), "--fleet", str(root), "--sites", "local"], capsys)
     assert code == 1
     assert "artifact.eu-1.m-us" in err and "not in the recomputed plan" in err
     session = open_session(root, None, sites_local=True)

@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from tests.cli.support import run_cli
+from tests.processes import spawn
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -140,7 +141,7 @@ def test_tokens_keys_and_prompts_never_reach_logs_or_audit(tmp_path: Path) -> No
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOVEREIGN_")}
     env["PYTHONPATH"] = str(REPO)
-    gateway = subprocess.Popen(
+    gateway = spawn(
         [sys.executable, "-m", "orchestrator", "gateway", "--token-key", "idp.pub.pem"]
         + ["--stub-upstreams", "--port", "0", "--json", "--decision-log", "decisions.jsonl"],
         cwd=tmp_path,

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.state.sqlite import SqliteStateStore
+from tests.processes import spawn
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,7 +36,7 @@ class Worker:
 
     def __init__(self, *args: str) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        self.proc = subprocess.Popen(
+        self.proc = spawn(
             [sys.executable, "-m", "tests.state.worker", *args],
             cwd=ROOT,
             env=env,

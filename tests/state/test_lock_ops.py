@@ -238,7 +238,12 @@ def test_lock_info_and_force_unlock_of_a_live_holder(
     state = ["--state", url, "--fleet", str(tmp_path)]
     open_store(url, tmp_path).close()
     code, out, _ = cli(capsys, "state", "lock-info", *state, "--json")
-    assert code == 0 and json.loads(out) == {"locked": False, "holder": None, "stale": None}
+    assert code == 0 and json.loads(out) == {
+        "locked": False,
+        "holder": None,
+        "stale": None,
+        "damaged": None,
+    }
     holder = Worker("hold", url, "60")
     workers.append(holder)
     holder_id = holder.expect("locked").split()[1]

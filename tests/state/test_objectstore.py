@@ -244,9 +244,12 @@ def test_tampering_with_entry_objects_is_named(ostore: StateStore, object_url: s
     assert problem() == (5, AuditProblemKind.HEAD_TRUNCATED)
 
 
-def test_an_interrupted_append_is_reported_then_rolled_forward(
+def test_an_interrupted_append_is_accepted_as_pending_then_rolled_forward(
     ostore: StateStore, object_url: str
 ) -> None:
+    """A run killed between an append's two writes (entry, head) leaves a log `audit verify`
+    accepts (issue 20: after a killed leader on S3, verify cried "entries after the recorded
+    head ... were added outside the log" until the next append)."""
     _fill(ostore)
     blobs = make_blobs(object_url)
     last = ostore.audit.entries()[-1]
@@ -254,11 +257,42 @@ def test_an_interrupted_append_is_reported_then_rolled_forward(
     orphan, text = make_entry(last.seq + 1, "apply.started", {"run": 1}, last.hash)
     blobs.put(audit_name(orphan.seq), entry_body(orphan, text), if_absent=True)
     report = ostore.audit.verify()
-    assert not report.ok and report.problem is not None
-    assert report.problem.seq == orphan.seq and "past the recorded head" in report.problem.message
+    assert report.ok and report.pending == 1 and report.head == orphan.hash
+    assert report.to_json()["pending"] == 1
     entry = ostore.audit.append("apply.started", {"run": 2})
     assert entry.seq == orphan.seq + 1 and entry.prev_hash == orphan.hash
-    assert ostore.audit.verify().ok
+    report = ostore.audit.verify()
+    assert report.ok and report.pending == 0
+
+
+def test_an_entry_past_the_head_that_does_not_chain_is_reported(
+    ostore: StateStore, object_url: str
+) -> None:
+    _fill(ostore)
+    blobs = make_blobs(object_url)
+    last = ostore.audit.entries()[-1]
+    stray, text = make_entry(last.seq + 1, "change.applied", {"forged": 1}, "e" * 64)
+    blobs.put(audit_name(stray.seq), entry_body(stray, text), if_absent=True)
+    report = ostore.audit.verify()
+    assert not report.ok and report.problem is not None
+    assert "past the recorded head" in report.problem.message
+    # two past the head is no interrupted append either
+    blobs.delete(audit_name(stray.seq))
+    first, text1 = make_entry(last.seq + 1, "apply.started", {"run": 1}, last.hash)
+    second, text2 = make_entry(last.seq + 2, "apply.started", {"run": 2}, first.hash)
+    blobs.put(audit_name(first.seq), entry_body(first, text1), if_absent=True)
+    blobs.put(audit_name(second.seq), entry_body(second, text2), if_absent=True)
+    assert not ostore.audit.verify().ok
+
+
+def test_a_new_store_killed_before_its_head_is_written_verifies(object_url: str) -> None:
+    blobs = make_blobs(object_url)
+    genesis, text = make_entry(1, "state.created", {"lineage": "l", "backend": "s3"}, "0" * 64)
+    blobs.put(audit_name(1), entry_body(genesis, text), if_absent=True)
+    from orchestrator.state.objectstore.audit import ObjectAuditLog
+
+    report = ObjectAuditLog(blobs).verify()
+    assert report.ok and report.pending == 1
 
 
 def test_an_altered_entry_beyond_the_head_stops_appends(

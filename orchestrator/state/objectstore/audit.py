@@ -1,14 +1,17 @@
 """The audit chain in a bucket: one object per entry, created only if absent, plus a CAS'd head.
 
 An append is two writes (entry, then head). If a run dies between them the entry exists beyond
-the head: ``verify`` reports it (fail closed) and the next append rolls the head forward over
-it, after checking that it chains onto the head.
+the head. ``verify`` accepts exactly that (one entry past the head that chains onto it, the
+whole chain verified as if the head had moved; reported as ``pending``: docs/state.md, "The
+audit log"), and the next append rolls the head forward over it, after checking that it chains
+onto the head. Anything else past the head is reported (fail closed).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from orchestrator.errors import AuditError, StateError
@@ -150,6 +153,13 @@ class ObjectAuditLog:
 
     def verify(self) -> AuditReport:
         stored, head = self._stored()
+        pending = _interrupted_append(stored, head)
+        if pending is not None:
+            # One entry past the head that chains onto it: an append killed between its two
+            # writes. Verified as if the head had moved (the next append moves it), reported.
+            report = verify_chain(stored, AuditHead(pending.seq, pending.hash))
+            if report.ok:
+                return replace(report, pending=1)
         report = verify_chain(stored, head)
         if report.ok or report.problem is None:
             return report
@@ -161,8 +171,8 @@ class ObjectAuditLog:
             and last.seq == head.seq + 1
         ):
             message = (
-                f"{report.problem.message} (entry {last.seq} is past the recorded head: "
-                "an append was interrupted, or the entry was written outside the log)"
+                f"{report.problem.message} (entry {last.seq} is past the recorded head and "
+                "does not chain onto it: it was written outside the log)"
             )
             return AuditReport(
                 False,
@@ -171,6 +181,26 @@ class ObjectAuditLog:
                 AuditProblem(report.problem.seq, report.problem.kind, report.problem.what, message),
             )
         return report
+
+
+def _interrupted_append(stored: list[StoredEntry], head: AuditHead | None) -> StoredEntry | None:
+    """The entry an append killed between its two writes left behind, if that is what the log
+    shows: exactly one entry past the recorded head (or, head missing, only the genesis entry
+    a new store wrote), whose predecessor is the head's entry. An append writes the entry
+    (create-if-absent) and then moves the head; nobody can tell that state from one where the
+    head was moved as well, except by the head, so the entry is accepted as pending and the
+    next append rolls the head over it (``_roll_forward``). It is no weaker than before: the
+    head guards against entries deleted from the end, and anyone who may write the bucket
+    could have moved the head along with an entry they added."""
+    if not stored:
+        return None
+    last = stored[-1]
+    base_seq, base_hash = (head.seq, head.hash) if head is not None else (0, GENESIS_HASH)
+    if last.seq != base_seq + 1 or last.prev_hash != base_hash:
+        return None
+    if base_seq and (len(stored) < 2 or stored[-2].seq != base_seq or stored[-2].hash != base_hash):
+        return None
+    return last
 
 
 def entry_body(entry: AuditEntry, payload_text: str) -> bytes:

@@ -338,7 +338,7 @@ class ObjectStateStore:
         if lease.lost:
             raise lost_error(lease, "its heartbeat found the lock taken over")
         holder, _ = self._lock_blob()
-        if holder is None or holder.holder_id != lease.holder_id:
+        if holder is None or holder.holder_id != lease.holder_id or holder.damaged:
             lease.lost = True
             why = f"now held by {holder.describe()}" if holder else "the lock was released"
             raise lost_error(lease, why)

@@ -7,11 +7,13 @@ to roll back, or to turn an ``sqlite3.Error`` into a ``StateError``.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 from orchestrator.errors import StateError
 
@@ -93,6 +95,10 @@ class Database:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StateError(f"cannot create {self.path.parent}: {exc}") from exc
+        self.read_only = not create and _on_read_only_storage(self.path)
+        if self.read_only:
+            self._conn = self._open_immutable()
+            return
         try:
             self._conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=0
@@ -108,6 +114,21 @@ class Database:
                 f"cannot open the state database {self.path}: {exc}",
                 hint="is it an SQLite file, readable and writable by you?",
             ) from exc
+
+    def _open_immutable(self) -> sqlite3.Connection:
+        """A reader on a read-only file system: SQLite cannot create the ``-shm`` file WAL
+        readers need there, so the file is opened read-only and immutable (nothing can change
+        it underneath)."""
+        uri = f"file:{quote(str(self.path))}?mode=ro&immutable=1"
+        try:
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        except sqlite3.Error as exc:
+            raise StateError(
+                f"cannot open the state database {self.path} (read-only storage): {exc}",
+                hint="is it an SQLite file, readable by you?",
+            ) from exc
+        return conn
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
@@ -174,3 +195,14 @@ class Database:
     def close(self) -> None:
         with self._mutex:
             self._conn.close()
+
+
+def _on_read_only_storage(path: Path) -> bool:
+    """Whether the state file lies on a read-only file system (a read-only mount of a backup,
+    a snapshot): nothing can write it there, so a reader opens it immutable rather than fail
+    on the ``-shm`` file it cannot create. Where others may still write (permissions only),
+    the normal, locking open is kept."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False

@@ -41,7 +41,6 @@ from orchestrator.state.lease import (
     locked_error,
     lost_error,
     new_lease,
-    parse_time,
     takeover_reason,
     unlock_mismatch,
 )
@@ -179,7 +178,7 @@ class SqliteStateStore:
         return [
             {
                 "address": address,
-                "resource": json.loads(resource),
+                "resource": _resource_json(address, resource),
                 "op": op,
                 "outcome": outcome,
                 "serial": serial,
@@ -277,22 +276,13 @@ class SqliteStateStore:
         ).fetchone()
         if row is None:
             return None
-        holder_id, pid, host, user, operation, acquired_at, expires_at = row
-        return Lease(
-            str(holder_id),
-            int(pid),
-            str(host),
-            str(user),
-            str(operation),
-            parse_time(acquired_at),
-            parse_time(expires_at),
-            epoch=SqliteStateStore._lock_epoch(conn),
-        )
+        names = ("holder_id", "pid", "host", "user", "operation", "acquired_at", "expires_at")
+        # a row whose fields do not parse is a lease marked damaged (Lease.from_json)
+        return Lease.from_json(dict(zip(names, row, strict=True)), epoch=_lock_epoch(conn))
 
     @staticmethod
     def _lock_epoch(conn: sqlite3.Connection) -> int:
-        row = conn.execute("SELECT value FROM meta WHERE key = 'lock_epoch'").fetchone()
-        return int(row[0]) if row is not None else 0
+        return _lock_epoch(conn)
 
     @staticmethod
     def _bump_lock_epoch(conn: sqlite3.Connection) -> int:
@@ -359,7 +349,7 @@ class SqliteStateStore:
         if lease.lost:
             raise lost_error(lease, "its heartbeat found the lock taken over")
         holder = self._lock_row(conn)
-        if holder is None or holder.holder_id != lease.holder_id:
+        if holder is None or holder.holder_id != lease.holder_id or holder.damaged:
             lease.lost = True
             why = f"now held by {holder.describe()}" if holder else "the lock was released"
             raise lost_error(lease, why)
@@ -490,3 +480,32 @@ class SqliteStateStore:
             self._write_pins(conn, pins)
             append_in(conn, audit_kind, audit_payload)  # same transaction: both or neither
         return serial
+
+
+def _lock_epoch(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT value FROM meta WHERE key = 'lock_epoch'").fetchone()
+    if row is None:
+        return 0
+    try:
+        return int(row[0])
+    except (TypeError, ValueError):
+        raise StateError(
+            f"the state's lock epoch {str(row[0])[:80]!r} is not a number: the state is damaged",
+            hint="restore the state from a backup",
+        ) from None
+
+
+def _resource_json(address: object, text: object) -> dict[str, Any]:
+    """One recorded resource row's JSON; a damaged row is a ``StateError`` naming it."""
+    try:
+        value = json.loads(text) if isinstance(text, str | bytes) else None
+    except (ValueError, RecursionError):
+        value = None
+    if not isinstance(value, dict):
+        raise StateError(
+            f"the recorded resource {address} in the state is damaged (its record is not a "
+            f"JSON object: {str(text)[:80]!r})",
+            hint="the state was altered; restore it from a backup, or delete that row and let "
+            "the next `sovereign plan` observe the site again",
+        )
+    return value
