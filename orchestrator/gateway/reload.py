@@ -112,10 +112,12 @@ class TableKeeper:
             if time.monotonic() - self._failed[1] < max(_RETRY_INVALID_S, self.reload_interval_s):
                 return False
         current = self.serving
+        keys: ApiKeys | None = None
         try:
+            # The keys first: a revoked key is refused even while a new fleet fails to load.
+            keys = await asyncio.to_thread(api_keys_of, self.source)
             fleet, serial = await asyncio.to_thread(self.source.load)
             drains = await asyncio.to_thread(self.source.drains)
-            keys = await asyncio.to_thread(api_keys_of, self.source)
             previous = current.table if current is not None else None
             table = await asyncio.to_thread(ServingTable.compile, fleet, serial, previous, drains)
             if current is not None and table.version == current.table.version:
@@ -138,6 +140,8 @@ class TableKeeper:
             # Invalid input stays invalid until it changes: remember it. Anything else (the
             # store unreachable, a busy database) is retried on the next tick.
             invalid = isinstance(exc, FleetError | SignatureError)
+            if keys is not None and current is not None:
+                self._install_identity(current.table.fleet, keys)  # with the tenants served
             self._reload_failed(
                 marker if invalid else None, str(exc).splitlines()[0] if str(exc) else repr(exc)
             )

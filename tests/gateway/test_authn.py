@@ -15,6 +15,7 @@ from orchestrator.gateway.authn import ApiKeyError, Authenticator, AuthError, Ca
 from orchestrator.gateway.tokens import TokenVerifier, load_token_keys
 from orchestrator.policy.principal import Principal
 from orchestrator.state.apikeys import ApiKey, ApiKeys, key_digest, new_key
+from tests.fleet.builder import FleetFactory, tenant_yaml
 from tests.gateway.support import make_keys
 
 
@@ -123,3 +124,29 @@ def test_no_made_up_key_authenticates(suffix: bytes) -> None:
     with pytest.raises(AuthError) as info:
         Authenticator(None, book).authenticate(b"Bearer sk-sov-" + suffix)
     assert info.value.status == 401
+
+
+def test_a_revoked_key_is_refused_even_while_a_new_fleet_fails_to_load(
+    signed_fleet_factory: FleetFactory,
+) -> None:
+    import asyncio
+
+    from orchestrator.errors import FleetError, Problem
+    from orchestrator.fleet.loader import load_fleet
+    from orchestrator.gateway.app import Gateway, GatewaySettings
+    from orchestrator.gateway.metrics import AccessLog
+    from orchestrator.gateway.sources import StaticSource
+
+    root = signed_fleet_factory({"tenants/acme.yaml": tenant_yaml()})
+    source = StaticSource(load_fleet(root))
+    key, record = _key()
+    source.set_api_keys(ApiKeys((record,), "1"))
+    settings = GatewaySettings(reload_interval_s=0, probe_interval_s=0, stub_all_sites=True)
+    gateway = Gateway(source, Authenticator(None, KeyBook()), settings, AccessLog(None))
+    gateway.load_initial()
+    assert gateway.authenticator.authenticate(f"Bearer {key}").label == "acme"
+    source.set_api_keys(ApiKeys((record.revoked("ops@host", T0),), "2"))
+    source.fail_next(FleetError([Problem("regions/eu.yaml", 1, "", "broken")]))
+    assert asyncio.run(gateway.reload_once()) is False and gateway.reload_error
+    with pytest.raises(ApiKeyError, match="revoked"):
+        gateway.authenticator.authenticate(f"Bearer {key}")
