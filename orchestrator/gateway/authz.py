@@ -46,6 +46,7 @@ from orchestrator.gateway.decisionlog import DecisionRecord, refusal_reasons
 from orchestrator.gateway.endpoints import Endpoints
 from orchestrator.gateway.metrics import AccessLog
 from orchestrator.gateway.reload import Serving
+from orchestrator.gateway.responses import unauthorized
 from orchestrator.gateway.routing import ALLOWED, REFUSED, UNKNOWN_MODEL
 from orchestrator.gateway.sources import FleetSource
 from orchestrator.gateway.tokens import TokenVerifier
@@ -83,10 +84,8 @@ def _error(status: int, kind: str, message: str, **extra: Any) -> AuthzAnswer:
 
 
 def _unauthorized(exc: AuthError) -> AuthzAnswer:
-    reason = "".join(c for c in exc.reason if c.isprintable() and c not in '"\\')
-    challenge = f'Bearer realm="sovereign", error="{exc.error}", error_description="{reason}"'
-    answer = _error(exc.status, "authentication_error", exc.reason, code=exc.error)
-    return AuthzAnswer(exc.status, (("www-authenticate", challenge),), answer.body)
+    challenge, body = unauthorized(exc)  # the gateway's 401, word for word
+    return AuthzAnswer(exc.status, (("www-authenticate", challenge),), body)
 
 
 class Authz(Enforcer):

@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse
 
 from orchestrator.gateway.callers import AuthError
 
-__all__ = ["error_response", "not_found", "unauthorized_response"]
+__all__ = ["error_response", "not_found", "unauthorized", "unauthorized_response"]
 
 
 def error_response(
@@ -24,21 +24,23 @@ def error_response(
     )
 
 
-def unauthorized_response(exc: AuthError) -> JSONResponse:
-    """401 with a ``WWW-Authenticate: Bearer`` challenge naming the error (RFC 6750 codes for
-    tokens, ``invalid_api_key`` for API keys)."""
+def unauthorized(exc: AuthError) -> tuple[str, dict[str, Any]]:
+    """The ``WWW-Authenticate`` challenge and the JSON body of a 401, as the gateway and
+    ``sovereign authz`` both answer it: RFC 6750 codes for tokens, ``invalid_api_key`` for API
+    keys."""
     # The reason may quote attacker-chosen text (an alg name): keep the header valid.
     reason = "".join(c for c in exc.reason if c.isprintable() and c not in '"\\')
     challenge = f'Bearer realm="sovereign", error="{exc.error}", error_description="{reason}"'
     # As OpenAI answers: type authentication_error, the precise reason in ``code``
     # (``invalid_api_key``, ``invalid_token``, ``invalid_request``).
-    return error_response(
-        exc.status,
-        "authentication_error",
-        exc.reason,
-        {"WWW-Authenticate": challenge},
-        code=exc.error,
-    )
+    body = {"error": {"type": "authentication_error", "message": exc.reason, "code": exc.error}}
+    return challenge, body
+
+
+def unauthorized_response(exc: AuthError) -> JSONResponse:
+    """401 with a ``WWW-Authenticate: Bearer`` challenge naming the error."""
+    challenge, body = unauthorized(exc)
+    return JSONResponse(body, status_code=exc.status, headers={"WWW-Authenticate": challenge})
 
 
 async def not_found(request: Request, exc: Exception) -> JSONResponse:

@@ -253,3 +253,42 @@ def test_key_create_refuses_an_unknown_or_expired_tenant(setup: Setup) -> None:
     assert json.loads(out) == {"keys": []}
     code, out, _ = setup.cli("key", "revoke", "key_0000000000000000", "--yes", "--json")
     assert code == 1 and "no API key" in json.loads(out)["error"]["message"]
+
+
+def test_sovereign_authz_judges_keys_as_the_gateway_does(
+    setup: Setup, keys: Keys, clock: list[float]
+) -> None:
+    """authz shares the gateway's authenticator: a tenant's key is its attested principal
+    there too, and a revoked key is a 401 within the reload interval (docs/proxies.md)."""
+    from orchestrator.gateway.authz import Authz
+    from orchestrator.gateway.authz_server import AuthzServer
+    from orchestrator.gateway.server import bind
+
+    source = AppliedFleetSource(setup.store, lambda files: load_fleet_files(files, "applied"))
+    authn = Authenticator(
+        TokenVerifier(load_token_keys([keys.public_pem_path]), keys.audience),
+        KeyBook(clock=lambda: clock[0]),
+    )
+    settings = GatewaySettings(stub_all_sites=True, reload_interval_s=0.05, probe_interval_s=0)
+    authz = Authz(source, authn, settings, AccessLog(lambda line: None))
+    server = AuthzServer(authz, bind("127.0.0.1", 0))
+    url = server.start()
+
+    def decide(key: str) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {key}", "X-Sovereign-Model": "fable-5"}
+        return httpx.get(url + "/check", headers=headers, timeout=10, trust_env=False)
+
+    try:
+        de, us = setup.key("acme-de"), setup.key("acme-us")
+        wait_for(lambda: decide(de["key"]).status_code == 200, timeout=30)
+        allowed = decide(de["key"])
+        assert allowed.headers["x-sovereign-route"] == "aws-eu-central-1,gcp-europe-west4"
+        refused = decide(us["key"])
+        assert refused.status_code == 451
+        assert refused.json()["explanation"]["principal"]["residency"] == "US"
+        code, _, err = setup.cli("key", "revoke", de["id"], "--yes", "--json")
+        assert code == 0, err
+        wait_for(lambda: decide(de["key"]).status_code == 401, timeout=30)
+        assert decide(de["key"]).json()["error"]["code"] == "invalid_api_key"
+    finally:
+        server.stop()

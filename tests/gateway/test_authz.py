@@ -230,7 +230,10 @@ def test_every_answer_is_the_law(
         assert r.status_code == 451
 
 
-def test_the_cli_serves_http_and_grpc_and_stops_cleanly(keys: Keys, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_cli_serves_http_and_grpc_and_stops_cleanly(
+    keys: Keys, tmp_path: Path, workers: int
+) -> None:
     fleet = tmp_path / "fleet"
     subprocess.run(["cp", "-r", str(REPO / "regions"), str(fleet)], check=True)
     proc = subprocess.Popen(
@@ -251,6 +254,8 @@ def test_the_cli_serves_http_and_grpc_and_stops_cleanly(keys: Keys, tmp_path: Pa
             "0",
             "--grpc-port",
             "0",
+            "--workers",
+            str(workers),
             "--json",
         ],
         stdout=subprocess.PIPE,
@@ -264,11 +269,12 @@ def test_the_cli_serves_http_and_grpc_and_stops_cleanly(keys: Keys, tmp_path: Pa
         line = proc.stdout.readline()
         assert line, proc.stderr.read() if proc.stderr else ""
         started = json.loads(line)
-        assert started["url"].startswith("http://127.0.0.1:") and started["workers"] == 1
+        assert started["url"].startswith("http://127.0.0.1:") and started["workers"] == workers
         german = keys.headers("DE", ["DE"])
-        r = ask(started["url"], {**german, "X-Sovereign-Model": "fable-5"})
-        assert r.status_code == 200
-        assert r.headers["x-sovereign-route"] == "aws-eu-central-1,gcp-europe-west4"
+        for _ in range(4):  # a new connection each: SO_REUSEPORT spreads them over the workers
+            r = ask(started["url"], {**german, "X-Sovereign-Model": "fable-5"})
+            assert r.status_code == 200
+            assert r.headers["x-sovereign-route"] == "aws-eu-central-1,gcp-europe-west4"
         grpc_port = int(started["grpc"].rpartition(":")[2])
         answer = check(
             grpc_port, {"authorization": german["Authorization"], "x-sovereign-model": "fable-5"}
