@@ -103,6 +103,7 @@ class AppliedFleetSource:
         self.label = f"applied fleet in {reader.url}"
         self._fleet_from_files = fleet_from_files
         self._last: tuple[str, Fleet] | None = None
+        self._lineage: str | None = None  # of the state the first load read
 
     def marker(self) -> Hashable:
         return (self.reader.serial(), self.reader.drains().version, self.api_keys().version)
@@ -130,6 +131,18 @@ class AppliedFleetSource:
             return None
 
     def load(self) -> LoadedFleet:
+        lineage = self.reader.lineage()
+        if self._lineage is None:
+            self._lineage = lineage
+        elif lineage != self._lineage:
+            # The state was replaced under the gateway (wiped and re-created): what it says now
+            # is not the record the gateway started from; keep the last good table.
+            raise StateError(
+                f"the state at {self.reader.url} was replaced (lineage {self._lineage} -> "
+                f"{lineage}): its fleet is not served",
+                hint="restore the state the gateway started with, or restart the gateway on "
+                "purpose (docs/gitops.md, pin the state: its lineage)",
+            )
         applied = self.reader.applied_fleet()
         if applied is None:
             raise StateError(

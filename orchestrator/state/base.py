@@ -184,6 +184,10 @@ class StateReader(Protocol):
 
     def serial(self) -> int: ...
 
+    def lineage(self) -> str:
+        """A random id fixed when the store was created (tells two stores apart)."""
+        ...
+
     def applied_fleet(self) -> AppliedFleet | None: ...
 
     def drains(self) -> Drains:

@@ -483,3 +483,37 @@ def test_plan_lists_a_decommission_and_apply_carries_it_out_when_named(
         store.close()
     assert done == [{"jurisdiction": "EU", "reason": "CHG-9: EU exits"}]
     assert cli(capsys, "plan", *common(root, state), "--detailed-exitcode")[0] == 0
+
+
+def test_a_gateway_never_follows_a_replaced_state(
+    local_fleet: LocalFleet,
+    moto_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A state wiped and re-created under a running gateway (another lineage) is not served:
+    the reload fails and the last good table stays (docs/gitops.md, pin the state)."""
+    import boto3
+
+    from orchestrator.errors import StateError
+    from orchestrator.fleet.loader import load_fleet_files
+    from orchestrator.gateway.sources import AppliedFleetSource
+    from tests.cloud_servers import DUMMY_ENV
+
+    for key, value in DUMMY_ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
+    bucket = f"trust-{uuid.uuid4().hex[:12]}"
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket=bucket)
+    state = f"s3://{bucket}/prod"
+    root = local_fleet()
+    assert apply(capsys, root, state)[0] == 0
+    reader = open_store(state, root, create=False)
+    source = AppliedFleetSource(reader, lambda files: load_fleet_files(files, "applied"))
+    source.load()
+    for item in s3.list_objects_v2(Bucket=bucket, Prefix="prod/").get("Contents", []):
+        s3.delete_object(Bucket=bucket, Key=item["Key"])
+    assert apply(capsys, root, state)[0] == 0  # a fresh store: no pin in this fleet
+    with pytest.raises(StateError, match="was replaced"):
+        source.load()
