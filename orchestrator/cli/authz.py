@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from orchestrator.cli import output
-from orchestrator.cli.gateway import DEFAULT_AUDIENCE, interrupt, positive
+from orchestrator.cli.gateway import interrupt
 from orchestrator.cli.options import (
+    DEFAULT_AUDIENCE,
     DEFAULT_DECISION_LOG_MAX_BYTES,
     DEFAULT_FLEET,
     DecisionLogMaxBytesOpt,
@@ -19,9 +19,21 @@ from orchestrator.cli.options import (
     DecisionLogWhenFullOpt,
     FleetOpt,
     GatewayIdOpt,
+    HostOpt,
+    IssuersOpt,
     JsonOpt,
+    ProbeIntervalOpt,
+    ReloadIntervalOpt,
+    ServeWorkingFleetOpt,
+    SignalIntervalOpt,
     StateOpt,
+    StubUpstreamsOpt,
+    TokenAudienceOpt,
+    TokenIssuerOpt,
+    TokenKeyOpt,
+    WorkersOpt,
     decision_log_settings,
+    positive,
 )
 from orchestrator.errors import UsageError
 
@@ -30,26 +42,9 @@ cli = typer.Typer()  # this module's commands (cli/commands.json indexes them)
 
 @cli.command("authz")
 def authz(
-    token_key: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--token-key",
-            metavar="FILE",
-            help="Public key that signs principal tokens (PEM or JWKS JSON), as for "
-            "`sovereign gateway`. Repeatable. API keys of attested tenants are accepted "
-            "beside tokens.",
-        ),
-    ] = None,
-    issuers: Annotated[
-        Path | None,
-        typer.Option(
-            "--issuers",
-            metavar="FILE",
-            help="YAML list of OIDC issuers whose tokens are accepted, as for `sovereign "
-            "gateway` (docs/identity.md).",
-        ),
-    ] = None,
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    token_key: TokenKeyOpt = None,
+    issuers: IssuersOpt = None,
+    host: HostOpt = "127.0.0.1",
     port: Annotated[int, typer.Option(help="HTTP port (0: any free port).")] = 9191,
     grpc_port: Annotated[
         int | None,
@@ -59,49 +54,21 @@ def authz(
             "(0: any free port).",
         ),
     ] = None,
-    token_issuer: Annotated[
-        str | None, typer.Option(help="Required 'iss' of tokens (unchecked if omitted).")
-    ] = None,
-    token_audience: Annotated[
-        str, typer.Option(help="Required 'aud' of tokens.")
-    ] = DEFAULT_AUDIENCE,
+    token_issuer: TokenIssuerOpt = None,
+    token_audience: TokenAudienceOpt = DEFAULT_AUDIENCE,
     fleet: FleetOpt = DEFAULT_FLEET,
     state: StateOpt = None,
-    reload_interval: Annotated[
-        float, typer.Option(help="Seconds between checks for a newly applied fleet.")
-    ] = 0.5,
-    probe_interval: Annotated[
-        float, typer.Option(help="Seconds between upstream /healthz probes (0: off).")
-    ] = 5.0,
-    signal_interval: Annotated[
-        float,
-        typer.Option(
-            help="S3/GCS state: seconds between reads of the state object's version (0: off)."
-        ),
-    ] = 0.05,
-    serve_working_fleet: Annotated[
-        bool,
-        typer.Option(
-            "--serve-working-fleet",
-            help="Development only: decide on the fleet directory as it is on disk.",
-        ),
-    ] = False,
-    stub_upstreams: Annotated[
-        bool,
-        typer.Option(
-            "--stub-upstreams",
-            help="Demo/development: every site's upstream is a loopback stub.",
-        ),
-    ] = False,
-    workers: Annotated[
-        int,
-        typer.Option(help="Processes sharing the ports (SO_REUSEPORT), as for the gateway."),
-    ] = 1,
+    reload_interval: ReloadIntervalOpt = 0.5,
+    probe_interval: ProbeIntervalOpt = 5.0,
+    signal_interval: SignalIntervalOpt = 0.05,
+    serve_working_fleet: ServeWorkingFleetOpt = False,
+    stub_upstreams: StubUpstreamsOpt = False,
+    workers: WorkersOpt = 1,
     decision_log: DecisionLogOpt = None,
     decision_log_max_bytes: DecisionLogMaxBytesOpt = DEFAULT_DECISION_LOG_MAX_BYTES,
     decision_log_when_full: DecisionLogWhenFullOpt = "refuse",
     gateway_id: GatewayIdOpt = None,
-    json_output: JsonOpt = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Answer nginx auth_request and Envoy ext_authz with the gateway's decision.
 
@@ -183,7 +150,7 @@ def authz(
         if enforcer.grpc_port is not None:
             grpc = f"{host}:{enforcer.grpc_port}"
         started = {"url": url, "grpc": grpc, **info, "workers": workers}
-        if json_output:
+        if json_out:
             output.emit_json_now(started)
         else:
             output.err().print(

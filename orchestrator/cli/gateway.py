@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import math
 import signal
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from orchestrator.cli import output
 from orchestrator.cli.options import (
+    DEFAULT_AUDIENCE,
     DEFAULT_DECISION_LOG_MAX_BYTES,
     DEFAULT_FLEET,
     DecisionLogMaxBytesOpt,
@@ -19,16 +18,23 @@ from orchestrator.cli.options import (
     DecisionLogWhenFullOpt,
     FleetOpt,
     GatewayIdOpt,
+    HostOpt,
+    IssuersOpt,
     JsonOpt,
+    ProbeIntervalOpt,
+    ReloadIntervalOpt,
+    ServeWorkingFleetOpt,
+    SignalIntervalOpt,
     StateOpt,
+    StubUpstreamsOpt,
+    TokenAudienceOpt,
+    TokenIssuerOpt,
+    TokenKeyOpt,
+    WorkersOpt,
     decision_log_settings,
+    positive,
 )
 from orchestrator.errors import SovereignError, UsageError
-
-# docs/gateway.md: the audience defaults to "sovereign". Kept here as a literal so that `--help` and
-# every other command do not import the gateway stack (JWT, httpx, starlette) at start-up;
-# tests/cli asserts it equals orchestrator.gateway.tokens.DEFAULT_AUDIENCE.
-DEFAULT_AUDIENCE = "sovereign"
 
 cli = typer.Typer()  # this module's commands (cli/commands.json indexes them)
 
@@ -70,86 +76,25 @@ def require_a_reachable_site(
     )
 
 
-def positive(name: str, value: float, allow_zero: bool = False) -> None:
-    """A finite number of seconds: NaN (every comparison false) and infinity are refused."""
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise UsageError(
-            f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value}",
-            hint=f"a number of seconds, e.g. {name} 5",
-        )
-
-
 @cli.command("gateway")
 def gateway(
-    token_key: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--token-key",
-            metavar="FILE",
-            help="Public key that signs principal tokens: a PEM (Ed25519, EC "
-            "P-256/384/521 or RSA) or a JWKS JSON file. Repeatable. API keys of "
-            "attested tenants (sovereign key create) are accepted beside tokens.",
-        ),
-    ] = None,
-    issuers: Annotated[
-        Path | None,
-        typer.Option(
-            "--issuers",
-            metavar="FILE",
-            help="YAML list of OIDC issuers whose tokens are accepted: issuer, jwks_uri or "
-            "discovery, audience, claims mapping, optional tenant (docs/identity.md).",
-        ),
-    ] = None,
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    token_key: TokenKeyOpt = None,
+    issuers: IssuersOpt = None,
+    host: HostOpt = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
-    token_issuer: Annotated[
-        str | None, typer.Option(help="Required 'iss' of tokens (unchecked if omitted).")
-    ] = None,
-    token_audience: Annotated[
-        str, typer.Option(help="Required 'aud' of tokens.")
-    ] = DEFAULT_AUDIENCE,
+    token_issuer: TokenIssuerOpt = None,
+    token_audience: TokenAudienceOpt = DEFAULT_AUDIENCE,
     fleet: FleetOpt = DEFAULT_FLEET,
     state: StateOpt = None,
-    reload_interval: Annotated[
-        float, typer.Option(help="Seconds between checks for a newly applied fleet.")
-    ] = 0.5,
-    probe_interval: Annotated[
-        float, typer.Option(help="Seconds between upstream /healthz probes (0: off).")
-    ] = 5.0,
-    signal_interval: Annotated[
-        float,
-        typer.Option(
-            help="S3/GCS state: seconds between reads of the state object's version "
-            "(one HEAD / metadata request each; 0: off, the serial is read every "
-            "--reload-interval only)."
-        ),
-    ] = 0.05,
+    reload_interval: ReloadIntervalOpt = 0.5,
+    probe_interval: ProbeIntervalOpt = 5.0,
+    signal_interval: SignalIntervalOpt = 0.05,
     upstream_timeout: Annotated[
         float, typer.Option(help="Seconds an upstream may take before failing over.")
     ] = 30.0,
-    serve_working_fleet: Annotated[
-        bool,
-        typer.Option(
-            "--serve-working-fleet",
-            help="Development only: serve the fleet "
-            "directory as it is on disk (not what was applied); reload on edits.",
-        ),
-    ] = False,
-    stub_upstreams: Annotated[
-        bool,
-        typer.Option(
-            "--stub-upstreams",
-            help="Demo/development: serve every site from a "
-            "stub upstream on loopback instead of its endpoint.",
-        ),
-    ] = False,
-    workers: Annotated[
-        int,
-        typer.Option(
-            help="Gateway processes sharing the port (SO_REUSEPORT), each with its own "
-            "table reload, health and metrics."
-        ),
-    ] = 1,
+    serve_working_fleet: ServeWorkingFleetOpt = False,
+    stub_upstreams: StubUpstreamsOpt = False,
+    workers: WorkersOpt = 1,
     decision_log: DecisionLogOpt = None,
     decision_log_max_bytes: DecisionLogMaxBytesOpt = DEFAULT_DECISION_LOG_MAX_BYTES,
     decision_log_when_full: DecisionLogWhenFullOpt = "refuse",

@@ -8,6 +8,7 @@ Every command spells its ``--json`` parameter ``json_out: JsonOpt = False``.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -158,3 +159,81 @@ def decision_log_settings(
         max_bytes,
         when_full="drop" if when_full == "drop" else "refuse",
     )
+
+
+# -- what the gateway and `sovereign authz` both take ------------------------------------------
+
+# docs/gateway.md: the audience defaults to "sovereign". A literal here, so that `--help` and
+# every other command do not import the gateway stack (JWT, httpx, starlette) at start-up;
+# tests/cli asserts it equals orchestrator.gateway.tokens.DEFAULT_AUDIENCE.
+DEFAULT_AUDIENCE = "sovereign"
+
+TokenKeyOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--token-key",
+        metavar="FILE",
+        help="Public key that signs principal tokens: a PEM (Ed25519, EC P-256/384/521 or RSA) "
+        "or a JWKS JSON file. Repeatable. API keys of attested tenants (sovereign key create) "
+        "are accepted beside tokens.",
+    ),
+]
+IssuersOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--issuers",
+        metavar="FILE",
+        help="YAML list of OIDC issuers whose tokens are accepted: issuer, jwks_uri or "
+        "discovery, audience, claims mapping, optional tenant (docs/identity.md).",
+    ),
+]
+HostOpt = Annotated[str, typer.Option(help="Address to listen on.")]
+TokenIssuerOpt = Annotated[
+    str | None, typer.Option(help="Required 'iss' of tokens (unchecked if omitted).")
+]
+TokenAudienceOpt = Annotated[str, typer.Option(help="Required 'aud' of tokens.")]
+ReloadIntervalOpt = Annotated[
+    float, typer.Option(help="Seconds between checks for a newly applied fleet.")
+]
+ProbeIntervalOpt = Annotated[
+    float, typer.Option(help="Seconds between upstream /healthz probes (0: off).")
+]
+SignalIntervalOpt = Annotated[
+    float,
+    typer.Option(
+        help="S3/GCS state: seconds between reads of the state object's version (one HEAD / "
+        "metadata request each; 0: off, the serial is read every --reload-interval only)."
+    ),
+]
+ServeWorkingFleetOpt = Annotated[
+    bool,
+    typer.Option(
+        "--serve-working-fleet",
+        help="Development only: serve the fleet directory as it is on disk (not what was "
+        "applied); reload on edits.",
+    ),
+]
+StubUpstreamsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--stub-upstreams",
+        help="Demo/development: serve every site from a stub upstream on loopback instead of "
+        "its endpoint.",
+    ),
+]
+WorkersOpt = Annotated[
+    int,
+    typer.Option(
+        help="Processes sharing the port(s) (SO_REUSEPORT), each with its own table reload, "
+        "health and metrics."
+    ),
+]
+
+
+def positive(name: str, value: float, allow_zero: bool = False) -> None:
+    """A finite number of seconds: NaN (every comparison false) and infinity are refused."""
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise UsageError(
+            f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value}",
+            hint=f"a number of seconds, e.g. {name} 5",
+        )

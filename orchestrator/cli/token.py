@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from orchestrator.cli import output
-from orchestrator.cli.options import DEFAULT_FLEET, FleetOpt, JsonOpt
+from orchestrator.cli.options import DEFAULT_AUDIENCE, DEFAULT_FLEET, FleetOpt, JsonOpt
 from orchestrator.cli.output import emit_json, escape
 from orchestrator.cli.validate import write_private_key
 from orchestrator.errors import UsageError
@@ -24,8 +24,6 @@ from orchestrator.fleet.keyfiles import read_private_key_file
 
 cli = typer.Typer()  # this module's commands (cli/commands.json indexes them)
 
-# Literal so that `--help` does not import the gateway stack; tests/cli checks it.
-DEFAULT_AUDIENCE = "sovereign"
 DEV_ONLY = (
     "Development and tests only: production tokens come from your identity provider, and "
     "the gateway is given the IdP's public key."

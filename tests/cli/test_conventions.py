@@ -146,3 +146,11 @@ def test_main_is_the_boundary(capsys: pytest.CaptureFixture[str]) -> None:
     out, _ = capsys.readouterr()
     assert done.value.code == 1
     assert json.loads(out)["error"]["type"] == "UsageError"
+
+
+@pytest.mark.parametrize("path", list(COMMANDS), ids=IDS)
+def test_every_command_spells_its_json_parameter_the_same(path: tuple[str, ...]) -> None:
+    # One name for one option (cli/options.py): `json_out: JsonOpt = False`.
+    params = getattr(COMMANDS[path], "params", [])
+    names = {p.name for p in params if "--json" in getattr(p, "opts", [])}
+    assert names == {"json_out"}
