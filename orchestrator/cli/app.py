@@ -102,8 +102,35 @@ def _module_commands(module_name: str) -> dict[str, click_Command]:
     if group is None:
         module = importlib.import_module(module_name)
         group = typer.main.get_group(module.cli)
+        _unwrap_helps(group)
         LazyCommands._loaded[module_name] = group
     return dict(group.commands)
+
+
+def _unwrap_helps(command: click_Command) -> None:
+    """Help texts are written once and wrapped by the terminal: a prose paragraph of a
+    docstring (its lines start at the margin) becomes one line, which the help screen wraps
+    at the terminal's width; indented lines (examples) and ``\\b`` blocks keep their breaks."""
+    if command.help:
+        command.help = unwrap_prose(command.help)
+    for sub in getattr(command, "commands", {}).values():
+        _unwrap_helps(sub)
+
+
+def unwrap_prose(text: str) -> str:
+    """Join the lines of each prose paragraph of ``text`` (see ``_unwrap_helps``)."""
+    import inspect
+
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    out = []
+    for paragraph in paragraphs:
+        lines = paragraph.split("\n")
+        verbatim = lines[0].strip() == "\b" or any(line[:1].isspace() for line in lines[1:])
+        if verbatim or len(lines) == 1 or lines[0][:1].isspace():
+            out.append(paragraph)
+        else:
+            out.append(" ".join(line.strip() for line in lines))
+    return "\n\n".join(out)
 
 
 def click_context(group: TyperGroup) -> click_Context:

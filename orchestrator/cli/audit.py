@@ -8,6 +8,7 @@ log.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 import typer
@@ -42,7 +43,7 @@ def verify(
 
         sovereign audit verify
 
-        sovereign audit verify --state sqlite:////var/lib/sovereign/state.db --json
+        sovereign audit verify --state s3://acme-state/prod --json
     """
     store = open_store(state, fleet, create=False)
     try:
@@ -108,21 +109,27 @@ def log(
     if not entries:
         output.err().print("no audit entries" + (f" of kind {kind}" if kind else ""))
         return
+    console = output.out()
     for e in entries:
-        details = " ".join(f"{k}={_short(v)}" for k, v in sorted(e.payload.items()))
-        output.say(output.out(), escape(f"{e.seq:>6}  {e.ts}  {e.kind:<22} {details}"))
+        # One entry: its number, time and kind, then one wrapped line per payload field.
+        output.say(console, escape(f"{e.seq:>6}  {e.ts}  {e.kind}"))
+        for k, v in sorted(e.payload.items()):
+            output.say(console, escape(f"{k}: {_readable(v)}"), indent=8)
 
 
-def _short(value: object, width: int = 80) -> str:
-    """A payload value on one line: strings (ids, hashes, paths) whole; a long structure
-    shortened at an element boundary, never inside a word."""
+def _readable(value: object, limit: int = 400) -> str:
+    """A payload value for people: strings (ids, hashes, paths) whole; null as "none"; a
+    structure as JSON (never Python's repr), shortened at an element boundary past ``limit``
+    characters (``--json`` has it whole)."""
     if isinstance(value, str):
         return value
-    text = repr(value)
-    if len(text) <= width:
+    if value is None:
+        return "none"
+    text = json.dumps(value, sort_keys=True, separators=(", ", ": "), default=str)
+    if len(text) <= limit:
         return text
-    cut = text.rfind(", ", 0, width)
-    return (text[:cut] if cut > 0 else text[:width]) + ", ..."
+    cut = text.rfind(", ", 0, limit)
+    return (text[:cut] if cut > 0 else text[:limit]) + ", ... (--json shows it whole)"
 
 
 cli.add_typer(audit_app, name="audit")

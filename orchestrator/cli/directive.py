@@ -59,7 +59,8 @@ Examples:
   sovereign directive sign regions/directives/us-doc-2026-07-01.yaml \\
       --key us-commerce.pem --authority us-commerce
   sovereign directive verify regions/directives/us-doc-2026-07-01.yaml
-  sovereign directive sign regions/tenants/acme.yaml --key attestor.pem --authority eu-notary
+  sovereign directive sign regions/tenants/acme.yaml --key attestor.pem \\
+      --authority eu-notary
 """
 
 VERIFY_HELP = """Check a directive and its signatures against the fleet's profiles.

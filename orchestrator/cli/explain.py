@@ -377,26 +377,25 @@ def _render_impact(result: Impact) -> None:
     groups: dict[tuple[str, str, str], list[CellChange]] = defaultdict(list)
     for c in result.changes:
         groups[(c.model, c.home or "(unlisted)", c.effect.value)].append(c)
-    if groups:
-        rows = []
-        for (model, home, effect), cells in sorted(groups.items()):
-            colour = {"refused": "red", "unavailable": "red", "rerouted": "yellow"}.get(
-                effect, "green"
-            )
-            examples = "\n".join(c.describe_principal() for c in cells[:3])
-            if len(cells) > 3:
-                examples += f"\n... and {len(cells) - 3} more"
-            first = cells[0]
-            lost = "unavailable (drained)" if effect == "unavailable" else "refused"
-            route = f"{' -> '.join(first.before) or 'refused'}\n=> " + (
-                " -> ".join(first.after) or lost
-            )
-            rows.append(
-                [model, home, f"[{colour}]{effect}[/]", str(len(cells)), escape(examples), route]
-            )
-        columns = ("model", "home", "effect", "cells", "example principals", "route")
-        output.print_table(console, columns, rows, key_columns=3)
-    else:
+    # One block per group, not a table: at 80 columns a route in a table cell is broken into
+    # fragments; here it wraps between sites only (``say``), under its group's line.
+    for (model, home, effect), cells in sorted(groups.items()):
+        colour = {"refused": "red", "unavailable": "red", "rerouted": "yellow"}.get(effect, "green")
+        first = cells[0]
+        lost = "unavailable (drained)" if effect == "unavailable" else "refused"
+        before = " > ".join(first.before) or "refused"
+        after = " > ".join(first.after) or lost
+        output.say(
+            console,
+            f"[bold]{escape(model)}[/] for residents of {escape(home)}: [{colour}]{effect}[/] "
+            f"({len(cells)} audience cell{'s' if len(cells) != 1 else ''})",
+        )
+        output.say(console, f"{escape(before)} => {escape(after)}", indent=4)
+        who = "; ".join(c.describe_principal() for c in cells[:3])
+        if len(cells) > 3:
+            who += f"; ... and {len(cells) - 3} more"
+        output.say(console, f"[dim]who:[/] {escape(who)}", indent=4)
+    if not groups:
         output.say(console, "no route changes for anyone")
     s = result.summary()
     output.say(
@@ -410,6 +409,23 @@ def _render_impact(result: Impact) -> None:
         console,
         f"collateral (changes outside the directive's reach): [{colour}]{result.collateral}[/]",
     )
+    named, unknown = _unknown_nationality(result)
+    if named and unknown:
+        output.say(
+            console,
+            f"[yellow]note:[/] nationality_in: [{escape(', '.join(named))}] also reaches every "
+            f"principal whose nationality is unknown ({unknown} of the cells above): a token "
+            "without a nationality may be one of them, so the law fails closed "
+            "(docs/decisions.md); give principals their nationalities to serve the others",
+        )
+
+
+def _unknown_nationality(result: Impact) -> tuple[list[str], int]:
+    """A ``nationality_in`` directive's names, and how many changed cells are of unknown
+    nationality: it reaches them too (fail closed), which impact's summary points out."""
+    audience = result.directive.audience
+    named = sorted(audience.nationality_in or ()) if audience is not None else []
+    return named, sum(1 for c in result.changes if not c.nationalities) if named else 0
 
 
 @cli.command("impact")
@@ -472,6 +488,9 @@ def impact_command(
         doc = result.to_json()
         if rotation is not None:
             doc["rotation"] = rotation.to_json()
+        named, unknown = _unknown_nationality(result)
+        if named and unknown:
+            doc["unknown_nationality"] = {"nationality_in": named, "cells": unknown}
         emit_json(doc)
         return
     if rotation is not None:

@@ -65,9 +65,16 @@ def _directives(reviews: tuple[tuple[str, Impact], ...]) -> list[str]:
         d = result.directive
         s = result.summary()
         at = format_utc(result.at)
+        # What it acts on: its models, or, for a lift (no models), what it lifts.
+        if d.models:
+            reach = f"models {', '.join(sorted(d.models))}"
+        elif d.supersedes:
+            reach = f"lifts {d.supersedes}"
+        else:
+            reach = "no models"
         out.append(
             f"- **{d.id}** ({status}; {d.action.value} by {d.jurisdiction}, "
-            f"models {', '.join(sorted(d.models))}; compared at {at}): "
+            f"{reach}; compared at {at}): "
             f"{s['refused']} cells refused, {s['unavailable']} lose service (drained), "
             f"{s['rerouted']} rerouted, {s['restored']} restored"
             f", collateral {s['collateral']}"

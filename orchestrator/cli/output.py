@@ -222,11 +222,18 @@ def print_problems(problems: tuple[Problem, ...], *, head: str | None = None) ->
 
 
 def print_error(message: str, hint: str | None = None) -> None:
-    """A failure for people, on stderr, never wrapped (paths and hashes stay whole)."""
+    """A failure on stderr. For people (a terminal, or ``COLUMNS`` set) it is wrapped at the
+    console's width between words only (ids, paths and hashes stay whole: ``layout.say``);
+    piped to a log or a tool, the error and its hint stay one line each, for grep."""
     console = err()
-    console.print(f"[bold red]error:[/] {_escape(message)}", soft_wrap=True)
+    lines = [f"[bold red]error:[/] {_escape(message)}"]
     if hint:
-        console.print(f"[dim]hint:[/] {_escape(hint)}", soft_wrap=True)
+        lines.append(f"[dim]hint:[/] {_escape(hint)}")
+    for line in lines:
+        if console.is_terminal or os.environ.get("COLUMNS", "").isdigit():
+            say(console, line)
+        else:
+            console.print(line, soft_wrap=True)
 
 
 def _escape(text: str) -> str:

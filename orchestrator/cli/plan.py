@@ -471,7 +471,7 @@ def apply_command(
 
       sovereign plan --out plan.json && sovereign apply plan.json
 
-      sovereign apply --yes --allow-outage "planned maintenance of gcp-us-central1, CHG-1234"
+      sovereign apply --yes --allow-outage "CHG-1234: gcp-us-central1 maintenance"
 
       sovereign apply --yes --override-window "INC-4711: hotfix during the freeze"
 

@@ -214,7 +214,7 @@ def drain_command(
 
     Examples:
 
-      sovereign drain --site aws-eu-central-1 --reason "INC-4711: 5xx from eu-central-1"
+      sovereign drain --site aws-eu-central-1 --reason "INC-4711: 5xx" --yes
 
       sovereign drain --site gcp-europe-west4 --reason "maintenance CHG-88" \\
         --until 2026-06-14T06:00:00Z --yes

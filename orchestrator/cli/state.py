@@ -123,7 +123,8 @@ def unlock(
 
     Examples:
 
-      sovereign state unlock --force 3f2c9d0e8b7a4c1f9e6d5b4a3c2d1e0f --reason "runner lost"
+      sovereign state unlock --force 3f2c9d0e8b7a4c1f9e6d5b4a3c2d1e0f \\
+        --reason "runner lost" --yes
     """
     if not force:
         raise UsageError(

@@ -142,7 +142,11 @@ class Endpoints:
                 "status": "degraded" if reload_error or down else "ok",
                 "pid": os.getpid(),  # which worker answered (sovereign gateway --workers N)
                 "table": serving.table.version,
-                "serial": serving.table.serial,
+                # the state's serial as last read (every reload interval), and the serial the
+                # served fleet was applied under: drains and records move the first only
+                "serial": getattr(self._keeper.source, "state_serial", None)
+                or serving.table.serial,
+                "applied_serial": serving.table.serial,
                 "source": serving.source,
                 "loaded_at": serving.loaded_at.isoformat(),
                 "reload_error": reload_error,

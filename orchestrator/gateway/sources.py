@@ -104,9 +104,11 @@ class AppliedFleetSource:
         self._fleet_from_files = fleet_from_files
         self._last: tuple[str, Fleet] | None = None
         self._lineage: str | None = None  # of the state the first load read
+        self.state_serial: int | None = None  # the state's serial when last asked (/healthz)
 
     def marker(self) -> Hashable:
-        return (self.reader.serial(), self.reader.drains().version, self.api_keys().version)
+        self.state_serial = self.reader.serial()
+        return (self.state_serial, self.reader.drains().version, self.api_keys().version)
 
     def drains(self) -> Drains:
         return self.reader.drains()

@@ -273,9 +273,13 @@ def enforce_drain(change: RunbookChange, allow_outage: str | None) -> None:
     if not change.violations or (allow_outage is not None and allow_outage.strip()):
         return
     concerned = sorted({v.jurisdiction for v in change.violations})
+    # One sentence: each violation is shown once, in the effect (``interlock:`` lines, or
+    # ``change.interlocks`` with --json), not repeated here.
+    models = sorted({v.subject for v in change.violations})
     raise RefusedError(
         f"the {change.runbook.value} is refused by the safety interlock "
-        f"({', '.join(concerned)}): " + "; ".join(v.message for v in change.violations),
+        f"({', '.join(concerned)}): {', '.join(models)} would be served at fewer of "
+        f"{', '.join(concerned)}'s sites than min_sites_per_model",
         hint="restore or add another serving site first, or accept the outage with "
         '--allow-outage "REASON" (the reason is recorded in the audit log)',
     )

@@ -102,6 +102,15 @@ def test_serves_applied_fleet_and_enforces_a_new_directive(
         assert [x["ref"] for x in refs] == ["us-d1"]
         health = client.get(app.url + "/healthz").json()
         assert health["serial"] == serial and health["reload_error"] is None
+        # A recorded change moves the state's serial, not the applied fleet: /healthz shows
+        # the current serial, and the one the served fleet was applied under.
+        with store.lock("test") as lease:
+            moved = store.record_change(lease, "deployment.us-1.m-x", "create", "applied", None)
+        deadline = time.monotonic() + 30
+        while health["serial"] != moved and time.monotonic() < deadline:
+            time.sleep(0.05)
+            health = client.get(app.url + "/healthz").json()
+        assert health["serial"] == moved and health["applied_serial"] == serial
         # A US national is not in the audience.
         r = client.post(app.url + CHAT, json={"model": "m-us"}, headers=keys.headers("US", ["US"]))
         assert r.status_code == 200

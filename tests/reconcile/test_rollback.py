@@ -107,8 +107,10 @@ def test_deleting_an_applied_directive_lifts_nothing(
     refusals = audited(root, ROLLBACK_REFUSED)
     assert len(refusals) == 4
     assert all('"kind": "missing"' in json.dumps(r) for r in refusals)
-    # without --state, validate judges the fleet alone (it is a valid fleet)
-    assert cli(capsys, "validate", "--fleet", str(root))[0] == 0
+    # without --state, validate judges against the default state, which exists: refused too
+    # (judged alone, it would be a valid fleet; docs/cli.md, validate)
+    code, out, _ = cli(capsys, "validate", "--fleet", str(root), "--json")
+    assert code == 1 and json.loads(out)["errors"][0]["id"] == "us-d1"
 
 
 def test_an_edited_directive_in_force_is_refused(
