@@ -15,6 +15,7 @@ from prometheus_client import generate_latest
 
 from orchestrator.demo.workspace import Workspace, prepare_workspace
 from orchestrator.fleet.signing import generate_key, sign_file_bytes, write_signature
+from orchestrator.planning.plan import Plan
 from orchestrator.reconcile.controller import (
     Controller,
     ControllerMetrics,
@@ -372,7 +373,8 @@ def test_a_saved_plan_carries_its_deferred_changes_and_is_verified_with_them(
     # An edited file that drops a deferred change is not the plan the fleet gives: refused.
     edited = tmp_path / "edited.json"
     data = json.loads(saved.read_text())
-    edited.write_text(json.dumps({**data, "deferred": data["deferred"][1:]}))
+    # (its sha256 made to match, as someone who edits a plan file would)
+    edited.write_text(Plan.from_json({**data, "deferred": data["deferred"][1:]}).dumps())
     code, refused = sovereign(
         capsys, "apply", str(edited), "--fleet", str(w.fleet_dir), "--sites", "local"
     )
