@@ -64,19 +64,23 @@ def _embedding_for(text: str) -> list[float]:
     return [round(b / 255.0, 6) for b in digest[:_EMBEDDING_DIM]]
 
 
-def build_stub_app(
-    site_id: str,
-    site_dir: Path | None = None,
-    models: Iterable[str] = (),
-    behaviour: StubBehaviour | None = None,
-) -> Starlette:
-    """The ASGI app of one stub site. ``models`` are served when no ``site_dir`` is given
-    (and any model is served when both are empty)."""
-    state = behaviour if behaviour is not None else StubBehaviour()
-    fixed_models = tuple(models)
-    headers = {"X-Stub-Site": site_id}
+class _StubSite:
+    """One stub site's request handlers (``build_stub_app`` routes to them)."""
 
-    def deployed(manifest: Path) -> bool:
+    def __init__(
+        self,
+        site_id: str,
+        site_dir: Path | None,
+        fixed_models: tuple[str, ...],
+        state: StubBehaviour,
+    ) -> None:
+        self.site_id = site_id
+        self.site_dir = site_dir
+        self.fixed_models = fixed_models
+        self.state = state
+        self.headers = {"X-Stub-Site": site_id}
+
+    def deployed(self, manifest: Path) -> bool:
         # Fail closed: only a readable manifest that says "serving" counts (the local provider
         # marks a deployment whose artifact went missing as something else).
         try:
@@ -85,76 +89,78 @@ def build_stub_app(
             return False
         return isinstance(doc, dict) and doc.get("status") == "serving"
 
-    def served_models() -> list[str]:
-        if site_dir is not None:
-            deployments = site_dir / "deployments"
+    def served_models(self) -> list[str]:
+        if self.site_dir is not None:
+            deployments = self.site_dir / "deployments"
             if not deployments.is_dir():
                 return []
-            return sorted(p.stem for p in deployments.glob("*.json") if deployed(p))
-        return sorted(fixed_models)
+            return sorted(p.stem for p in deployments.glob("*.json") if self.deployed(p))
+        return sorted(self.fixed_models)
 
-    def serves(model: str) -> bool:
-        if site_dir is not None:
+    def serves(self, model: str) -> bool:
+        if self.site_dir is not None:
             # A path-like model id must never reach outside the deployments folder.
             if not model or "/" in model or "\\" in model or model.startswith("."):
                 return False
-            return deployed(site_dir / "deployments" / f"{model}.json")
-        return not fixed_models or model in fixed_models
+            return self.deployed(self.site_dir / "deployments" / f"{model}.json")
+        return not self.fixed_models or model in self.fixed_models
 
-    def error(status: int, message: str, kind: str) -> JSONResponse:
+    def error(self, status: int, message: str, kind: str) -> JSONResponse:
         return JSONResponse(
-            {"error": {"message": message, "type": kind, "site": site_id}},
+            {"error": {"message": message, "type": kind, "site": self.site_id}},
             status_code=status,
-            headers=headers,
+            headers=self.headers,
         )
 
-    async def read_model(request: Request) -> tuple[dict[str, Any], str] | JSONResponse:
-        state.last_headers = {k.lower(): v for k, v in request.headers.items()}
+    async def read_model(self, request: Request) -> tuple[dict[str, Any], str] | JSONResponse:
+        self.state.last_headers = {k.lower(): v for k, v in request.headers.items()}
         try:
             body = json.loads(await request.body() or b"{}")
         except json.JSONDecodeError:
-            return error(400, "request body is not JSON", "invalid_request_error")
+            return self.error(400, "request body is not JSON", "invalid_request_error")
         if not isinstance(body, dict) or not isinstance(body.get("model"), str):
-            return error(400, "the body needs a string 'model'", "invalid_request_error")
+            return self.error(400, "the body needs a string 'model'", "invalid_request_error")
         model: str = body["model"]
-        if state.delay_s:
-            await asyncio.sleep(state.delay_s)
-        if state.fail_status is not None:
-            return error(state.fail_status, "stub told to fail", "stub_failure")
-        if not serves(model):
-            return error(404, f"model {model!r} is not deployed at {site_id}", "model_not_found")
-        state.hits[model] += 1
+        if self.state.delay_s:
+            await asyncio.sleep(self.state.delay_s)
+        if self.state.fail_status is not None:
+            return self.error(self.state.fail_status, "stub told to fail", "stub_failure")
+        if not self.serves(model):
+            return self.error(
+                404, f"model {model!r} is not deployed at {self.site_id}", "model_not_found"
+            )
+        self.state.hits[model] += 1
         return body, model
 
-    def sse(chunks: Iterable[dict[str, Any]]) -> StreamingResponse:
+    def sse(self, chunks: Iterable[dict[str, Any]]) -> StreamingResponse:
         async def events() -> AsyncIterator[bytes]:
             for i, chunk in enumerate(chunks):
-                if i and state.chunk_delay_s:
-                    await asyncio.sleep(state.chunk_delay_s)
+                if i and self.state.chunk_delay_s:
+                    await asyncio.sleep(self.state.chunk_delay_s)
                 yield f"data: {json.dumps(chunk)}\n\n".encode()
             yield b"data: [DONE]\n\n"
 
         return StreamingResponse(
             events(),
             media_type="text/event-stream",
-            headers={**headers, "Cache-Control": "no-cache"},
+            headers={**self.headers, "Cache-Control": "no-cache"},
         )
 
-    def pieces(text: str) -> list[str]:
-        n = max(1, state.stream_chunks)
+    def pieces(self, text: str) -> list[str]:
+        n = max(1, self.state.stream_chunks)
         words = text.split(" ")
         size = max(1, -(-len(words) // n))
         parts = [" ".join(words[i : i + size]) for i in range(0, len(words), size)]
         parts = [p if i == 0 else " " + p for i, p in enumerate(parts)]
         return parts + [""] * (n - len(parts))
 
-    async def chat(request: Request) -> Response:
-        parsed = await read_model(request)
+    async def chat(self, request: Request) -> Response:
+        parsed = await self.read_model(request)
         if isinstance(parsed, JSONResponse):
             return parsed
         body, model = parsed
-        text = _text_for(site_id, model)
-        rid = f"chatcmpl-{site_id}-{state.hits[model]}"
+        text = _text_for(self.site_id, model)
+        rid = f"chatcmpl-{self.site_id}-{self.state.hits[model]}"
         created = int(time.time())
         if body.get("stream") is True:
 
@@ -167,8 +173,8 @@ def build_stub_app(
                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
                 }
 
-            return sse(
-                [chunk({"role": "assistant", "content": part}, None) for part in pieces(text)]
+            return self.sse(
+                [chunk({"role": "assistant", "content": part}, None) for part in self.pieces(text)]
                 + [chunk({}, "stop")]
             )
         return JSONResponse(
@@ -186,19 +192,19 @@ def build_stub_app(
                 ],
                 "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
             },
-            headers=headers,
+            headers=self.headers,
         )
 
-    async def completions(request: Request) -> Response:
-        parsed = await read_model(request)
+    async def completions(self, request: Request) -> Response:
+        parsed = await self.read_model(request)
         if isinstance(parsed, JSONResponse):
             return parsed
         body, model = parsed
-        text = _text_for(site_id, model)
-        rid = f"cmpl-{site_id}-{state.hits[model]}"
+        text = _text_for(self.site_id, model)
+        rid = f"cmpl-{self.site_id}-{self.state.hits[model]}"
         created = int(time.time())
         if body.get("stream") is True:
-            return sse(
+            return self.sse(
                 {
                     "id": rid,
                     "object": "text_completion",
@@ -206,7 +212,7 @@ def build_stub_app(
                     "model": model,
                     "choices": [{"index": 0, "text": part, "finish_reason": finish}],
                 }
-                for part, finish in [*((p, None) for p in pieces(text)), ("", "stop")]
+                for part, finish in [*((p, None) for p in self.pieces(text)), ("", "stop")]
             )
         return JSONResponse(
             {
@@ -216,11 +222,11 @@ def build_stub_app(
                 "model": model,
                 "choices": [{"index": 0, "text": text, "finish_reason": "stop"}],
             },
-            headers=headers,
+            headers=self.headers,
         )
 
-    async def embeddings(request: Request) -> Response:
-        parsed = await read_model(request)
+    async def embeddings(self, request: Request) -> Response:
+        parsed = await self.read_model(request)
         if isinstance(parsed, JSONResponse):
             return parsed
         body, model = parsed
@@ -230,42 +236,55 @@ def build_stub_app(
             {
                 "object": "list",
                 "model": model,
-                "site": site_id,
+                "site": self.site_id,
                 "data": [
                     {
                         "object": "embedding",
                         "index": i,
-                        "embedding": _embedding_for(f"{site_id}:{model}:{item}"),
+                        "embedding": _embedding_for(f"{self.site_id}:{model}:{item}"),
                     }
                     for i, item in enumerate(inputs)
                 ],
             },
-            headers=headers,
+            headers=self.headers,
         )
 
-    async def list_models(request: Request) -> Response:
+    async def list_models(self, request: Request) -> Response:
         return JSONResponse(
             {
                 "object": "list",
                 "data": [
-                    {"id": m, "object": "model", "owned_by": site_id} for m in served_models()
+                    {"id": m, "object": "model", "owned_by": self.site_id}
+                    for m in self.served_models()
                 ],
             },
-            headers=headers,
+            headers=self.headers,
         )
 
-    async def healthz(request: Request) -> Response:
-        if state.fail_status is not None:
-            return error(state.fail_status, "stub told to fail", "stub_failure")
-        return JSONResponse({"status": "ok", "site": site_id}, headers=headers)
+    async def healthz(self, request: Request) -> Response:
+        if self.state.fail_status is not None:
+            return self.error(self.state.fail_status, "stub told to fail", "stub_failure")
+        return JSONResponse({"status": "ok", "site": self.site_id}, headers=self.headers)
 
+
+def build_stub_app(
+    site_id: str,
+    site_dir: Path | None = None,
+    models: Iterable[str] = (),
+    behaviour: StubBehaviour | None = None,
+) -> Starlette:
+    """The ASGI app of one stub site. ``models`` are served when no ``site_dir`` is given
+    (and any model is served when both are empty)."""
+    site = _StubSite(
+        site_id, site_dir, tuple(models), behaviour if behaviour is not None else StubBehaviour()
+    )
     return Starlette(
         routes=[
-            Route("/v1/chat/completions", chat, methods=["POST"]),
-            Route("/v1/completions", completions, methods=["POST"]),
-            Route("/v1/embeddings", embeddings, methods=["POST"]),
-            Route("/v1/models", list_models, methods=["GET"]),
-            Route("/healthz", healthz, methods=["GET"]),
+            Route("/v1/chat/completions", site.chat, methods=["POST"]),
+            Route("/v1/completions", site.completions, methods=["POST"]),
+            Route("/v1/embeddings", site.embeddings, methods=["POST"]),
+            Route("/v1/models", site.list_models, methods=["GET"]),
+            Route("/healthz", site.healthz, methods=["GET"]),
         ]
     )
 
