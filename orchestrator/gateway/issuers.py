@@ -190,7 +190,10 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 def _get_json(url: str, timeout: float) -> tuple[Any, Mapping[str, str]]:
     """GET a JSON document (no redirects, bounded size): the value and the response headers."""
     request = urllib.request.Request(url, headers={"Accept": "application/json"})
-    opener = urllib.request.build_opener(_NoRedirect())
+    handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
+    if urlsplit(url).hostname == "127.0.0.1":
+        handlers.append(urllib.request.ProxyHandler({}))  # loopback never via a proxy
+    opener = urllib.request.build_opener(*handlers)
     with opener.open(request, timeout=timeout) as response:
         body = response.read(_MAX_DOCUMENT_BYTES + 1)
         headers = {k.lower(): v for k, v in response.headers.items()}
