@@ -208,17 +208,27 @@ def _rotation(
     pin: PinnedAuthorities,
     applied: Iterable[str],
     now: datetime,
-) -> Directive | None:
-    """A valid rotation of the pinned jurisdiction in the fleet, or None."""
+) -> tuple[Directive | None, list[str]]:
+    """A valid rotation of the pinned jurisdiction in the fleet (or None), and why each other
+    rotation of it in the fleet does not count."""
     done = set(applied)
+    why_not: list[str] = []
     for d in sorted(fleet.directives.values(), key=lambda d: d.id):
         if d.action is not Action.ROTATE or d.jurisdiction != pin.jurisdiction:
             continue
-        if d.id in done or d.effective > now + CLOCK_SKEW:
+        if d.id in done:
+            why_not.append(f"rotation {d.id} was applied before (a rotation counts once)")
             continue
-        if _rotation_signers(d, files, pin) >= pin.threshold:
-            return d
-    return None
+        if d.effective > now + CLOCK_SKEW:
+            why_not.append(f"rotation {d.id} is not effective yet ({d.effective.isoformat()})")
+            continue
+        signed = _rotation_signers(d, files, pin)
+        if signed >= pin.threshold:
+            return d, why_not
+        why_not.append(
+            f"rotation {d.id} is signed by {signed} pinned key(s), {pin.threshold} needed"
+        )
+    return None, why_not
 
 
 def check_pinned_authorities(
@@ -246,7 +256,7 @@ def check_pinned_authorities(
             continue
         if pin.same_set(keys, threshold):
             continue
-        rotation = _rotation(fleet, files, pin, applied, now)
+        rotation, why_not = _rotation(fleet, files, pin, applied, now)
         if rotation is not None:
             changes.append(
                 TrustChange(
@@ -267,7 +277,8 @@ def check_pinned_authorities(
                 f"the authority set of {jid} ({fleet.jurisdictions[jid].source}) differs from "
                 f"the one pinned in the state: {_what_changed(pin, keys, threshold)}; only "
                 f"a rotation (action: rotate) signed by {pin.threshold} of the pinned "
-                f"authorities ({signers}) changes who speaks for {jid}",
+                f"authorities ({signers}) changes who speaks for {jid}"
+                + (f" ({'; '.join(why_not)})" if why_not else ""),
             )
         )
     return tuple(changes), tuple(problems)

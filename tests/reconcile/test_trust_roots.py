@@ -368,6 +368,7 @@ def test_a_rotation_not_signed_by_a_pinned_key_is_refused(
     write_signature(rotate, "us-bis", sign_file_bytes(BIS_PEM, rotate.read_bytes()))
     code, said = attempt(capsys, root, state, "apply")
     assert code == 1 and "authority set of US" in said and "us-bis" in said
+    assert "rotation us-rotate-bis is signed by 0 pinned key(s), 1 needed" in said
     assert applied(root, state) == before
 
 
