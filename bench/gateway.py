@@ -787,6 +787,7 @@ def main() -> None:
 
         # -- open loop: added latency per offered rate -------------------------------------
         added: dict[tuple[str, int], tuple[float, float, float, int]] = {}
+        cpu_at: dict[tuple[str, int], float] = {}  # CPU per request at an offered rate
         print()
         print(
             f"{'open loop':<14} {'path':<10} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>9} "
@@ -799,12 +800,18 @@ def main() -> None:
                 f"{direct.pct(99):9.2f} {'':>10} {'':>10} {direct.errors:7d}"
             )
             for peer in peers:
+                pids = peer.pids()
+                cpu_before = sum(cpu_seconds(p) for p in pids)
                 via = run(open_loop(host, peer.port, peer.request, rate, args.duration))
+                cpu_at[(peer.name, rate)] = (sum(cpu_seconds(p) for p in pids) - cpu_before) / max(
+                    1, len(via.latencies_ms)
+                )
                 a50, a99 = via.pct(50) - direct.pct(50), via.pct(99) - direct.pct(99)
                 added[(peer.name, rate)] = (a50, a99, via.rps, via.errors)
                 print(
                     f"{'':<14} {peer.name:<10} {via.rps:7.0f} {via.pct(50):8.2f} "
                     f"{via.pct(99):9.2f} {a50:10.2f} {a99:10.2f} {via.errors:7d}"
+                    f"   CPU {cpu_at[(peer.name, rate)] * 1000:.3f} ms/request"
                 )
 
         # -- closed loop: throughput and CPU per request -----------------------------------
@@ -990,6 +997,9 @@ def main() -> None:
                 print(
                     f"  nginx+authz: added p99 at {rate}/s {added[('nginx+authz', rate)][1]:.2f} ms"
                 )
+            for rate in rates:
+                ratio = cpu_at[("nginx+authz", rate)] / cpu_at[("nginx", rate)]
+                print(f"  nginx+authz: {ratio:.2f}x nginx alone's CPU per request at {rate}/s")
         if authz_figures:
             print(
                 f"  authz: p99 {authz_figures['p99']:.2f} ms at an offered {args.authz_rate:,} "
