@@ -148,13 +148,10 @@ def evidence_command(
 
 
 def _say(ev: object, html: Path | None) -> None:
-    from rich.markup import escape
-
     from orchestrator.evidence.report import Evidence
 
     assert isinstance(ev, Evidence)
     doc = ev.to_json()
-    out = output.out()
     lines = [
         f"evidence for {ev.jurisdiction}, {doc['from']} to {doc['to']}",
         f"audit chain verified: {ev.audit.entries} entries",
@@ -178,4 +175,4 @@ def _say(ev: object, html: Path | None) -> None:
     if html is not None:
         lines.append(f"wrote {html}")
     for line in lines:
-        out.print(escape(line), highlight=False, soft_wrap=True)
+        output.say_plain(line)  # wrapped between words at the console's width

@@ -61,6 +61,8 @@ def samples(w: Workspace) -> dict[str, list[list[str]]]:
         "restore": [[*fleet, "--site", "aws-us-east-1", "--yes"]],
         "state lock-info": [fleet],
         "report": [[*fleet, "--html", str(w.root / "report.html"), "--at", AT]],
+        # sorted after "apply": the state and its audit log exist by then
+        "evidence": [[*fleet, "-j", "US", "--from", "2026-01-01", "--to", "2100-01-01"]],
     }
 
 
