@@ -11,6 +11,7 @@ does it.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -54,7 +55,8 @@ def show(
     """List the authority sets the state has pinned, with key fingerprints.
 
     A fingerprint is SHA256: and the first 16 hex digits of the SHA-256 of the raw public key;
-    compare it with the key the authority holds. Never creates a state.
+    compare it with the key the authority holds. Each set is also compared with the fleet's
+    (same, differs, or absent from the fleet). Never creates a state.
 
     Examples:
 
@@ -69,8 +71,9 @@ def show(
         pins = store.pinned_authorities()
     finally:
         store.close()
+    compared = _compare_with_fleet(fleet, pins)
     if json_out:
-        emit_json({"pins": [pin_json(pins[j]) for j in sorted(pins)]})
+        emit_json({"pins": [{**pin_json(pins[j]), "fleet": compared.get(j)} for j in sorted(pins)]})
         return
     con = output.out()
     if not pins:
@@ -78,13 +81,35 @@ def show(
         return
     for j in sorted(pins):
         doc = pin_json(pins[j])
+        said = {"same": "", "differs": "; the fleet's set DIFFERS", "absent": "; not in the fleet"}
         con.print(
             f"[bold]{j}[/]: threshold {doc['directive_threshold']}, pinned "
-            f"{doc['pinned_at']} ({doc['cause']})",
+            f"{doc['pinned_at']} ({doc['cause']}){said.get(compared.get(j) or '', '')}",
             highlight=False,
         )
         for a in doc["authorities"]:
             con.print(f"  {a['id']:<24} {a['fingerprint']}", highlight=False)
+
+
+def _compare_with_fleet(fleet: Path, pins: dict[str, PinnedAuthorities]) -> dict[str, str]:
+    """Per pinned jurisdiction: the fleet's set is the ``same``, ``differs`` or is ``absent``
+    (empty when the fleet does not load: show never fails for the fleet's sake)."""
+    from orchestrator.errors import SovereignError
+    from orchestrator.fleet.loader import load_fleet_files, read_fleet_files
+    from orchestrator.planning.trust import authority_set
+
+    try:
+        loaded = load_fleet_files(read_fleet_files(fleet), label=str(fleet))
+    except SovereignError:
+        return {}
+    out: dict[str, str] = {}
+    for j, pin in pins.items():
+        if j not in loaded.jurisdictions:
+            out[j] = "absent"
+            continue
+        keys, threshold = authority_set(loaded.jurisdictions[j])
+        out[j] = "same" if pin.same_set(keys, threshold) else "differs"
+    return out
 
 
 @trust_app.command("reset")

@@ -283,6 +283,7 @@ def test_a_rotation_signed_by_the_pinned_key_then_a_lift_by_the_new_key(
     assert [a["id"] for a in pinned["US"]["authorities"]] == ["us-court", "us-gov"]
     assert pinned["US"]["cause"] == "first apply"
     assert pinned["US"]["authorities"][0]["fingerprint"].startswith("SHA256:")
+    assert pinned["US"]["fleet"] == "same"
 
     us = root / "us.yaml"
     us.write_text(
@@ -312,6 +313,8 @@ def test_a_rotation_signed_by_the_pinned_key_then_a_lift_by_the_new_key(
     ]
     assert "+ us-bis" in trust[0]["summary"]
     assert "Who may order" in md.read_text() and "rotate" in md.read_text()
+    code, out, _ = cli(capsys, "trust", "show", "--fleet", str(root), "--state", state, "--json")
+    assert {p["jurisdiction"]: p["fleet"] for p in json.loads(out)["pins"]}["US"] == "differs"
     assert apply(capsys, root, state)[0] == 0
 
     code, out, _ = cli(capsys, "trust", "show", "--fleet", str(root), "--state", state, "--json")
