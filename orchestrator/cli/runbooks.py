@@ -65,8 +65,8 @@ def render_change(console: Console, change: RunbookChange) -> None:
     )
     if not change.routes:
         say(console, "  no route changes for anyone (no one is routed to these sites now)")
-    for line in route_moves(change):
-        say(console, line)
+    for line, indent in route_moves(change):
+        say(console, line, indent=indent)
     s = change.summary()
     say(
         console,
@@ -81,9 +81,11 @@ def render_change(console: Console, change: RunbookChange) -> None:
 _COLOUR = {"refused": "red", "unavailable": "red", "rerouted": "yellow", "restored": "green"}
 
 
-def route_moves(change: RunbookChange) -> list[str]:
-    """One line per (effect, home, route before => after), naming the models and counting the
-    audience cells: who loses service and where the others go, readable at 3 a.m."""
+def route_moves(change: RunbookChange) -> list[tuple[str, int]]:
+    """Per (effect, home, route before => after): a line naming the models and counting the
+    audience cells, then the route on its own indented line (it wraps between sites only, never
+    into fragments at 80 columns): who loses service and where the others go, at 3 a.m.
+    Each line comes with its indent."""
     groups: dict[tuple[str, str, tuple[str, ...], tuple[str, ...]], tuple[set[str], list[int]]]
     groups = {}
     for c in change.routes:
@@ -91,19 +93,24 @@ def route_moves(change: RunbookChange) -> list[str]:
         models, count = groups.setdefault(key, (set(), [0]))
         models.add(c.model)
         count[0] += 1
-    lines = []
+    lines: list[tuple[str, int]] = []
     order = {"refused": 0, "unavailable": 1, "rerouted": 2, "restored": 3}
     for (effect, home, before, after), (models, count) in sorted(
         groups.items(), key=lambda kv: (order[kv[0][0]], kv[0][1:])
     ):
-        was = " > ".join(before) or "refused"
+        # An empty route before a restore was an outage (drained), not the law's refusal.
+        was = " > ".join(before) or ("drained (503)" if effect == "restored" else "refused")
         now = " > ".join(after) or (
             "lose service (drained: 503)" if effect == "unavailable" else "refused (451)"
         )
         lines.append(
-            f"  [{_COLOUR[effect]}]{effect:<11}[/] residents of {home}: {was} => {now}  "
-            f"[dim]({', '.join(sorted(models))}; {count[0]} audience cells)[/]"
+            (
+                f"[{_COLOUR[effect]}]{effect}[/] residents of {home} "
+                f"[dim]({', '.join(sorted(models))}; {count[0]} audience cells)[/]",
+                2,
+            )
         )
+        lines.append((f"{was} => {now}", 6))
     return lines
 
 
