@@ -34,16 +34,19 @@ class Compiled:
 
 
 class FleetBook:
-    """Fleets by digest, loaded and compiled once each; a digest that cannot be found (or
-    whose files no longer verify) is remembered with the reason."""
+    """Fleets by digest, loaded once each and compiled once each when a decision needs one; a
+    digest that cannot be found (or whose files no longer verify) is remembered with the
+    reason."""
 
     def __init__(self, load: Callable[[str], Fleet | None]) -> None:
         self._load = load
-        self._known: dict[str, Compiled | str] = {}
+        self._fleets: dict[str, Fleet | str] = {}
+        self._compiled: dict[str, Compiled] = {}
 
-    def get(self, digest: str) -> Compiled | str:
-        """The compiled fleet, or why there is none."""
-        found = self._known.get(digest)
+    def fleet(self, digest: str) -> Fleet | str:
+        """The fleet, or why there is none (loaded, not compiled: the directives need no
+        table)."""
+        found = self._fleets.get(digest)
         if found is None:
             try:
                 fleet = self._load(digest)
@@ -55,9 +58,20 @@ class FleetBook:
                         f"no fleet with digest {digest[:12] or '(empty)'} was applied to this state"
                     )
                 else:
-                    found = Compiled(fleet, RouteTable.compile(fleet))
-            self._known[digest] = found
+                    found = fleet
+            self._fleets[digest] = found
         return found
+
+    def get(self, digest: str) -> Compiled | str:
+        """The compiled fleet, or why there is none."""
+        compiled = self._compiled.get(digest)
+        if compiled is not None:
+            return compiled
+        found = self.fleet(digest)
+        if isinstance(found, str):
+            return found
+        compiled = self._compiled[digest] = Compiled(found, RouteTable.compile(found))
+        return compiled
 
 
 @dataclass(frozen=True, slots=True)

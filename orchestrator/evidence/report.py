@@ -230,9 +230,9 @@ def _applied_fleets(
 ) -> list[Fleet]:
     fleets: list[Fleet] = []
     for digest in _audited_digests(entries, current):
-        found = book.get(digest)
+        found = book.fleet(digest)
         if not isinstance(found, str):
-            fleets.append(found.fleet)
+            fleets.append(found)
     if fleets and not any(jurisdiction in f.jurisdictions for f in fleets):
         known = sorted({j for f in fleets for j in f.jurisdictions})
         raise UsageError(
