@@ -160,19 +160,21 @@ def refuse_incomplete(plan: Plan, jurisdictions: Iterable[str]) -> None:
     not a complete answer. ``--jurisdiction`` plans the others cleanly."""
     if not plan.unobservable:
         return
-    shown = "; ".join(
-        f"{u.target}{f' ({u.jurisdiction})' if u.jurisdiction else ''}: {u.error}"
-        for u in plan.unobservable
-    )
+    # The targets by name only: why each could not be observed is shown above (and in the
+    # plan's ``unobservable``), never repeated here.
+    shown = ", ".join(u.target for u in plan.unobservable)
     blind = {u.jurisdiction for u in plan.unobservable}
     others = sorted(j for j in (plan.scope or jurisdictions) if j not in blind)
-    example = " ".join(f"--jurisdiction {j}" for j in others[:3]) or "--jurisdiction J"
+    example = " ".join(f"--jurisdiction {j}" for j in others[:3])
+    scoped = f"plan the other jurisdictions alone (sovereign plan {example}); " if example else ""
+    offline = (
+        "" if plan.sites == "local" else "; to try the fleet on this machine alone: --sites local"
+    )
     raise ProviderError(
         f"the plan could not observe {len(plan.unobservable)} target(s), so it holds no change "
         f"for them: {shown}",
         hint="the plan covers every other site (apply carries those out and reports these as "
-        "failed, exit 3); restore access to them, or plan the other jurisdictions alone with "
-        f"--jurisdiction (e.g. sovereign plan {example})",
+        f"failed, exit 3); restore access to them, or {scoped}see `sovereign status`{offline}",
     )
 
 
