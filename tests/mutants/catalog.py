@@ -83,6 +83,30 @@ MUTANTS: tuple[Mutant, ...] = (
         no_campaign="the directive campaigns use the example fleet, whose thresholds are 1",
     ),
     Mutant(
+        "pinned-authorities",
+        "orchestrator/planning/trust.py",
+        "        if pin.same_set(keys, threshold):\n",
+        "        if True:\n",
+        suite=(
+            "tests/reconcile/test_trust_roots.py::test_a_key_of_your_own_lifts_nothing",
+            "tests/gateway/test_applied.py::"
+            "test_a_recorded_fleet_with_an_unpinned_authority_set_keeps_the_last_table",
+        ),
+        no_campaign="no campaign edits a profile's authorities after an apply; the regression "
+        "tests do, on SQLite and S3, through apply, a saved plan and the controller",
+    ),
+    Mutant(
+        "rotation-signed-by-pinned-keys",
+        "orchestrator/planning/trust.py",
+        "        if signed >= pin.threshold:\n",
+        "        if True:\n",
+        suite=(
+            "tests/reconcile/test_trust_roots.py::"
+            "test_a_rotation_not_signed_by_a_pinned_key_is_refused",
+        ),
+        no_campaign="as pinned-authorities",
+    ),
+    Mutant(
         "token-country-ascii",
         "orchestrator/fleet/countries.py",
         "    if len(value) != 2 or not all(ch in _ASCII_LETTERS for ch in value):\n"
@@ -126,7 +150,4 @@ MUTANTS: tuple[Mutant, ...] = (
 )
 
 # Fail-closed functions that have no mutant yet, and why (docs/security.md says so too).
-PENDING: dict[str, str] = {
-    "pinned-authorities": "issue 19 (pinned authority sets) is not on main yet; add its mutant "
-    "(the check that a profile's authorities match the pinned set) when it lands",
-}
+PENDING: dict[str, str] = {}
