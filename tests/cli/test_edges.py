@@ -297,6 +297,7 @@ def _unshare_works() -> bool:
     return done.returncode == 0
 
 
+@pytest.mark.slow  # a read-only mount namespace and a subprocess per reader
 @pytest.mark.skipif(not _unshare_works(), reason="needs unshare -rm (user + mount namespaces)")
 def test_readers_work_on_a_read_only_file_system(
     signed_fleet_factory: FleetFactory, capsys: pytest.CaptureFixture[str]

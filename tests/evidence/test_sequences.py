@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,6 +19,7 @@ def runs(missing: list[int], gateway: str) -> list[Gap]:
     return out
 
 
+@pytest.mark.slow  # thousands of sequences, seconds
 @settings(max_examples=60, deadline=None)
 @given(
     st.sets(

@@ -64,6 +64,7 @@ def example_principals(fleet: Fleet, rng: random.Random) -> Principal:
     )
 
 
+@pytest.mark.slow  # every query of the example fleet through cedarpy
 def test_the_example_fleet_export_agrees_with_the_route_table(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

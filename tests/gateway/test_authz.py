@@ -230,6 +230,7 @@ def test_every_answer_is_the_law(
         assert r.status_code == 451
 
 
+@pytest.mark.slow  # authz processes
 @pytest.mark.parametrize("workers", [1, 2])
 def test_the_cli_serves_http_and_grpc_and_stops_cleanly(
     keys: Keys, tmp_path: Path, workers: int
