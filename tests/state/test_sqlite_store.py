@@ -251,3 +251,34 @@ def test_every_applied_fleet_is_found_by_its_digest(store: SqliteStateStore) -> 
     new = store.applied_fleet_of(fleet_digest(second))
     assert new is not None and new.serial == 2
     assert store.applied_fleet_of("0" * 64) is None
+
+
+def test_runs_creating_one_store_at_once_share_it(tmp_path: Path) -> None:
+    """A new store appears whole (built beside it, then linked into place): runs that create
+    it at the same moment all open the same store, and none meets a half-created file."""
+    import threading
+
+    path = tmp_path / "fresh" / "state.db"
+    lineages: list[str] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(6)
+
+    def create() -> None:
+        start.wait()
+        try:
+            store = SqliteStateStore(path)
+            lineages.append(store.lineage())
+            store.close()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(set(lineages)) == 1 and len(lineages) == 6
+    store = SqliteStateStore(path)
+    assert store.audit.verify().entries == 1
+    store.close()
+    assert sorted(p.name for p in path.parent.iterdir() if "creating" in p.name) == []

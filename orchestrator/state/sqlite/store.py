@@ -7,6 +7,7 @@ steps; each step is one write transaction that first checks the caller still hol
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import uuid
 from collections.abc import Iterable, Mapping
@@ -57,12 +58,44 @@ from orchestrator.state.sqlite.audit import SqliteAuditLog, append_in
 from orchestrator.state.sqlite.database import SCHEMA_VERSION, Database
 
 
+def _create_whole(path: Path) -> None:
+    """Create a new store at ``path`` all at once: built (schema, lineage, the log's first
+    entry) in a staging file beside it, then linked into place only if nothing is there. So a
+    file at ``path`` is always a whole store or something else, never a store half created:
+    a writer that meets one without Sovereign's tables refuses it (docs/state.md, the state as
+    an anchor), and two runs creating the same store at once both end up using one of them."""
+    target = path.resolve()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StateError(f"cannot create {target.parent}: {exc}") from exc
+    staging = target.with_name(f".{target.name}.{uuid.uuid4().hex}.creating")
+    try:
+        SqliteStateStore(staging, _staging=True).close()
+        try:
+            os.link(staging, target)
+        except FileExistsError:
+            pass  # another run created it first: use theirs
+        except OSError as exc:
+            raise StateError(f"cannot create the state database {target}: {exc}") from exc
+    finally:
+        for leftover in (staging, *(Path(f"{staging}{x}") for x in ("-wal", "-shm"))):
+            leftover.unlink(missing_ok=True)
+
+
 class SqliteStateStore:
     """State in one SQLite file. Thread-safe; many processes may open the same file."""
 
     def __init__(
-        self, path: Path, *, create: bool = True, lease_seconds: float = DEFAULT_LEASE_SECONDS
+        self,
+        path: Path,
+        *,
+        create: bool = True,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        _staging: bool = False,
     ) -> None:
+        if create and not _staging and not path.exists():
+            _create_whole(path)
         self._db = Database(path, create=create)
         self.path = self._db.path
         self.url = f"sqlite:///{self.path}"
