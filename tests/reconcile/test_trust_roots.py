@@ -521,3 +521,40 @@ def test_a_gateway_never_follows_a_replaced_state(
     assert apply(capsys, root, state)[0] == 0  # a fresh store: no pin in this fleet
     with pytest.raises(StateError, match="was replaced"):
         source.load()
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_a_site_on_foreign_soil_is_applied_bound_by_the_soil(
+    local_fleet: LocalFleet, state: str, entry: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ "Move the border": an EU profile declares a site on US soil without governed_by. Adding
+    a site is a legitimate change (it applies), but the US suspension binds it: the published
+    table never routes a German there."""
+    from orchestrator.fleet.loader import load_fleet_files
+    from orchestrator.policy import rules
+    from orchestrator.policy.principal import Principal
+
+    root = local_fleet()
+    assert apply(capsys, root, state)[0] == 0
+    eu = root / "eu.yaml"
+    eu.write_text(
+        eu.read_text().replace(
+            "sites:\n",
+            "sites:\n  - id: eu-in-virginia\n    provider: local\n    region: local-va\n"
+            "    country: US\n    operator: op-eu\n",
+            1,
+        )
+    )
+    code, said = attempt(capsys, root, state, entry)
+    assert code == 0, said
+    store = open_store(state, root, create=False)
+    try:
+        recorded = store.applied_fleet()
+    finally:
+        store.close()
+    assert recorded is not None
+    published = load_fleet_files(recorded.files, "applied")
+    assert published.sites["eu-in-virginia"].governing == {"EU", "US"}
+    german = Principal(residency="DE", nationalities=frozenset({"DE"}))
+    assert "eu-in-virginia" not in rules.route(published, "m-us", german, datetime.now(UTC))
+    assert "eu-in-virginia" in rules.route(published, "m-open", german, datetime.now(UTC))
