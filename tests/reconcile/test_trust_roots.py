@@ -70,7 +70,8 @@ def moto_url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(params=["sqlite", "s3"])
+# s3 runs on moto: slow (make test-fast leaves it out)
+@pytest.fixture(params=["sqlite", pytest.param("s3", marks=pytest.mark.slow)])
 def state(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "state.db")
