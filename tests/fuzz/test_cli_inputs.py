@@ -238,11 +238,13 @@ def test_saved_plan_files(
     @given(edit=changed_plans(original))
     def check(edit: tuple[bytes, str]) -> None:
         data, how = edit
-        try:
-            if Plan.loads(data) == unchanged:
-                return  # a change of form only (a reordered list): the same plan
-        except SovereignError:
-            pass
+        if how == "value edited, sha256 recomputed":
+            try:
+                if Plan.loads(data) == unchanged:
+                    return  # a change of form only ("5" for 5): the same plan, rightly digested
+            except SovereignError:
+                pass
+        # (every other edit leaves a file that is not what `plan` wrote: always refused)
         code, out, err = apply(data)
         assert "Traceback" not in err
         assert code == 1, (how, code, out[:400], err[:400])

@@ -37,10 +37,11 @@ from tests.gateway.support import Keys, Running, make_fleet, make_keys, running_
 # maps onto ASCII codes (long s, dotless i, fullwidth letters, a combining mark): none of those
 # may ever count as a country.
 UNICODE_LOOKALIKES = ["uſ", "Uſ", "ın", "ıN", "ＵＳ", "ｄｅ", "u\u0308s", "İN", "ǆ", "ﬀ"]
+VALID_CODES = ["US", "DE", "FR", "JP", "GB", "us", "de", "In"]
 CODES = st.one_of(
-    st.sampled_from(
-        ["US", "DE", "FR", "JP", "ZZ", "GB", "us", "", "USA", "U1", *UNICODE_LOOKALIKES]
-    ),
+    st.sampled_from(VALID_CODES),
+    st.sampled_from(VALID_CODES),
+    st.sampled_from([*UNICODE_LOOKALIKES, *VALID_CODES, "ZZ", "", "USA", "U1"]),
     st.text(max_size=3),  # any Unicode at all
 )
 ANY_JSON = st.recursive(
@@ -54,7 +55,8 @@ ANY_JSON = st.recursive(
 NOW = int(time.time())
 CLAIM_VALUES = st.one_of(CODES, st.lists(CODES, max_size=4), ANY_JSON)
 GROUPS = st.one_of(
-    st.sampled_from(["partners", "", "a" * 300, "a" * 128, "ops:eu/1", "-x", "bad group", "x\n"]),
+    st.sampled_from(["partners", "ops:eu/1", "a" * 128]),
+    st.sampled_from(["", "a" * 300, "-x", "bad group", "x\n", "ü"]),
     st.text(max_size=8),
 )
 
@@ -113,17 +115,19 @@ def claims(draw: st.DrawFn) -> dict[str, Any]:
         "nbf": now - 5,
         "iat": now,
         "residency": draw(CODES),
-        "nationalities": draw(st.lists(CODES, max_size=3)),
-        "groups": draw(st.lists(GROUPS, max_size=3)),
+        "nationalities": draw(st.lists(CODES, max_size=2)),
+        "groups": draw(st.lists(GROUPS, max_size=2)),
     }
     out: dict[str, Any] = {}
     for claim, value in valid.items():
-        choice = draw(st.integers(0, 11))
-        if choice == 1:
+        # mostly as drawn above, so that the oracle judges most tokens
+        choice = draw(st.integers(0, 29))
+        # (0, the value Hypothesis favours, keeps the claim valid)
+        if choice == 28:
             out[claim] = draw(CLAIM_VALUES)
-        elif choice == 2 and claim in ("exp", "nbf", "iat"):
+        elif choice == 27 and claim in ("exp", "nbf", "iat"):
             out[claim] = draw(st.integers(now - 10**6, now + 10**6))
-        elif choice != 0:
+        elif choice != 29:
             out[claim] = value
     return out
 
@@ -170,7 +174,7 @@ def test_jwt_claims(keys: Keys) -> None:
         except TokenError as exc:
             assert exc.reason and exc.error in ("invalid_token", "invalid_request")
             assert expected is None, (c, exc.reason)  # the oracle accepts these claims
-            count("JWT claims", "refused (TokenError -> 401)")
+            count("JWT claims", f"refused (TokenError -> 401): {exc.reason[:40]}")
             return
         assert not judged or expected is not None, c  # the oracle refuses these claims
         principal = verified.principal

@@ -54,7 +54,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "orchestrator/reconcile/rollback.py",
         "        if rec.action == Action.ROTATE.value or rec.id not in protected:\n",
         "        if True:\n",
-        suite=("tests/reconcile/test_rollback.py",),
+        suite=("tests/reconcile/test_rollback.py::test_an_edited_directive_in_force_is_refused",),
         no_campaign="no campaign deletes applied directives; the regression tests do",
     ),
     Mutant(
@@ -73,6 +73,14 @@ MUTANTS: tuple[Mutant, ...] = (
         "    if False:\n",
         suite=("tests/reconcile/test_failclosed.py",),
         no_campaign="as point-of-action-R1",
+    ),
+    Mutant(
+        "pinned-authorities",
+        "orchestrator/planning/trust.py",
+        "        if pin.same_set(keys, threshold):\n",
+        "        if pin is not None:\n",
+        suite=("tests/reconcile/test_trust_roots.py",),
+        no_campaign="no campaign swaps a profile's authority keys; the regression tests do",
     ),
     Mutant(
         "signature-threshold",
