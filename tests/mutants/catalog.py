@@ -75,14 +75,6 @@ MUTANTS: tuple[Mutant, ...] = (
         no_campaign="as point-of-action-R1",
     ),
     Mutant(
-        "pinned-authorities",
-        "orchestrator/planning/trust.py",
-        "        if pin.same_set(keys, threshold):\n",
-        "        if pin is not None:\n",
-        suite=("tests/reconcile/test_trust_roots.py",),
-        no_campaign="no campaign swaps a profile's authority keys; the regression tests do",
-    ),
-    Mutant(
         "signature-threshold",
         "orchestrator/fleet/checks.py",
         "    if len(signers) < threshold:\n",
