@@ -156,10 +156,10 @@ def _run(
     if json_out:
         emit_json({"change": change.to_json(), "drains": drains.to_json()})
     else:
-        output.out().print(
+        say(
+            output.out(),
             f"[green]Recorded.[/] The gateway honours it within its reload interval. "
             f"{len(drains.entries)} site(s) drained now.",
-            highlight=False,
         )
 
 
