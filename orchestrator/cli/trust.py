@@ -54,8 +54,8 @@ def show(
 ) -> None:
     """List the authority sets the state has pinned, with key fingerprints.
 
-    A fingerprint is SHA256: and the first 16 hex digits of the SHA-256 of the raw public key;
-    compare it with the key the authority holds. Each set is also compared with the fleet's
+    A fingerprint is OpenSSH's form: SHA256: and the base64 of the SHA-256 of the raw public
+    key; compare it with the key the authority holds. Each set is also compared with the fleet's
     (same, differs, or absent from the fleet). Never creates a state.
 
     Examples:

@@ -72,13 +72,14 @@ def authority_set(jurisdiction: Jurisdiction) -> tuple[AuthoritySet, int]:
 
 
 def fingerprint(public_key_b64: str) -> str:
-    """A short, stable name for a public key: ``SHA256:`` and the first 16 hex digits of the
-    SHA-256 of the raw key (what `trust show` prints and what reviewers compare)."""
+    """A stable name for a public key, in OpenSSH's form (``ssh-keygen -l``): ``SHA256:`` and
+    the unpadded base64 of the whole SHA-256 of the raw key (what `trust show` prints and what
+    reviewers compare). Whole, never cut: a shortened digest is easier to collide with."""
     try:
         raw = base64.b64decode(public_key_b64, validate=True)
     except ValueError:
         raw = public_key_b64.encode("utf-8")
-    return "SHA256:" + hashlib.sha256(raw).hexdigest()[:16]
+    return "SHA256:" + base64.b64encode(hashlib.sha256(raw).digest()).decode("ascii").rstrip("=")
 
 
 def _describe_set(keys: AuthoritySet, threshold: int) -> str:
