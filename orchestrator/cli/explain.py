@@ -271,7 +271,8 @@ def explain_command(
 
       sovereign explain -m fable-5 -r US -n DE --at 2026-06-13 --json
 
-      sovereign explain -m mythos-5 -r US -n DE -g trusted-partners --at 2026-06-27
+      sovereign explain -m mythos-5 -r US -n DE -g trusted-partners \\
+        --at 2026-06-27
 
       sovereign explain --batch queries.jsonl > decisions.jsonl
 

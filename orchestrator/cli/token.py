@@ -44,7 +44,7 @@ keep the private one for `sovereign token mint --key`. {DEV_ONLY}
 
 \b
 Examples:
-  sovereign token keygen --out dev-idp.pem       # writes dev-idp.pem and dev-idp.pub.pem
+  sovereign token keygen --out dev-idp.pem   # and dev-idp.pub.pem
   sovereign gateway --token-key dev-idp.pub.pem --stub-upstreams
 """
 
@@ -57,8 +57,8 @@ the gateway reads: residency, nationalities (none = unknown), groups, and exp/nb
 \b
 Examples:
   sovereign token mint --key dev-idp.pem --residency DE --nationality DE
-  TOKEN=$(sovereign token mint --key dev-idp.pem --residency US --nationality DE \\
-      --group trusted-partners --ttl 1h)
+  TOKEN=$(sovereign token mint --key dev-idp.pem --residency US \\
+      --nationality DE --group trusted-partners --ttl 1h)
 """
 
 

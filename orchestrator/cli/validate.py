@@ -58,9 +58,9 @@ invalid fleet adds {"error": {"message", "hint", "exit_code", "problems"}}.
 The fleet directory (default: regions/):
   <jurisdiction>.yaml       one region profile per jurisdiction
   models.yaml               the model catalog
-  directives/NAME.yaml      a directive, signed in directives/NAME.yaml.sig
-  tenants/NAME.yaml         an attested tenant, signed in tenants/NAME.yaml.sig
-  fleet.yaml                optional: unlisted_countries: deny|any, dns: {...}, attestors
+  directives/NAME.yaml      a directive, signed in NAME.yaml.sig
+  tenants/NAME.yaml         an attested tenant, signed in NAME.yaml.sig
+  fleet.yaml                optional: unlisted_countries, dns, attestors
 
 \b
 A short region profile:
