@@ -79,6 +79,7 @@ NOT_FOUND_CODES = frozenset(
         "NoSuchTagSet",
         "NoSuchTagSetError",
         "NoSuchPublicAccessBlockConfiguration",
+        "NoSuchBucketPolicy",
         "NoSuchHostedZone",
         "ResourceNotFound",
         "ResourceNotFoundException",

@@ -257,6 +257,35 @@ def test_untagged_resources_are_never_observed_modified_or_deleted(env: Env) -> 
     assert sm.describe_model(ModelName=foreign)["ModelName"] == foreign
 
 
+def test_a_bare_empty_namesake_is_what_a_cut_create_leaves_and_is_adopted(env: Env) -> None:
+    """A create that reached S3 but whose tagging did not (a fault, a kill) leaves a bucket of
+    our name with no tags, no object and no policy: the next apply tags it and goes on. One
+    with a policy is refused as any untagged namesake is."""
+    provider = env.provider()
+    eu = env.fleet.sites[_site(env, "aws-eu-central-1")]
+    s3 = env.client("s3", eu.region)
+    bucket = bucket_name(eu.id, env.tag)
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": eu.region})
+    policy = (
+        '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*",'
+        f' "Action": "s3:GetObject", "Resource": "arn:aws:s3:::{bucket}/*"}}]}}'
+    )
+    s3.put_bucket_policy(Bucket=bucket, Policy=policy)
+    artifact = Resource(
+        ResourceKind.ARTIFACT,
+        eu.id,
+        "fable-5",
+        spec=spec_of(source=env.fleet.models["fable-5"].artifact),
+    )
+    with pytest.raises(PermanentProviderError, match="not tagged as Sovereign's"):
+        provider.apply(eu, ResourceChange(Op.CREATE, None, artifact))
+    assert "TagSet" not in _safe(lambda: s3.get_bucket_tagging(Bucket=bucket))
+    s3.delete_bucket_policy(Bucket=bucket)
+    provider.apply(eu, ResourceChange(Op.CREATE, None, artifact))
+    assert artifact in provider.observe(eu)
+    assert s3.get_bucket_versioning(Bucket=bucket).get("Status") == "Enabled"
+
+
 def _safe(fn: Any) -> dict[str, Any]:
     try:
         result: dict[str, Any] = fn()

@@ -114,6 +114,8 @@ class ArtifactBuckets:
         tags = self._tags(site, bucket)
         if tags is None:
             self._create(site, bucket)
+        elif not tags and self._is_remnant(site, bucket):
+            self._tag(site, bucket)  # our own create, cut off before its tags
         elif not is_managed_by(tags, site.id):
             raise PermanentProviderError(
                 f"site {site.id}: bucket {bucket} exists but is not tagged as Sovereign's for "
@@ -165,6 +167,11 @@ class ArtifactBuckets:
                 ) from exc
             if code != "BucketAlreadyOwnedByYou":
                 raise
+            if self._is_remnant(site, bucket):
+                # Most likely our own create: it reached S3 but its answer was lost and the
+                # retry met the bucket. Bare and empty, it holds nothing of anyone's.
+                self._tag(site, bucket)
+                return
             # It appeared since we looked: someone else made it, so it is not ours to tag.
             raise PermanentProviderError(
                 f"site {site.id}: bucket {bucket} was created by someone else meanwhile; "
@@ -172,13 +179,34 @@ class ArtifactBuckets:
                 hint="delete or rename that bucket, or set the bucket_suffix option",
             ) from exc
         # Tag first, so that even a bucket left half-configured by a crash is recognisably ours.
+        self._tag(site, bucket)
+
+    def _tag(self, site: Site, bucket: str) -> None:
         call(
             site.id,
             "s3:PutBucketTagging",
-            s3.put_bucket_tagging,
+            self._s3(site).put_bucket_tagging,
             Bucket=bucket,
             Tagging={"TagSet": tag_list(managed_tags(site.id))},
         )
+
+    def _is_remnant(self, site: Site, bucket: str) -> bool:
+        """Whether a bucket of this site's name that carries no tags is what a create cut short
+        leaves (the create reached S3, its tagging did not): no object or object version in it,
+        and no bucket policy. Such a bucket holds nothing and grants nothing, so tagging it as
+        ours adopts no one's data; any bucket with content or a policy is refused as before."""
+        s3 = self._s3(site)
+        versions = lookup(
+            site.id,
+            "s3:ListBucketVersions",
+            s3.list_object_versions,
+            Bucket=bucket,
+            MaxKeys=1,
+        )
+        if versions is None or versions.get("Versions") or versions.get("DeleteMarkers"):
+            return False
+        policy = lookup(site.id, "s3:GetBucketPolicy", s3.get_bucket_policy, Bucket=bucket)
+        return policy is None
 
     # -- artifacts -------------------------------------------------------------------------
 
