@@ -160,7 +160,7 @@ def _deferred(plan: Plan) -> list[str]:
             f"`{d.change.address}`",
             d.why.value,
             d.message,
-            "-" if d.not_before is None else d.not_before.isoformat().replace("+00:00", "Z"),
+            "-" if d.not_before is None else format_utc(d.not_before),
         )
         for d in plan.deferred
     ]

@@ -16,6 +16,7 @@ from typing import Any
 
 from orchestrator.errors import SovereignError
 from orchestrator.evidence.decisions import Decision
+from orchestrator.fleet.instants import format_utc
 from orchestrator.fleet.model import Fleet
 from orchestrator.policy.rules import decide
 from orchestrator.policy.table import RouteTable
@@ -88,7 +89,7 @@ class Violation:
             "decision_id": d.decision_id,
             "file": d.file,
             "line": d.line,
-            "timestamp": d.at.isoformat().replace("+00:00", "Z"),
+            "timestamp": format_utc(d.at),
             "kind": self.kind,
             "message": self.message,
             "model": d.model,

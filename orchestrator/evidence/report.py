@@ -33,6 +33,7 @@ from orchestrator.evidence.decisions import (
     read_lines,
 )
 from orchestrator.evidence.judge import FleetBook, Violation, judge
+from orchestrator.fleet.instants import format_utc
 from orchestrator.fleet.model import Directive, Fleet
 from orchestrator.policy.epochs import active_intervals
 from orchestrator.policy.impact import impact
@@ -43,7 +44,7 @@ __all__ = ["Evidence", "audience_class", "collect_evidence", "iso"]
 
 
 def iso(at: datetime) -> str:
-    return at.isoformat().replace("+00:00", "Z")
+    return format_utc(at)
 
 
 def audience_class(principal: Principal, countries: frozenset[str]) -> str:

@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from orchestrator.fleet.instants import format_utc
 from orchestrator.policy.principal import Principal
 
 __all__ = [
@@ -113,7 +114,7 @@ def refusal_reasons(explanation: dict[str, Any] | None) -> list[dict[str, str]] 
 
 def iso_instant(at: datetime) -> str:
     """UTC, microseconds, ``Z``: the exact instant the route was computed for."""
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return format_utc(at, "microseconds")
 
 
 def record_json(gateway_id: str, seq: int, r: DecisionRecord) -> dict[str, Any]:

@@ -11,13 +11,15 @@ a truncated hash.
 
 from __future__ import annotations
 
-import json
-import sys
-from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from orchestrator.logs import JsonLines, stderr_sink
+
+# The access log is the one structured log (``orchestrator.logs``): a line per request, events
+# (reloads, start-up, probes) in the same stream and shape as the controller's.
+AccessLog = JsonLines
 
 __all__ = ["AccessLog", "GatewayMetrics", "stderr_sink"]
 
@@ -128,29 +130,3 @@ class GatewayMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-def stderr_sink(line: str) -> None:
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
-
-
-# One encoder for every line (json.dumps with options builds a new one per call).
-_ENCODE = json.JSONEncoder(separators=(",", ":"), default=str).encode
-
-
-class AccessLog:
-    """One JSON line per request to ``sink`` (stderr by default)."""
-
-    def __init__(self, sink: Callable[[str], None] | None = stderr_sink) -> None:
-        self._sink = sink
-
-    def write(self, **fields: Any) -> None:
-        if self._sink is None:
-            return
-        record = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), **fields}
-        self._sink(_ENCODE(record))
-
-    def event(self, event: str, **fields: Any) -> None:
-        """An operational event (reload, startup, probe) in the same JSON-lines stream."""
-        self.write(event=event, **fields)

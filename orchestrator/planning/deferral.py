@@ -32,6 +32,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import NamedTuple
 
+from orchestrator.fleet.instants import format_utc
 from orchestrator.fleet.model import Fleet, Rollout
 from orchestrator.fleet.windows import WindowState, format_duration, window_state
 from orchestrator.planning.gcpause import gc_paused
@@ -116,7 +117,7 @@ def window_states(fleet: Fleet, at: datetime) -> dict[str, WindowState]:
 
 
 def _iso(t: datetime) -> str:
-    return t.isoformat().replace("+00:00", "Z")
+    return format_utc(t)
 
 
 def rollout_gate(

@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from orchestrator.fleet.instants import format_utc
 from orchestrator.fleet.model import ALL_MODELS, Action, Directive, Fleet, Unlisted
 from orchestrator.policy.epochs import in_force
 from orchestrator.policy.principal import Principal
@@ -141,7 +142,7 @@ class CedarExport:
     def to_json(self) -> dict[str, Any]:
         return {
             "format": "cedar",
-            "at": self.at.isoformat().replace("+00:00", "Z"),
+            "at": format_utc(self.at),
             "fleet": self.fleet.digest,
             "policies": self.policies,
             "entities": self.entities,

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter as Tally
@@ -47,7 +46,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -63,6 +62,8 @@ from orchestrator.errors import (
     StateLockedError,
     UsageError,
 )
+from orchestrator.fleet.instants import format_utc
+from orchestrator.logs import JsonLines
 from orchestrator.planning.decommission import DecommissionPending
 from orchestrator.planning.deferral import window_states
 from orchestrator.planning.plan import CauseKind, WaitReason, cause_kind
@@ -122,26 +123,18 @@ class PassResult:
         return {
             "outcome": self.outcome.value,
             "exit_code": self.outcome.exit_code,
-            "started": _iso(self.started),
+            "started": format_utc(self.started),
             "changes": self.changes,
             "drift": self.drift,
             "plan_sha256": self.plan_sha256,
             "message": self.message,
             "failed_sites": list(self.failed_sites),
-            "next_epoch": (
-                None
-                if self.next_epoch is None
-                else self.next_epoch.isoformat().replace("+00:00", "Z")
-            ),
+            "next_epoch": (None if self.next_epoch is None else format_utc(self.next_epoch)),
             "deferred": dict(self.deferred),
-            "next_deferred": None if self.next_deferred is None else _iso(self.next_deferred),
+            "next_deferred": None if self.next_deferred is None else format_utc(self.next_deferred),
             "rollouts_stopped": dict(self.stopped),
             "windows_open": dict(self.windows),
         }
-
-
-def _iso(t: datetime) -> str:
-    return t.isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -304,26 +297,6 @@ class ControllerMetrics:
             self.rollout_stopped.labels(model).set(1)
 
 
-class JsonLog:
-    """One JSON object per line (ts, level, event, fields) for log collectors."""
-
-    def __init__(self, stream: TextIO | None = None) -> None:
-        self._stream = stream
-        self._lock = threading.Lock()
-
-    def __call__(self, event: str, level: str = "info", **fields: Any) -> None:
-        stream = self._stream if self._stream is not None else sys.stderr
-        record = {
-            "ts": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-            "level": level,
-            "event": event,
-            **fields,
-        }
-        with self._lock:
-            stream.write(json.dumps(record, default=str) + "\n")
-            stream.flush()
-
-
 def next_epoch_after(fleet_dir: Path, now: datetime) -> datetime | None:
     """The first directive instant after ``now`` in the fleet on disk (None: none, or the fleet
     does not load; the pass that loads it reports why)."""
@@ -352,7 +325,7 @@ class Controller:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings
-        self.log = log or JsonLog()
+        self.log = log or JsonLines()
         self.metrics = metrics or ControllerMetrics()
         self.clock = clock
         self.stop = threading.Event()

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from orchestrator.fleet.drain import NO_DRAINS, Drains
+from orchestrator.fleet.instants import format_utc
 from orchestrator.fleet.loader import load_fleet_files
 from orchestrator.fleet.model import Fleet
 from orchestrator.fleet.windows import WindowState, format_duration, window_state
@@ -71,7 +72,7 @@ class RouteStatus:
 
 
 def _iso(t: datetime | None) -> str | None:
-    return None if t is None else t.isoformat().replace("+00:00", "Z")
+    return None if t is None else format_utc(t)
 
 
 @dataclass(frozen=True)

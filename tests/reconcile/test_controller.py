@@ -24,11 +24,11 @@ from prometheus_client import generate_latest
 
 from orchestrator.cli.app import main
 from orchestrator.demo.workspace import Workspace, prepare_workspace
+from orchestrator.logs import JsonLines, stream_sink
 from orchestrator.reconcile.controller import (
     Controller,
     ControllerSettings,
     GitSource,
-    JsonLog,
     Outcome,
     PassResult,
     serve_http,
@@ -136,7 +136,7 @@ def test_wakes_at_a_directives_effective_instant(local_fleet: LocalFleet) -> Non
     stream = io.StringIO()
     controller = Controller(
         ControllerSettings(fleet_dir=root, interval=3600, sites_local=True),
-        log=JsonLog(stream),
+        log=JsonLines(stream_sink(stream)),
     )
     thread = run_in_thread(controller)
     try:
@@ -193,7 +193,7 @@ def test_one_leader_among_three_replicas_on_s3_state(
                     sites_local=True,
                     standby_interval=0.2,
                 ),
-                log=JsonLog(io.StringIO()),
+                log=JsonLines(stream_sink(io.StringIO())),
             )
             for _ in range(3)
         ]
@@ -297,7 +297,7 @@ def test_a_bad_commit_never_stops_the_controller(local_fleet: LocalFleet, tmp_pa
             sites_local=True,
             interval=3600,
         ),
-        log=JsonLog(stream),
+        log=JsonLines(stream_sink(stream)),
     )
     assert controller.reconcile_once().outcome is Outcome.APPLIED
     placed = deployments(controller.fleet_dir)
@@ -339,7 +339,7 @@ def test_a_standbys_backoff_resets_when_it_sees_the_lock_held(local_fleet: Local
     stream = io.StringIO()
     standby = Controller(
         ControllerSettings(fleet_dir=root, sites_local=True, standby_interval=0.05),
-        log=JsonLog(stream),
+        log=JsonLines(stream_sink(stream)),
     )
     standby.standby_backoff.failures = 12  # as after many "database is locked"
     try:
