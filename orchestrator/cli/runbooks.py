@@ -2,7 +2,7 @@
 
 Each shows its effect first (on stderr: which routes move where, who loses service, the
 interlock), asks on a terminal (``--yes`` for scripts), then records the drains in the state,
-audited. The work is in ``orchestrator.reconcile.drains``; this module is presentation.
+audited. The work is in ``orchestrator.reconcile.runbooks``; this module is presentation.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from orchestrator.errors import UsageError
 from orchestrator.fleet.drain import Drains
 from orchestrator.fleet.instants import format_utc, parse_at
 from orchestrator.fleet.loader import load_fleet
-from orchestrator.reconcile.drains import (
+from orchestrator.reconcile.runbooks import (
     RunbookChange,
     enforce_drain,
     prepare_drain,

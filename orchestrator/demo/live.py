@@ -33,7 +33,7 @@ from orchestrator.layout import print_table
 from orchestrator.policy.epochs import in_force
 from orchestrator.policy.impact import audience_cells
 from orchestrator.policy.principal import Principal
-from orchestrator.reconcile.drains import prepare_drain, prepare_restore, record, serving_fleet
+from orchestrator.reconcile.runbooks import prepare_drain, prepare_restore, record, serving_fleet
 from orchestrator.state import StateStore, open_store
 
 ISSUER = "https://idp.demo.invalid"

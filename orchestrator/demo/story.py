@@ -43,13 +43,13 @@ from orchestrator.errors import SovereignError
 from orchestrator.fleet.loader import load_directive_file, load_fleet, load_fleet_files
 from orchestrator.fleet.model import Fleet
 from orchestrator.layout import print_table, say
-from orchestrator.planning.actual import observe_sites
 from orchestrator.planning.plan import Plan
 from orchestrator.policy.impact import Impact, audience_cells, impact
 from orchestrator.policy.principal import Principal
 from orchestrator.policy.table import RouteTable
 from orchestrator.providers.base import ResourceKind
 from orchestrator.reconcile.apply import ApplyObserver, ApplyResult
+from orchestrator.reconcile.observe import observe_sites
 from orchestrator.reconcile.progress import ProgressObserver
 from orchestrator.reconcile.sequence import plan_and_apply
 from orchestrator.reconcile.session import open_session

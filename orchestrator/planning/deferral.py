@@ -35,7 +35,7 @@ from typing import NamedTuple
 from orchestrator.fleet.instants import format_utc
 from orchestrator.fleet.model import Fleet, Rollout
 from orchestrator.fleet.windows import WindowState, format_duration, window_state
-from orchestrator.planning.gcpause import gc_paused
+from orchestrator.planning.gc_paused import gc_paused
 from orchestrator.planning.plan import CauseKind, Change, Deferred, WaitReason
 from orchestrator.policy.rules import export_allowed
 from orchestrator.providers.base import Op, Resource, ResourceKind

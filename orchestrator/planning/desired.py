@@ -15,7 +15,7 @@ from datetime import datetime
 
 from orchestrator.fleet.model import Action, Fleet, Unlisted
 from orchestrator.planning.dns import desired_dns_records
-from orchestrator.planning.gcpause import gc_paused
+from orchestrator.planning.gc_paused import gc_paused
 from orchestrator.planning.plan import TABLE_MODEL, TABLE_TARGET
 from orchestrator.policy.epochs import EpochIndex
 from orchestrator.policy.rules import export_allowed

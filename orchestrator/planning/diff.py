@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from orchestrator.planning.gcpause import gc_paused
+from orchestrator.planning.gc_paused import gc_paused
 from orchestrator.planning.plan import TABLE_TARGET, CauseKind, Change, Spec
 from orchestrator.providers.base import Op, Resource, ResourceKind
 

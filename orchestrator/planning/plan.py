@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 
 from orchestrator.errors import UsageError
-from orchestrator.planning.gcpause import gc_paused
+from orchestrator.planning.gc_paused import gc_paused
 from orchestrator.planning.trust import TrustChange
 from orchestrator.providers.base import Op, Resource, ResourceChange, ResourceKind
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from orchestrator.errors import FleetError, ProviderError, UsageError
 from orchestrator.fleet.loader import load_fleet_files, read_fleet_files
 from orchestrator.fleet.model import Fleet, Site
-from orchestrator.planning.actual import Providers, applied_table
 from orchestrator.planning.causes import cause_context, directive_events
 from orchestrator.planning.decommission import leaving_jurisdictions
 from orchestrator.planning.deferral import Health, Pair, defer, observed_health
@@ -32,6 +31,7 @@ from orchestrator.planning.trust import TrustChange, refuse_unpinned
 from orchestrator.providers.base import Resource, ResourceKind
 from orchestrator.providers.pulumi.automation import require_cli
 from orchestrator.reconcile.interlock import check_interlocks, plan_warnings
+from orchestrator.reconcile.observe import Providers, applied_table
 from orchestrator.reconcile.rollback import ledger_of, refuse_rollback
 from orchestrator.reconcile.rollout import healthy_since, uses_waves
 from orchestrator.state import open_store

@@ -17,7 +17,7 @@ differs:
 
 The run's options (``ProviderContext.options``) carry the backend (``pulumi_backend``), the
 program and work directories and each stack's input (``pulumi_input.<J>``), set by
-``planning.actual.Providers.for_fleet``.
+``reconcile.observe.Providers.for_fleet``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Actual state: what the providers report the sites hold, plus the published routing table.
 
-This is the I/O half of planning. Every site is observed through its own provider (or, with
-``--sites local``, through the local provider with offline artifacts), concurrently because
+The I/O beside planning, which stays pure (a function of desired and actual): it lives here,
+in reconcile, with the sessions that call it. Every site is observed through its own provider (or,
+with ``--sites local``, through the local provider with offline artifacts), concurrently because
 cloud observation is network-bound. The routing table's actual value is the digest of the
 fleet the state recorded as applied. A site that cannot be observed is never planned against
 an unknown actual state (that could delete or duplicate things): ``reconcile.session``
