@@ -58,10 +58,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -72,6 +68,7 @@ from orchestrator.fleet.signing import (  # noqa: E402
     sign_file_bytes,
     write_signature,
 )
+from orchestrator.gateway.devtokens import generate_dev_key, mint_token  # noqa: E402
 from orchestrator.state import open_store  # noqa: E402
 from orchestrator.state.apikeys import ApiKey, key_digest, new_key  # noqa: E402
 
@@ -381,15 +378,11 @@ def add_directive(root: Path, directive_id: str, private_pem: bytes) -> Path:
     return path
 
 
-def token(private: Ed25519PrivateKey, residency: str, nationalities: list[str]) -> str:
-    claims = {
-        "aud": "sovereign",
-        "exp": int(time.time()) + 3600,
-        "residency": residency,
-        "nationalities": nationalities,
-        "sub": "bench",
-    }
-    return jwt.encode(claims, private, algorithm="EdDSA")
+def token(private_pem: bytes, residency: str, nationalities: list[str]) -> str:
+    """A token as `sovereign token mint` makes it (``gateway.devtokens``)."""
+    return mint_token(
+        private_pem, residency=residency, nationalities=nationalities, subject="bench"
+    )
 
 
 def wait_port_file(path: Path) -> int:
@@ -730,16 +723,12 @@ def main() -> None:
         with store.lock("bench") as lease:
             store.record_applied_fleet(lease, read_fleet_files(root))
         api_key = create_key(store, "bench")
-        idp = Ed25519PrivateKey.generate()
+        idp = generate_dev_key()  # the package's own development identity provider
         key_file = work / "idp.pem"
-        key_file.write_bytes(
-            idp.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-        )
+        key_file.write_bytes(idp.public_pem)
         host = "127.0.0.1"
-        allowed = token(idp, "US", ["US"])
-        affected = token(idp, "US", ["DE"])
+        allowed = token(idp.private_pem, "US", ["US"])
+        affected = token(idp.private_pem, "US", ["DE"])
 
         print(f"machine: {machine()}")
         print(
