@@ -2,6 +2,9 @@
 directive would change before it is added). Both read the fleet, and the drained sites of the
 state (docs/cli.md: the default state when it exists, or the one named with ``--state``); neither
 ever creates or writes a state.
+
+Over 400 lines on purpose: ``explain`` (with ``--batch``) and ``impact`` share principal parsing,
+the drains and the rendering of a decision, which is most of the module.
 """
 
 from __future__ import annotations

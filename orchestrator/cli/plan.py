@@ -3,6 +3,9 @@
 Presentation only: the work is in ``orchestrator.reconcile`` (sessions, apply, interlocks,
 status). Results (the plan, the apply summary, the status) go to stdout; progress and the
 confirmation prompt to stderr; ``--json`` output alone to stdout.
+
+Over 400 lines on purpose: three commands that share their rendering (a plan, its changes, the
+status tables) and their options; split by command, each would import the others' renderers.
 """
 
 from __future__ import annotations

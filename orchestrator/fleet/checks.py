@@ -8,6 +8,9 @@ what would be valid. Nothing stops at the first problem: the user fixes everythi
 
 Names that appear in a file that failed schema validation are collected as *shadows*, so that a
 single typo in one profile does not cascade into "unknown jurisdiction" errors everywhere else.
+
+Over 400 lines on purpose: one short, independent check per rule of docs/fleet-format.md; kept
+together so that the rules read in the order the page gives them.
 """
 
 from __future__ import annotations

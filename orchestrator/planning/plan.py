@@ -4,6 +4,9 @@ Like kopf's ``Diff`` and Pulumi's ``OpMap``: each ``Change`` carries its operati
 before/after spec and cause; the ``Plan`` adds where it was made from (state lineage and serial,
 fleet digest, the instant ``at`` the law was evaluated for) so that ``apply`` can refuse a plan
 whose state moved. Counts per operation and per jurisdiction are derived, never stored apart.
+
+Over 400 lines on purpose: the plan's value types (changes, summaries, interlock, shortfall,
+deferral and trust records) each sit beside their JSON, which must round-trip unchanged.
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ calling thread only (store backends need not be thread-safe); a worker waits unt
 recorded before the next. If the audit log cannot be appended to, the apply stops: fail closed.
 A crash at any point leaves the state consistent, and a re-run converges because providers
 apply idempotently and the next plan is made from what the sites really hold.
+
+Over 400 lines on purpose: one algorithm, whose ordering guarantees (the phases above) hold only if
+its parts are read and changed together.
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ tell a truncated log from a short one).
 The storage-independent parts live here: backends (``state.sqlite``, ``state.objectstore``)
 persist entries and call :func:`make_entry` and :func:`verify_chain`. Payloads pass through
 :func:`redact` before they are hashed, so secrets never enter the log in the first place.
+
+Over 400 lines on purpose: entry values, canonical hashing, verification and redaction are one
+format: they change together or the chain no longer verifies.
 """
 
 from __future__ import annotations

@@ -10,6 +10,10 @@ written last: the manifest is the commit marker, so a half-finished copy is neve
 a stored artifact, and an object deleted behind our back makes the artifact observed as
 missing (drift). Removal deletes every *version* of every object under the model's prefix: a
 delete marker would leave the weights in a region the law says they must leave.
+
+Over 400 lines on purpose: everything the AWS provider does in S3 (bucket, artifacts, copies,
+version deletes), as ``providers/gcp/storage.py`` does in GCS, so that the two clouds read side by
+side.
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ completes (a mismatch abandons the upload and deletes anything at the key), then
 manifest ``<model>/.sovereign-artifact.json``, as on AWS. A deployment at a GCP site is recorded
 as ``deployments/<model>.json`` with status ``declared``: the intent record that the Pulumi stack
 in ``infra/`` provisions serving capacity from. It is not a running endpoint.
+
+Over 400 lines on purpose: everything the GCP provider does in GCS (bucket, artifacts, manifests,
+copies), as ``providers/aws/s3.py`` does in S3, so that the two clouds read side by side.
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 Each recorded step is a single CAS on ``state.json``, so it is all or nothing. The lease is
 checked just before that CAS and must have a sixth of its lifetime left; a taker must wait for
 it to expire, so a writer that lost its lease cannot land a write after the takeover.
+
+Over 400 lines on purpose: the whole ``StateStore`` over one bucket (reads, the lock, each recorded
+step), whose parts share one CAS-and-lease argument; the audit log is apart already
+(``objectstore/audit.py``).
 """
 
 from __future__ import annotations

@@ -2,6 +2,10 @@
 
 Reads, the lock (one row, taken over only by the rules of ``state.lease``) and the recorded
 steps; each step is one write transaction that first checks the caller still holds the lease.
+
+Over 400 lines on purpose: the whole ``StateStore`` on one SQLite file (reads, the lock, each
+recorded step), whose parts share one transaction-and-lease argument; the audit log is apart
+already (``sqlite/audit.py``).
 """
 
 from __future__ import annotations
