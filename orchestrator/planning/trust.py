@@ -28,13 +28,15 @@ import base64
 import hashlib
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from orchestrator.errors import RefusedError
 from orchestrator.fleet.model import Action, Directive, Fleet, Jurisdiction
 from orchestrator.fleet.signing import SIGNATURE_SUFFIX, verify_signatures
 from orchestrator.policy.clock import CLOCK_SKEW
-from orchestrator.state.base import PinnedAuthorities
+
+if TYPE_CHECKING:  # the state package is imported where a pin is made, not by every reader
+    from orchestrator.state.base import PinnedAuthorities
 
 __all__ = [
     "TRUST_PINNED",
@@ -316,6 +318,8 @@ def pins_after(
     pins: Mapping[str, PinnedAuthorities], changes: Iterable[TrustChange], at: datetime
 ) -> dict[str, PinnedAuthorities]:
     """The pins once ``changes`` are carried out."""
+    from orchestrator.state.base import PinnedAuthorities
+
     out = dict(pins)
     for c in changes:
         if c.kind == "unpin":

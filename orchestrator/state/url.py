@@ -16,11 +16,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestrator.errors import StateError, UsageError
 from orchestrator.fleet.drain import NO_DRAINS, Drains
-from orchestrator.state.base import StateStore
 from orchestrator.state.lease import DEFAULT_LEASE_SECONDS
+
+if TYPE_CHECKING:
+    from orchestrator.state.base import StateStore
 
 DEFAULT_STATE = Path(".sovereign") / "state.db"
 VALID_FORMS = (
