@@ -16,10 +16,13 @@ first worker's reason is the error.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import multiprocessing
 import os
 import queue
 import signal
+import sys
 import time
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
@@ -36,6 +39,7 @@ __all__ = ["serve_workers"]
 _READY_TIMEOUT_S = 120.0
 _STOP_TIMEOUT_S = 10.0
 _RESTART_BACKOFF_S = 1.0
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class _Stop(Exception):
@@ -46,10 +50,26 @@ def _raise_stop(signum: int, frame: object) -> None:
     raise _Stop
 
 
-def _worker(spec: GatewaySpec, host: str, port: int, index: int, report: Any) -> None:
-    """One worker process: build, load, bind (SO_REUSEPORT), report, serve until SIGTERM."""
+def _die_with_supervisor(supervisor: int) -> bool:
+    """Ask the kernel for SIGTERM when the supervisor dies (Linux ``PR_SET_PDEATHSIG``): a
+    worker leads its own session, so nothing else would stop it once a supervisor killed with
+    SIGKILL (an OOM kill, a CI timeout) can no longer. False when the supervisor is already
+    gone (it died before the request took effect)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    return os.getppid() == supervisor
+
+
+def _worker(
+    spec: GatewaySpec, host: str, port: int, index: int, report: Any, supervisor: int
+) -> None:
+    """One worker process: build, load, bind (SO_REUSEPORT), report, serve until SIGTERM
+    (from the supervisor, or from the kernel when the supervisor dies)."""
     os.setsid()  # a terminal's Ctrl-C reaches the supervisor only; it stops us with SIGTERM
     signal.signal(signal.SIGTERM, _raise_stop)
+    if not _die_with_supervisor(supervisor):
+        return
     try:
         gateway = spec.for_worker(index).build()  # a gateway, or sovereign authz (AuthzSpec)
         serving = gateway.load_initial()
@@ -90,7 +110,9 @@ def serve_workers(
 
     def start(index: int) -> None:
         proc = ctx.Process(
-            target=_worker, args=(spec, host, port, index, report), name=f"gateway-{index}"
+            target=_worker,
+            args=(spec, host, port, index, report, os.getpid()),
+            name=f"gateway-{index}",
         )
         proc.start()
         procs[index] = proc

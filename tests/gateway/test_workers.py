@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -17,7 +18,7 @@ from orchestrator.state import open_store
 from tests.fleet.builder import DIRECTIVE_FILE, FleetFactory
 from tests.gateway.support import Keys, wait_for
 from tests.gateway.test_applied import deploy, record
-from tests.processes import spawn
+from tests.processes import kill_group, spawn
 
 pytestmark = pytest.mark.slow  # gateway worker processes
 
@@ -94,6 +95,57 @@ def test_two_workers_share_the_port_and_each_follows_applies(
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "gateway stopped" in err
+
+
+def test_workers_stop_when_their_supervisor_is_killed(
+    keys: Keys, signed_fleet_factory: FleetFactory
+) -> None:
+    """A supervisor killed with SIGKILL (OOM, a CI timeout) cannot stop its workers, and they
+    lead their own sessions: the kernel's parent-death signal must end them."""
+    root = signed_fleet_factory(name="orphans")
+    deploy(root, "us-1", "m-us")
+    record(open_store(None, root), root)
+    proc = spawn(
+        [sys.executable, "-m", "orchestrator", "gateway", "--fleet", str(root), "--port", "0"]
+        + ["--token-key", str(keys.public_pem_path), "--workers", "2", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        text=True,
+    )
+    pids: set[int] = set()
+    try:
+        assert proc.stdout is not None
+        url = json.loads(proc.stdout.readline())["url"]
+        for _ in range(200):
+            with httpx.Client(trust_env=False, timeout=10) as client:
+                pid = _pid(client, url)
+            if pid is not None:
+                pids.add(pid)
+            if len(pids) == 2:
+                break
+        assert len(pids) == 2
+        os.kill(proc.pid, signal.SIGKILL)  # the supervisor only: workers are in other groups
+        proc.wait(timeout=30)
+
+        def gone(pid: int) -> bool:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            # a zombie is gone too (its parent, init, reaps it in its own time)
+            try:
+                with open(f"/proc/{pid}/stat") as stat:
+                    return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+            except FileNotFoundError:
+                return True
+
+        wait_for(lambda: all(gone(p) for p in pids), timeout=60)
+    finally:
+        kill_group(proc)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_each_worker_writes_its_own_decision_log(
