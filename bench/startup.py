@@ -8,6 +8,12 @@ installed package has its ``.pyc`` files; ``PYTHONDONTWRITEBYTECODE``, set in so
 shells, would otherwise recompile every module of Sovereign on every run), warmed once first.
 
     .venv/bin/python bench/startup.py [--runs N]
+    .venv/bin/python bench/startup.py --against ../before [--runs N]
+
+``--against CHECKOUT`` compares with another checkout of Sovereign (its own ``.venv``, e.g. a
+``git worktree`` at an older commit) in the same run: single runs alternate between the two
+trees, and it prints each tree's median CPU time and the ratio, the figure that survives a
+noisy machine.
 """
 
 from __future__ import annotations
@@ -41,11 +47,11 @@ CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECOD
 }
 
 
-def run_once(args: list[str]) -> tuple[float, float]:
+def run_once(args: list[str], python: str = sys.executable) -> tuple[float, float]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "orchestrator", *args],
+        [python, "-m", "orchestrator", *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         check=True,
@@ -57,10 +63,40 @@ def run_once(args: list[str]) -> tuple[float, float]:
     return wall, cpu
 
 
+def compare(other: Path, runs: int) -> None:
+    """Alternate single runs of each command between this tree and ``other``'s (its own
+    interpreter and fleet), so both see the same machine; print medians and the ratio."""
+    python = str(other / ".venv" / "bin" / "python")
+    if not Path(python).exists():
+        sys.exit(f"{other} has no .venv: run `make .venv/.installed-stamp` there first")
+
+    def theirs(args: list[str]) -> list[str]:
+        return [
+            str(other / a[len(str(REPO)) + 1 :]) if a.startswith(str(REPO)) else a for a in args
+        ]
+
+    print(f"{'command (CPU median)':<38} {'other':>9} {'this':>9} {'this/other':>11}")
+    for label, args in CASES.items():
+        run_once(args), run_once(theirs(args), python)  # warm both
+        mine: list[float] = []
+        other_cpu: list[float] = []
+        for i in range(runs):
+            order = [(mine, args, sys.executable), (other_cpu, theirs(args), python)]
+            for samples, argv, py in order if i % 2 == 0 else order[::-1]:
+                samples.append(run_once(argv, py)[1])
+        a, b = statistics.median(other_cpu), statistics.median(mine)
+        print(f"{label:<38} {a * 1000:>6.0f} ms {b * 1000:>6.0f} ms {b / a:>11.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
-    runs = parser.parse_args().runs
+    parser.add_argument("--against", type=Path, help="another checkout to compare with")
+    options = parser.parse_args()
+    runs = options.runs
+    if options.against is not None:
+        compare(options.against.resolve(), runs)
+        return
     for args in CASES.values():  # warm the file cache and write the bytecode caches
         run_once(args)
     print(f"{'command':<38} {'wall median':>12} {'cpu median':>11}   ({runs} runs each)")
