@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -164,6 +165,18 @@ def _export_cedar(out: Path | None, fleet: Path, at: str | None) -> None:
 
     export = cedar_export(load_fleet(fleet), parse_at_or_now(at))
     document = export.to_json()
+    _write(
+        document,
+        out,
+        lambda: (
+            f"wrote the Cedar rules at {document['at']} to {out}: "
+            f"{1 + len(export.forbids)} policies, {len(export.entities)} entities"
+        ),
+    )
+
+
+def _write(document: dict[str, Any], out: Path | None, said: Callable[[], str]) -> None:
+    """The document on stdout, or into ``out`` with one line on stderr saying what it holds."""
     if out is None:
         emit_json(document)
         return
@@ -173,12 +186,7 @@ def _export_cedar(out: Path | None, fleet: Path, at: str | None) -> None:
         raise UsageError(
             f"cannot write {out}: {exc.strerror}", hint="choose a writable --out path"
         ) from None
-    output.err().print(
-        f"wrote the Cedar rules at {document['at']} to {out}: "
-        f"{1 + len(export.forbids)} policies, {len(export.entities)} entities",
-        markup=False,
-        soft_wrap=True,
-    )
+    output.err().print(said(), markup=False, soft_wrap=True)
 
 
 def _export(jurisdiction: str, format_: str, out: Path | None, fleet: Path, at: str | None) -> None:
@@ -189,18 +197,11 @@ def _export(jurisdiction: str, format_: str, out: Path | None, fleet: Path, at: 
         )
     when = parse_at_or_now(at)
     document = export_stack_input(load_fleet(fleet), when, jurisdiction)
-    if out is None:
-        emit_json(document)
-        return
-    try:
-        out.write_text(json.dumps(document, indent=2) + "\n")
-    except OSError as exc:
-        raise UsageError(
-            f"cannot write {out}: {exc.strerror}", hint="choose a writable --out path"
-        ) from None
-    output.err().print(
-        f"wrote the desired state of {jurisdiction} to {out}: "
-        f"{len(document['deployments'])} deployments at {len(document['sites'])} sites",
-        markup=False,
-        soft_wrap=True,
+    _write(
+        document,
+        out,
+        lambda: (
+            f"wrote the desired state of {jurisdiction} to {out}: "
+            f"{len(document['deployments'])} deployments at {len(document['sites'])} sites"
+        ),
     )
