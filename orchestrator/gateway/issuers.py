@@ -34,7 +34,6 @@ does.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 import urllib.request
@@ -57,8 +56,10 @@ from orchestrator.gateway.callers import Caller
 from orchestrator.gateway.tokens import (
     TokenError,
     algorithm_for,
+    asymmetric_header,
     caller_label,
     principal_from_claims,
+    subject_hash,
 )
 from orchestrator.policy.principal import Principal
 
@@ -341,13 +342,7 @@ class _Issuer:
 
     def verify(self, token: str, tenants: Mapping[str, Tenant], now: float) -> _Verified:
         config = self.config
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise TokenError("malformed token") from None
-        alg = header.get("alg")
-        if not isinstance(alg, str) or alg.lower() == "none" or alg.upper().startswith("HS"):
-            raise TokenError(f"algorithm {alg!r} is not accepted")
+        alg, header = asymmetric_header(token)
         kid = header.get("kid")
         if not isinstance(kid, str):
             raise TokenError("token has no kid: keys of an issuer are chosen by kid")
@@ -387,9 +382,7 @@ class _Issuer:
         if residency is not None:
             mapped["residency"] = residency
         principal = principal_from_claims(mapped)  # the one claims-to-principal function
-        sub = claims.get("sub")
-        digest = hashlib.sha256(sub.encode()).hexdigest()[:16] if isinstance(sub, str) else None
-        caller = Caller(principal, "issuer", caller_label(config.issuer, digest))
+        caller = Caller(principal, "issuer", caller_label(config.issuer, subject_hash(claims)))
         self.within_tenant(principal, tenants, now)
         exp, nbf = float(claims["exp"]), float(claims.get("nbf", 0))
         return _Verified(caller, exp, nbf, kid, self.jwks.generation)

@@ -46,10 +46,12 @@ __all__ = [
     "TokenVerifier",
     "VerifiedToken",
     "algorithm_for",
+    "asymmetric_header",
     "caller_label",
     "is_group_name",
     "load_token_keys",
     "principal_from_claims",
+    "subject_hash",
 ]
 
 DEFAULT_AUDIENCE = "sovereign"
@@ -96,6 +98,26 @@ class VerifiedToken:
 
 
 _MAX_LABEL_ISSUER = 200
+
+
+def asymmetric_header(token: str) -> tuple[str, dict[str, Any]]:
+    """The token's algorithm and header, read before any key is chosen; TokenError for a
+    malformed header, ``none`` or an HMAC algorithm (a public key used as an HMAC secret would
+    let anyone who has it sign): every verifier here takes asymmetric signatures only."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise TokenError("malformed token") from None
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg.lower() == "none" or alg.upper().startswith("HS"):
+        raise TokenError(f"algorithm {alg!r} is not accepted")
+    return alg, header
+
+
+def subject_hash(claims: Mapping[str, Any]) -> str | None:
+    """A non-reversible reference to the token's ``sub`` for logs (never the subject itself)."""
+    sub = claims.get("sub")
+    return hashlib.sha256(sub.encode()).hexdigest()[:16] if isinstance(sub, str) else None
 
 
 def caller_label(issuer: object, subject_hash: str | None) -> str:
@@ -312,13 +334,7 @@ class TokenVerifier:
     def _verify_uncached(self, token: str) -> tuple[VerifiedToken, float, float]:
         if len(token) > _MAX_TOKEN_CHARS:
             raise TokenError("token too long")
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise TokenError("malformed token") from None
-        alg = header.get("alg")
-        if not isinstance(alg, str) or alg.lower() == "none" or alg.upper().startswith("HS"):
-            raise TokenError(f"algorithm {alg!r} is not accepted")
+        alg, header = asymmetric_header(token)
         if alg not in self._algorithms:
             raise TokenError(f"algorithm {alg!r} is not accepted")
         kid = header.get("kid")
@@ -357,8 +373,7 @@ class TokenVerifier:
             except jwt.PyJWTError:
                 last = TokenError("token is invalid")
                 break
-            sub = claims.get("sub")
-            digest = hashlib.sha256(sub.encode()).hexdigest()[:16] if isinstance(sub, str) else None
+            digest = subject_hash(claims)
             exp = float(claims["exp"])
             nbf = float(claims.get("nbf", 0))
             principal = principal_from_claims(claims)
