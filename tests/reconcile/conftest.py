@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.demo.workspace import Workspace, prepare_workspace
 from tests.fleet.builder import FleetFactory
 
 WITHDRAW_YAML = """\
@@ -66,3 +67,11 @@ def local_fleet(signed_fleet_factory: FleetFactory) -> LocalFleet:
         return root
 
     return make
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workspace:
+    """A scratch copy of the example fleet with the June 12 directive added."""
+    w = prepare_workspace(Path(__file__).resolve().parents[2] / "regions", tmp_path / "ws")
+    w.add_directive("us-doc-2026-06-12.yaml")
+    return w

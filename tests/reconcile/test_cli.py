@@ -7,26 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli.app import main
-from orchestrator.demo.workspace import Workspace, prepare_workspace
+from orchestrator.demo.workspace import Workspace
+from tests.cli.support import run_cli as cli
 
 REPO = Path(__file__).resolve().parents[2]
 AT = "2026-06-13T00:00:00Z"
-
-
-@pytest.fixture
-def ws(tmp_path: Path) -> Workspace:
-    w = prepare_workspace(REPO / "regions", tmp_path / "ws")
-    w.add_directive("us-doc-2026-06-12.yaml")
-    return w
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as done:
-        main(list(args))
-    out, err = capsys.readouterr()
-    code = done.value.code
-    return (code if isinstance(code, int) else 1), out, err
 
 
 def fleet_args(w: Workspace) -> list[str]:

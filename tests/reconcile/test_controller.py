@@ -22,8 +22,7 @@ import httpx
 import pytest
 from prometheus_client import generate_latest
 
-from orchestrator.cli.app import main
-from orchestrator.demo.workspace import Workspace, prepare_workspace
+from orchestrator.demo.workspace import Workspace
 from orchestrator.logs import JsonLines, stream_sink
 from orchestrator.reconcile.controller import (
     Controller,
@@ -35,30 +34,16 @@ from orchestrator.reconcile.controller import (
 )
 from orchestrator.reconcile.retry import Backoff
 from orchestrator.state import open_store
+from tests.cli.support import run_cli as cli
 from tests.reconcile.conftest import WITHDRAW_YAML, LocalFleet
 
 REPO = Path(__file__).resolve().parents[2]
 DIRECTIVE = "directives/us-d1.yaml"
 
 
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as done:
-        main(list(args))
-    out, err = capsys.readouterr()
-    code = done.value.code
-    return (code if isinstance(code, int) else 1), out, err
-
-
 def deployments(fleet_dir: Path) -> set[str]:
     root = fleet_dir / ".sovereign" / "sites"
     return {f"{p.parent.parent.name}/{p.stem}" for p in root.glob("*/deployments/*.json")}
-
-
-@pytest.fixture
-def ws(tmp_path: Path) -> Workspace:
-    w = prepare_workspace(REPO / "regions", tmp_path / "ws")
-    w.add_directive("us-doc-2026-06-12.yaml")
-    return w
 
 
 def test_once_converges_a_changed_fleet_and_repairs_drift(
